@@ -1,0 +1,41 @@
+# The README's contract: `make serve` and `make test` work on a fresh machine.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+# Extra pip arguments for torch; users elsewhere can point these at PyTorch's CPU wheel index.
+TORCH_PIP_ARGS ?=
+HOST ?= 127.0.0.1
+PORT ?= 8080
+SERVE_ARGS ?=
+
+.PHONY: setup serve test bench lint clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml requirements.lock
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# CPU torch first: argostranslate pulls in stanza, which needs torch; otherwise pip picks a CUDA build.
+	$(PIP) install -q torch==2.13.0 $(TORCH_PIP_ARGS)
+	$(PIP) install -q -r requirements.lock
+	$(PIP) install -q --no-deps -e .
+	touch $@
+
+serve: setup
+	$(VENV)/bin/peerwell serve --host $(HOST) --port $(PORT) $(SERVE_ARGS)
+
+test: setup
+	$(PY) -m ruff check .
+	$(PY) -m pytest -p no:cacheprovider -q
+
+bench: setup
+	$(PY) -m bench.sfu
+	$(PY) -m bench.captions
+	$(PY) -m bench.translate
+
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""peerwell: self-hosted video rooms for online support groups."""
