@@ -1,0 +1,242 @@
+"""A headless aiortc participant for tests, benchmarks and bots.
+
+It publishes media encoded once beforehand (no per-client encoding) and counts what it receives
+without decoding it (the same receiver tap the server uses), so it costs the machine little and lets
+tests check forwarded frames byte for byte.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import struct
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import aiohttp
+import av
+import numpy as np
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamTrack
+
+from sfu import aiortc_adapter
+from sfu.framing import AssembledFrame
+
+TRAILER = struct.Struct("!4sII")  # magic, publisher tag, frame number: identifies a frame end to end
+TRAILER_MAGIC = b"PWtr"
+
+
+def encode_vp8_clip(frames: int = 60, width: int = 640, height: int = 480, fps: int = 30,
+                    bitrate: int = 500_000, keyframe_interval: int = 30) -> list[bytes]:
+    """A moving test pattern encoded once; replayed by publishers."""
+    codec = av.CodecContext.create("libvpx", "w")
+    codec.width, codec.height, codec.pix_fmt = width, height, "yuv420p"
+    codec.bit_rate = bitrate
+    codec.framerate = fps
+    codec.time_base = Fraction(1, fps)
+    codec.options = {"deadline": "realtime", "cpu-used": "8", "g": str(keyframe_interval),
+                     "keyint_min": str(keyframe_interval), "lag-in-frames": "0"}
+    packets: list[av.Packet] = []
+    columns = np.arange(width, dtype=np.uint16)[None, :]
+    for i in range(frames):
+        image = np.zeros((height, width, 3), np.uint8)
+        image[..., 1] = (columns + i * 3) % 256
+        x = (i * 10) % width
+        image[:, x:x + 40, 0] = 255
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+        frame.pts = i
+        packets.extend(codec.encode(frame))
+    packets.extend(codec.encode(None))
+    return [bytes(p) for p in packets]
+
+
+def encode_opus_clip(pcm: np.ndarray | None = None, seconds: float = 2.0) -> list[bytes]:
+    """20 ms Opus packets from 48 kHz mono int16 (a quiet tone if none is given)."""
+    if pcm is None:
+        t = np.arange(int(48000 * seconds)) / 48000
+        pcm = (np.sin(2 * np.pi * 440 * t) * 3000).astype(np.int16)
+    codec = av.CodecContext.create("libopus", "w")
+    codec.sample_rate = 48000
+    codec.layout = "mono"
+    codec.format = "s16"
+    codec.bit_rate = 32000
+    codec.time_base = Fraction(1, 48000)
+    packets: list[bytes] = []
+    for i, start in enumerate(range(0, len(pcm) - 959, 960)):
+        frame = av.AudioFrame.from_ndarray(pcm[None, start:start + 960], format="s16", layout="mono")
+        frame.sample_rate = 48000
+        frame.pts = i * 960
+        packets.extend(bytes(p) for p in codec.encode(frame))
+    packets.extend(bytes(p) for p in codec.encode(None))
+    return packets
+
+
+class ReplayTrack(MediaStreamTrack):
+    """Sends pre-encoded frames in real time, looping; each video frame carries a trailer with its
+    publisher tag and number (VP8 decoders ignore trailing bytes) so receivers can match it."""
+
+    def __init__(self, kind: str, frames: Sequence[bytes], fps: float, tag: int, mark: bool) -> None:
+        super().__init__()
+        self.kind = kind
+        self._frames = list(frames)
+        self._interval = 1.0 / fps
+        self._clock_step = int((90000 if kind == "video" else 48000) * self._interval)
+        self._time_base = Fraction(1, 90000 if kind == "video" else 48000)
+        self._tag = tag
+        self._mark = mark
+        self._count = 0
+        self._start: float | None = None
+        self.sent_at: dict[int, float] = {}
+
+    async def recv(self) -> av.Packet:
+        if self._start is None:
+            self._start = time.perf_counter()
+        due = self._start + self._count * self._interval
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        data = self._frames[self._count % len(self._frames)]
+        if self._mark:
+            data = data + TRAILER.pack(TRAILER_MAGIC, self._tag, self._count)
+        packet = av.Packet(data)
+        packet.pts = self._count * self._clock_step
+        packet.time_base = self._time_base
+        self.sent_at[self._count] = time.perf_counter()
+        if len(self.sent_at) > 2000:
+            self.sent_at.pop(next(iter(self.sent_at)))
+        self._count += 1
+        return packet
+
+
+@dataclass
+class ReceivedFrame:
+    data: bytes
+    received_at: float  # time.perf_counter()
+
+
+@dataclass
+class RoomClient:
+    url: str  # ws://127.0.0.1:PORT/ws
+    room: str
+    name: str
+    video_frames: Sequence[bytes] | None = None
+    audio_frames: Sequence[bytes] | None = None
+    fps: float = 30.0
+    tag: int = 0
+    mark_frames: bool = True
+    keep_frames: bool = True  # keep received bytes (tests); benchmarks only count
+    participant_id: str | None = None
+    joined: dict = field(default_factory=dict)
+    tracks: dict[str, dict] = field(default_factory=dict)  # mid -> {participant_id, kind}
+    frames: dict[str, list[ReceivedFrame]] = field(default_factory=lambda: defaultdict(list))
+    frame_counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    events: list[dict] = field(default_factory=list)
+    signals: list[dict] = field(default_factory=list)
+    errors: list[dict] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.video_track: ReplayTrack | None = None
+        self.audio_track: ReplayTrack | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._answer: asyncio.Future[str] | None = None
+        self._joined: asyncio.Future[dict] | None = None
+        self.pc.on("track", self._on_track)
+        self.channel = self.pc.createDataChannel("peerwell")
+        self.channel.on("message", lambda raw: self.events.append(json.loads(raw)))
+
+    async def join(self, timeout: float = 20.0) -> None:
+        loop = asyncio.get_running_loop()
+        self._session = aiohttp.ClientSession()
+        self._ws = await self._session.ws_connect(self.url)
+        self._joined = loop.create_future()
+        self._answer = loop.create_future()
+        self._reader = asyncio.ensure_future(self._read())
+        await self.send({"type": "join", "room": self.room, "name": self.name})
+        self.joined = await asyncio.wait_for(self._joined, timeout)
+        self.participant_id = self.joined["participant_id"]
+        if self.audio_frames:
+            self.audio_track = ReplayTrack("audio", self.audio_frames, 50.0, self.tag, mark=False)
+            self.pc.addTransceiver(self.audio_track, direction="sendonly")
+        if self.video_frames:
+            self.video_track = ReplayTrack("video", self.video_frames, self.fps, self.tag, self.mark_frames)
+            self.pc.addTransceiver(self.video_track, direction="sendonly")
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        await self.send({"type": "offer", "sdp": self.pc.localDescription.sdp})
+        await asyncio.wait_for(self._answer, timeout)
+
+    async def send(self, message: dict) -> None:
+        assert self._ws is not None
+        await self._ws.send_str(json.dumps(message))
+
+    def send_channel(self, message: dict) -> None:
+        self.channel.send(json.dumps(message))
+
+    async def _read(self) -> None:
+        assert self._ws is not None
+        async for raw in self._ws:
+            if raw.type != aiohttp.WSMsgType.TEXT:
+                break
+            message = json.loads(raw.data)
+            self.signals.append(message)
+            kind = message.get("type")
+            if kind == "joined" and self._joined and not self._joined.done():
+                self._joined.set_result(message)
+            elif kind == "answer" and self._answer and not self._answer.done():
+                # Applied here, in order: the server's next offer may already be queued behind it.
+                await self.pc.setRemoteDescription(RTCSessionDescription(sdp=message["sdp"], type="answer"))
+                self._answer.set_result(message["sdp"])
+            elif kind == "offer":
+                await self._answer_server_offer(message)
+            elif kind == "error":
+                self.errors.append(message)
+                if self._joined and not self._joined.done():
+                    self._joined.set_exception(RuntimeError(message["message"]))
+
+    async def _answer_server_offer(self, message: dict) -> None:
+        self.tracks = message["tracks"]
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=message["sdp"], type="offer"))
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        await self.send({"type": "answer", "sdp": self.pc.localDescription.sdp})
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        transceiver = next(t for t in self.pc.getTransceivers() if t.receiver.track is track)
+
+        def count(frame: AssembledFrame) -> None:
+            mid = transceiver.mid or "?"
+            self.frame_counts[mid] += 1
+            if self.keep_frames:
+                self.frames[mid].append(ReceivedFrame(frame.data, time.perf_counter()))
+
+        aiortc_adapter.tap_receiver(transceiver.receiver, track.kind, count)
+
+    def frames_from(self, participant_id: str, kind: str) -> list[ReceivedFrame]:
+        return [f for mid, info in self.tracks.items()
+                if info["participant_id"] == participant_id and info["kind"] == kind
+                for f in self.frames.get(mid, [])]
+
+    def count_from(self, participant_id: str, kind: str) -> int:
+        return sum(self.frame_counts.get(mid, 0) for mid, info in self.tracks.items()
+                   if info["participant_id"] == participant_id and info["kind"] == kind)
+
+    async def leave(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.send({"type": "leave"})
+        await self.close()
+
+    async def close(self) -> None:
+        await self.pc.close()
+        if self._ws is not None:
+            await self._ws.close()
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        if self._session is not None:
+            await self._session.close()

@@ -1,0 +1,218 @@
+"""A Participant is one person in a room: one peer connection, renegotiated by the server.
+
+Layout: the client makes the first offer (its own audio/video, sendonly, and the data channel). After
+that only the server offers, whenever forwarded tracks come or go, so there is never glare. Each
+forwarded track gets a sendonly transceiver ("slot"); when its publisher leaves the slot goes
+inactive and is reused for the next publication of the same kind and codec.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCRtpTransceiver
+from aiortc import RTCSessionDescription
+from aiortc.mediastreams import MediaStreamTrack
+
+from sfu import aiortc_adapter, messages
+from sfu.codecs import FORWARDABLE, subscriber_codecs
+from sfu.publication import Publication
+from sfu.subscription import Subscription
+
+if TYPE_CHECKING:
+    from sfu.room import Room
+
+logger = logging.getLogger(__name__)
+
+SignalSender = Callable[[messages.Struct], Awaitable[None]]
+CHANNEL_BACKLOG = 64  # events kept while the data channel opens
+
+
+class NegotiationError(Exception):
+    pass
+
+
+@dataclass
+class Slot:
+    transceiver: RTCRtpTransceiver
+    subscription: Subscription
+    mime_type: str
+
+
+class Participant:
+    def __init__(self, participant_id: str, name: str, room: Room, send_signal: SignalSender,
+                 rtc_configuration: RTCConfiguration | None = None, role: str = "participant") -> None:
+        self.id = participant_id
+        self.name = name
+        self.role = role
+        self.room = room
+        self.spoken_language: str | None = None
+        self._send_signal = send_signal
+        self.pc = RTCPeerConnection(rtc_configuration)
+        self.publications: dict[str, Publication] = {}  # by kind
+        self.slots: list[Slot] = []
+        self.channel: RTCDataChannel | None = None
+        self._channel_backlog: list[str] = []
+        self._negotiation_lock = asyncio.Lock()
+        self._initial_answer_sent = False
+        self._needs_offer = False
+        self._offer_outstanding = False
+        self.closed = False
+        self.pc.on("track", self._on_track)
+        self.pc.on("datachannel", self._on_datachannel)
+        self.pc.on("connectionstatechange", self._on_connection_state)
+
+    @property
+    def ready(self) -> bool:
+        """The client's own offer has been answered: the server may now offer."""
+        return self._initial_answer_sent
+
+    def info(self) -> messages.ParticipantInfo:
+        return messages.ParticipantInfo(id=self.id, name=self.name, role=self.role)
+
+    # --- negotiation -------------------------------------------------------------------------
+
+    async def accept_offer(self, sdp: str) -> None:
+        async with self._negotiation_lock:
+            if self._initial_answer_sent:
+                raise NegotiationError("only the first offer comes from the client; later ones come from the server")
+            try:
+                await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+                answer = await self.pc.createAnswer()
+                await self.pc.setLocalDescription(answer)
+            except Exception as exc:  # aiortc raises several types for bad SDP
+                raise NegotiationError(f"cannot use this offer: {exc}") from None
+            await self._send_signal(messages.ServerAnswer(sdp=self.pc.localDescription.sdp))
+            self._initial_answer_sent = True
+        for publication in self.publications.values():
+            self.room.publication_started(publication)
+        self.room.subscribe_to_everyone(self)
+        self._schedule_offer()
+
+    async def accept_answer(self, sdp: str) -> None:
+        async with self._negotiation_lock:
+            if not self._offer_outstanding:
+                raise NegotiationError("no offer is waiting for an answer")
+            try:
+                await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+            except Exception as exc:
+                raise NegotiationError(f"cannot use this answer: {exc}") from None
+            self._offer_outstanding = False
+        self._schedule_offer()
+
+    def _schedule_offer(self, changed: bool = False) -> None:
+        self._needs_offer = self._needs_offer or changed
+        if self._needs_offer and self._initial_answer_sent and not self._offer_outstanding and not self.closed:
+            asyncio.ensure_future(self._send_offer())
+
+    async def _send_offer(self) -> None:
+        async with self._negotiation_lock:
+            if not self._needs_offer or self._offer_outstanding or self.closed:
+                return
+            self._needs_offer = False
+            self._offer_outstanding = True
+            await self.pc.setLocalDescription(await self.pc.createOffer())
+            tracks = {
+                slot.transceiver.mid: messages.TrackInfo(
+                    participant_id=slot.subscription.publication.participant_id, kind=slot.subscription.kind)
+                for slot in self.slots
+                if slot.subscription.publication is not None and slot.transceiver.mid is not None
+            }
+            await self._send_signal(messages.ServerOffer(sdp=self.pc.localDescription.sdp, tracks=tracks))
+
+    # --- publishing --------------------------------------------------------------------------
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        transceiver = next(t for t in self.pc.getTransceivers() if t.receiver.track is track)
+        publication = Publication(self.id, track.kind, transceiver.receiver)
+        publication.codec = aiortc_adapter.negotiated_codec(transceiver)
+        if publication.codec is None or publication.codec.mimeType.lower() not in FORWARDABLE:
+            logger.warning("participant %s offered no forwardable %s codec", self.id, track.kind)
+            publication.close()
+            return
+        self.publications[track.kind] = publication
+
+    # --- subscribing -------------------------------------------------------------------------
+
+    def subscribe(self, publication: Publication) -> None:
+        if self.closed or publication.codec is None or self.subscription_for(publication):
+            return
+        mime = publication.codec.mimeType.lower()
+        slot = next((s for s in self.slots if s.subscription.publication is None
+                     and s.subscription.kind == publication.kind and s.mime_type == mime), None)
+        if slot is None:
+            transceiver = self.pc.addTransceiver(publication.kind, direction="sendonly")
+            transceiver.setCodecPreferences(subscriber_codecs(publication.codec))
+            subscription = Subscription(publication.kind, self.id)
+            transceiver.sender.replaceTrack(subscription)
+            aiortc_adapter.redirect_keyframe_requests(transceiver.sender, subscription.request_keyframe)
+            slot = Slot(transceiver, subscription, mime)
+            self.slots.append(slot)
+        else:
+            slot.transceiver.direction = "sendonly"
+        slot.subscription.bind(publication)
+        self._schedule_offer(changed=True)
+
+    def unsubscribe(self, publication: Publication) -> None:
+        for slot in self.slots:
+            if slot.subscription.publication is publication:
+                slot.subscription.unbind()
+                slot.transceiver.direction = "inactive"
+                self._schedule_offer(changed=True)
+
+    def subscription_for(self, publication: Publication) -> Subscription | None:
+        return next((s.subscription for s in self.slots if s.subscription.publication is publication), None)
+
+    # --- data channel ------------------------------------------------------------------------
+
+    def _on_datachannel(self, channel: RTCDataChannel) -> None:
+        if self.channel is not None:
+            channel.close()  # one channel per participant
+            return
+        self.channel = channel
+        channel.on("message", lambda raw: self.room.channel_message(self, raw))
+        if channel.readyState == "open":
+            self._flush_backlog()
+        else:
+            channel.on("open", self._flush_backlog)
+
+    def _flush_backlog(self) -> None:
+        backlog, self._channel_backlog = self._channel_backlog, []
+        for text in backlog:
+            self._send_text(text)
+
+    def send_event(self, message: messages.Struct) -> None:
+        text = messages.encode(message)
+        if self.channel is not None and self.channel.readyState == "open":
+            self._send_text(text)
+        elif len(self._channel_backlog) < CHANNEL_BACKLOG:
+            self._channel_backlog.append(text)
+
+    def _send_text(self, text: str) -> None:
+        assert self.channel is not None
+        try:
+            self.channel.send(text)
+        except Exception:  # closing transport; the participant is on its way out
+            logger.debug("data channel send failed for %s", self.id)
+
+    async def send_signal(self, message: messages.Struct) -> None:
+        await self._send_signal(message)
+
+    # --- lifetime ----------------------------------------------------------------------------
+
+    def _on_connection_state(self) -> None:
+        logger.info("participant %s connection %s", self.id, self.pc.connectionState)
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for slot in self.slots:
+            slot.subscription.stop()
+        for publication in self.publications.values():
+            publication.close()
+        await self.pc.close()

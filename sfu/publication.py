@@ -1,0 +1,112 @@
+"""A Publication is one track a participant sends; it fans encoded frames out to its sinks.
+
+Sinks are subscriptions (one per listener) and, for audio, at most one decoded-audio tap. Fan-out
+never awaits: each sink queues or drops on its own, so a slow subscriber cannot stall the publisher.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from aiortc import RTCRtpReceiver
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+from sfu import aiortc_adapter
+from sfu.codecs import FORWARDABLE, is_keyframe
+from sfu.framing import AssembledFrame
+
+logger = logging.getLogger(__name__)
+
+KEYFRAME_REQUEST_INTERVAL = 0.5  # seconds between PLIs we send one publisher, however many ask
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedFrame:
+    """One encoded frame as the publisher sent it, shared read-only by every sink."""
+
+    data: bytes
+    timestamp: int  # publisher's RTP timestamp (codec clock)
+    keyframe: bool
+    received_at: float  # time.monotonic() when the frame was complete
+
+
+class FrameSink(Protocol):
+    def deliver(self, frame: EncodedFrame) -> None: ...
+
+
+_ids = itertools.count(1)
+
+
+class Publication:
+    def __init__(self, participant_id: str, kind: str, receiver: RTCRtpReceiver,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.id = f"pub{next(_ids)}"
+        self.participant_id = participant_id
+        self.kind = kind
+        self.receiver = receiver
+        self.codec: RTCRtpCodecParameters | None = None
+        self.paused = False  # e.g. muted by the facilitator: nothing is forwarded
+        self._clock = clock
+        self._sinks: list[FrameSink] = []
+        self._ssrc: int | None = None
+        self._last_keyframe_request = -1e9
+        self._waiting_for_keyframe = kind == "video"
+        self.frames_received = 0
+        self.keyframe_requests_sent = 0
+        self.closed = False
+        aiortc_adapter.tap_receiver(receiver, kind, self._on_assembled)
+
+    @property
+    def sinks(self) -> tuple[FrameSink, ...]:
+        return tuple(self._sinks)
+
+    def add_sink(self, sink: FrameSink) -> None:
+        self._sinks.append(sink)
+        if self.kind == "video":
+            self.request_keyframe()  # a new subscriber can show nothing until the next keyframe
+
+    def remove_sink(self, sink: FrameSink) -> None:
+        if sink in self._sinks:
+            self._sinks.remove(sink)
+
+    def request_keyframe(self) -> None:
+        if self.kind != "video" or self._ssrc is None or self.closed:
+            return
+        now = self._clock()
+        if now - self._last_keyframe_request < KEYFRAME_REQUEST_INTERVAL:
+            return
+        self._last_keyframe_request = now
+        self.keyframe_requests_sent += 1
+        aiortc_adapter.request_keyframe(self.receiver, self._ssrc)
+
+    def _on_assembled(self, assembled: AssembledFrame) -> None:
+        self._ssrc = assembled.ssrc
+        codec = aiortc_adapter.receiver_codec(self.receiver, assembled.payload_type)
+        if codec is None or codec.mimeType.lower() not in FORWARDABLE:
+            return
+        if self.codec is None or self.codec.payloadType != codec.payloadType:
+            self.codec = codec
+        self.frames_received += 1
+        keyframe = is_keyframe(codec.mimeType, assembled.data)
+        if self.kind == "video":
+            if assembled.discontinuity:
+                self._waiting_for_keyframe = True
+            if self._waiting_for_keyframe:
+                if not keyframe:
+                    self.request_keyframe()
+                    return
+                self._waiting_for_keyframe = False
+        if self.paused:
+            return
+        frame = EncodedFrame(assembled.data, assembled.timestamp, keyframe, self._clock())
+        for sink in self._sinks:
+            sink.deliver(frame)
+
+    def close(self) -> None:
+        self.closed = True
+        self._sinks.clear()
