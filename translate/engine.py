@@ -1,0 +1,104 @@
+"""Run one installed Argos package on caption text, without Argos' sentence splitting.
+
+Why we do not call ``argostranslate.translate``:
+
+* Argos 1.11 splits text into sentences with MiniSBD, which **downloads a model at translate time**. On an
+  air-gapped server that fails mid-meeting, and anywhere else it is a network request nobody asked for.
+* Importing ``argostranslate.translate`` imports ``argostranslate.sbd``, hence Stanza and torch (seconds of
+  start-up, hundreds of MB), and with ``ARGOS_CHUNK_TYPE=SPACY`` it downloads a spaCy model *at import*.
+  Setting environment variables cannot make that path safe, so we avoid it entirely.
+* Captions are one to three short sentences. A punctuation split is all they need, and the sentences of a
+  caption go to the model as one batch.
+
+So we take what Argos loads for us (``argostranslate.package.Package``: metadata and its SentencePiece or
+BPE tokenizer) and drive the package's CTranslate2 model ourselves, with Argos' decoding options
+(``replace_unknowns``, ``target_prefix``, ``length_penalty``), a smaller beam for latency, and an output
+length cap proportional to the input, as real translations are (this also stops a degenerate model from
+looping to the maximum length). Nothing here opens a socket.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from translate.catalog import InstalledPair
+
+_SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+")
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split caption text after sentence-final punctuation; good enough for 1-3 short sentences."""
+    return [s for s in (part.strip() for part in _SENTENCE_END.split(text)) if s]
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    beam_size: int = 2  # Argos uses 4; 2 keeps nearly all the quality at a lower caption latency
+    length_ratio: float = 1.5  # output tokens allowed per input token (languages expand differently)
+    length_margin: int = 8
+    max_length: int = 256
+
+    def max_decoding_length(self, input_tokens: int) -> int:
+        return min(self.max_length, math.ceil(input_tokens * self.length_ratio) + self.length_margin)
+
+
+class PackageEngine:
+    """One package's tokenizer and CTranslate2 translator, loaded on first use (thread-safe)."""
+
+    def __init__(self, pair: InstalledPair, *, device: str = "cpu", compute_type: str = "auto",
+                 intra_threads: int = 0, options: DecodeOptions | None = None) -> None:
+        self.pair = pair
+        self.device = device
+        self.compute_type = compute_type
+        self.intra_threads = intra_threads
+        self.options = options or DecodeOptions()
+        self._translator: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._translator is not None
+
+    def load(self) -> None:
+        if self._translator is not None:
+            return
+        with self._lock:
+            if self._translator is None:
+                import ctranslate2
+
+                self.pair.package.tokenizer.encode("warm up")  # loads the tokenizer model once
+                self._translator = ctranslate2.Translator(
+                    str(self.pair.path / "model"), device=self.device, compute_type=self.compute_type,
+                    inter_threads=1, intra_threads=self.intra_threads)
+
+    def unload(self) -> None:
+        with self._lock:
+            self._translator = None
+
+    def translate(self, text: str) -> str:
+        sentences = split_sentences(text)
+        if not sentences:
+            return ""
+        self.load()
+        pkg = self.pair.package
+        batch = [pkg.tokenizer.encode(sentence) for sentence in sentences]
+        prefix = pkg.target_prefix or ""
+        results = self._translator.translate_batch(
+            batch,
+            target_prefix=[[prefix]] * len(batch) if prefix else None,
+            beam_size=self.options.beam_size,
+            max_decoding_length=self.options.max_decoding_length(max(len(t) for t in batch)),
+            replace_unknowns=True,
+            length_penalty=0.2,
+        )
+        out: list[str] = []
+        for result in results:
+            value = pkg.tokenizer.decode(result.hypotheses[0])
+            if prefix and value.startswith(prefix):
+                value = value[len(prefix):]
+            out.append(value.strip())
+        return " ".join(s for s in out if s)

@@ -1,0 +1,267 @@
+"""Fan translated captions out to the listeners who asked for a subtitle language.
+
+Each final caption is translated once per target language some listener chose, never once per listener,
+and each result goes only to the listeners of that language. Listeners who chose the caption's own
+language, or nothing, get nothing (they read the original). Finals for a target are sent in caption
+order. Partial (in-progress) captions can optionally be translated too, at most once per segment, target
+and ``partial_interval`` seconds; a partial that finishes after its segment's final is discarded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Coroutine, Hashable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from translate.errors import NoTranslationModel, TranslationBusy
+from translate.service import TranslationService
+from translate.subtitle import CaptionLike, Subtitle
+
+log = logging.getLogger(__name__)
+
+SendFn = Callable[[str, Subtitle], None]
+MissingFn = Callable[[str, NoTranslationModel], None]
+
+_RECENT_SEGMENTS = 512  # finalized segment ids remembered to discard late partials
+
+
+@dataclass
+class RouterStats:
+    translations_run: int = 0  # final caption x target translations that ran a model
+    cache_hits: int = 0  # final caption x target translations served from the cache
+    subtitles_sent: int = 0
+    partial_translations: int = 0
+    partials_sent: int = 0
+    dropped_busy: int = 0  # translation queue full: subtitle skipped rather than delayed
+    missing_model: int = 0
+    errors: int = 0
+
+
+@dataclass(frozen=True)
+class SubtitleChoice:
+    """Outcome of ``set_choice``: the language now chosen and speaker languages it cannot cover."""
+
+    language: str | None
+    missing: tuple[NoTranslationModel, ...] = field(default=())
+
+    @property
+    def warnings(self) -> list[str]:
+        return [str(err) for err in self.missing]
+
+
+class SubtitleRouter:
+    def __init__(
+        self,
+        service: TranslationService,
+        send: SendFn,
+        *,
+        partial_interval: float | None = None,
+        on_missing_model: MissingFn | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``partial_interval`` (seconds) enables partial translation; None (default) disables it.
+
+        ``on_missing_model(listener_id, error)`` is called once per listener and language pair when a
+        caption arrives in a language that cannot be translated into the listener's choice.
+        """
+        self.service = service
+        self.send = send
+        self.partial_interval = partial_interval
+        self.on_missing_model = on_missing_model
+        self.clock = clock
+        self.stats = RouterStats()
+        self.source_languages: set[str] = set()
+        self._choices: dict[str, str] = {}
+        self._target_locks: dict[str, asyncio.Lock] = {}
+        self._finalized: OrderedDict[Hashable, None] = OrderedDict()
+        self._partial_last: dict[tuple[Hashable, str], float] = {}
+        self._partial_busy: set[tuple[Hashable, str]] = set()
+        self._told_missing: set[tuple[str, str, str]] = set()
+        self._background: set[asyncio.Task[None]] = set()
+
+    # -- listeners --------------------------------------------------------------------------------
+
+    @property
+    def choices(self) -> dict[str, str]:
+        return dict(self._choices)
+
+    def listeners_for(self, language: str) -> list[str]:
+        return [lid for lid, lang in self._choices.items() if lang == language]
+
+    def set_source_languages(self, languages: Iterable[str]) -> None:
+        """Declare the speakers' languages (the router also learns them from final captions)."""
+        self.source_languages = {code for code in languages if code}
+
+    def set_choice(self, listener_id: str, language: str | None) -> SubtitleChoice:
+        """Choose a subtitle language for a listener (None: no subtitles).
+
+        Raises ``NoTranslationModel`` ("no model for X->Y") when no known speaker language can be
+        translated into ``language`` (or, before anyone spoke, when no installed package produces it);
+        the previous choice is then kept. Otherwise the choice is recorded and the result lists the
+        speaker languages that still cannot be covered, to tell the listener.
+        """
+        if not language:
+            self._choices.pop(listener_id, None)
+            return SubtitleChoice(None)
+        others = sorted(code for code in self.source_languages if code != language)
+        missing = tuple(self._missing(src, language) for src in others
+                        if not self.service.can_translate(src, language))
+        if others and len(missing) == len(others):
+            raise missing[0]
+        if not others and language not in self.service.languages() and not self.source_languages:
+            raise NoTranslationModel(None, language, f"no installed package translates into {language}")
+        self._choices[listener_id] = language
+        for src in others:
+            if self.service.can_translate(src, language):
+                self._spawn(self._preload(src, language))
+        return SubtitleChoice(language, missing)
+
+    def remove_listener(self, listener_id: str) -> None:
+        self._choices.pop(listener_id, None)
+        self._told_missing = {entry for entry in self._told_missing if entry[0] != listener_id}
+
+    def reachable_targets(self, source_languages: Iterable[str] | None = None) -> list[str]:
+        """Subtitle languages to offer in the UI for these (default: the known) speaker languages."""
+        return self.service.reachable_targets(
+            self.source_languages if source_languages is None else source_languages)
+
+    # -- captions ---------------------------------------------------------------------------------
+
+    async def on_caption(self, caption: CaptionLike) -> None:
+        if caption.final:
+            await self.on_final_caption(caption)
+        else:
+            await self.on_partial_caption(caption)
+
+    async def on_final_caption(self, caption: CaptionLike) -> None:
+        self._mark_final(caption.segment_id)
+        source = caption.language
+        if not source or not caption.text.strip():
+            return
+        self.source_languages.add(source)
+        targets = sorted({lang for lang in self._choices.values() if lang != source})
+        await asyncio.gather(*(self._final_for_target(caption, source, t) for t in targets))
+
+    async def on_partial_caption(self, caption: CaptionLike) -> None:
+        source = caption.language
+        if self.partial_interval is None or not source or not caption.text.strip():
+            return
+        if caption.segment_id in self._finalized:
+            return
+        now = self.clock()
+        jobs = []
+        for target in sorted({lang for lang in self._choices.values() if lang != source}):
+            key = (caption.segment_id, target)
+            if key in self._partial_busy or now - self._partial_last.get(key, -1e18) < self.partial_interval:
+                continue
+            self._partial_last[key] = now
+            self._partial_busy.add(key)
+            jobs.append(self._partial_for_target(caption, source, target, key))
+        await asyncio.gather(*jobs)
+
+    # -- internals --------------------------------------------------------------------------------
+
+    async def _final_for_target(self, caption: CaptionLike, source: str, target: str) -> None:
+        lock = self._target_locks.setdefault(target, asyncio.Lock())
+        async with lock:  # keep each language's subtitles in caption order
+            text = await self._translate(caption, source, target, final=True)
+            if text is not None:
+                self._deliver(caption, source, target, text, final=True)
+
+    async def _partial_for_target(self, caption: CaptionLike, source: str, target: str,
+                                  key: tuple[Hashable, str]) -> None:
+        try:
+            text = await self._translate(caption, source, target, final=False)
+        finally:
+            self._partial_busy.discard(key)
+        if text is not None and caption.segment_id not in self._finalized:
+            self._deliver(caption, source, target, text, final=False)
+
+    async def _translate(self, caption: CaptionLike, source: str, target: str, *, final: bool) -> str | None:
+        try:
+            # Partials change every few hundred ms: caching them would only evict useful phrases.
+            result = await self.service.translate_result(caption.text, source, target, use_cache=final)
+        except NoTranslationModel as err:
+            self.stats.missing_model += 1
+            self._tell_missing(source, target, err)
+            return None
+        except TranslationBusy:
+            self.stats.dropped_busy += 1
+            log.warning("translation queue full: dropped %s->%s subtitle", source, target)
+            return None
+        except Exception:
+            self.stats.errors += 1
+            log.exception("translating a caption %s->%s failed", source, target)
+            return None
+        if not final:
+            self.stats.partial_translations += 1
+        elif result.cached:
+            self.stats.cache_hits += 1
+        else:
+            self.stats.translations_run += 1
+        return result.text
+
+    def _deliver(self, caption: CaptionLike, source: str, target: str, text: str, *, final: bool) -> None:
+        subtitle = Subtitle(segment_id=caption.segment_id, language=target, text=text,
+                            source_language=source, speaker_id=caption.speaker_id,
+                            speaker_name=caption.speaker_name, start=caption.start, end=caption.end,
+                            final=final)
+        # Read the choices now, not when translation started: listeners may have left or switched.
+        for listener_id in self.listeners_for(target):
+            try:
+                self.send(listener_id, subtitle)
+            except Exception:
+                self.stats.errors += 1
+                log.exception("sending a subtitle to %s failed", listener_id)
+                continue
+            if final:
+                self.stats.subtitles_sent += 1
+            else:
+                self.stats.partials_sent += 1
+
+    def _mark_final(self, segment_id: Hashable) -> None:
+        self._finalized[segment_id] = None
+        self._finalized.move_to_end(segment_id)
+        while len(self._finalized) > _RECENT_SEGMENTS:
+            self._finalized.popitem(last=False)
+        for key in [k for k in self._partial_last if k[0] == segment_id]:
+            del self._partial_last[key]
+
+    def _missing(self, source: str, target: str) -> NoTranslationModel:
+        try:
+            self.service.route(source, target)
+        except NoTranslationModel as err:
+            return err
+        return NoTranslationModel(source, target)  # pragma: no cover - only called when unroutable
+
+    def _tell_missing(self, source: str, target: str, err: NoTranslationModel) -> None:
+        if self.on_missing_model is None:
+            return
+        for listener_id in self.listeners_for(target):
+            entry = (listener_id, source, target)
+            if entry in self._told_missing:
+                continue
+            self._told_missing.add(entry)
+            try:
+                self.on_missing_model(listener_id, err)
+            except Exception:
+                log.exception("on_missing_model callback failed")
+
+    async def _preload(self, source: str, target: str) -> None:
+        try:
+            await self.service.preload(source, target)
+        except Exception:
+            log.exception("preloading %s->%s failed", source, target)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        try:
+            task = asyncio.get_running_loop().create_task(coro)
+        except RuntimeError:  # no running loop (sync caller): the first caption loads the model
+            coro.close()
+            return
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
