@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import version
 
 import aioice.ice
-from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from sfu.framing import AudioFrameAssembler, FrameSink, VideoFrameAssembler
@@ -61,6 +61,9 @@ def check_compatibility() -> None:
         problems.append("RTCRtpSender no longer routes PLI/FIR through _send_keyframe")
     if "pack" not in RTCRtpSender._next_encoded_frame.__code__.co_names:
         problems.append("RTCRtpSender no longer packs pre-encoded av.Packet data")
+    if "_query_consent_task" not in aioice.ice.Connection.connect.__code__.co_names \
+            and "_query_consent_task" not in _original_connect.__code__.co_names:
+        problems.append("aioice Connection.connect no longer starts _query_consent_task")
     if not callable(getattr(aioice.ice, "get_host_addresses", None)):
         problems.append("aioice.ice.get_host_addresses is gone")
     if problems:
@@ -114,3 +117,23 @@ def negotiated_codec(transceiver: RTCRtpTransceiver) -> RTCRtpCodecParameters | 
     codecs: list[RTCRtpCodecParameters] = transceiver._codecs
     primary = [c for c in codecs if not c.mimeType.lower().endswith("/rtx")]
     return primary[0] if primary else None
+
+
+_original_connect = aioice.ice.Connection.connect
+
+
+async def _connect_respecting_close(self: aioice.ice.Connection) -> None:
+    await _original_connect(self)
+    if getattr(self, "_closing", False):
+        task = self._query_consent_task
+        if task is not None and not task.done():
+            task.cancel()
+
+
+def stop_consent_checks_after_close() -> None:
+    """aioice starts consent checks at the end of connect(), even when close() ran meanwhile; that task
+    then finds no nominated pair and loops every few seconds for ever, one per departed peer."""
+    aioice.ice.Connection.connect = _connect_respecting_close  # type: ignore[method-assign]
+
+
+stop_consent_checks_after_close()

@@ -128,7 +128,13 @@ class Participant:
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         transceiver = next(t for t in self.pc.getTransceivers() if t.receiver.track is track)
-        publication = Publication(self.id, track.kind, transceiver.receiver)
+        receiver = transceiver.receiver
+        publication = Publication(self.id, track.kind,
+                                  lambda ssrc: aiortc_adapter.request_keyframe(receiver, ssrc))
+        aiortc_adapter.tap_receiver(
+            receiver, track.kind,
+            lambda frame: publication.on_assembled(frame, aiortc_adapter.receiver_codec(receiver,
+                                                                                       frame.payload_type)))
         publication.codec = aiortc_adapter.negotiated_codec(transceiver)
         if publication.codec is None or publication.codec.mimeType.lower() not in FORWARDABLE:
             logger.warning("participant %s offered no forwardable %s codec", self.id, track.kind)

@@ -13,10 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from aiortc import RTCRtpReceiver
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
-from sfu import aiortc_adapter
 from sfu.codecs import FORWARDABLE, is_keyframe
 from sfu.framing import AssembledFrame
 
@@ -43,12 +41,12 @@ _ids = itertools.count(1)
 
 
 class Publication:
-    def __init__(self, participant_id: str, kind: str, receiver: RTCRtpReceiver,
+    def __init__(self, participant_id: str, kind: str, send_pli: Callable[[int], None],
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.id = f"pub{next(_ids)}"
         self.participant_id = participant_id
         self.kind = kind
-        self.receiver = receiver
+        self._send_pli = send_pli  # asks the publisher's encoder for a keyframe, for one SSRC
         self.codec: RTCRtpCodecParameters | None = None
         self.paused = False  # e.g. muted by the facilitator: nothing is forwarded
         self._clock = clock
@@ -59,7 +57,6 @@ class Publication:
         self.frames_received = 0
         self.keyframe_requests_sent = 0
         self.closed = False
-        aiortc_adapter.tap_receiver(receiver, kind, self._on_assembled)
 
     @property
     def sinks(self) -> tuple[FrameSink, ...]:
@@ -82,11 +79,11 @@ class Publication:
             return
         self._last_keyframe_request = now
         self.keyframe_requests_sent += 1
-        aiortc_adapter.request_keyframe(self.receiver, self._ssrc)
+        self._send_pli(self._ssrc)
 
-    def _on_assembled(self, assembled: AssembledFrame) -> None:
+    def on_assembled(self, assembled: AssembledFrame, codec: RTCRtpCodecParameters | None) -> None:
+        """A complete encoded frame from the publisher's receiver, with the codec its payload type names."""
         self._ssrc = assembled.ssrc
-        codec = aiortc_adapter.receiver_codec(self.receiver, assembled.payload_type)
         if codec is None or codec.mimeType.lower() not in FORWARDABLE:
             return
         if self.codec is None or self.codec.payloadType != codec.payloadType:

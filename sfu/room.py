@@ -60,8 +60,8 @@ class Room:
                 other.unsubscribe(publication)
         for observer in self.observers:
             observer.participant_left(self, participant)
-        await participant.close()
         await self.broadcast_signal(messages.ParticipantLeft(participant_id=participant.id))
+        await participant.close()
 
     @property
     def empty(self) -> bool:
