@@ -27,12 +27,27 @@ from typing import Any
 
 from translate.catalog import InstalledPair
 
-_SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+")
+_BOUNDARY = re.compile(r"(?<=[.!?…])\s+|(?<=[。！？])\s*")
+_ABBREVIATION = re.compile(r"(?:^|\s)(?:Mr|Mrs|Ms|Dr|Prof|St|Sr|Sra|Jr|vs|etc|e\.g|i\.e|No)\.$",
+                           re.IGNORECASE)
+_NO_SPACE_BETWEEN_SENTENCES = {"zh", "zt", "ja"}
 
 
 def split_sentences(text: str) -> list[str]:
-    """Split caption text after sentence-final punctuation; good enough for 1-3 short sentences."""
-    return [s for s in (part.strip() for part in _SENTENCE_END.split(text)) if s]
+    """Split caption text into sentences; good enough for one to three short spoken sentences.
+
+    A boundary is sentence-final punctuation plus space, unless the next word is lower-case or the
+    previous word is a common abbreviation ("Dr. Lee", "e.g. this").
+    """
+    out: list[str] = []
+    for part in (p.strip() for p in _BOUNDARY.split(text)):
+        if not part:
+            continue
+        if out and (part[0].islower() or _ABBREVIATION.search(out[-1])):
+            out[-1] += " " + part
+        else:
+            out.append(part)
+    return out
 
 
 @dataclass(frozen=True)
@@ -101,4 +116,5 @@ class PackageEngine:
             if prefix and value.startswith(prefix):
                 value = value[len(prefix):]
             out.append(value.strip())
-        return " ".join(s for s in out if s)
+        joiner = "" if self.pair.to_code in _NO_SPACE_BETWEEN_SENTENCES else " "
+        return joiner.join(s for s in out if s)

@@ -213,3 +213,20 @@ def build_many(out_dir: Path, pairs: Iterable[tuple[str, str]], dims: ModelDims 
     """One package per ``(from, to)`` pair, keyed ``"from:to"``."""
     return {f"{a}:{b}": build_argos_package(out_dir, a, b, dims, seed=i)
             for i, (a, b) in enumerate(pairs)}
+
+
+_SESSION_DIR: tempfile.TemporaryDirectory[str] | None = None
+_BUILT: dict[tuple[str, str, ModelDims], Path] = {}
+
+
+def cached_package(from_code: str, to_code: str, dims: ModelDims = TINY) -> Path:
+    """Build each package once per test process (several test modules share them)."""
+    global _SESSION_DIR
+    key = (from_code, to_code, dims)
+    if key not in _BUILT:
+        if _SESSION_DIR is None:
+            _SESSION_DIR = tempfile.TemporaryDirectory(prefix="peerwell-argos-test-")
+        seed = len(_BUILT)
+        _BUILT[key] = build_argos_package(Path(_SESSION_DIR.name) / str(seed), from_code, to_code, dims,
+                                          seed=seed)
+    return _BUILT[key]
