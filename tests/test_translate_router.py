@@ -1,0 +1,171 @@
+"""SubtitleRouter: one translation per caption and target language, sent only to who asked for it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from models.argos import install_package_file
+from tests.support.argos_package import cached_package
+from translate.errors import NoTranslationModel
+from translate.router import SubtitleRouter
+from translate.service import TranslationService
+from translate.subtitle import Subtitle
+
+
+@dataclass(frozen=True)
+class Caption:
+    """Same attributes as transcribe.events.Caption (the router only duck-types them)."""
+
+    segment_id: str
+    speaker_id: str
+    speaker_name: str
+    text: str
+    final: bool
+    start: float
+    end: float
+    language: str
+
+
+def caption(n: int, text: str, language: str = "en", final: bool = True) -> Caption:
+    return Caption(f"seg-{n}", "p1", "Sam", text, final, float(n), n + 0.9, language)
+
+
+LINES = ["I want to share something that happened this week.", "My sister called me.",
+         "I slept better on Tuesday."]
+
+
+@pytest.fixture(scope="module")
+def argos_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    packages = tmp_path_factory.mktemp("router-packages")
+    for src, tgt in (("xx", "en"), ("en", "yy"), ("en", "es")):
+        install_package_file(cached_package(src, tgt), dest=packages)
+    return packages
+
+
+@pytest.fixture
+def service(argos_dir: Path):
+    svc = TranslationService([argos_dir])
+    yield svc
+    svc.close()
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.got: list[tuple[str, Subtitle]] = []
+
+    def __call__(self, listener_id: str, subtitle: Subtitle) -> None:
+        self.got.append((listener_id, subtitle))
+
+    def of(self, listener_id: str) -> list[Subtitle]:
+        return [s for lid, s in self.got if lid == listener_id]
+
+
+async def test_listener_gets_a_subtitle_per_final_and_others_get_none(service: TranslationService) -> None:
+    inbox = Inbox()
+    router = SubtitleRouter(service, inbox)
+    assert router.set_choice("ana", "es").language == "es"
+    router.set_choice("ben", None)  # chose nothing
+    router.set_choice("cy", "en")  # reads the original
+    for n, line in enumerate(LINES):
+        await router.on_final_caption(caption(n, line))
+
+    subs = inbox.of("ana")
+    assert [s.segment_id for s in subs] == ["seg-0", "seg-1", "seg-2"]
+    expected = [service.translate_sync(line, "en", "es").text for line in LINES]
+    assert [s.text for s in subs] == expected
+    assert all(s.language == "es" and s.source_language == "en" and s.final for s in subs)
+    assert (subs[0].speaker_id, subs[0].speaker_name, subs[0].start, subs[0].end) == ("p1", "Sam", 0.0, 0.9)
+    assert inbox.of("ben") == [] and inbox.of("cy") == []
+    assert router.stats.subtitles_sent == 3
+
+
+async def test_three_listeners_one_translation(service: TranslationService) -> None:
+    inbox = Inbox()
+    router = SubtitleRouter(service, inbox)
+    for listener in ("a", "b", "c"):
+        router.set_choice(listener, "es")
+    await router.on_final_caption(caption(1, LINES[0]))
+    assert router.stats.translations_run == 1 and service.stats.model_runs == 1
+    assert router.stats.subtitles_sent == 3
+    assert len({s.text for _, s in inbox.got}) == 1
+
+    await router.on_final_caption(caption(2, LINES[0]))  # the same phrase again
+    assert router.stats.cache_hits == 1 and service.stats.model_runs == 1
+    assert router.stats.subtitles_sent == 6
+
+
+async def test_targets_share_the_english_pivot(service: TranslationService) -> None:
+    inbox = Inbox()
+    router = SubtitleRouter(service, inbox)
+    router.set_choice("a", "yy")
+    router.set_choice("b", "es")
+    router.set_choice("c", "en")
+    router.set_choice("d", "xx")  # the speaker's language: nothing to do
+    await router.on_final_caption(caption(1, LINES[1], language="xx"))
+    # xx->en once (shared by the en, es and yy subtitles), then en->es and en->yy.
+    assert service.stats.model_runs == 3
+    assert {lid for lid, _ in inbox.got} == {"a", "b", "c"}
+    assert router.stats.translations_run == 3
+
+
+async def test_choice_without_model_is_refused_with_a_clear_message(service: TranslationService) -> None:
+    router = SubtitleRouter(service, Inbox())
+    with pytest.raises(NoTranslationModel, match="no model for \\*->fr"):
+        router.set_choice("a", "fr")  # nobody spoke yet and no package produces French
+    router.set_source_languages(["es"])
+    with pytest.raises(NoTranslationModel, match="no model for es->yy"):
+        router.set_choice("a", "yy")
+    assert router.choices == {}
+
+    router.set_source_languages(["en", "es"])
+    choice = router.set_choice("a", "yy")  # en speakers are covered, es speakers are not
+    assert choice.language == "yy"
+    assert choice.warnings == ["no model for es->yy (install es:yy, or es:en to pivot through English)"]
+    assert router.reachable_targets() == ["es", "yy"]
+
+
+async def test_missing_model_at_caption_time_is_told_once(service: TranslationService) -> None:
+    told: list[tuple[str, str]] = []
+    inbox = Inbox()
+    router = SubtitleRouter(service, inbox, on_missing_model=lambda lid, err: told.append((lid, str(err))))
+    router.set_choice("a", "es")
+    await router.on_final_caption(caption(1, "hola a todos", language="fr"))
+    await router.on_final_caption(caption(2, "gracias", language="fr"))
+    assert inbox.got == [] and router.stats.missing_model == 2
+    assert len(told) == 1 and told[0][0] == "a" and "no model for fr->es" in told[0][1]
+
+
+async def test_removed_listener_gets_nothing(service: TranslationService) -> None:
+    inbox = Inbox()
+    router = SubtitleRouter(service, inbox)
+    router.set_choice("a", "es")
+    router.set_choice("b", "es")
+    router.remove_listener("a")
+    await router.on_final_caption(caption(1, LINES[2]))
+    assert [lid for lid, _ in inbox.got] == ["b"]
+
+
+async def test_partials_are_off_by_default_and_rate_limited_when_on(service: TranslationService) -> None:
+    inbox = Inbox()
+    router = SubtitleRouter(service, inbox)
+    router.set_choice("a", "es")
+    await router.on_caption(caption(1, "I want to", final=False))
+    assert inbox.got == [] and service.stats.requests == 0
+
+    now = [100.0]
+    router = SubtitleRouter(service, inbox, partial_interval=1.0, clock=lambda: now[0])
+    router.set_choice("a", "es")
+    for words, t in (("I want", 100.0), ("I want to", 100.4), ("I want to share", 100.9),
+                     ("I want to share something", 101.1)):
+        now[0] = t
+        await router.on_caption(caption(1, words, final=False))
+    partials = [s for _, s in inbox.got if not s.final]
+    assert len(partials) == 2 and router.stats.partial_translations == 2  # at 100.0 and 101.1
+    await router.on_caption(caption(1, LINES[0]))
+    now[0] = 105.0
+    await router.on_caption(caption(1, "late partial of a finished segment", final=False))
+    assert [s.final for _, s in inbox.got] == [False, False, True]
+    assert router.stats.translations_run == 1 and router.stats.partials_sent == 2
