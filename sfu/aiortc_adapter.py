@@ -26,6 +26,8 @@ from importlib.metadata import version
 
 import aioice.ice
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc import sdp as aiortc_sdp
+from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from sfu.framing import AudioFrameAssembler, FrameSink, VideoFrameAssembler
@@ -137,3 +139,19 @@ def stop_consent_checks_after_close() -> None:
 
 
 stop_consent_checks_after_close()
+
+
+def bundle_transport(pc: RTCPeerConnection) -> RTCDtlsTransport | None:
+    """The DTLS transport every BUNDLEd m-line shares (the first mid of the remote BUNDLE group)."""
+    description = pc.remoteDescription
+    if description is None:
+        return None
+    parsed = aiortc_sdp.SessionDescription.parse(description.sdp)
+    bundle = next((g for g in parsed.group if g.semantic == "BUNDLE" and g.items), None)
+    first_mid = bundle.items[0] if bundle else (parsed.media[0].rtp.muxId if parsed.media else None)
+    for transceiver in pc.getTransceivers():
+        if transceiver.mid == first_mid:
+            return transceiver.receiver.transport
+    if pc.sctp is not None:
+        return pc.sctp.transport
+    return None

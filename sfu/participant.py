@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCRtpTransceiver
 from aiortc import RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
+from aiortc.rtcdtlstransport import RTCDtlsTransport
 
 from sfu import aiortc_adapter, messages
 from sfu.codecs import FORWARDABLE, subscriber_codecs
@@ -61,6 +62,8 @@ class Participant:
         self._initial_answer_sent = False
         self._needs_offer = False
         self._offer_outstanding = False
+        self._offer_task: asyncio.Future[None] | None = None
+        self._transport: RTCDtlsTransport | None = None
         self.closed = False
         self.pc.on("track", self._on_track)
         self.pc.on("datachannel", self._on_datachannel)
@@ -88,6 +91,9 @@ class Participant:
                 raise NegotiationError(f"cannot use this offer: {exc}") from None
             await self._send_signal(messages.ServerAnswer(sdp=self.pc.localDescription.sdp))
             self._initial_answer_sent = True
+            self._transport = aiortc_adapter.bundle_transport(self.pc)
+            if self._transport is not None:
+                self._transport.on("statechange", self._schedule_offer)
         for publication in self.publications.values():
             self.room.publication_started(publication)
         self.room.subscribe_to_everyone(self)
@@ -106,8 +112,11 @@ class Participant:
 
     def _schedule_offer(self, changed: bool = False) -> None:
         self._needs_offer = self._needs_offer or changed
-        if self._needs_offer and self._initial_answer_sent and not self._offer_outstanding and not self.closed:
-            asyncio.ensure_future(self._send_offer())
+        # Wait for DTLS: aiortc starts new senders only in the connect step of a negotiation that finds
+        # the transport already connected; a renegotiation during the handshake would leave them idle.
+        if (self._needs_offer and self._initial_answer_sent and not self._offer_outstanding
+                and not self.closed and self._transport is not None and self._transport.state == "connected"):
+            self._offer_task = asyncio.ensure_future(self._send_offer())
 
     async def _send_offer(self) -> None:
         async with self._negotiation_lock:

@@ -6,6 +6,7 @@ never awaits: each sink queues or drops on its own, so a slow subscriber cannot 
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import time
@@ -53,6 +54,7 @@ class Publication:
         self._sinks: list[FrameSink] = []
         self._ssrc: int | None = None
         self._last_keyframe_request = -1e9
+        self._deferred_request: asyncio.TimerHandle | None = None
         self._waiting_for_keyframe = kind == "video"
         self.frames_received = 0
         self.keyframe_requests_sent = 0
@@ -72,11 +74,25 @@ class Publication:
             self._sinks.remove(sink)
 
     def request_keyframe(self) -> None:
+        """Ask the publisher for a keyframe: at most one PLI per interval, and a request that arrives
+        inside the interval is sent when it ends rather than dropped."""
         if self.kind != "video" or self._ssrc is None or self.closed:
             return
         now = self._clock()
-        if now - self._last_keyframe_request < KEYFRAME_REQUEST_INTERVAL:
+        wait = self._last_keyframe_request + KEYFRAME_REQUEST_INTERVAL - now
+        if wait > 0:
+            if self._deferred_request is None:
+                self._deferred_request = asyncio.get_running_loop().call_later(wait, self._send_deferred)
             return
+        self._send_keyframe_request(now)
+
+    def _send_deferred(self) -> None:
+        self._deferred_request = None
+        if not self.closed and self._ssrc is not None:
+            self._send_keyframe_request(self._clock())
+
+    def _send_keyframe_request(self, now: float) -> None:
+        assert self._ssrc is not None
         self._last_keyframe_request = now
         self.keyframe_requests_sent += 1
         self._send_pli(self._ssrc)
@@ -106,4 +122,6 @@ class Publication:
 
     def close(self) -> None:
         self.closed = True
+        if self._deferred_request is not None:
+            self._deferred_request.cancel()
         self._sinks.clear()
