@@ -1,0 +1,110 @@
+"""The model call: one Whisper decode of an audio buffer, run in a worker thread.
+
+Everything here is stateless apart from the shared WhisperModel, which CTranslate2 lets several threads
+use at once (up to the model's num_workers) and which releases the GIL while it computes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from transcribe.audio import WHISPER_RATE
+from transcribe.commit import Word
+from transcribe.events import Task
+
+if TYPE_CHECKING:
+    from faster_whisper import WhisperModel
+    from faster_whisper.transcribe import Segment
+
+
+@dataclass(frozen=True)
+class DecodeRequest:
+    audio: np.ndarray  # float32, 16 kHz mono, an owned copy
+    task: Task = "transcribe"
+    language: str | None = None  # None: let Whisper detect it
+    prompt: str | None = None  # recent committed text of this speaker (context, not to be transcribed)
+    beam_size: int = 1
+    temperatures: tuple[float, ...] = (0.0,)
+    word_timestamps: bool = True
+    max_new_tokens: int | None = None  # None: scaled to the audio length (see token_budget)
+
+
+@dataclass(frozen=True)
+class DecodedSegment:
+    start: float  # seconds from the start of the request's audio
+    end: float
+    text: str
+    words: tuple[Word, ...]
+    no_speech_prob: float
+    avg_logprob: float
+    compression_ratio: float
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    segments: tuple[DecodedSegment, ...]
+    language: str
+    language_probability: float
+    audio_seconds: float
+    decode_seconds: float
+
+
+def token_budget(audio_seconds: float) -> int:
+    """Upper bound on tokens for this much speech. Garbage decodes (noise, wrong language) otherwise run
+    to Whisper's 448-token limit and cost 10x a normal decode. Fast speech is ~4-5 tokens/s in English,
+    more in scripts with long byte-level tokens; 16/s leaves room. Capped so that a 224-token prompt fits.
+    """
+    return min(220, 24 + int(16 * audio_seconds))
+
+
+class WhisperEngine:
+    """Turns DecodeRequests into Hypotheses with one shared faster-whisper model."""
+
+    def __init__(self, model: WhisperModel) -> None:
+        self.model = model
+        self.multilingual = bool(model.model.is_multilingual)
+
+    def decode(self, req: DecodeRequest) -> Hypothesis:
+        started = time.perf_counter()
+        language = req.language if self.multilingual else "en"
+        segments, info = self.model.transcribe(
+            req.audio,
+            language=language,
+            task=req.task if self.multilingual else "transcribe",
+            beam_size=req.beam_size,
+            best_of=max(req.beam_size, 1),
+            temperature=list(req.temperatures),
+            initial_prompt=req.prompt or None,
+            # One buffer (< 30 s) per call: no cross-window conditioning, which is what loops on silence.
+            condition_on_previous_text=False,
+            word_timestamps=req.word_timestamps,
+            vad_filter=False,  # our own streaming VAD already chose the audio
+            without_timestamps=False,
+            log_progress=False,
+            max_new_tokens=req.max_new_tokens or token_budget(len(req.audio) / WHISPER_RATE),
+        )
+        decoded = tuple(self._segment(s) for s in segments)  # the generator does the decoding work
+        return Hypothesis(
+            segments=decoded,
+            language=info.language,
+            language_probability=float(info.language_probability),
+            audio_seconds=len(req.audio) / WHISPER_RATE,
+            decode_seconds=time.perf_counter() - started,
+        )
+
+    @staticmethod
+    def _segment(seg: Segment) -> DecodedSegment:
+        words = tuple(Word(float(w.start), float(w.end), str(w.word)) for w in seg.words or ())
+        return DecodedSegment(
+            start=float(seg.start),
+            end=float(seg.end),
+            text=str(seg.text),
+            words=words,
+            no_speech_prob=float(seg.no_speech_prob),
+            avg_logprob=float(seg.avg_logprob),
+            compression_ratio=float(seg.compression_ratio),
+        )

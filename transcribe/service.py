@@ -1,0 +1,135 @@
+"""CaptionService: one shared Whisper model serving every speaker in a room (or a server)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from transcribe.engine import WhisperEngine
+from transcribe.events import Caption
+from transcribe.scheduler import DecodeScheduler
+from transcribe.stream import SpeakerStream, StreamConfig
+
+if TYPE_CHECKING:
+    from faster_whisper import WhisperModel
+
+log = logging.getLogger(__name__)
+
+_STREAM_COUNTERS = (
+    "utterances",
+    "utterances_too_short",
+    "partials_emitted",
+    "finals_emitted",
+    "translations_emitted",
+    "segments_rejected",
+    "segments_split",
+    "buffer_overflows",
+    "gap_ends",
+    "pushes",
+)
+
+
+class CaptionService:
+    """Streams captions for many speakers with one model.
+
+    ``on_caption`` is always called on the event loop thread. ``workers`` decode threads share the model;
+    give the model at least as many CTranslate2 workers (``load_whisper_model(..., num_workers=workers)``)
+    or the threads take turns. ``also_translate_to_english`` is the default for new streams: finals in
+    another language are followed by Whisper's English translation (same segment_id, task "translate").
+    """
+
+    def __init__(
+        self,
+        model: WhisperModel,
+        on_caption: Callable[[Caption], None],
+        *,
+        workers: int = 1,
+        config: StreamConfig | None = None,
+        also_translate_to_english: bool = False,
+        max_pending_jobs: int = 64,
+    ) -> None:
+        self._on_caption = on_caption
+        self._config = config or StreamConfig()
+        self._translate_default = also_translate_to_english
+        self._scheduler = DecodeScheduler(WhisperEngine(model), workers=workers, max_pending=max_pending_jobs)
+        self._counters: Counter[str] = Counter()
+        self._streams: set[SpeakerStream] = set()
+        self._closed = False
+
+    @classmethod
+    def from_model_name(
+        cls,
+        on_caption: Callable[[Caption], None],
+        name_or_path: str = "base",
+        *,
+        cache_dir: Path | None = None,
+        cpu_threads: int = 0,
+        workers: int = 1,
+        **kwargs: object,
+    ) -> CaptionService:
+        """Resolve (offline first) and load a model, then build the service. Blocking: ~1 s for base."""
+        from models.whisper import load_whisper_model, resolve_whisper_model
+
+        resolved = resolve_whisper_model(name_or_path, cache_dir)
+        log.info("captions use Whisper %s (%s)", resolved.name, resolved.detail)
+        model = load_whisper_model(resolved, cpu_threads=cpu_threads, num_workers=workers)
+        return cls(model, on_caption, workers=workers, **kwargs)  # type: ignore[arg-type]
+
+    @property
+    def multilingual(self) -> bool:
+        return self._scheduler.engine.multilingual
+
+    def open_stream(
+        self,
+        speaker_id: str,
+        speaker_name: str,
+        language: str | None = None,
+        *,
+        also_translate_to_english: bool | None = None,
+    ) -> SpeakerStream:
+        """A caption stream for one participant; ``language`` None means detect it per utterance."""
+        if self._closed:
+            raise RuntimeError("CaptionService is closed")
+        translate = (
+            self._translate_default if also_translate_to_english is None else also_translate_to_english
+        )
+        stream = SpeakerStream(
+            speaker_id=speaker_id,
+            speaker_name=speaker_name,
+            language=language,
+            also_translate_to_english=translate,
+            scheduler=self._scheduler,
+            emit=self._emit,
+            counters=self._counters,
+            config=self._config,
+            on_closed=self._streams.discard,
+        )
+        self._streams.add(stream)
+        return stream
+
+    def stats(self) -> dict[str, int | float]:
+        out: dict[str, int | float] = dict(self._scheduler.stats())
+        out.update({k: self._counters[k] for k in _STREAM_COUNTERS})
+        pushes = self._counters["pushes"]
+        out["push_us_mean"] = round(self._counters["push_us_total"] / pushes, 1) if pushes else 0.0
+        out["push_us_max"] = self._counters["push_us_max"]
+        out["streams_open"] = len(self._streams)
+        return out
+
+    async def close(self) -> None:
+        """Finalise every open stream, then stop the decode threads."""
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.gather(*(s.close() for s in list(self._streams)))
+        await self._scheduler.close()
+
+    def _emit(self, caption: Caption) -> None:
+        try:
+            self._on_caption(caption)
+        except Exception:
+            log.exception("on_caption callback failed")

@@ -1,0 +1,448 @@
+"""One speaker's caption pipeline: 48 kHz audio in, Caption events out.
+
+Runs entirely on the event loop except the Whisper calls, which the scheduler sends to worker threads.
+Per utterance (VAD start to VAD end): every ~1 s of new audio the buffer is re-decoded and fed to the
+LocalAgreement policy; committed words plus the tentative tail go out as a partial. When the buffer
+grows long, the committed text up to a Whisper segment boundary is sent as a final and cut from the
+buffer (a long monologue becomes several captions, each with its own id). At end of speech the rest is
+decoded once more and sent as the final.
+
+Audio lives only in memory and only as long as a decode may need it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from transcribe.audio import WHISPER_RATE, Resampler, to_float32_mono
+from transcribe.commit import LocalAgreement, Word, completed_boundary, join_words
+from transcribe.engine import DecodeRequest, Hypothesis
+from transcribe.events import Caption
+from transcribe.filters import GateConfig, SegmentScore, rejection_reason
+from transcribe.scheduler import DecodeScheduler, Job, JobKind, Prepared
+from transcribe.vad import WINDOW, EndPointer, SpeechEnd, SpeechStart, StreamingVad, VadConfig
+
+if TYPE_CHECKING:
+    from transcribe.engine import DecodedSegment
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    input_rate: int = 48_000
+    update_interval_s: float = 1.0  # re-decode cadence while someone speaks (stretched under load)
+    min_partial_audio_s: float = 1.0  # no partial before this much audio: too little context to agree on
+    min_detect_audio_s: float = 2.0  # language auto-detection on less audio than this is mostly noise
+    trim_after_s: float = 12.0  # past this, cut the buffer at a committed segment boundary
+    max_buffer_s: float = 24.0  # hard cap (Whisper sees 30 s): cut at the last committed word
+    prompt_chars: int = 200  # committed text of this speaker given to Whisper as context
+    lock_language_probability: float = 0.8  # auto-detect: keep the language once this sure...
+    lock_language_after_s: float = 3.0  # ...or once this much audio was used to detect it
+    partial_beam_size: int = 1  # partials are provisional: greedy is ~2x cheaper
+    final_beam_size: int = 5
+    final_temperatures: tuple[float, ...] = (0.0, 0.2, 0.4)  # fallback out of repetition loops
+    gap_s: float = 1.0  # a jump in room_time this big (muted mic, DTX) ends the utterance
+    vad: VadConfig = field(default_factory=VadConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
+
+
+class _Utterance:
+    """Speech from VAD start to VAD end; its buffer holds only the audio not yet sent as a final."""
+
+    def __init__(self, segment_id: str, start_sample: int, origin_room_time: float) -> None:
+        self.segment_id = segment_id
+        self.origin_sample = start_sample  # stream sample clock <-> room time anchor for this utterance
+        self.origin_room_time = origin_room_time
+        self.buffer_start = start_sample
+        self.chunks: list[np.ndarray] = []
+        self.samples = 0
+        self.agreement = LocalAgreement()
+        self.language: str | None = None  # locked language (auto-detect mode)
+        self.detected_language: str | None = None  # latest detection, locked or not
+        self.ended = False
+        self.requested_at = 0  # buffer end (stream samples) when the last partial was requested
+        self.last_partial: str | None = None
+        self.vad_mean_prob = 1.0
+
+    @property
+    def buffer_end(self) -> int:
+        return self.buffer_start + self.samples
+
+    def append(self, audio: np.ndarray) -> None:
+        self.chunks.append(audio)
+        self.samples += len(audio)
+
+    def audio(self) -> np.ndarray:
+        if len(self.chunks) > 1:
+            self.chunks = [np.concatenate(self.chunks)]
+        return self.chunks[0].copy() if self.chunks else np.zeros(0, dtype=np.float32)
+
+    def cut_before(self, sample: int) -> None:
+        drop = min(max(0, sample - self.buffer_start), self.samples)
+        if drop:
+            rest = self.audio()[drop:]
+            self.chunks, self.samples, self.buffer_start = [rest], len(rest), self.buffer_start + drop
+
+    def cut_after(self, sample: int) -> None:
+        keep = min(max(0, sample - self.buffer_start), self.samples)
+        self.chunks = [self.audio()[:keep]]
+        self.samples = keep
+
+    def room_time(self, stream_seconds: float) -> float:
+        return self.origin_room_time + stream_seconds - self.origin_sample / WHISPER_RATE
+
+
+class SpeakerStream:
+    """Captions for one participant. Create with CaptionService.open_stream; push audio from the loop."""
+
+    def __init__(
+        self,
+        *,
+        speaker_id: str,
+        speaker_name: str,
+        language: str | None,
+        also_translate_to_english: bool,
+        scheduler: DecodeScheduler,
+        emit: Callable[[Caption], None],
+        counters: Counter[str],
+        config: StreamConfig,
+        on_closed: Callable[[SpeakerStream], None],
+    ) -> None:
+        self.speaker_id = speaker_id
+        self.speaker_name = speaker_name
+        self.language = language
+        self.also_translate_to_english = also_translate_to_english
+        self._scheduler = scheduler
+        self._emit = emit
+        self._counters = counters
+        self._config = config
+        self._on_closed = on_closed
+        self._multilingual = scheduler.engine.multilingual
+        self._token = uuid.uuid4().hex[:8]  # ids stay unique if the same speaker reconnects
+        self._segments = 0
+        self._resampler = Resampler(config.input_rate, WHISPER_RATE)
+        self._vad = StreamingVad()
+        self._endpointer = EndPointer(config.vad)
+        pre_roll_windows = -(-config.vad.pre_roll_ms * WHISPER_RATE // 1000 // WINDOW) + 1
+        self._recent: deque[tuple[int, np.ndarray]] = deque(maxlen=pre_roll_windows)
+        self._window_index = 0
+        self._samples_in = 0  # 16 kHz samples produced so far: the stream's own clock
+        self._anchors: deque[tuple[int, float]] = deque(maxlen=256)  # (sample, room_time) per push
+        self._next_room_time: float | None = None
+        self._active: _Utterance | None = None
+        self._context = ""  # recent committed text, the decoding prompt
+        self._closed = False
+
+    # -- public interface ---------------------------------------------------------------------------
+    def push(self, pcm: np.ndarray, room_time: float) -> None:
+        """Add ~20 ms of 48 kHz mono audio that started at ``room_time``. Never waits; cheap (see stats)."""
+        if self._closed:
+            return
+        started = time.perf_counter()
+        samples = to_float32_mono(pcm)
+        expected = self._next_room_time
+        if expected is not None and room_time - expected > self._config.gap_s and self._active is not None:
+            # Audio stopped arriving (mute, DTX, loss): what we have is the whole utterance.
+            self._counters["gap_ends"] += 1
+            self._process(self._vad.feed(np.zeros(0, dtype=np.float32), flush=True))
+            self._end_active(self._endpointer.force_end())
+        self._next_room_time = room_time + len(samples) / self._config.input_rate
+        audio16 = self._resampler.process(samples)
+        self._anchors.append((self._samples_in, room_time))
+        self._samples_in += len(audio16)
+        self._process(self._vad.feed(audio16))
+        elapsed = time.perf_counter() - started
+        self._counters["pushes"] += 1
+        self._counters["push_us_total"] += int(elapsed * 1e6)
+        self._counters["push_us_max"] = max(self._counters["push_us_max"], int(elapsed * 1e6))
+
+    def set_language(self, language: str | None) -> None:
+        """Fix the spoken language (None: detect per utterance). Applies from the next decode."""
+        self.language = language
+        if self._active is not None:
+            self._active.language = None
+
+    def set_speaker_name(self, name: str) -> None:
+        self.speaker_name = name
+
+    async def close(self) -> None:
+        """Finalise pending speech, wait for its captions, then release everything."""
+        if self._closed:
+            return
+        self._process(self._vad.feed(np.zeros(0, dtype=np.float32), flush=True))
+        self._end_active(self._endpointer.force_end())
+        self._closed = True
+        await self._scheduler.wait_idle(self)
+        self._scheduler.mark_speaking(self, False)
+        self._recent.clear()
+        self._on_closed(self)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- audio path ---------------------------------------------------------------------------------
+    def _room_time_at(self, sample: int) -> float:
+        if not self._anchors:
+            return sample / WHISPER_RATE
+        samples = [a[0] for a in self._anchors]
+        i = max(0, bisect.bisect_right(samples, sample) - 1)
+        anchor_sample, anchor_time = self._anchors[i]
+        return anchor_time + (sample - anchor_sample) / WHISPER_RATE
+
+    def _process(self, scored: Sequence[tuple[np.ndarray, float]]) -> None:
+        for window, prob in scored:
+            index = self._window_index
+            self._window_index += 1
+            event = self._endpointer.step(prob)
+            if isinstance(event, SpeechStart):
+                self._start_utterance(event.sample)
+            if self._active is not None and not self._active.ended:
+                self._active.append(window)
+                self._active.vad_mean_prob = self._endpointer.mean_prob
+            self._recent.append((index * WINDOW, window))
+            if isinstance(event, SpeechEnd):
+                self._end_active(event)
+            elif self._active is not None:
+                self._maybe_request_partial(self._active)
+
+    def _new_segment_id(self) -> str:
+        self._segments += 1
+        return f"{self._token}-{self._segments}"
+
+    def _start_utterance(self, start_sample: int) -> None:
+        utt = _Utterance(self._new_segment_id(), start_sample, self._room_time_at(start_sample))
+        for window_start, window in self._recent:  # pre-roll: the onset before VAD was sure
+            if window_start + WINDOW > start_sample:
+                utt.append(window[max(0, start_sample - window_start) :])
+        utt.buffer_start = start_sample
+        self._active = utt
+        self._counters["utterances"] += 1
+        self._scheduler.mark_speaking(self, True)
+
+    def _end_active(self, end: SpeechEnd | None) -> None:
+        utt = self._active
+        if utt is None or end is None:
+            return
+        self._active = None
+        self._scheduler.mark_speaking(self, False)
+        utt.ended = True
+        utt.cut_after(end.sample)
+        utt.vad_mean_prob = end.mean_prob
+        if not self._endpointer.is_long_enough(end) and utt.last_partial is None:
+            self._counters["utterances_too_short"] += 1
+            return
+        self._scheduler.submit(Job(JobKind.FINAL, self, lambda: self._prepare(utt, final=True)))
+
+    def _maybe_request_partial(self, utt: _Utterance) -> None:
+        cfg = self._config
+        interval = self._scheduler.partial_interval(cfg.update_interval_s)
+        minimum = cfg.min_partial_audio_s
+        if self._decode_language(utt) is None:
+            minimum = max(minimum, cfg.min_detect_audio_s)
+        if utt.samples < minimum * WHISPER_RATE:
+            return
+        if utt.buffer_end - utt.requested_at < interval * WHISPER_RATE:
+            return
+        utt.requested_at = utt.buffer_end
+        self._scheduler.submit(Job(JobKind.PARTIAL, self, lambda: self._prepare(utt, final=False)))
+
+    # -- decoding -----------------------------------------------------------------------------------
+    def _decode_language(self, utt: _Utterance) -> str | None:
+        if not self._multilingual:
+            return "en"
+        return self.language or utt.language
+
+    def _prepare(self, utt: _Utterance, *, final: bool) -> Prepared | None:
+        """Snapshot the buffer now (a worker is free), so a job that waited decodes current audio."""
+        if not final and (utt.ended or self._closed):
+            return None  # the final decode is coming and supersedes this partial
+        if utt.samples == 0:
+            if final:
+                self._finalize(utt, utt.agreement.finish(), None)
+            return None
+        cfg = self._config
+        request = DecodeRequest(
+            audio=utt.audio(),
+            language=self._decode_language(utt),
+            prompt=self._context[-cfg.prompt_chars :] or None,
+            beam_size=cfg.final_beam_size if final else cfg.partial_beam_size,
+            temperatures=cfg.final_temperatures if final else (0.0,),
+        )
+        offset = utt.buffer_start / WHISPER_RATE
+
+        def on_done(hyp: Hypothesis | None, error: BaseException | None) -> None:
+            if final:
+                self._apply_final(utt, hyp, offset)
+            elif hyp is not None:
+                self._apply_partial(utt, hyp, offset)
+
+        return Prepared(request, on_done)
+
+    def _accepted_words(
+        self, utt: _Utterance, hyp: Hypothesis, offset: float
+    ) -> tuple[list[Word], list[float]]:
+        """Words of segments that pass the hallucination gate, in stream seconds; and segment ends."""
+        if self._multilingual and self.language is None:
+            self._learn_language(utt, hyp)
+        words: list[Word] = []
+        ends: list[float] = []
+        for seg in hyp.segments:
+            reason = rejection_reason(_score(seg), utt.vad_mean_prob, self._config.gate)
+            if reason is not None:
+                self._counters["segments_rejected"] += 1
+                log.debug("caption segment rejected: %s", reason)  # no text: never log what was said
+                continue
+            words.extend(Word(w.start + offset, w.end + offset, w.text) for w in seg.words)
+            # A segment ends where its last word does, if Whisper's segment timestamp is earlier.
+            ends.append(max([seg.end, *(w.end for w in seg.words)]) + offset)
+        return words, ends
+
+    def _learn_language(self, utt: _Utterance, hyp: Hypothesis) -> None:
+        cfg = self._config
+        utt.detected_language = hyp.language
+        if utt.language is None and (
+            hyp.language_probability >= cfg.lock_language_probability
+            or hyp.audio_seconds >= cfg.lock_language_after_s
+        ):
+            utt.language = hyp.language  # later decodes skip detection (it costs an extra encoder pass)
+
+    def _caption_language(self, utt: _Utterance) -> str:
+        if not self._multilingual:
+            return "en"
+        return self.language or utt.language or utt.detected_language or "und"
+
+    def _apply_partial(self, utt: _Utterance, hyp: Hypothesis, offset: float) -> None:
+        words, ends = self._accepted_words(utt, hyp, offset)
+        utt.agreement.update(words)
+        self._maybe_split(utt, ends)
+        if utt.ended:
+            return  # the final is queued; a partial now would only flicker
+        shown = utt.agreement.committed + utt.agreement.tail
+        text = join_words(shown)
+        if not text or text == utt.last_partial:
+            return
+        utt.last_partial = text
+        self._counters["partials_emitted"] += 1
+        self._send(utt.segment_id, text, False, utt, shown)
+
+    def _maybe_split(self, utt: _Utterance, segment_ends: list[float]) -> None:
+        """Long buffer: send committed text up to a segment boundary as a final, cut that audio off."""
+        cfg = self._config
+        if utt.samples < cfg.trim_after_s * WHISPER_RATE:
+            return
+        cut = completed_boundary(segment_ends, utt.agreement.last_committed_end)
+        if cut is None and utt.samples >= cfg.max_buffer_s * WHISPER_RATE:
+            if utt.agreement.committed:
+                cut = utt.agreement.last_committed_end
+            else:
+                # Nothing Whisper agrees on for this long (music, noise): keep only the newest audio.
+                self._counters["buffer_overflows"] += 1
+                utt.cut_before(utt.buffer_end - int(cfg.trim_after_s * WHISPER_RATE))
+                return
+        if cut is None:
+            return
+        cut_sample = int(cut * WHISPER_RATE)
+        released = utt.agreement.release_until(cut)
+        audio = utt.audio()[: max(0, cut_sample - utt.buffer_start)]
+        self._finalize(utt, released, audio)
+        utt.cut_before(cut_sample)
+        utt.segment_id = self._new_segment_id()
+        utt.last_partial = None
+        self._counters["segments_split"] += 1
+
+    def _apply_final(self, utt: _Utterance, hyp: Hypothesis | None, offset: float) -> None:
+        if hyp is None:  # decode failed: keep what was already committed
+            self._finalize(utt, utt.agreement.finish(), None)
+            return
+        words, _ = self._accepted_words(utt, hyp, offset)
+        utt.agreement.finish(words)
+        self._finalize(utt, utt.agreement.release_until(float("inf")), utt.audio())
+
+    def _finalize(self, utt: _Utterance, words: list[Word], audio: np.ndarray | None) -> None:
+        text = join_words(words)
+        if not text and utt.last_partial is None:
+            return  # nothing was ever shown for this segment: stay silent
+        self._counters["finals_emitted"] += 1
+        language = self._caption_language(utt)
+        self._send(utt.segment_id, text, True, utt, words)
+        if text:
+            self._context = (self._context + " " + text).strip()[-self._config.prompt_chars * 2 :]
+        if (
+            text
+            and audio is not None
+            and len(audio)
+            and self.also_translate_to_english
+            and self._multilingual
+            and language not in ("en", "und")
+        ):
+            self._request_translation(utt, words, audio, language)
+
+    def _request_translation(
+        self, utt: _Utterance, words: list[Word], audio: np.ndarray, language: str
+    ) -> None:
+        segment_id, start, end = utt.segment_id, utt.room_time(words[0].start), utt.room_time(words[-1].end)
+        vad_prob = utt.vad_mean_prob
+
+        def prepare() -> Prepared:
+            request = DecodeRequest(
+                audio=audio,
+                task="translate",
+                language=language,
+                beam_size=self._config.final_beam_size,
+                temperatures=self._config.final_temperatures,
+                word_timestamps=False,
+            )
+            return Prepared(request, on_done)
+
+        def on_done(hyp: Hypothesis | None, error: BaseException | None) -> None:
+            if hyp is None:
+                return
+            kept = [
+                s.text
+                for s in hyp.segments
+                if rejection_reason(_score(s), vad_prob, self._config.gate) is None
+            ]
+            text = "".join(kept).strip()
+            if not text:
+                return
+            self._counters["translations_emitted"] += 1
+            self._emit(
+                Caption(
+                    segment_id, self.speaker_id, self.speaker_name, text, True, start, end, "en", "translate"
+                )
+            )
+
+        self._scheduler.submit(Job(JobKind.TRANSLATE, self, prepare))
+
+    def _send(self, segment_id: str, text: str, final: bool, utt: _Utterance, words: Sequence[Word]) -> None:
+        if words:
+            start, end = utt.room_time(words[0].start), utt.room_time(words[-1].end)
+        else:
+            start = end = utt.room_time(utt.buffer_end / WHISPER_RATE)
+        self._emit(
+            Caption(
+                segment_id=segment_id,
+                speaker_id=self.speaker_id,
+                speaker_name=self.speaker_name,
+                text=text,
+                final=final,
+                start=round(start, 3),
+                end=round(max(end, start), 3),
+                language=self._caption_language(utt),
+            )
+        )
+
+
+def _score(seg: DecodedSegment) -> SegmentScore:
+    return SegmentScore(seg.text, seg.no_speech_prob, seg.avg_logprob, seg.compression_ratio)

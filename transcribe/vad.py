@@ -1,0 +1,143 @@
+"""Voice activity: Silero VAD run incrementally, and a pure end-pointer that turns probabilities into
+speech start/end decisions.
+
+faster-whisper ships the Silero model (no download). Its wrapper scores a whole file from a fresh state;
+here the recurrent state and the 64-sample context are carried between calls, which gives exactly the same
+probabilities as scoring the whole signal at once (checked in tests).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from transcribe.audio import WHISPER_RATE
+
+WINDOW = 512  # samples at 16 kHz (32 ms): Silero's frame size
+_CONTEXT = 64
+
+
+class StreamingVad:
+    """Speech probability per 32 ms window of a 16 kHz stream, scored in small batches."""
+
+    def __init__(self, batch_windows: int = 3) -> None:
+        from faster_whisper.vad import get_vad_model
+
+        self._session = get_vad_model().session  # one shared ONNX session; run() is thread-safe
+        self._batch = batch_windows
+        self._h = np.zeros((1, 1, 128), dtype=np.float32)
+        self._c = np.zeros((1, 1, 128), dtype=np.float32)
+        self._context = np.zeros(_CONTEXT, dtype=np.float32)
+        self._pending = np.zeros(0, dtype=np.float32)
+
+    def feed(self, samples: np.ndarray, flush: bool = False) -> list[tuple[np.ndarray, float]]:
+        """Add samples; return (window audio, speech probability) for every window scored now.
+
+        Scoring waits for ``batch_windows`` windows (96 ms) to amortise the ONNX call; ``flush`` scores
+        whatever is pending, zero-padding the last window.
+        """
+        self._pending = np.concatenate((self._pending, samples))
+        n = len(self._pending) // WINDOW
+        if flush and len(self._pending) % WINDOW:
+            pad = WINDOW - len(self._pending) % WINDOW
+            self._pending = np.concatenate((self._pending, np.zeros(pad, dtype=np.float32)))
+            n += 1
+        if n == 0 or (n < self._batch and not flush):
+            return []
+        windows = self._pending[: n * WINDOW].reshape(n, WINDOW)
+        self._pending = self._pending[n * WINDOW :].copy()
+        contexts = np.vstack((self._context[None, :], windows[:-1, -_CONTEXT:]))
+        batch = np.concatenate((contexts, windows), axis=1)
+        probs, self._h, self._c = self._session.run(None, {"input": batch, "h": self._h, "c": self._c})
+        self._context = windows[-1, -_CONTEXT:].copy()
+        return list(zip(windows, np.asarray(probs, dtype=np.float32).reshape(-1).tolist(), strict=True))
+
+
+@dataclass(frozen=True)
+class VadConfig:
+    threshold: float = 0.5  # a window at or above this is speech
+    neg_threshold: float = 0.35  # below this is silence; in between keeps the current state
+    min_silence_ms: int = 600  # silence this long ends the utterance
+    min_speech_ms: int = 250  # utterances with less voiced audio than this are dropped (clicks, coughs)
+    pre_roll_ms: int = 300  # audio kept before the first speech window (soft onsets)
+    post_pad_ms: int = 250  # audio kept after the last speech window
+
+
+@dataclass
+class SpeechStart:
+    sample: int  # first sample of the utterance, pre-roll included
+
+
+@dataclass
+class SpeechEnd:
+    sample: int  # one past the last sample of the utterance, padding included
+    voiced_ms: int
+    mean_prob: float  # mean speech probability over the utterance's windows: weak evidence if low
+
+
+@dataclass
+class EndPointer:
+    """Pure state machine: feed it one probability per 32 ms window, get start/end decisions."""
+
+    config: VadConfig = field(default_factory=VadConfig)
+    speaking: bool = False
+    _window_index: int = 0
+    _first_speech: int = 0
+    _last_speech: int = 0
+    _silent_windows: int = 0
+    _voiced_windows: int = 0
+    _windows: int = 0  # windows since the utterance started
+    _prob_sum: float = 0.0
+    _speech_span: tuple[int, float] = (0, 0.0)  # (windows, prob sum) up to the last speech window
+
+    def _ms(self, windows: int) -> int:
+        return windows * WINDOW * 1000 // WHISPER_RATE
+
+    def step(self, prob: float) -> SpeechStart | SpeechEnd | None:
+        i = self._window_index
+        self._window_index += 1
+        cfg = self.config
+        if not self.speaking:
+            if prob < cfg.threshold:
+                return None
+            self.speaking = True
+            self._first_speech = self._last_speech = i
+            self._silent_windows = 0
+            self._voiced_windows = 1
+            self._windows = 1
+            self._prob_sum = prob
+            self._speech_span = (1, prob)
+            pre_roll = cfg.pre_roll_ms * WHISPER_RATE // 1000
+            return SpeechStart(max(0, i * WINDOW - pre_roll))
+        self._windows += 1
+        self._prob_sum += prob
+        if prob >= cfg.threshold:
+            self._voiced_windows += 1
+            self._last_speech = i
+            self._silent_windows = 0
+            self._speech_span = (self._windows, self._prob_sum)
+        elif prob < cfg.neg_threshold:
+            self._silent_windows += 1
+        if self._ms(self._silent_windows) < cfg.min_silence_ms:
+            return None
+        return self._end()
+
+    def force_end(self) -> SpeechEnd | None:
+        """End the current utterance now (stream closing, or a gap in the audio)."""
+        return self._end() if self.speaking else None
+
+    def _end(self) -> SpeechEnd:
+        self.speaking = False
+        pad = self.config.post_pad_ms * WHISPER_RATE // 1000
+        end = min((self._last_speech + 1) * WINDOW + pad, self._window_index * WINDOW)
+        return SpeechEnd(end, self._ms(self._voiced_windows), self.mean_prob)
+
+    @property
+    def mean_prob(self) -> float:
+        """Mean speech probability from the first to the last speech window (trailing silence excluded)."""
+        windows, total = self._speech_span
+        return total / windows if windows else 0.0
+
+    def is_long_enough(self, end: SpeechEnd) -> bool:
+        return end.voiced_ms >= self.config.min_speech_ms
