@@ -20,15 +20,20 @@ tests (tests/test_aiortc_adapter.py) and fails loudly if these internals move.
 from __future__ import annotations
 
 import asyncio
+import copy
+import dis
 import logging
 from collections.abc import Callable, Sequence
 from importlib.metadata import version
 
 import aioice.ice
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+import aiortc.codecs as aiortc_codecs
+import aiortc.rtcpeerconnection as aiortc_pc
+from aiortc import RTCSessionDescription
 from aiortc import sdp as aiortc_sdp
 from aiortc.rtcdtlstransport import RTCDtlsTransport
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpHeaderExtensionParameters
 
 from sfu.framing import AudioFrameAssembler, FrameSink, VideoFrameAssembler
 
@@ -66,6 +71,12 @@ def check_compatibility() -> None:
     if "_query_consent_task" not in aioice.ice.Connection.connect.__code__.co_names \
             and "_query_consent_task" not in _original_connect.__code__.co_names:
         problems.append("aioice Connection.connect no longer starts _query_consent_task")
+    if "filter_preferred_codecs" not in aiortc_pc.RTCPeerConnection.createOffer.__code__.co_names:
+        problems.append("RTCPeerConnection.createOffer no longer filters codecs via filter_preferred_codecs")
+    if "HEADER_EXTENSIONS" not in aiortc_pc.RTCPeerConnection.createOffer.__code__.co_names:
+        problems.append("RTCPeerConnection.createOffer no longer reads HEADER_EXTENSIONS")
+    if any(i.opname == "GET_AWAITABLE" for i in dis.get_instructions(aiortc_pc.RTCPeerConnection.createOffer)):
+        problems.append("RTCPeerConnection.createOffer now awaits; create_offer() cannot swap tables around it")
     if not callable(getattr(aioice.ice, "get_host_addresses", None)):
         problems.append("aioice.ice.get_host_addresses is gone")
     if problems:
@@ -121,6 +132,70 @@ def negotiated_codec(transceiver: RTCRtpTransceiver) -> RTCRtpCodecParameters | 
     return primary[0] if primary else None
 
 
+class _ExactCodecs(list):  # type: ignore[type-arg]
+    """Codec "preferences" that are the exact codecs, payload types included, to offer again."""
+
+
+_original_filter_preferred_codecs = aiortc_pc.filter_preferred_codecs
+
+
+def _filter_keeping_exact(codecs: list[RTCRtpCodecParameters], preferred: list) -> list[RTCRtpCodecParameters]:  # type: ignore[type-arg]
+    if isinstance(preferred, _ExactCodecs):
+        return [copy.deepcopy(c) for c in preferred]
+    return _original_filter_preferred_codecs(codecs, preferred)
+
+
+def pin_codecs(transceiver: RTCRtpTransceiver, codecs: list[RTCRtpCodecParameters]) -> None:
+    """Offer exactly `codecs` on this m-line from now on.
+
+    aiortc rebuilds every m-line's codecs from its own table (its payload types) on each createOffer.
+    Browsers reject a re-offer that changes a negotiated m-line's payload types, and within a BUNDLE
+    group one payload type must mean one codec on every m-line, so forwarded m-lines must reuse the
+    payload types the browser itself chose.
+    """
+    transceiver._preferred_codecs = _ExactCodecs(codecs)
+
+
+def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[RTCRtpCodecParameters]:
+    return list(transceiver._codecs)
+
+
+def _session_header_extensions(pc: RTCPeerConnection) -> dict[str, list[RTCRtpHeaderExtensionParameters]]:
+    """aiortc's header extensions, renumbered to the IDs already negotiated on this connection."""
+    negotiated: dict[str, int] = {}
+    for description in (pc.remoteDescription, pc.localDescription):
+        if description is None:
+            continue
+        for media in aiortc_sdp.SessionDescription.parse(description.sdp).media:
+            for extension in media.rtp.headerExtensions:
+                negotiated.setdefault(extension.uri, extension.id)
+    used = set(negotiated.values())
+    free = (i for i in range(1, 15) if i not in used)
+    result: dict[str, list[RTCRtpHeaderExtensionParameters]] = {}
+    for kind, extensions in aiortc_codecs.HEADER_EXTENSIONS.items():
+        result[kind] = []
+        for extension in extensions:
+            if extension.uri not in negotiated:
+                negotiated[extension.uri] = next(free)
+            result[kind].append(RTCRtpHeaderExtensionParameters(id=negotiated[extension.uri], uri=extension.uri))
+    return result
+
+
+async def create_offer(pc: RTCPeerConnection) -> RTCSessionDescription:
+    """pc.createOffer(), keeping the RTP header extension IDs this connection already negotiated.
+
+    aiortc numbers extensions from a fixed table on every offer; a browser refuses a re-offer that
+    moves an ID ("RTP extension ID reassignment not supported"). createOffer never awaits, so the
+    table is swapped only while it runs.
+    """
+    original = aiortc_pc.HEADER_EXTENSIONS
+    aiortc_pc.HEADER_EXTENSIONS = _session_header_extensions(pc)
+    try:
+        return await pc.createOffer()
+    finally:
+        aiortc_pc.HEADER_EXTENSIONS = original
+
+
 _original_connect = aioice.ice.Connection.connect
 
 
@@ -132,13 +207,17 @@ async def _connect_respecting_close(self: aioice.ice.Connection) -> None:
             task.cancel()
 
 
-def stop_consent_checks_after_close() -> None:
-    """aioice starts consent checks at the end of connect(), even when close() ran meanwhile; that task
-    then finds no nominated pair and loops every few seconds for ever, one per departed peer."""
+def install_patches() -> None:
+    """Module-level replacements, installed once at import:
+    - aioice starts consent checks at the end of connect(), even when close() ran meanwhile; that task
+      then finds no nominated pair and loops every few seconds for ever, one per departed peer.
+    - aiortc's codec filter learns to honour pin_codecs().
+    """
     aioice.ice.Connection.connect = _connect_respecting_close  # type: ignore[method-assign]
+    aiortc_pc.filter_preferred_codecs = _filter_keeping_exact
 
 
-stop_consent_checks_after_close()
+install_patches()
 
 
 def bundle_transport(pc: RTCPeerConnection) -> RTCDtlsTransport | None:

@@ -40,6 +40,14 @@ def subscriber_codecs(publisher_codec: RTCRtpCodecParameters) -> list[RTCRtpCode
     return chosen + rtx[:1]
 
 
+def same_codec(a: RTCRtpCodecParameters | RTCRtpCodecCapability,
+               b: RTCRtpCodecParameters | RTCRtpCodecCapability) -> bool:
+    """Same encoding a forwarded stream can be sent as (H.264 also needs the same profile and mode)."""
+    if a.mimeType.lower() != b.mimeType.lower() or a.clockRate != b.clockRate:
+        return False
+    return a.mimeType.lower() != "video/h264" or _same_profile(a.parameters, b.parameters)
+
+
 def _same_profile(a: dict, b: dict) -> bool:
     keys = ("packetization-mode", "profile-level-id")
     return all(str(a.get(k, "")).lower()[:4] == str(b.get(k, "")).lower()[:4] for k in keys)

@@ -18,9 +18,10 @@ from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCRtpTr
 from aiortc import RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from sfu import aiortc_adapter, messages
-from sfu.codecs import FORWARDABLE, subscriber_codecs
+from sfu.codecs import FORWARDABLE, same_codec, subscriber_codecs
 from sfu.publication import Publication
 from sfu.subscription import Subscription
 
@@ -89,6 +90,8 @@ class Participant:
                 await self.pc.setLocalDescription(answer)
             except Exception as exc:  # aiortc raises several types for bad SDP
                 raise NegotiationError(f"cannot use this offer: {exc}") from None
+            for transceiver in self.pc.getTransceivers():
+                aiortc_adapter.pin_codecs(transceiver, aiortc_adapter.negotiated_codecs(transceiver))
             await self._send_signal(messages.ServerAnswer(sdp=self.pc.localDescription.sdp))
             self._initial_answer_sent = True
             self._transport = aiortc_adapter.bundle_transport(self.pc)
@@ -124,7 +127,7 @@ class Participant:
                 return
             self._needs_offer = False
             self._offer_outstanding = True
-            await self.pc.setLocalDescription(await self.pc.createOffer())
+            await self.pc.setLocalDescription(await aiortc_adapter.create_offer(self.pc))
             tracks = {
                 slot.transceiver.mid: messages.TrackInfo(
                     participant_id=slot.subscription.publication.participant_id, kind=slot.subscription.kind)
@@ -160,8 +163,12 @@ class Participant:
         slot = next((s for s in self.slots if s.subscription.publication is None
                      and s.subscription.kind == publication.kind and s.mime_type == mime), None)
         if slot is None:
+            codecs = self._codecs_like(publication.codec)
             transceiver = self.pc.addTransceiver(publication.kind, direction="sendonly")
-            transceiver.setCodecPreferences(subscriber_codecs(publication.codec))
+            if codecs:
+                aiortc_adapter.pin_codecs(transceiver, codecs)
+            else:
+                transceiver.setCodecPreferences(subscriber_codecs(publication.codec))
             subscription = Subscription(publication.kind, self.id)
             transceiver.sender.replaceTrack(subscription)
             aiortc_adapter.redirect_keyframe_requests(transceiver.sender, subscription.request_keyframe)
@@ -171,6 +178,20 @@ class Participant:
             slot.transceiver.direction = "sendonly"
         slot.subscription.bind(publication)
         self._schedule_offer(changed=True)
+
+    def _codecs_like(self, codec: RTCRtpCodecParameters) -> list[RTCRtpCodecParameters]:
+        """The subscriber's own negotiated payload types for `codec` (and its RTX), if it has any."""
+        own = [t for t in self.pc.getTransceivers() if all(s.transceiver is not t for s in self.slots)]
+        for transceiver in own:
+            if transceiver.kind != codec.mimeType.split("/")[0].lower():
+                continue
+            negotiated = aiortc_adapter.negotiated_codecs(transceiver)
+            matches = [c for c in negotiated if same_codec(c, codec)]
+            if matches:
+                rtx = [c for c in negotiated
+                       if c.mimeType.lower().endswith("/rtx") and c.parameters.get("apt") == matches[0].payloadType]
+                return [matches[0], *rtx[:1]]
+        return []
 
     def unsubscribe(self, publication: Publication) -> None:
         for slot in self.slots:
