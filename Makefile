@@ -32,8 +32,8 @@ test: setup
 	unshare -n sh -c 'ip link set lo up && exec $(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)'
 
 bench: setup
-	$(PY) -m bench.sfu
-	$(PY) -m bench.captions
+	unshare -n sh -c 'ip link set lo up && exec $(PY) -m bench.sfu'
+	unshare -n sh -c 'ip link set lo up && exec $(PY) -m bench.captions'
 	$(PY) -m bench.translate
 
 lint: setup

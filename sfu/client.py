@@ -13,7 +13,7 @@ import json
 import struct
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -129,6 +129,7 @@ class RoomClient:
     tag: int = 0
     mark_frames: bool = True
     keep_frames: bool = True  # keep received bytes (tests); benchmarks only count
+    on_frame: Callable[[str, str, bytes, float], None] | None = None  # (mid, kind, data, perf_counter)
     participant_id: str | None = None
     joined: dict = field(default_factory=dict)
     tracks: dict[str, dict] = field(default_factory=dict)  # mid -> {participant_id, kind}
@@ -210,9 +211,12 @@ class RoomClient:
 
         def count(frame: AssembledFrame) -> None:
             mid = transceiver.mid or "?"
+            now = time.perf_counter()
             self.frame_counts[mid] += 1
             if self.keep_frames:
-                self.frames[mid].append(ReceivedFrame(frame.data, time.perf_counter()))
+                self.frames[mid].append(ReceivedFrame(frame.data, now))
+            if self.on_frame is not None:
+                self.on_frame(mid, track.kind, frame.data, now)
 
         aiortc_adapter.tap_receiver(transceiver.receiver, track.kind, count)
 

@@ -39,6 +39,7 @@ class Rooms:
         default_factory=lambda: messages.CaptionsStatus(enabled=False, reason="captions are not configured"))
     rooms: dict[str, Room] = field(default_factory=dict)
     seats: dict[str, Seat] = field(default_factory=dict)  # by participant id
+    participant_class: type[Participant] = Participant  # benchmarks swap in a transcoding baseline
 
     def room_for_join(self, name: str) -> Room:
         room = self.rooms.get(name)
@@ -151,7 +152,7 @@ class SignalingSession:
             participant_id = old.participant.id
             await self.rooms.release(old)
             room = self.rooms.room_for_join(request.room)
-        participant = Participant(participant_id, request.name.strip() or "Guest", room, self.send,
+        participant = self.rooms.participant_class(participant_id, request.name.strip() or "Guest", room, self.send,
                                   self.rooms.config.rtc_configuration())
         participant.spoken_language = request.language
         self.seat = Seat(participant, secrets.token_urlsafe(24))

@@ -1,0 +1,44 @@
+"""The baseline peerwell is measured against: the same server, but media relayed the way aiortc's
+public API allows (MediaRelay: decode each publisher once, encode once per subscriber)."""
+
+from __future__ import annotations
+
+from aiortc.contrib.media import MediaRelay
+from aiortc.mediastreams import MediaStreamTrack
+
+from sfu import aiortc_adapter
+from sfu.participant import Participant, Slot
+from sfu.publication import Publication
+from sfu.subscription import Subscription
+
+RELAY = MediaRelay()
+
+
+class RelayPublication(Publication):
+    remote_track: MediaStreamTrack
+
+
+class RelayParticipant(Participant):
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        transceiver = next(t for t in self.pc.getTransceivers() if t.receiver.track is track)
+        publication = RelayPublication(self.id, track.kind, lambda ssrc: None)
+        publication.codec = aiortc_adapter.negotiated_codec(transceiver)
+        publication.remote_track = track  # left untapped: aiortc decodes it
+        self.publications[track.kind] = publication
+
+    def subscribe(self, publication: Publication) -> None:
+        if self.closed or not isinstance(publication, RelayPublication) or self.subscription_for(publication):
+            return
+        transceiver = self.pc.addTransceiver(publication.kind, direction="sendonly")
+        transceiver.sender.replaceTrack(RELAY.subscribe(publication.remote_track))
+        marker = Subscription(publication.kind, self.id)  # bookkeeping only; the relay track sends
+        marker.publication = publication
+        self.slots.append(Slot(transceiver, marker, publication.codec.mimeType.lower() if publication.codec else ""))
+        self._schedule_offer(changed=True)
+
+    def unsubscribe(self, publication: Publication) -> None:
+        for slot in self.slots:
+            if slot.subscription.publication is publication:
+                slot.subscription.publication = None
+                slot.transceiver.direction = "inactive"
+                self._schedule_offer(changed=True)
