@@ -110,6 +110,8 @@ def rejection_reason(seg: SegmentScore, vad_mean_prob: float, config: GateConfig
         return "repetitive (compression ratio)"
     if seg.no_speech_prob > cfg.no_speech_prob and seg.avg_logprob < cfg.silent_logprob:
         return "no speech (no_speech_prob with low avg_logprob)"
+    if seg.no_speech_prob > cfg.no_speech_prob and vad_mean_prob < cfg.weak_vad_prob:
+        return "no speech (no_speech_prob, and VAD barely heard speech)"
     if seg.avg_logprob < cfg.min_avg_logprob:
         return "low confidence (avg_logprob)"
     weak = (
