@@ -109,16 +109,38 @@ async def test_no_network_access_while_translating(argos_dir: Path, no_network: 
 async def test_translation_runs_off_the_event_loop(service: TranslationService,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     threads: list[str] = []
-    original = PackageEngine.translate
+    original = PackageEngine.translate_sentences
 
-    def spy(self: PackageEngine, text: str) -> str:
+    def spy(self: PackageEngine, sentences: list[str]) -> list[str]:
         threads.append(threading.current_thread().name)
-        return original(self, text)
+        return original(self, sentences)
 
-    monkeypatch.setattr(PackageEngine, "translate", spy)
+    monkeypatch.setattr(PackageEngine, "translate_sentences", spy)
     await service.translate("Writing things down has helped me.", "en", "yy")
     assert threads and all(name.startswith("translate") for name in threads)
     assert threading.current_thread() is threading.main_thread()
+
+
+async def test_sentences_are_cached_and_partials_keep_only_finished_ones(
+        service: TranslationService, monkeypatch: pytest.MonkeyPatch) -> None:
+    sent_to_model: list[list[str]] = []
+    original = PackageEngine.translate_sentences
+
+    def spy(self: PackageEngine, sentences: list[str]) -> list[str]:
+        sent_to_model.append(list(sentences))
+        return original(self, sentences)
+
+    monkeypatch.setattr(PackageEngine, "translate_sentences", spy)
+    await service.translate_result("I slept better on Tuesday. And then", "en", "es", partial=True)
+    await service.translate_result("I slept better on Tuesday. And then my sister", "en", "es", partial=True)
+    final = await service.translate_result("I slept better on Tuesday. And then my sister called.",
+                                           "en", "es")
+    assert sent_to_model == [["I slept better on Tuesday.", "And then"], ["And then my sister"],
+                             ["And then my sister called."]]
+    assert not final.cached
+    again = await service.translate_result("And then my sister called. Thank you.", "en", "es")
+    assert sent_to_model[-1] == ["Thank you."] and not again.cached
+    assert (await service.translate_result("Thank you.", "en", "es")).cached
 
 
 async def test_queue_is_bounded(argos_dir: Path) -> None:

@@ -183,8 +183,8 @@ class SubtitleRouter:
 
     async def _translate(self, caption: CaptionLike, source: str, target: str, *, final: bool) -> str | None:
         try:
-            # Partials change every few hundred ms: caching them would only evict useful phrases.
-            result = await self.service.translate_result(caption.text, source, target, use_cache=final)
+            # Partials cache only their finished sentences, which the final caption then reuses.
+            result = await self.service.translate_result(caption.text, source, target, partial=not final)
         except NoTranslationModel as err:
             self.stats.missing_model += 1
             self._tell_missing(source, target, err)

@@ -2,27 +2,27 @@
 
 Translations run on a small dedicated thread pool, never on the event loop, and the number of queued
 requests is bounded: when speech outpaces the CPU, new requests fail fast with ``TranslationBusy`` instead
-of subtitles drifting minutes behind. Each hop of a route (a pivot ``es->en->fr`` has two) is cached by
-its exact text, so repeated phrases are free and a caption translated into several targets through
-English is translated into English once. Model execution is in translate/engine.py, which explains why we
-bypass ``argostranslate.translate`` (it downloads at translate time).
+of subtitles drifting minutes behind. Translations are cached per sentence and per hop of a route (a pivot
+``es->en->fr`` has two): repeated phrases are free, a caption translated into several targets through
+English is translated into English once, and sentences already translated while the caption was partial
+are not translated again when it becomes final. Model execution is in translate/engine.py, which explains
+why we bypass ``argostranslate.translate`` (it downloads at translate time).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-import os
 import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 from translate.cache import LRUCache
 from translate.catalog import Catalog, InstalledPair
-from translate.engine import DecodeOptions, PackageEngine
+from translate.engine import DecodeOptions, PackageEngine, is_complete, join_sentences, split_sentences
 from translate.errors import NoTranslationModel, TranslationBusy
 
 log = logging.getLogger(__name__)
@@ -45,13 +45,6 @@ class TranslationStats:
     busy_rejections: int = 0
 
 
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def normalize(text: str) -> str:
     return " ".join(text.split())
 
@@ -66,19 +59,20 @@ class TranslationService:
         cache_size: int = 4096,
         workers: int = 1,
         max_pending: int = 32,
-        threads: int = 0,
+        threads: int = 1,
         device: str = "cpu",
         compute_type: str = "auto",
         decode: DecodeOptions | None = None,
     ) -> None:
         """``package_dirs`` defaults to Argos' own (ARGOS_PACKAGES_DIR / settings.json / XDG data dir).
 
-        ``threads`` is CTranslate2's intra-op threads per translation (0: one per usable core divided
-        among ``workers``); one worker using every core gives the lowest latency per caption.
+        ``threads`` is CTranslate2's intra-op threads per worker. On the 2-core reference machine a
+        decoding step is bound by memory bandwidth: neither a second thread nor a second worker made
+        translation faster, so the default (1 worker x 1 thread) leaves the other core to Whisper.
         """
         self._package_dirs = list(package_dirs) if package_dirs is not None else None
         self._workers = max(1, workers)
-        self._threads = threads or max(1, _cpu_count() // self._workers)
+        self._threads = threads or 1
         self._device = device
         self._compute_type = compute_type
         self.decode = decode or DecodeOptions()
@@ -136,9 +130,13 @@ class TranslationService:
     async def translate(self, text: str, source: str, target: str) -> str:
         return (await self.translate_result(text, source, target)).text
 
-    async def translate_result(self, text: str, source: str, target: str, *,
+    async def translate_result(self, text: str, source: str, target: str, *, partial: bool = False,
                                use_cache: bool = True) -> TranslationResult:
-        """Translate off the event loop. Raises ``NoTranslationModel`` or ``TranslationBusy``."""
+        """Translate off the event loop. Raises ``NoTranslationModel`` or ``TranslationBusy``.
+
+        ``partial``: the text is still growing; only its finished sentences are cached.
+        ``use_cache=False`` neither reads nor writes the cache (benchmarks).
+        """
         hops = self.catalog.route(source, target)  # fail fast, before queueing
         text = normalize(text)
         if use_cache:
@@ -153,7 +151,9 @@ class TranslationService:
         try:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(
-                self._executor, partial(self.translate_sync, text, source, target, use_cache=use_cache))
+                self._executor,
+                functools.partial(self.translate_sync, text, source, target, partial=partial,
+                                  use_cache=use_cache))
         finally:
             self._pending -= 1
 
@@ -164,14 +164,14 @@ class TranslationService:
         for pair in hops:
             await loop.run_in_executor(self._executor, self._engine(pair).load)
 
-    def translate_sync(self, text: str, source: str, target: str, *,
+    def translate_sync(self, text: str, source: str, target: str, *, partial: bool = False,
                        use_cache: bool = True) -> TranslationResult:
         """Blocking translation (worker threads, benchmarks, scripts)."""
         hops = self.catalog.route(source, target)
         text = normalize(text)
         cached = True
         for pair in hops:
-            text, hop_cached = self._run_hop(pair, text, use_cache)
+            text, hop_cached = self._run_hop(pair, text, use_cache=use_cache, partial=partial)
             cached = cached and hop_cached
         with self._lock:
             self.stats.requests += 1
@@ -187,14 +187,23 @@ class TranslationService:
                     target: str) -> TranslationResult | None:
         value = text
         for pair in hops:
-            cached = self._cache.get((pair.from_code, pair.to_code, value)) if value else ""
-            if cached is None:
+            found = self._cached_hop(pair, value)
+            if found is None:
                 return None
-            value = cached
+            value = found
         with self._lock:
             self.stats.requests += 1
             self.stats.cache_hits += 1
         return TranslationResult(value, source, target, True, (source, *(p.to_code for p in hops)))
+
+    def _cached_hop(self, pair: InstalledPair, text: str) -> str | None:
+        out = []
+        for sentence in split_sentences(text):
+            hit = self._cache.get((pair.from_code, pair.to_code, sentence))
+            if hit is None:
+                return None
+            out.append(hit)
+        return join_sentences(out, pair.to_code)
 
     def _engine(self, pair: InstalledPair) -> PackageEngine:
         with self._lock:
@@ -205,37 +214,49 @@ class TranslationService:
                 self._engines[pair.key] = engine
             return engine
 
-    def _run_hop(self, pair: InstalledPair, text: str, use_cache: bool) -> tuple[str, bool]:
-        if not text:
+    def _run_hop(self, pair: InstalledPair, text: str, *, use_cache: bool,
+                 partial: bool) -> tuple[str, bool]:
+        """Translate one hop; returns (text, True if no model ran)."""
+        sentences = split_sentences(text)
+        if not sentences:
             return "", True
-        key = (pair.from_code, pair.to_code, text)
         if not use_cache:
-            return self._run_model(pair, text), False
-        cached = self._cache.get(key)
-        if cached is not None:
-            return cached, True
+            return join_sentences(self._run_model(pair, sentences), pair.to_code), False
+        key = (pair.from_code, pair.to_code, text)
         with self._lock:
             waiting = self._inflight.get(key)
             if waiting is None:
                 mine: Future[str] = Future()
                 self._inflight[key] = mine
-        if waiting is not None:  # same text, same pair, already being translated by another worker
+        if waiting is not None:  # the same text and pair is being translated by another worker
             return waiting.result(), True
         try:
-            result = self._run_model(pair, text)
+            result, ran = self._translate_missing(pair, sentences, partial)
         except BaseException as exc:
             mine.set_exception(exc)
             raise
         else:
-            self._cache.put(key, result)
             mine.set_result(result)
-            return result, False
+            return result, not ran
         finally:
             with self._lock:
                 self._inflight.pop(key, None)
 
-    def _run_model(self, pair: InstalledPair, text: str) -> str:
-        result = self._engine(pair).translate(text)
+    def _translate_missing(self, pair: InstalledPair, sentences: list[str],
+                           partial: bool) -> tuple[str, bool]:
+        out: list[str | None] = [self._cache.get((pair.from_code, pair.to_code, s)) for s in sentences]
+        missing = [i for i, value in enumerate(out) if value is None]
+        if missing:
+            translated = self._run_model(pair, [sentences[i] for i in missing])
+            for i, value in zip(missing, translated, strict=True):
+                out[i] = value
+                # A partial caption's unfinished last fragment will change: do not cache it.
+                if not partial or is_complete(sentences[i]):
+                    self._cache.put((pair.from_code, pair.to_code, sentences[i]), value)
+        return join_sentences([v or "" for v in out], pair.to_code), bool(missing)
+
+    def _run_model(self, pair: InstalledPair, sentences: list[str]) -> list[str]:
+        result = self._engine(pair).translate_sentences(sentences)
         with self._lock:
             self.stats.model_runs += 1
         return result
