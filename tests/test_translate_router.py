@@ -27,10 +27,11 @@ class Caption:
     start: float
     end: float
     language: str
+    task: str = "transcribe"
 
 
-def caption(n: int, text: str, language: str = "en", final: bool = True) -> Caption:
-    return Caption(f"seg-{n}", "p1", "Sam", text, final, float(n), n + 0.9, language)
+def caption(n: int, text: str, language: str = "en", final: bool = True, task: str = "transcribe") -> Caption:
+    return Caption(f"seg-{n}", "p1", "Sam", text, final, float(n), n + 0.9, language, task)
 
 
 LINES = ["I want to share something that happened this week.", "My sister called me.",
@@ -169,3 +170,38 @@ async def test_partials_are_off_by_default_and_rate_limited_when_on(service: Tra
     await router.on_caption(caption(1, "late partial of a finished segment", final=False))
     assert [s.final for _, s in inbox.got] == [False, False, True]
     assert router.stats.translations_run == 1 and router.stats.partials_sent == 2
+
+
+async def test_whisper_english_covers_pairs_argos_cannot(service: TranslationService) -> None:
+    told: list[str] = []
+    inbox = Inbox()
+    router = SubtitleRouter(service, inbox, whisper_english=True,
+                            on_missing_model=lambda lid, err: told.append(str(err)))
+    router.set_source_languages(["fr"])  # no Argos package reads French
+    for listener, language in (("a", "en"), ("b", "es"), ("c", "fr")):
+        router.set_choice(listener, language)
+    assert router.reachable_targets() == ["en", "es", "yy"]
+
+    await router.on_caption(caption(1, "Merci à tous d'être là.", language="fr"))
+    assert inbox.got == [] and told == []  # waiting for Whisper's English
+    english = "Thank you all for being here."
+    await router.on_caption(caption(1, english, language="en", task="translate"))
+    by_listener = {lid: sub for lid, sub in inbox.got}
+    assert set(by_listener) == {"a", "b"}
+    assert by_listener["a"].text == english and by_listener["a"].source_language == "fr"
+    assert by_listener["b"].text == service.translate_sync(english, "en", "es").text
+    assert by_listener["b"].source_language == "fr" and by_listener["b"].segment_id == "seg-1"
+
+
+async def test_whisper_english_never_duplicates_an_argos_subtitle(service: TranslationService) -> None:
+    inbox = Inbox()
+    router = SubtitleRouter(service, inbox, whisper_english=True)
+    router.set_choice("a", "en")
+    await router.on_caption(caption(1, "Thank you all.", language="xx"))  # Argos has xx->en
+    await router.on_caption(caption(1, "Thanks, everyone.", language="en", task="translate"))
+    assert [(lid, s.text != "Thanks, everyone.") for lid, s in inbox.got] == [("a", True)]
+
+    ignoring = SubtitleRouter(service, Inbox())  # whisper_english off: translation events are ignored
+    ignoring.set_choice("a", "es")
+    await ignoring.on_caption(caption(2, "Thanks, everyone.", language="en", task="translate"))
+    assert ignoring.stats.subtitles_sent == 0 and ignoring.stats.translations_run == 0

@@ -5,6 +5,11 @@ and each result goes only to the listeners of that language. Listeners who chose
 language, or nothing, get nothing (they read the original). Finals for a target are sent in caption
 order. Partial (in-progress) captions can optionally be translated too, at most once per segment, target
 and ``partial_interval`` seconds; a partial that finishes after its segment's final is discarded.
+
+Whisper can follow a non-English final with its own English translation (a caption with ``task ==
+"translate"``, same segment_id). With ``whisper_english=True`` the router uses it for the pairs Argos
+cannot do: English listeners get it as is, other languages get it translated from English. A segment is
+never subtitled twice in one language.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ log = logging.getLogger(__name__)
 SendFn = Callable[[str, Subtitle], None]
 MissingFn = Callable[[str, NoTranslationModel], None]
 
-_RECENT_SEGMENTS = 512  # finalized segment ids remembered to discard late partials
+_RECENT_SEGMENTS = 512  # segments remembered (late partials, Whisper translations, duplicates)
+ENGLISH = "en"
 
 
 @dataclass
@@ -60,10 +66,15 @@ class SubtitleRouter:
         send: SendFn,
         *,
         partial_interval: float | None = None,
+        whisper_english: bool = False,
         on_missing_model: MissingFn | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``partial_interval`` (seconds) enables partial translation; None (default) disables it.
+
+        ``whisper_english``: the transcriber sends Whisper's English translation after non-English finals
+        (CaptionService ``also_translate_to_english``), so English, and whatever Argos reaches from
+        English, can be offered for every speaker language.
 
         ``on_missing_model(listener_id, error)`` is called once per listener and language pair when a
         caption arrives in a language that cannot be translated into the listener's choice.
@@ -71,13 +82,15 @@ class SubtitleRouter:
         self.service = service
         self.send = send
         self.partial_interval = partial_interval
+        self.whisper_english = whisper_english
         self.on_missing_model = on_missing_model
         self.clock = clock
         self.stats = RouterStats()
         self.source_languages: set[str] = set()
         self._choices: dict[str, str] = {}
         self._target_locks: dict[str, asyncio.Lock] = {}
-        self._finalized: OrderedDict[Hashable, None] = OrderedDict()
+        self._finalized: OrderedDict[Hashable, str] = OrderedDict()  # segment -> its language
+        self._delivered: OrderedDict[tuple[Hashable, str], None] = OrderedDict()
         self._partial_last: dict[tuple[Hashable, str], float] = {}
         self._partial_busy: set[tuple[Hashable, str]] = set()
         self._told_missing: set[tuple[str, str, str]] = set()
@@ -108,16 +121,18 @@ class SubtitleRouter:
             self._choices.pop(listener_id, None)
             return SubtitleChoice(None)
         others = sorted(code for code in self.source_languages if code != language)
-        missing = tuple(self._missing(src, language) for src in others
-                        if not self.service.can_translate(src, language))
+        missing = tuple(self._missing(src, language) for src in others if not self._reachable(src, language))
         if others and len(missing) == len(others):
             raise missing[0]
-        if not others and language not in self.service.languages() and not self.source_languages:
+        known = language in self.service.languages() or (self.whisper_english and language == ENGLISH)
+        if not others and not known and not self.source_languages:
             raise NoTranslationModel(None, language, f"no installed package translates into {language}")
         self._choices[listener_id] = language
         for src in others:
             if self.service.can_translate(src, language):
                 self._spawn(self._preload(src, language))
+            elif self._reachable(src, language) and language != ENGLISH:
+                self._spawn(self._preload(ENGLISH, language))
         return SubtitleChoice(language, missing)
 
     def remove_listener(self, listener_id: str) -> None:
@@ -126,8 +141,11 @@ class SubtitleRouter:
 
     def reachable_targets(self, source_languages: Iterable[str] | None = None) -> list[str]:
         """Subtitle languages to offer in the UI for these (default: the known) speaker languages."""
-        return self.service.reachable_targets(
-            self.source_languages if source_languages is None else source_languages)
+        sources = set(self.source_languages if source_languages is None else source_languages)
+        targets = set(self.service.reachable_targets(sources))
+        if self.whisper_english and sources - {ENGLISH}:
+            targets |= {ENGLISH} | self.service.catalog.reachable_from(ENGLISH)
+        return sorted(targets)
 
     # -- captions ---------------------------------------------------------------------------------
 
@@ -138,13 +156,38 @@ class SubtitleRouter:
             await self.on_partial_caption(caption)
 
     async def on_final_caption(self, caption: CaptionLike) -> None:
-        self._mark_final(caption.segment_id)
+        if getattr(caption, "task", "transcribe") == "translate":
+            await self.on_whisper_translation(caption)
+            return
         source = caption.language
+        self._mark_final(caption.segment_id, source or "")
         if not source or not caption.text.strip():
             return
         self.source_languages.add(source)
         targets = sorted({lang for lang in self._choices.values() if lang != source})
-        await asyncio.gather(*(self._final_for_target(caption, source, t) for t in targets))
+        if self.whisper_english and source != ENGLISH:
+            # Pairs Argos cannot do wait for Whisper's English translation of this segment.
+            targets = [t for t in targets
+                       if self.service.can_translate(source, t) or not self._reachable(source, t)]
+        await asyncio.gather(*(self._final_for_target(caption, source, caption.text, t) for t in targets))
+
+    async def on_whisper_translation(self, caption: CaptionLike) -> None:
+        """Whisper's English for a segment: used for the languages Argos could not reach directly."""
+        text = caption.text
+        source = self._finalized.get(caption.segment_id) or ENGLISH
+        if not self.whisper_english or not text.strip() or source == ENGLISH:
+            return
+        targets = sorted({lang for lang in self._choices.values()
+                          if lang != source and (caption.segment_id, lang) not in self._delivered
+                          and not self.service.can_translate(source, lang)
+                          and (lang == ENGLISH or self.service.can_translate(ENGLISH, lang))})
+        jobs = []
+        for target in targets:
+            if target == ENGLISH:
+                self._deliver(caption, source, target, text, final=True)
+            else:
+                jobs.append(self._final_for_target(caption, source, text, target, via=ENGLISH))
+        await asyncio.gather(*jobs)
 
     async def on_partial_caption(self, caption: CaptionLike) -> None:
         source = caption.language
@@ -165,26 +208,27 @@ class SubtitleRouter:
 
     # -- internals --------------------------------------------------------------------------------
 
-    async def _final_for_target(self, caption: CaptionLike, source: str, target: str) -> None:
+    async def _final_for_target(self, caption: CaptionLike, source: str, text: str, target: str, *,
+                                via: str | None = None) -> None:
         lock = self._target_locks.setdefault(target, asyncio.Lock())
         async with lock:  # keep each language's subtitles in caption order
-            text = await self._translate(caption, source, target, final=True)
-            if text is not None:
-                self._deliver(caption, source, target, text, final=True)
+            translated = await self._translate(text, via or source, target, final=True)
+            if translated is not None:
+                self._deliver(caption, source, target, translated, final=True)
 
     async def _partial_for_target(self, caption: CaptionLike, source: str, target: str,
                                   key: tuple[Hashable, str]) -> None:
         try:
-            text = await self._translate(caption, source, target, final=False)
+            text = await self._translate(caption.text, source, target, final=False)
         finally:
             self._partial_busy.discard(key)
         if text is not None and caption.segment_id not in self._finalized:
             self._deliver(caption, source, target, text, final=False)
 
-    async def _translate(self, caption: CaptionLike, source: str, target: str, *, final: bool) -> str | None:
+    async def _translate(self, text: str, source: str, target: str, *, final: bool) -> str | None:
         try:
             # Partials cache only their finished sentences, which the final caption then reuses.
-            result = await self.service.translate_result(caption.text, source, target, partial=not final)
+            result = await self.service.translate_result(text, source, target, partial=not final)
         except NoTranslationModel as err:
             self.stats.missing_model += 1
             self._tell_missing(source, target, err)
@@ -210,6 +254,10 @@ class SubtitleRouter:
                             source_language=source, speaker_id=caption.speaker_id,
                             speaker_name=caption.speaker_name, start=caption.start, end=caption.end,
                             final=final)
+        if final:
+            self._delivered[(caption.segment_id, target)] = None
+            while len(self._delivered) > _RECENT_SEGMENTS * 4:
+                self._delivered.popitem(last=False)
         # Read the choices now, not when translation started: listeners may have left or switched.
         for listener_id in self.listeners_for(target):
             try:
@@ -223,8 +271,14 @@ class SubtitleRouter:
             else:
                 self.stats.partials_sent += 1
 
-    def _mark_final(self, segment_id: Hashable) -> None:
-        self._finalized[segment_id] = None
+    def _reachable(self, source: str, target: str) -> bool:
+        if self.service.can_translate(source, target):
+            return True
+        return self.whisper_english and source != ENGLISH and (
+            target == ENGLISH or self.service.can_translate(ENGLISH, target))
+
+    def _mark_final(self, segment_id: Hashable, language: str) -> None:
+        self._finalized[segment_id] = language
         self._finalized.move_to_end(segment_id)
         while len(self._finalized) > _RECENT_SEGMENTS:
             self._finalized.popitem(last=False)
