@@ -122,7 +122,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
         print(f"  ({note or 'none installed'})")
     print()
     print(f"Argos translation packages (installing into {packages_dir()}):")
-    argos = installed_packages()
+    argos = installed_packages(checksums=True)
     if argos:
         _table([[m.pair, f"{m.from_name} -> {m.to_name}", m.version or "-", _human(m.size_bytes),
                  m.sha256, str(m.path)] for m in argos],

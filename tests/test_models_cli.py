@@ -137,6 +137,14 @@ def test_install_pivots_through_english_and_translates(mirror: tuple[str, Path],
         service.close()
 
 
+def test_mirror_directory_as_index(mirror: tuple[str, Path], env: dict[str, str]) -> None:
+    """An air-gapped site can point the index at a copied directory (file:// links, relative links)."""
+    _, root = mirror
+    done = cli(env, "install", "xx:en", "--index-url", str(root))
+    assert done.returncode == 0, done.stderr
+    assert installed_dirs(env) == ["translate-xx_en-1_0"]
+
+
 def test_offline_install_from_file(env: dict[str, str]) -> None:
     done = cli(env, "install", str(cached_package("en", "es")))
     assert done.returncode == 0, done.stderr
