@@ -25,6 +25,7 @@ _STREAM_COUNTERS = (
     "partials_emitted",
     "finals_emitted",
     "translations_emitted",
+    "partials_coarsened",
     "segments_rejected",
     "segments_split",
     "buffer_overflows",

@@ -71,6 +71,7 @@ class _Utterance:
         self.detected_language: str | None = None  # latest detection, locked or not
         self.ended = False
         self.requested_at = 0  # buffer end (stream samples) when the last partial was requested
+        self.coarsened_at = 0  # buffer end when a partial update was last skipped for load
         self.last_partial: str | None = None
         self.vad_mean_prob = 1.0
 
@@ -246,15 +247,22 @@ class SpeakerStream:
 
     def _maybe_request_partial(self, utt: _Utterance) -> None:
         cfg = self._config
-        interval = self._scheduler.partial_interval(cfg.update_interval_s)
         minimum = cfg.min_partial_audio_s
         if self._decode_language(utt) is None:
             minimum = max(minimum, cfg.min_detect_audio_s)
         if utt.samples < minimum * WHISPER_RATE:
             return
-        if utt.buffer_end - utt.requested_at < interval * WHISPER_RATE:
+        base = cfg.update_interval_s * WHISPER_RATE
+        since = utt.buffer_end - utt.requested_at
+        if since < base:
             return
-        utt.requested_at = utt.buffer_end
+        if since < self._scheduler.partial_interval(cfg.update_interval_s) * WHISPER_RATE:
+            # Decoding is behind: this update is skipped (counted once per skipped base interval).
+            if utt.buffer_end - utt.coarsened_at >= base:
+                utt.coarsened_at = utt.buffer_end
+                self._counters["partials_coarsened"] += 1
+            return
+        utt.requested_at = utt.coarsened_at = utt.buffer_end
         self._scheduler.submit(Job(JobKind.PARTIAL, self, lambda: self._prepare(utt, final=False)))
 
     # -- decoding -----------------------------------------------------------------------------------

@@ -1,0 +1,286 @@
+"""CaptionService mechanics with a scripted stand-in for the Whisper model (fast, deterministic):
+threads, event ordering and stability, shedding under load, close/gap finalisation, translation.
+
+The stand-in replaces only ``WhisperModel``; audio, VAD, scheduling, commit policy and the engine's
+result handling are the real code. Real-model behaviour is in test_transcribe_streaming.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from tests.support.speech import espeak, feed, have_espeak, load_48k, silence, to_int16
+from transcribe.events import Caption
+from transcribe.service import CaptionService
+
+pytestmark = pytest.mark.skipif(not have_espeak(), reason="espeak-ng not installed")
+
+WORD_EVERY = 0.4  # the stand-in "hears" one word per 0.4 s of buffer
+
+
+@dataclass
+class ScriptedModel:
+    """Quacks like faster_whisper.WhisperModel: word k of the buffer is "w<k>", spaced WORD_EVERY apart.
+
+    The newest word is still being spoken, so it comes out misheard ("w<k>?") until more audio follows,
+    which gives LocalAgreement something to disagree about.
+    """
+
+    delay: float = 0.02
+    multilingual: bool = True
+    language: str = "en"
+    calls: list[dict] = field(default_factory=list)
+    threads: set[str] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.model = SimpleNamespace(is_multilingual=self.multilingual)
+
+    def transcribe(self, audio: np.ndarray, **kwargs: object) -> tuple[object, object]:
+        with self.lock:
+            self.calls.append({"seconds": len(audio) / 16000, **kwargs})
+            self.threads.add(threading.current_thread().name)
+        time.sleep(self.delay)
+        duration = len(audio) / 16000
+        if kwargs.get("task") == "translate":
+            segs = [self._segment(0.0, duration, [(0.0, duration, " translated text")])]
+        else:
+            n = int(duration / WORD_EVERY)
+            words = [(k * WORD_EVERY, k * WORD_EVERY + 0.3, f" w{k}") for k in range(n)]
+            if words and kwargs.get("beam_size", 1) == 1:  # partial pass: last word not yet clear
+                a, b, t = words[-1]
+                words[-1] = (a, b, t + "?")
+            segs = [self._segment(0.0, duration, words)] if words else []
+        info = SimpleNamespace(language=kwargs.get("language") or self.language, language_probability=0.99)
+        return iter(segs), info
+
+    @staticmethod
+    def _segment(start: float, end: float, words: list[tuple[float, float, str]]) -> object:
+        return SimpleNamespace(
+            start=start,
+            end=end,
+            text="".join(w for _, _, w in words),
+            words=[SimpleNamespace(start=a, end=b, word=t) for a, b, t in words],
+            no_speech_prob=0.01,
+            avg_logprob=-0.1,
+            compression_ratio=1.2,
+        )
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
+    """About 5 s of English speech at 48 kHz, with silence around it."""
+    path = espeak(
+        "We meet every Tuesday evening, and everyone is welcome to share or to listen.",
+        "en",
+        Path(tmp_path_factory.mktemp("speech")),
+    )
+    return np.concatenate([silence(0.5), load_48k(path), silence(1.2)])
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[Caption] = []
+        self.threads: set[int] = set()
+
+    def __call__(self, caption: Caption) -> None:
+        self.events.append(caption)
+        self.threads.add(threading.get_ident())
+
+    def by_segment(self) -> dict[str, list[Caption]]:
+        out: dict[str, list[Caption]] = {}
+        for ev in self.events:
+            out.setdefault(ev.segment_id, []).append(ev)
+        return out
+
+
+def check_caption_protocol(events: list[Caption]) -> None:
+    """The contract clients rely on, per segment: partials (never repeated, committed part only grows)
+    then exactly one final; nothing for that segment after its final; one segment at a time per speaker."""
+    finished: set[str] = set()
+    last_partial: dict[str, str] = {}
+    for ev in events:
+        if ev.task == "translate":
+            assert ev.segment_id in finished and ev.final and ev.language == "en"
+            continue
+        assert ev.segment_id not in finished, f"event after final for {ev.segment_id}"
+        assert ev.start <= ev.end
+        if ev.final:
+            finished.add(ev.segment_id)
+        else:
+            assert last_partial.get(ev.segment_id) != ev.text, "identical partial sent twice"
+            last_partial[ev.segment_id] = ev.text
+
+
+def committed_part(text: str) -> str:
+    """The stand-in marks its tentative last word with '?'; everything before it is committed."""
+    return " ".join(w for w in text.split() if not w.endswith("?"))
+
+
+async def test_partials_then_final_on_the_loop_thread_decodes_in_workers(speech: np.ndarray) -> None:
+    model = ScriptedModel()
+    rec = Recorder()
+    service = CaptionService(model, rec, workers=1)  # type: ignore[arg-type]
+    stream = service.open_stream("p1", "Robin", language="en")
+    await feed(stream, to_int16(speech), start_time=100.0, speed=4.0)  # int16, like a decoder gives
+    await stream.close()
+    await service.close()
+
+    assert rec.threads == {threading.get_ident()}  # on_caption only ever ran on the loop thread
+    assert model.threads and all(name.startswith("captions-decode") for name in model.threads)
+    check_caption_protocol(rec.events)
+    segments = rec.by_segment()
+    assert len(segments) == 1
+    (events,) = segments.values()
+    partials, final = events[:-1], events[-1]
+    assert partials and all(not p.final for p in partials) and final.final
+    commits = [committed_part(p.text) for p in partials]
+    assert all(b.startswith(a) for a, b in itertools.pairwise(commits))
+    assert final.text.startswith(commits[-1])
+    assert "?" not in final.text
+    assert final.speaker_id == "p1" and final.speaker_name == "Robin" and final.language == "en"
+    assert 100.0 <= final.start < final.end <= 100.0 + len(speech) / 48_000
+    stats = service.stats()
+    assert stats["final_decodes"] == 1 and stats["partial_decodes"] >= 2
+    assert stats["finals_emitted"] == 1 and stats["partials_emitted"] == len(partials)
+
+
+async def test_load_shedding_keeps_up_and_every_utterance_gets_a_final(speech: np.ndarray) -> None:
+    # Each decode takes 0.8 s of one worker; three people talk at once at real time: far beyond capacity.
+    model = ScriptedModel(delay=0.8)
+    rec = Recorder()
+    service = CaptionService(model, rec, workers=1)  # type: ignore[arg-type]
+    streams = [service.open_stream(f"p{i}", f"P{i}", language="en") for i in range(3)]
+    ended_at = 0.0
+
+    async def talk(stream: object) -> None:
+        nonlocal ended_at
+        await feed(stream, speech, speed=1.0)
+        ended_at = time.monotonic()
+
+    max_pending = 0
+    max_interval = 0.0
+
+    async def watch() -> None:
+        nonlocal max_pending, max_interval
+        while True:
+            now = service.stats()
+            max_pending = max(max_pending, int(now["pending_jobs"]))
+            max_interval = max(max_interval, float(now["partial_interval_s"]))
+            await asyncio.sleep(0.05)
+
+    watcher = asyncio.create_task(watch())
+    await asyncio.gather(*(talk(s) for s in streams))
+    await asyncio.gather(*(s.close() for s in streams))
+    finals_done = time.monotonic()
+    watcher.cancel()
+    stats = service.stats()
+    await service.close()
+
+    check_caption_protocol(rec.events)
+    finals = [e for e in rec.events if e.final]
+    assert sorted(e.speaker_id for e in finals) == ["p0", "p1", "p2"]  # finals are never shed
+    assert stats["partials_shed"] + stats["partials_coarsened"] > 0
+    assert max_interval > 2.0  # updates were spaced out to the measured decode cost x speakers
+    assert max_pending <= 3 * 2  # at most one partial + one final waiting per speaker
+    # Bounded latency: the three finals (plus at most the partials already running) fit in a few decodes.
+    assert finals_done - ended_at < 6 * 0.8 + 1.0
+
+
+async def test_push_never_waits_for_the_model(speech: np.ndarray) -> None:
+    model = ScriptedModel(delay=1.5)
+    service = CaptionService(model, Recorder(), workers=1)  # type: ignore[arg-type]
+    stream = service.open_stream("p1", "P", language="en")
+    slowest = 0.0
+    room_time = 0.0
+    for i in range(0, len(speech), 960):
+        t = time.perf_counter()
+        stream.push(speech[i : i + 960], room_time)
+        slowest = max(slowest, time.perf_counter() - t)
+        room_time += 0.02
+        if i % (960 * 5) == 0:
+            await asyncio.sleep(0)
+    assert slowest < 0.05  # decodes of 1.5 s were running meanwhile
+    await service.close()
+
+
+async def test_close_finalises_speech_that_has_not_ended(speech: np.ndarray) -> None:
+    rec = Recorder()
+    service = CaptionService(ScriptedModel(), rec)  # type: ignore[arg-type]
+    stream = service.open_stream("p1", "P", language="en")
+    await feed(stream, speech[: int(3.0 * 48_000)], speed=4.0)  # cut mid-sentence, no trailing silence
+    await service.close()  # closes the stream too
+    assert [e.final for e in rec.events][-1] is True
+    assert stream.closed and service.stats()["streams_open"] == 0
+    stream.push(speech[:960], 10.0)  # ignored after close
+
+
+async def test_gap_in_room_time_ends_the_utterance(speech: np.ndarray) -> None:
+    rec = Recorder()
+    service = CaptionService(ScriptedModel(), rec)  # type: ignore[arg-type]
+    stream = service.open_stream("p1", "P", language="en")
+    part = speech[: int(3.0 * 48_000)]
+    end = await feed(stream, part, speed=4.0)
+    await feed(stream, part, start_time=end + 5.0, speed=4.0)  # 5 s without audio (mic muted, DTX)
+    await stream.close()
+    await service.close()
+    finals = [e for e in rec.events if e.final]
+    assert len(finals) == 2 and finals[0].segment_id != finals[1].segment_id
+    assert finals[0].end <= end + 0.01 and finals[1].start >= end + 5.0
+    assert service.stats()["gap_ends"] == 1
+
+
+async def test_translation_event_follows_the_final(speech: np.ndarray) -> None:
+    rec = Recorder()
+    model = ScriptedModel()
+    service = CaptionService(model, rec, also_translate_to_english=True)  # type: ignore[arg-type]
+    spanish = service.open_stream("p1", "Ana", language="es")
+    english = service.open_stream("p2", "Bo", language="en")
+    await asyncio.gather(feed(spanish, speech, speed=4.0), feed(english, speech, speed=4.0))
+    await service.close()
+    check_caption_protocol(rec.events)
+    translations = [e for e in rec.events if e.task == "translate"]
+    assert len(translations) == 1  # English speech needs no translation
+    (tr,) = translations
+    final = next(e for e in rec.events if e.final and e.task == "transcribe" and e.speaker_id == "p1")
+    assert tr.segment_id == final.segment_id and tr.language == "en" and tr.text == "translated text"
+    assert (tr.start, tr.end) == (final.start, final.end) and final.language == "es"
+    call = next(c for c in model.calls if c.get("task") == "translate")
+    assert call["language"] == "es"
+
+
+async def test_english_only_model_never_translates_and_reports_english(speech: np.ndarray) -> None:
+    rec = Recorder()
+    model = ScriptedModel(multilingual=False)
+    service = CaptionService(model, rec, also_translate_to_english=True)  # type: ignore[arg-type]
+    stream = service.open_stream("p1", "P")  # auto-detect requested, but tiny.en only knows English
+    await feed(stream, speech, speed=4.0)
+    await service.close()
+    assert rec.events and all(e.language == "en" and e.task == "transcribe" for e in rec.events)
+    assert all(c["language"] == "en" and c["task"] == "transcribe" for c in model.calls)
+
+
+async def test_speaker_rename_and_language_switch_apply_to_later_captions(speech: np.ndarray) -> None:
+    rec = Recorder()
+    model = ScriptedModel()
+    service = CaptionService(model, rec)  # type: ignore[arg-type]
+    stream = service.open_stream("p1", "Old name")
+    end = await feed(stream, speech, speed=4.0)
+    await asyncio.sleep(0.3)
+    stream.set_speaker_name("New name")
+    stream.set_language("fr")
+    await feed(stream, speech, start_time=end, speed=4.0)
+    await service.close()
+    finals = [e for e in rec.events if e.final]
+    assert [(f.speaker_name, f.language) for f in finals] == [("Old name", "en"), ("New name", "fr")]
+    assert model.calls[0]["language"] is None  # auto-detect until told
+    assert model.calls[-1]["language"] == "fr"
