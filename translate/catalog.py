@@ -94,6 +94,7 @@ class Catalog:
             self._out.setdefault(src, []).append(dst)
         for targets in self._out.values():
             targets.sort(key=lambda code: (code != PIVOT, code))
+        self._routes: dict[tuple[str, str], list[InstalledPair] | None] = {}  # the router asks often
 
     @classmethod
     def discover(cls, dirs: Sequence[Path] | None = None) -> Catalog:
@@ -109,6 +110,15 @@ class Catalog:
 
     def route(self, source: str, target: str) -> list[InstalledPair]:
         """Packages to chain for source->target (empty when they are equal)."""
+        key = (source, target)
+        if key not in self._routes:
+            self._routes[key] = self._search(source, target)
+        found = self._routes[key]
+        if found is None:
+            raise NoTranslationModel(source, target, self._hint(source, target))
+        return list(found)
+
+    def _search(self, source: str, target: str) -> list[InstalledPair] | None:
         if source == target:
             return []
         previous: dict[str, str] = {source: source}
@@ -128,7 +138,7 @@ class Catalog:
                     chain.reverse()
                     return [self.pairs[(a, b)] for a, b in pairwise(chain)]
                 queue.append((nxt, depth + 1))
-        raise NoTranslationModel(source, target, self._hint(source, target))
+        return None
 
     def can_translate(self, source: str, target: str) -> bool:
         try:

@@ -66,9 +66,10 @@ class TranslationService:
     ) -> None:
         """``package_dirs`` defaults to Argos' own (ARGOS_PACKAGES_DIR / settings.json / XDG data dir).
 
-        ``threads`` is CTranslate2's intra-op threads per worker. On the 2-core reference machine a
-        decoding step is bound by memory bandwidth: neither a second thread nor a second worker made
-        translation faster, so the default (1 worker x 1 thread) leaves the other core to Whisper.
+        ``threads`` is CTranslate2's intra-op threads per worker. On the 2-core reference machine (AMD,
+        so CTranslate2 uses oneDNN, not MKL) a decoding step costs in proportion to the weights it reads,
+        and a second thread did not make it faster; the default (1 worker x 1 thread) leaves the other
+        core to Whisper. More workers help only when several target languages are translated at once.
         """
         self._package_dirs = list(package_dirs) if package_dirs is not None else None
         self._workers = max(1, workers)
