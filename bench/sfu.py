@@ -54,7 +54,7 @@ def serve(mode: str, port: int) -> None:
     from sfu.config import ServerConfig
     from sfu.signaling import ROOMS_KEY
 
-    app = create_app(ServerConfig(ice_hosts=("127.0.0.1",), reconnect_grace=0, max_participants=64))
+    app = create_app(ServerConfig(ice_hosts=("127.0.0.1",), reconnect_grace=0))
     if mode == "baseline":
         from bench.relay_baseline import RelayParticipant
 
@@ -73,8 +73,8 @@ def free_port() -> int:
 async def run(mode: str, participants: int, warmup: float, window: float,
               vp8: list[bytes], opus: list[bytes]) -> RunResult:
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "bench.sfu", "--serve", mode, "--port", str(port)],
-                              stdout=subprocess.PIPE, text=True)
+    command = [sys.executable, "-m", "bench.sfu", "--serve", mode, "--port", str(port)]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)  # noqa: ASYNC220 - once, before measuring
     try:
         assert server.stdout is not None
         line = await asyncio.to_thread(server.stdout.readline)

@@ -27,10 +27,9 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import version
 
 import aioice.ice
-from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 import aiortc.codecs as aiortc_codecs
 import aiortc.rtcpeerconnection as aiortc_pc
-from aiortc import RTCSessionDescription
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver, RTCSessionDescription
 from aiortc import sdp as aiortc_sdp
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpHeaderExtensionParameters
@@ -99,9 +98,14 @@ def receiver_codec(receiver: RTCRtpReceiver, payload_type: int) -> RTCRtpCodecPa
     return codecs.get(payload_type)
 
 
+_pending_plis: set[asyncio.Future[None]] = set()
+
+
 def request_keyframe(receiver: RTCRtpReceiver, media_ssrc: int) -> None:
     """Send a PLI to the publisher for `media_ssrc`."""
-    asyncio.ensure_future(receiver._send_rtcp_pli(media_ssrc))
+    task = asyncio.ensure_future(receiver._send_rtcp_pli(media_ssrc))
+    _pending_plis.add(task)
+    task.add_done_callback(_pending_plis.discard)
 
 
 def redirect_keyframe_requests(sender: RTCRtpSender, on_request: Callable[[], None]) -> None:

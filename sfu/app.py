@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import msgspec
 from aiohttp import web
 
+from peerwell.groups import Group, GroupsConfigError
 from sfu import aiortc_adapter
 from sfu.config import ServerConfig
 from sfu.room import RoomObserver
-from sfu.signaling import ROOMS_KEY, Rooms, websocket_handler
+from sfu.signaling import BROWSER_KEY_COOKIE, ROOMS_KEY, JoinRefused, Rooms, group_info, websocket_handler
+
+if TYPE_CHECKING:
+    from safety.detector import CrisisDetector
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +51,46 @@ async def security_headers(request: web.Request, handler):  # type: ignore[no-un
     return response
 
 
+PRIVACY_NOTICE = (
+    "What happens to what you share here: your video, voice and messages go only through this server to "
+    "the other people in this room. Speech is turned into captions, and captions into other languages, "
+    "by software running on this server; nothing is sent to any outside service. Nothing is recorded: "
+    "captions and chat exist only in memory and are gone when the session ends. You choose the name "
+    "others see; no account or email is needed. You can download your own copy of the captions; nobody "
+    "else keeps one. If something you say or write suggests you may be at risk, the facilitator may be "
+    "alerted privately so they can offer support."
+)
+
+
 async def index(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(request.app[WEB_ROOT_KEY] / "index.html")
+    response = web.FileResponse(request.app[WEB_ROOT_KEY] / "index.html")
+    if BROWSER_KEY_COOKIE not in request.cookies:
+        # Identifies this browser for the session only, so a removal can stick; never tied to a person.
+        response.set_cookie(BROWSER_KEY_COOKIE, secrets.token_urlsafe(18), httponly=True, samesite="Strict")
+    return response
+
+
+def _directory_entry(group: Group) -> dict[str, object]:
+    return msgspec.to_builtins(group_info(group))
+
+
+async def list_groups(request: web.Request) -> web.Response:
+    groups = request.app[ROOMS_KEY].config.groups
+    return web.json_response({
+        "groups": [_directory_entry(g) for g in groups.groups],
+        "allow_adhoc_rooms": groups.server.allow_adhoc_rooms,
+        "privacy_notice": PRIVACY_NOTICE,
+    })
+
+
+async def get_group(request: web.Request) -> web.Response:
+    rooms = request.app[ROOMS_KEY]
+    slug = request.match_info["slug"]
+    try:
+        group = rooms.group_for(slug)
+    except (JoinRefused, GroupsConfigError):
+        return web.json_response({"error": "no-such-room"}, status=404)
+    return web.json_response({**_directory_entry(group), "privacy_notice": PRIVACY_NOTICE})
 
 
 async def health(request: web.Request) -> web.Response:
@@ -57,18 +102,22 @@ async def health(request: web.Request) -> web.Response:
 WEB_ROOT_KEY: web.AppKey[Path] = web.AppKey("web_root", Path)
 
 
-def create_app(config: ServerConfig | None = None, observers: list[RoomObserver] | None = None) -> web.Application:
+def create_app(config: ServerConfig | None = None, observers: list[RoomObserver] | None = None,
+               detector: CrisisDetector | None = None) -> web.Application:
     config = config or ServerConfig()
     aiortc_adapter.check_compatibility()
     aiortc_adapter.set_ice_host_addresses(config.ice_hosts or None)
     app = web.Application(middlewares=[security_headers])
-    rooms = Rooms(config, list(observers or []))
+    rooms = Rooms(config, list(observers or []), detector=detector,
+                  public_url=f"http://{config.host}:{config.port}")
     app[ROOMS_KEY] = rooms
     web_root = Path(config.web_root) if config.web_root else WEB_ROOT
     app[WEB_ROOT_KEY] = web_root
     app.router.add_get("/", index)
     app.router.add_get("/ws", websocket_handler)
     app.router.add_get("/healthz", health)
+    app.router.add_get("/api/groups", list_groups)
+    app.router.add_get("/api/groups/{slug}", get_group)
     app.router.add_static("/static/", web_root / "static", show_index=False)
 
     async def close_rooms(app: web.Application) -> None:

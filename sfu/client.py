@@ -130,6 +130,7 @@ class RoomClient:
     mark_frames: bool = True
     keep_frames: bool = True  # keep received bytes (tests); benchmarks only count
     on_frame: Callable[[str, str, bytes, float], None] | None = None  # (mid, kind, data, perf_counter)
+    secret: str | None = None  # facilitator secret
     participant_id: str | None = None
     joined: dict = field(default_factory=dict)
     tracks: dict[str, dict] = field(default_factory=dict)  # mid -> {participant_id, kind}
@@ -159,7 +160,10 @@ class RoomClient:
         self._joined = loop.create_future()
         self._answer = loop.create_future()
         self._reader = asyncio.ensure_future(self._read())
-        await self.send({"type": "join", "room": self.room, "name": self.name})
+        join = {"type": "join", "room": self.room, "name": self.name, "accept_agreement": True}
+        if self.secret:
+            join["secret"] = self.secret
+        await self.send(join)
         self.joined = await asyncio.wait_for(self._joined, timeout)
         self.participant_id = self.joined["participant_id"]
         if self.audio_frames:

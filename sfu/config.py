@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from aiortc import RTCConfiguration, RTCIceServer
 
+from peerwell.groups import GroupsConfig
 from sfu import messages
 
 
@@ -15,8 +16,7 @@ class ServerConfig:
     port: int = 8080
     ice_hosts: tuple[str, ...] = ()  # empty: aioice picks the machine's addresses
     ice_servers: tuple[messages.IceServer, ...] = ()  # handed to browsers; also used by the server's own ICE
-    allow_adhoc_rooms: bool = True
-    max_participants: int = 16
+    groups: GroupsConfig = field(default_factory=GroupsConfig.default)
     reconnect_grace: float = 20.0  # seconds a dropped participant keeps their place
     web_root: str | None = None  # None: the web/ folder beside the packages
     extra: dict[str, object] = field(default_factory=dict)

@@ -6,14 +6,14 @@ not fit gets an ``error`` reply and changes nothing.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import msgspec
 
 MAX_SIGNALING_BYTES = 256 * 1024  # an SDP with many m-lines stays well under this
 MAX_CHANNEL_BYTES = 16 * 1024
 
-RoomName = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")]
+RoomName = Annotated[str, msgspec.Meta(min_length=1, max_length=40, pattern=r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")]
 DisplayName = Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
 Sdp = Annotated[str, msgspec.Meta(min_length=10, max_length=MAX_SIGNALING_BYTES)]
 Token = Annotated[str, msgspec.Meta(min_length=8, max_length=128)]
@@ -26,9 +26,14 @@ class Struct(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=False, ta
 
 # --- client -> server, WebSocket -------------------------------------------------------------
 
+ParticipantId = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+ChatText = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+
+
 class Join(Struct, tag="join"):
     room: RoomName
     name: DisplayName
+    accept_agreement: bool = False  # the group's agreement and the privacy notice were shown and accepted
     resume: Token | None = None  # token from an earlier "joined", to take back one's place after a drop
     secret: Annotated[str, msgspec.Meta(max_length=128)] | None = None  # facilitator secret
     language: LanguageCode | None = None  # language I speak; None = detect
@@ -46,7 +51,15 @@ class Leave(Struct, tag="leave"):
     pass
 
 
-ClientSignal = Join | Offer | Answer | Leave
+class Admit(Struct, tag="admit"):
+    participant_id: ParticipantId
+
+
+class Deny(Struct, tag="deny"):
+    participant_id: ParticipantId
+
+
+ClientSignal = Join | Offer | Answer | Leave | Admit | Deny
 
 
 # --- server -> client, WebSocket -------------------------------------------------------------
@@ -74,13 +87,39 @@ class CaptionsStatus(msgspec.Struct):
     reason: str | None = None  # why captions are off
 
 
+class GroupInfo(msgspec.Struct):
+    slug: str
+    name: str
+    topic: str
+    description: str
+    schedule: str
+    language: str
+    lobby: bool
+    max_participants: int
+    agreement: str
+
+
 class Joined(Struct, tag="joined"):
     participant_id: str
     room: str
     resume: str
+    role: str
     ice_servers: list[IceServer]
     participants: list[ParticipantInfo]
     captions: CaptionsStatus
+    group: GroupInfo
+
+
+class Lobby(Struct, tag="lobby"):
+    message: str
+
+
+class LobbyUpdate(Struct, tag="lobby-update"):
+    waiting: list[ParticipantInfo]
+
+
+class Admitted(Struct, tag="admitted"):
+    participants: list[ParticipantInfo]
 
 
 class ServerOffer(Struct, tag="offer"):
@@ -115,7 +154,74 @@ class SetSpokenLanguage(Struct, tag="set-spoken-language"):
     language: LanguageCode | None
 
 
-ChannelRequest = SetSpokenLanguage
+class SetSubtitleLanguage(Struct, tag="set-subtitle-language"):
+    language: LanguageCode | None
+
+
+class SetCaptionNameHidden(Struct, tag="set-caption-name-hidden"):
+    hidden: bool
+
+
+class SendChat(Struct, tag="chat"):
+    text: ChatText
+
+
+class RaiseHand(Struct, tag="raise-hand"):
+    pass
+
+
+class LowerHand(Struct, tag="lower-hand"):
+    pass
+
+
+class RequestUnmute(Struct, tag="request-unmute"):
+    pass
+
+
+class LowerHandOf(Struct, tag="lower-hand-of"):
+    participant_id: ParticipantId
+
+
+class Mute(Struct, tag="mute"):
+    participant_id: ParticipantId
+
+
+class Unmute(Struct, tag="unmute"):
+    participant_id: ParticipantId
+
+
+class StopVideo(Struct, tag="stop-video"):
+    participant_id: ParticipantId
+
+
+class AllowVideo(Struct, tag="allow-video"):
+    participant_id: ParticipantId
+
+
+class Remove(Struct, tag="remove"):
+    participant_id: ParticipantId
+
+
+class Lock(Struct, tag="lock"):
+    pass
+
+
+class Unlock(Struct, tag="unlock"):
+    pass
+
+
+class EndSession(Struct, tag="end-session"):
+    pass
+
+
+class DeleteChat(Struct, tag="delete-chat"):
+    message_id: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+
+
+ChannelRequest = (SetSpokenLanguage | SetSubtitleLanguage | SetCaptionNameHidden | SendChat | RaiseHand
+                  | LowerHand | RequestUnmute | LowerHandOf | Mute | Unmute | StopVideo | AllowVideo | Remove
+                  | Lock | Unlock | EndSession | DeleteChat)
+FACILITATOR_ONLY = (LowerHandOf, Mute, Unmute, StopVideo, AllowVideo, Remove, Lock, Unlock, EndSession, DeleteChat)
 
 
 class Caption(Struct, tag="caption"):
@@ -129,9 +235,72 @@ class Caption(Struct, tag="caption"):
     language: str
 
 
+class Subtitle(Struct, tag="subtitle"):
+    segment_id: str
+    language: str
+    text: str
+    source_language: str
+
+
+class SubtitleStatus(Struct, tag="subtitle-status"):
+    language: str | None
+    available: bool
+    message: str
+
+
+class SubtitleLanguages(Struct, tag="subtitle-languages"):
+    languages: list[str]
+
+
+class ChatMessage(Struct, tag="chat"):
+    message_id: str
+    participant_id: str
+    name: str
+    text: str
+    at: float
+
+
+class ChatDeleted(Struct, tag="chat-deleted"):
+    message_id: str
+
+
+class HandEntry(msgspec.Struct):
+    participant_id: str
+    name: str
+
+
+class Hands(Struct, tag="hands"):
+    queue: list[HandEntry]
+
+
+class Moderation(Struct, tag="moderation"):
+    action: str
+    participant_id: str
+
+
+class UnmuteRequested(Struct, tag="unmute-requested"):
+    participant_id: str
+    name: str
+
+
+class RoomState(Struct, tag="room-state"):
+    locked: bool
+
+
+class SafetyAlert(Struct, tag="safety-alert"):
+    participant_id: str
+    name: str
+    text: str
+    source: str
+    category: str
+    at: float
+    resources: str
+
+
 class ChannelError(Struct, tag="error"):
     code: str
     message: str
+    request: str | None = None
 
 
 _signal_decoder = msgspec.json.Decoder(ClientSignal)

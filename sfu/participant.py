@@ -14,8 +14,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCRtpTransceiver
-from aiortc import RTCSessionDescription
+from aiortc import (
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCPeerConnection,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
@@ -23,6 +28,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from sfu import aiortc_adapter, messages
 from sfu.codecs import FORWARDABLE, same_codec, subscriber_codecs
 from sfu.publication import Publication
+from sfu.ratelimit import TokenBucket, message_bucket
 from sfu.subscription import Subscription
 
 if TYPE_CHECKING:
@@ -53,6 +59,14 @@ class Participant:
         self.role = role
         self.room = room
         self.spoken_language: str | None = None
+        self.subtitle_language: str | None = None
+        self.caption_name_hidden = False
+        self.muted_by_facilitator = False
+        self.video_stopped_by_facilitator = False
+        self.browser_key: str | None = None  # from the pw_key cookie: lets a removal stick for the session
+        self.message_limit = message_bucket()
+        self.chat_limit: TokenBucket | None = None
+        self.on_request: Callable[[str | bytes], None] = lambda raw: None
         self._send_signal = send_signal
         self.pc = RTCPeerConnection(rtc_configuration)
         self.publications: dict[str, Publication] = {}  # by kind
@@ -152,6 +166,8 @@ class Participant:
             logger.warning("participant %s offered no forwardable %s codec", self.id, track.kind)
             publication.close()
             return
+        publication.paused = (self.muted_by_facilitator if track.kind == "audio"
+                              else self.video_stopped_by_facilitator)
         self.publications[track.kind] = publication
 
     # --- subscribing -------------------------------------------------------------------------
@@ -210,7 +226,7 @@ class Participant:
             channel.close()  # one channel per participant
             return
         self.channel = channel
-        channel.on("message", lambda raw: self.room.channel_message(self, raw))
+        channel.on("message", lambda raw: self.on_request(raw))
         if channel.readyState == "open":
             self._flush_backlog()
         else:

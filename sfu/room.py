@@ -1,21 +1,34 @@
-"""A Room owns its participants and wires every publication to every other participant."""
+"""A Room owns one group's live session: who is in, who waits in the lobby, and what was said (in memory).
+
+It wires every publication to every other participant, delivers captions, chat and hands, and applies
+the facilitator's decisions. All of this state lives here and nowhere else; it is gone when the
+session ends.
+"""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections import deque
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
 from sfu import messages
 from sfu.participant import Participant
 from sfu.publication import Publication
+from sfu.ratelimit import chat_bucket
+
+if TYPE_CHECKING:
+    from peerwell.groups import Group
+    from safety.detector import CrisisDetector
 
 logger = logging.getLogger(__name__)
 
-RECENT_FINALS = 50  # captions a late joiner gets; memory only
+RECENT_FINALS = 50  # captions a late joiner gets
+RECENT_CHAT = 100
+HIDDEN_NAME = "a participant"
 
 
 class RoomObserver(Protocol):
@@ -31,27 +44,73 @@ class RoomObserver(Protocol):
 
 
 class Room:
-    def __init__(self, name: str, observers: list[RoomObserver] | None = None) -> None:
+    def __init__(self, name: str, group: Group | None = None, observers: list[RoomObserver] | None = None,
+                 detector: CrisisDetector | None = None, crisis_resources: str = "") -> None:
         self.name = name
+        self.group = group
         self.participants: dict[str, Participant] = {}
+        self.lobby: dict[str, Participant] = {}
         self.observers: list[RoomObserver] = list(observers or [])
+        self.detector = detector
+        self.crisis_resources = crisis_resources
         self.started_at = time.monotonic()
+        self.locked = False
+        self.ended = False
+        self.removed_keys: set[str] = set()  # browser keys of people removed for this session
+        self.removed_ids: set[str] = set()
+        self.hands: list[str] = []
         self.recent_captions: deque[messages.Caption] = deque(maxlen=RECENT_FINALS)
+        self.chat: deque[messages.ChatMessage] = deque(maxlen=RECENT_CHAT)
+        self._chat_ids = itertools.count(1)
 
     def room_time(self, monotonic: float | None = None) -> float:
-        """Seconds since the room opened: the clock captions are stamped with."""
+        """Seconds since the room opened: the clock captions and chat are stamped with."""
         return (time.monotonic() if monotonic is None else monotonic) - self.started_at
+
+    @property
+    def lobby_enabled(self) -> bool:
+        return bool(self.group and self.group.lobby)
+
+    @property
+    def facilitators(self) -> list[Participant]:
+        return [p for p in self.participants.values() if p.role == "facilitator"]
 
     # --- membership --------------------------------------------------------------------------
 
     async def add(self, participant: Participant) -> None:
+        self.lobby.pop(participant.id, None)
         self.participants[participant.id] = participant
         await self.broadcast_signal(messages.ParticipantJoined(participant=participant.info()),
                                     exclude=participant.id)
         for caption in self.recent_captions:
-            participant.send_event(caption)
+            participant.send_event(self.caption_for(caption, participant))
+        for chat in self.chat:
+            participant.send_event(chat)
+        participant.send_event(messages.RoomState(locked=self.locked))
+        participant.send_event(self._hands_event())
+        await self.update_lobby()
+
+    async def wait_in_lobby(self, participant: Participant) -> None:
+        self.lobby[participant.id] = participant
+        message = ("Waiting for the facilitator to let you in." if self.facilitators
+                   else "Waiting for the facilitator to arrive and let you in.")
+        await participant.send_signal(messages.Lobby(message=message))
+        await self.update_lobby()
+
+    async def update_lobby(self) -> None:
+        update = messages.LobbyUpdate(waiting=[p.info() for p in self.lobby.values()])
+        for facilitator in self.facilitators:
+            await facilitator.send_signal(update)
+
+    def participant_list(self) -> list[messages.ParticipantInfo]:
+        return [p.info() for p in self.participants.values()]
 
     async def remove(self, participant: Participant) -> None:
+        if self.lobby.get(participant.id) is participant:
+            del self.lobby[participant.id]
+            await participant.close()
+            await self.update_lobby()
+            return
         if self.participants.get(participant.id) is not participant:
             return
         del self.participants[participant.id]
@@ -60,15 +119,21 @@ class Room:
                 other.unsubscribe(publication)
         for observer in self.observers:
             observer.participant_left(self, participant)
+        if participant.id in self.hands:
+            self.hands.remove(participant.id)
+            self.broadcast_event(self._hands_event())
         await self.broadcast_signal(messages.ParticipantLeft(participant_id=participant.id))
         await participant.close()
 
     @property
     def empty(self) -> bool:
-        return not self.participants
+        return not self.participants and not self.lobby
 
     def close(self) -> None:
+        """Forget everything said: captions, chat, hands."""
         self.recent_captions.clear()
+        self.chat.clear()
+        self.hands.clear()
         for observer in self.observers:
             observer.room_closed(self)
 
@@ -100,18 +165,94 @@ class Room:
                 await participant.send_signal(message)
 
     def broadcast_event(self, message: messages.Struct) -> None:
-        if isinstance(message, messages.Caption) and message.final:
-            self.recent_captions.append(message)
         for participant in self.participants.values():
             participant.send_event(message)
 
-    def channel_message(self, participant: Participant, raw: str | bytes) -> None:
-        try:
-            request = messages.decode_channel(raw, messages.ChannelRequest)
-        except messages.InvalidMessage as exc:
-            participant.send_event(messages.ChannelError(code="invalid-message", message=str(exc)))
+    def send_to_facilitators(self, message: messages.Struct) -> None:
+        for facilitator in self.facilitators:
+            facilitator.send_event(message)
+
+    def caption_for(self, caption: messages.Caption, recipient: Participant) -> messages.Caption:
+        speaker = self.participants.get(caption.speaker_id)
+        if speaker is not None and speaker.caption_name_hidden and recipient.id != speaker.id:
+            return msgspec.structs.replace(caption, speaker_name=HIDDEN_NAME, speaker_id="")
+        return caption
+
+    def deliver_caption(self, caption: messages.Caption) -> None:
+        """Send a caption to everyone, the speaker included; finals are kept for late joiners."""
+        if caption.final:
+            self.recent_captions.append(caption)
+        for participant in self.participants.values():
+            participant.send_event(self.caption_for(caption, participant))
+        if caption.final:
+            speaker = self.participants.get(caption.speaker_id)
+            if speaker is not None:
+                self.check_safety(speaker, caption.text, "caption", caption.language)
+
+    def check_safety(self, speaker: Participant, text: str, source: str, language: str | None) -> None:
+        if self.detector is None:
             return
-        if isinstance(request, messages.SetSpokenLanguage):
-            participant.spoken_language = request.language
-        for observer in self.observers:
-            observer.channel_request(self, participant, request)
+        match = self.detector.check(text, language)
+        if match is None:
+            return
+        self.send_to_facilitators(messages.SafetyAlert(
+            participant_id=speaker.id, name=speaker.name, text=text, source=source,
+            category=match.category, at=round(self.room_time(), 2), resources=self.crisis_resources))
+
+    # --- chat and hands ----------------------------------------------------------------------
+
+    def post_chat(self, sender: Participant, text: str) -> str | None:
+        """Returns an error message, or None when the message went out."""
+        text = text.strip()
+        if not text:
+            return "a chat message needs some text"
+        if sender.chat_limit is None:
+            sender.chat_limit = chat_bucket()
+        if not sender.chat_limit.allow():
+            return "you are sending messages too quickly; wait a few seconds"
+        message = messages.ChatMessage(message_id=f"m{next(self._chat_ids)}", participant_id=sender.id,
+                                       name=sender.name, text=text, at=round(self.room_time(), 2))
+        self.chat.append(message)
+        self.broadcast_event(message)
+        self.check_safety(sender, text, "chat", None)
+        return None
+
+    def delete_chat(self, message_id: str) -> bool:
+        for message in self.chat:
+            if message.message_id == message_id:
+                self.chat.remove(message)
+                self.broadcast_event(messages.ChatDeleted(message_id=message_id))
+                return True
+        return False
+
+    def set_hand(self, participant_id: str, raised: bool) -> None:
+        if raised and participant_id not in self.hands:
+            self.hands.append(participant_id)
+        elif not raised and participant_id in self.hands:
+            self.hands.remove(participant_id)
+        else:
+            return
+        self.broadcast_event(self._hands_event())
+
+    def _hands_event(self) -> messages.Hands:
+        return messages.Hands(queue=[
+            messages.HandEntry(participant_id=pid, name=self.participants[pid].name)
+            for pid in self.hands if pid in self.participants])
+
+    # --- facilitator actions -----------------------------------------------------------------
+
+    def set_paused(self, target: Participant, kind: str, paused: bool) -> None:
+        if kind == "audio":
+            target.muted_by_facilitator = paused
+        else:
+            target.video_stopped_by_facilitator = paused
+        publication = target.publications.get(kind)
+        if publication is not None:
+            publication.paused = paused
+        action = {("audio", True): "muted", ("audio", False): "unmuted",
+                  ("video", True): "video-stopped", ("video", False): "video-allowed"}[(kind, paused)]
+        self.broadcast_event(messages.Moderation(action=action, participant_id=target.id))
+
+    def set_locked(self, locked: bool) -> None:
+        self.locked = locked
+        self.broadcast_event(messages.RoomState(locked=locked))

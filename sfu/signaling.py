@@ -1,4 +1,7 @@
-"""WebSocket signaling at /ws: join a room, exchange SDP, leave. See docs/protocol.md."""
+"""WebSocket signaling at /ws: join (agreement, role, lobby), SDP exchange, admission, leave.
+
+See docs/protocol.md. `Rooms` is the single owner of which rooms exist and who holds a seat in them.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +10,35 @@ import hmac
 import logging
 import secrets
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aiohttp import WSMsgType, web
 
 from sfu import messages
 from sfu.config import ServerConfig
+from sfu.control import RoomControl
 from sfu.participant import NegotiationError, Participant
+from sfu.ratelimit import message_bucket
 from sfu.room import Room, RoomObserver
+
+if TYPE_CHECKING:
+    from peerwell.groups import Group
+    from safety.detector import CrisisDetector
 
 logger = logging.getLogger(__name__)
 
-JOIN_TIMEOUT = 30.0
+BROWSER_KEY_COOKIE = "pw_key"
+
+
+def secrets_match(given: str | None, expected: str) -> bool:
+    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def group_info(group: Group) -> messages.GroupInfo:
+    return messages.GroupInfo(
+        slug=group.slug, name=group.name, topic=group.topic, description=group.description,
+        schedule=group.schedule, language=group.language, lobby=group.lobby,
+        max_participants=group.max_participants, agreement=group.agreement)
 
 
 @dataclass
@@ -26,34 +47,50 @@ class Seat:
 
     participant: Participant
     token: str
+    session: SignalingSession
     removal: asyncio.TimerHandle | None = None
 
 
 @dataclass
 class Rooms:
-    """Every live room and every seat in it; the single owner of that state."""
+    """Every live room and every seat in it."""
 
     config: ServerConfig
     observers: list[RoomObserver] = field(default_factory=list)
+    detector: CrisisDetector | None = None
     captions_status: messages.CaptionsStatus = field(
         default_factory=lambda: messages.CaptionsStatus(enabled=False, reason="captions are not configured"))
     rooms: dict[str, Room] = field(default_factory=dict)
     seats: dict[str, Seat] = field(default_factory=dict)  # by participant id
     participant_class: type[Participant] = Participant  # benchmarks swap in a transcoding baseline
+    public_url: str = ""
 
-    def room_for_join(self, name: str) -> Room:
-        room = self.rooms.get(name)
+    def __post_init__(self) -> None:
+        self.control = RoomControl(self.kick, self.end_session)
+
+    def group_for(self, slug: str) -> Group:
+        groups = self.config.groups
+        group = groups.get(slug)
+        if group is not None:
+            return group
+        if not groups.server.allow_adhoc_rooms:
+            raise JoinRefused("no-such-room", f"there is no group called {slug!r}")
+        return groups.adhoc_group(slug)
+
+    def room_for_join(self, slug: str) -> Room:
+        room = self.rooms.get(slug)
         if room is None:
-            if not self.config.allow_adhoc_rooms:
-                raise JoinRefused("no-such-room", f"there is no room called {name!r}")
-            room = self.rooms[name] = Room(name, self.observers)
-        if len(room.participants) >= self.config.max_participants:
-            raise JoinRefused("room-full", f"room {name!r} is full ({self.config.max_participants} people)")
+            group = self.group_for(slug)
+            room = Room(slug, group, self.observers, self.detector, self.config.groups.server.crisis_resources)
+            self.rooms[slug] = room
+            if group.adhoc:
+                logger.warning("ad-hoc room %r opened; facilitator link: %s/#room=%s&secret=%s",
+                               slug, self.public_url, slug, group.facilitator_secret)
         return room
 
     def seat_for_resume(self, room: Room, token: str) -> Seat | None:
         for seat in self.seats.values():
-            if seat.participant.room is room and hmac.compare_digest(seat.token, token):
+            if seat.participant.room is room and secrets_match(token, seat.token):
                 return seat
         return None
 
@@ -65,6 +102,25 @@ class Rooms:
         room = seat.participant.room
         await room.remove(seat.participant)
         if room.empty and self.rooms.get(room.name) is room:
+            del self.rooms[room.name]
+            room.close()
+
+    async def kick(self, participant: Participant, reason: str) -> None:
+        """Say goodbye, close their connection and free the seat at once (no reconnect grace)."""
+        seat = self.seats.get(participant.id)
+        if seat is None:
+            await participant.room.remove(participant)
+            return
+        await seat.session.send(messages.Bye(reason=reason))
+        seat.session.left = True
+        await self.release(seat)
+        await seat.session.ws.close()
+
+    async def end_session(self, room: Room) -> None:
+        room.ended = True
+        for seat in [s for s in self.seats.values() if s.participant.room is room]:
+            await self.kick(seat.participant, "ended")
+        if self.rooms.get(room.name) is room:
             del self.rooms[room.name]
             room.close()
 
@@ -83,11 +139,13 @@ class JoinRefused(Exception):
 class SignalingSession:
     """One WebSocket: at most one participant, from join to leave or disconnect."""
 
-    def __init__(self, rooms: Rooms, ws: web.WebSocketResponse) -> None:
+    def __init__(self, rooms: Rooms, ws: web.WebSocketResponse, browser_key: str | None) -> None:
         self.rooms = rooms
         self.ws = ws
+        self.browser_key = browser_key
         self.seat: Seat | None = None
         self.left = False
+        self.limit = message_bucket()
 
     async def send(self, message: messages.Struct) -> None:
         if not self.ws.closed:
@@ -105,6 +163,9 @@ class SignalingSession:
                 if raw.type != WSMsgType.TEXT:
                     await self.error("invalid-message", "messages are JSON text frames")
                     continue
+                if not self.limit.allow():
+                    await self.error("rate-limited", "too many messages; slow down")
+                    continue
                 try:
                     message = messages.decode_signal(raw.data)
                 except messages.InvalidMessage as exc:
@@ -118,60 +179,115 @@ class SignalingSession:
 
     async def handle(self, message: messages.ClientSignal) -> None:
         if isinstance(message, messages.Join):
-            await self.join(message)
+            try:
+                await self.join(message)
+            except JoinRefused as refused:
+                await self.error(refused.code, refused.message)
             return
         if self.seat is None:
             await self.error("not-joined", "send join first")
             return
         participant = self.seat.participant
+        room = participant.room
         try:
             if isinstance(message, messages.Offer):
+                if participant.id in room.lobby:
+                    await self.error("in-lobby", "wait until the facilitator lets you in")
+                    return
                 await participant.accept_offer(message.sdp)
             elif isinstance(message, messages.Answer):
                 await participant.accept_answer(message.sdp)
             elif isinstance(message, messages.Leave):
                 self.left = True
+            elif isinstance(message, messages.Admit | messages.Deny):
+                await self.admission(participant, message)
         except NegotiationError as exc:
             await self.error("negotiation-failed", str(exc))
 
+    async def admission(self, facilitator: Participant, message: messages.Admit | messages.Deny) -> None:
+        room = facilitator.room
+        if facilitator.role != "facilitator" or facilitator.id not in room.participants:
+            await self.error("not-allowed", "only the facilitator can admit or deny people")
+            return
+        waiting = room.lobby.get(message.participant_id)
+        if waiting is None:
+            await self.error("no-such-participant", "nobody with that id is waiting")
+            return
+        if isinstance(message, messages.Deny):
+            await self.rooms.kick(waiting, "denied")
+            return
+        await room.add(waiting)
+        await waiting.send_signal(messages.Admitted(participants=room.participant_list()))
+
     async def join(self, request: messages.Join) -> None:
         if self.seat is not None:
-            await self.error("already-joined", "this connection has already joined a room")
-            return
-        try:
-            room = self.rooms.room_for_join(request.room)
-        except JoinRefused as refused:
-            await self.error(refused.code, refused.message)
-            return
-        participant_id = secrets.token_urlsafe(6)
+            raise JoinRefused("already-joined", "this connection has already joined a room")
+        if not request.accept_agreement:
+            raise JoinRefused("agreement-required", "read and accept the group agreement and privacy notice first")
+        name = " ".join(request.name.split())
+        if not name or not name.isprintable():
+            raise JoinRefused("invalid-message", "choose a name made of visible characters")
+        room = self.rooms.room_for_join(request.room)
+        assert room.group is not None
+        role = "participant"
+        if request.secret is not None:
+            if not secrets_match(request.secret, room.group.facilitator_secret):
+                raise JoinRefused("bad-secret", "that facilitator secret is not right for this group")
+            role = "facilitator"
+        if self.browser_key is not None and self.browser_key in room.removed_keys and role != "facilitator":
+            raise JoinRefused("removed", "the facilitator removed you from this session")
+
+        resumed: Seat | None = None
         if request.resume is not None:
-            old = self.rooms.seat_for_resume(room, request.resume)
-            if old is None:
-                await self.error("resume-failed", "that place is no longer held; join again without resume")
-                return
-            participant_id = old.participant.id
-            await self.rooms.release(old)
+            resumed = self.rooms.seat_for_resume(room, request.resume)
+            if resumed is None or resumed.participant.id in room.removed_ids:
+                raise JoinRefused("resume-failed", "that place is no longer held; join again without resume")
+        elif role != "facilitator":
+            if room.locked:
+                raise JoinRefused("room-locked", "the facilitator has locked this room")
+            if len(room.participants) + len(room.lobby) >= room.group.max_participants:
+                raise JoinRefused("room-full", f"this group is full ({room.group.max_participants} people)")
+
+        participant_id = secrets.token_urlsafe(6)
+        previous: Participant | None = None
+        if resumed is not None:
+            previous = resumed.participant
+            participant_id = previous.id
+            role = previous.role
+            await self.rooms.release(resumed)
             room = self.rooms.room_for_join(request.room)
-        participant = self.rooms.participant_class(participant_id, request.name.strip() or "Guest", room, self.send,
-                                  self.rooms.config.rtc_configuration())
+        participant = self.rooms.participant_class(
+            participant_id, name, room, self.send, self.rooms.config.rtc_configuration(), role=role)
         participant.spoken_language = request.language
-        self.seat = Seat(participant, secrets.token_urlsafe(24))
+        participant.browser_key = self.browser_key
+        participant.on_request = lambda raw: self.rooms.control.handle_raw(participant.room, participant, raw)
+        if previous is not None:  # moderation and preferences survive a reconnect
+            for attribute in ("muted_by_facilitator", "video_stopped_by_facilitator", "caption_name_hidden",
+                              "subtitle_language", "spoken_language"):
+                setattr(participant, attribute, getattr(previous, attribute))
+        self.seat = Seat(participant, secrets.token_urlsafe(24), self)
         self.rooms.seats[participant.id] = self.seat
+        in_lobby = room.lobby_enabled and role != "facilitator" and previous is None
         await self.send(messages.Joined(
             participant_id=participant.id,
             room=room.name,
             resume=self.seat.token,
+            role=role,
             ice_servers=list(self.rooms.config.ice_servers),
-            participants=[p.info() for p in room.participants.values()],
+            participants=[] if in_lobby else room.participant_list(),
             captions=self.rooms.captions_status,
+            group=group_info(room.group),
         ))
-        await room.add(participant)
+        if in_lobby:
+            await room.wait_in_lobby(participant)
+        else:
+            await room.add(participant)
 
     async def disconnected(self) -> None:
         seat = self.seat
-        if seat is None:
+        if seat is None or self.rooms.seats.get(seat.participant.id) is not seat:
             return
-        if self.left or self.rooms.config.reconnect_grace <= 0:
+        if self.left or self.rooms.config.reconnect_grace <= 0 or seat.participant.id in seat.participant.room.lobby:
             await self.rooms.release(seat)
             return
         # Keep the place for a while: a phone switching networks comes back with its resume token.
@@ -183,7 +299,7 @@ class SignalingSession:
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=15.0, max_msg_size=messages.MAX_SIGNALING_BYTES)
     await ws.prepare(request)
-    session = SignalingSession(request.app[ROOMS_KEY], ws)
+    session = SignalingSession(request.app[ROOMS_KEY], ws, request.cookies.get(BROWSER_KEY_COOKIE))
     await session.run()
     return ws
 

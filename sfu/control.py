@@ -1,0 +1,116 @@
+"""Data-channel requests: validated, rate limited, and checked against the sender's role on the server.
+
+A participant cannot act as a facilitator by crafting messages: every facilitator-only request is
+refused unless the sender joined with the room's facilitator secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from sfu import messages
+from sfu.participant import Participant
+from sfu.room import Room
+
+logger = logging.getLogger(__name__)
+
+Kick = Callable[[Participant, str], Awaitable[None]]  # (who, reason) -> bye, close, release the seat
+EndSession = Callable[[Room], Awaitable[None]]
+
+
+class RoomControl:
+    def __init__(self, kick: Kick, end_session: EndSession) -> None:
+        self._kick = kick
+        self._end_session = end_session
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def handle_raw(self, room: Room, sender: Participant, raw: str | bytes) -> None:
+        if not sender.message_limit.allow():
+            sender.send_event(messages.ChannelError(code="rate-limited", message="too many messages; slow down"))
+            return
+        try:
+            request = messages.decode_channel(raw, messages.ChannelRequest)
+        except messages.InvalidMessage as exc:
+            sender.send_event(messages.ChannelError(code="invalid-message", message=str(exc)))
+            return
+        error = self.handle(room, sender, request)
+        if error is not None:
+            code, text = error
+            tag = type(request).__struct_config__.tag
+            sender.send_event(messages.ChannelError(code=code, message=text, request=str(tag)))
+            return
+        for observer in room.observers:
+            observer.channel_request(room, sender, request)
+
+    def handle(self, room: Room, sender: Participant, request: messages.Struct) -> tuple[str, str] | None:
+        """Apply one request; returns (code, message) when it is refused."""
+        if sender.id not in room.participants:
+            return "not-joined", "you are not in the room"
+        if isinstance(request, messages.FACILITATOR_ONLY) and sender.role != "facilitator":
+            return "not-allowed", "only the facilitator can do that"
+        match request:
+            case messages.SetSpokenLanguage(language=language):
+                sender.spoken_language = language
+            case messages.SetSubtitleLanguage(language=language):
+                sender.subtitle_language = language  # the translation service answers with subtitle-status
+            case messages.SetCaptionNameHidden(hidden=hidden):
+                sender.caption_name_hidden = hidden
+            case messages.SendChat(text=text):
+                problem = room.post_chat(sender, text)
+                if problem is not None:
+                    return "rate-limited" if "quickly" in problem else "invalid-message", problem
+            case messages.RaiseHand():
+                room.set_hand(sender.id, True)
+            case messages.LowerHand():
+                room.set_hand(sender.id, False)
+            case messages.RequestUnmute():
+                if not sender.muted_by_facilitator:
+                    return "invalid-message", "you are not muted by the facilitator"
+                room.send_to_facilitators(messages.UnmuteRequested(participant_id=sender.id, name=sender.name))
+            case messages.Lock():
+                room.set_locked(True)
+            case messages.Unlock():
+                room.set_locked(False)
+            case messages.EndSession():
+                self._spawn(self._end_session(room))
+            case messages.DeleteChat(message_id=message_id):
+                if not room.delete_chat(message_id):
+                    return "no-such-message", "that message is not in the chat any more"
+            case _:
+                return self._act_on_participant(room, sender, request)
+        return None
+
+    def _act_on_participant(self, room: Room, sender: Participant,
+                            request: messages.Struct) -> tuple[str, str] | None:
+        target_id = getattr(request, "participant_id", None)
+        target = room.participants.get(target_id) if isinstance(target_id, str) else None
+        if target is None:
+            return "no-such-participant", "that person is not in the room"
+        match request:
+            case messages.LowerHandOf():
+                room.set_hand(target.id, False)
+            case messages.Mute():
+                room.set_paused(target, "audio", True)
+            case messages.Unmute():
+                room.set_paused(target, "audio", False)
+            case messages.StopVideo():
+                room.set_paused(target, "video", True)
+            case messages.AllowVideo():
+                room.set_paused(target, "video", False)
+            case messages.Remove():
+                if target is sender:
+                    return "invalid-message", "you cannot remove yourself; leave instead"
+                if target.browser_key:
+                    room.removed_keys.add(target.browser_key)
+                room.removed_ids.add(target.id)
+                self._spawn(self._kick(target, "removed"))
+            case _:
+                return "invalid-message", f"unhandled request {type(request).__name__}"
+        return None
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
