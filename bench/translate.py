@@ -116,8 +116,7 @@ def latency_table(title: str, timings: dict[int, list[float]]) -> tuple[float, f
     return p50, p95
 
 
-async def measure_throughput(service: TranslationService, texts: list[str],
-                             targets: tuple[str, ...]) -> float:
+async def measure_throughput(service: TranslationService, texts: list[str], targets: tuple[str, ...]) -> float:
     sent = 0
 
     def send(listener_id: str, subtitle: object) -> None:
@@ -159,30 +158,37 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         packages = install_targets(Path(tmp))
         model_mb = (next(packages.glob("*/model/model.bin")).stat().st_size) / 1e6
-        print(f"built + installed a random-weight Argos package in {time.perf_counter() - t0:.1f} s: "
-              f"model.bin {model_mb:.0f} MB (6+6 layers, d_model 512, FFN 2048, 32k vocab, int8); "
-              f"{os.cpu_count()} CPU cores")
+        print(
+            f"built + installed a random-weight Argos package in {time.perf_counter() - t0:.1f} s: "
+            f"model.bin {model_mb:.0f} MB (6+6 layers, d_model 512, FFN 2048, 32k vocab, int8); "
+            f"{os.cpu_count()} CPU cores"
+        )
 
         service = TranslationService([packages], cache_size=0, decode=REALISTIC)
         tokenizer = service.catalog.pairs[("en", "es")].package.tokenizer
-        tokens_per_word = statistics.mean(len(tokenizer.encode(t)) / n
-                                          for n, ts in spoken.items() for t in ts)
+        tokens_per_word = statistics.mean(len(tokenizer.encode(t)) / n for n, ts in spoken.items() for t in ts)
         t0 = time.perf_counter()
         service.translate_sync("Warm up.", "en", "es")
-        print(f"model load + first caption {(time.perf_counter() - t0) * 1000:.0f} ms; "
-              f"{tokens_per_word:.2f} tokens/word; beam {REALISTIC.beam_size}; output capped at 1.2x input "
-              "tokens (random weights never stop early; a real translation is about that long)\n")
+        print(
+            f"model load + first caption {(time.perf_counter() - t0) * 1000:.0f} ms; "
+            f"{tokens_per_word:.2f} tokens/word; beam {REALISTIC.beam_size}; output capped at 1.2x input "
+            "tokens (random weights never stop early; a real translation is about that long)\n"
+        )
 
-        p50, p95 = latency_table("per-caption latency en->es, captions as spoken (sentences batched)",
-                                 measure_latency(service, spoken))
-        latency_table("worst case: each caption one long sentence (no punctuation inside)",
-                      measure_latency(service, one_sentence))
+        p50, p95 = latency_table(
+            "per-caption latency en->es, captions as spoken (sentences batched)", measure_latency(service, spoken)
+        )
+        latency_table(
+            "worst case: each caption one long sentence (no punctuation inside)", measure_latency(service, one_sentence)
+        )
 
         texts = one_sentence[15]
-        rows = {"beam 1": p50_at(packages, texts, REALISTIC),
-                "beam 2": p50_at(packages, texts, replace(REALISTIC, beam_size=2)),
-                "beam 4 (Argos' default)": p50_at(packages, texts, replace(REALISTIC, beam_size=4)),
-                "beam 1, service safety cap 1.5x+8 tokens": p50_at(packages, texts, DecodeOptions())}
+        rows = {
+            "beam 1": p50_at(packages, texts, REALISTIC),
+            "beam 2": p50_at(packages, texts, replace(REALISTIC, beam_size=2)),
+            "beam 4 (Argos' default)": p50_at(packages, texts, replace(REALISTIC, beam_size=4)),
+            "beam 1, service safety cap 1.5x+8 tokens": p50_at(packages, texts, DecodeOptions()),
+        }
         print("one-sentence 15-word captions, p50: " + " | ".join(f"{k} {v:.0f} ms" for k, v in rows.items()))
         print()
 
@@ -197,8 +203,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  3 target languages:  {three:5.2f} captions/s ({three * 3:.1f} translations/s)")
         print(f"  3 targets, 2 workers: {three_parallel:5.2f} captions/s (default is 1 worker)\n")
 
-    print(json.dumps({"latency_p50_ms": round(p50, 1), "latency_p95_ms": round(p95, 1),
-                      "captions_per_s_1_target": round(one, 2), "captions_per_s_3_targets": round(three, 2)}))
+    print(
+        json.dumps(
+            {
+                "latency_p50_ms": round(p50, 1),
+                "latency_p95_ms": round(p95, 1),
+                "captions_per_s_1_target": round(one, 2),
+                "captions_per_s_3_targets": round(three, 2),
+            }
+        )
+    )
     return 0
 
 

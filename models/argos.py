@@ -153,10 +153,12 @@ def validate_archive(path: Path) -> PackageMetadata:
         raise InvalidPackage(f"{where}: unreadable archive ({exc})") from None
     data = _metadata_from(meta, where)
     return PackageMetadata(
-        from_code=data["from_code"], to_code=data["to_code"],
+        from_code=data["from_code"],
+        to_code=data["to_code"],
         from_name=str(data.get("from_name") or data["from_code"]),
         to_name=str(data.get("to_name") or data["to_code"]),
-        version=str(data.get("package_version", "")), argos_version=str(data.get("argos_version", "")),
+        version=str(data.get("package_version", "")),
+        argos_version=str(data.get("argos_version", "")),
         root=root,
     )
 
@@ -173,8 +175,7 @@ def check_loads(package_dir: Path) -> None:
         except Exception as exc:
             raise InvalidPackage(f"{package_dir.name}: sentencepiece.model does not load ({exc})") from None
     try:
-        ctranslate2.Translator(str(package_dir / "model"), device="cpu", compute_type="auto",
-                               intra_threads=1)
+        ctranslate2.Translator(str(package_dir / "model"), device="cpu", compute_type="auto", intra_threads=1)
     except Exception as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InvalidPackage(f"{package_dir.name}: the model does not load ({message})") from None
@@ -202,8 +203,9 @@ def install_package_file(path: Path, dest: Path | None = None) -> InstalledArgos
         check_loads(new_dir)
         target = dest / meta.root
         with _argos_lock():
-            old = [m.path for m in installed_packages([dest])
-                   if (m.from_code, m.to_code) == (meta.from_code, meta.to_code)]
+            old = [
+                m.path for m in installed_packages([dest]) if (m.from_code, m.to_code) == (meta.from_code, meta.to_code)
+            ]
             if target.exists() and target not in old:
                 old.append(target)
             for i, previous in enumerate(old):
@@ -218,9 +220,14 @@ def describe(package_dir: Path, *, checksum: bool = True) -> InstalledArgosModel
     meta = json.loads((package_dir / "metadata.json").read_text())
     size = sum(p.stat().st_size for p in package_dir.rglob("*") if p.is_file())
     return InstalledArgosModel(
-        name=package_dir.name, from_code=meta.get("from_code", "?"), to_code=meta.get("to_code", "?"),
-        from_name=meta.get("from_name", ""), to_name=meta.get("to_name", ""),
-        version=str(meta.get("package_version", "")), path=package_dir, size_bytes=size,
+        name=package_dir.name,
+        from_code=meta.get("from_code", "?"),
+        to_code=meta.get("to_code", "?"),
+        from_name=meta.get("from_name", ""),
+        to_name=meta.get("to_name", ""),
+        version=str(meta.get("package_version", "")),
+        path=package_dir,
+        size_bytes=size,
         sha256=sha256_file(package_dir / "model" / "model.bin") if checksum else "",
     )
 
@@ -233,8 +240,7 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def installed_packages(dirs: list[Path] | None = None, *,
-                       checksums: bool = False) -> list[InstalledArgosModel]:
+def installed_packages(dirs: list[Path] | None = None, *, checksums: bool = False) -> list[InstalledArgosModel]:
     """Installed translate packages (directories that are not packages are ignored).
 
     ``checksums`` hashes every model.bin (~0.3 s per 100 MB), for ``peerwell models list``.

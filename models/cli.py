@@ -35,8 +35,11 @@ def add_models_subparsers(target: Any) -> argparse.ArgumentParser:
     if isinstance(target, argparse.ArgumentParser):
         parser = target
     else:
-        parser = target.add_parser("models", help="list, install and remove local models",
-                                   description="Manage Whisper and Argos Translate models.")
+        parser = target.add_parser(
+            "models",
+            help="list, install and remove local models",
+            description="Manage Whisper and Argos Translate models.",
+        )
     sub = parser.add_subparsers(dest="models_command", metavar="COMMAND", required=True)
 
     sub.add_parser("list", help="installed Whisper and Argos models (size, sha256, location)")
@@ -45,13 +48,14 @@ def add_models_subparsers(target: Any) -> argparse.ArgumentParser:
     _index_args(available)
 
     install = sub.add_parser(
-        "install", help="install a translation pair (en:es) from the index, or an .argosmodel file",
+        "install",
+        help="install a translation pair (en:es) from the index, or an .argosmodel file",
         description="Install FROM:TO from the Argos index (pivoting through English when the index "
-                    "has no direct package), or install a local .argosmodel file offline.")
+        "has no direct package), or install a local .argosmodel file offline.",
+    )
     install.add_argument("target", metavar="PAIR_OR_FILE", help="e.g. en:es, or path/to/file.argosmodel")
     install.add_argument("--force", action="store_true", help="reinstall pairs that are already installed")
-    install.add_argument("--no-progress", dest="progress", action="store_false", default=None,
-                         help="no progress bar")
+    install.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="no progress bar")
     _index_args(install)
 
     remove = sub.add_parser("remove", help="remove an installed translation pair")
@@ -60,16 +64,18 @@ def add_models_subparsers(target: Any) -> argparse.ArgumentParser:
 
 
 def _index_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--index-url", default=None,
-                        help="Argos index (index.json URL, base URL, or path of a mirror); "
-                             "default: $ARGOS_PACKAGE_INDEX, else the public Argos index")
+    parser.add_argument(
+        "--index-url",
+        default=None,
+        help="Argos index (index.json URL, base URL, or path of a mirror); "
+        "default: $ARGOS_PACKAGE_INDEX, else the public Argos index",
+    )
     parser.add_argument("--timeout", type=float, default=30.0, help="network timeout in seconds")
 
 
 def run_models_command(args: argparse.Namespace) -> int:
     """Run a parsed ``models`` command; returns the process exit status."""
-    commands = {"list": _cmd_list, "available": _cmd_available, "install": _cmd_install,
-                "remove": _cmd_remove}
+    commands = {"list": _cmd_list, "available": _cmd_available, "install": _cmd_install, "remove": _cmd_remove}
     try:
         return commands[args.models_command](args)
     except ModelError as exc:
@@ -101,9 +107,16 @@ def _whisper_rows() -> tuple[list[list[str]], str | None]:
         models = list(installed_whisper_models())
     except Exception as exc:  # the other engineer's module must not break `list`
         return [], f"cannot list Whisper models: {exc}"
-    rows = [[str(getattr(m, "name", "?")), _human(int(getattr(m, "size_bytes", 0) or 0)),
-             str(getattr(m, "sha256", "") or "-"), str(getattr(m, "source", "") or "-"),
-             str(getattr(m, "path", ""))] for m in models]
+    rows = [
+        [
+            str(getattr(m, "name", "?")),
+            _human(int(getattr(m, "size_bytes", 0) or 0)),
+            str(getattr(m, "sha256", "") or "-"),
+            str(getattr(m, "source", "") or "-"),
+            str(getattr(m, "path", "")),
+        ]
+        for m in models
+    ]
     return rows, None
 
 
@@ -124,9 +137,13 @@ def _cmd_list(args: argparse.Namespace) -> int:
     print(f"Argos translation packages (installing into {packages_dir()}):")
     argos = installed_packages(checksums=True)
     if argos:
-        _table([[m.pair, f"{m.from_name} -> {m.to_name}", m.version or "-", _human(m.size_bytes),
-                 m.sha256, str(m.path)] for m in argos],
-               ["PAIR", "LANGUAGES", "VERSION", "SIZE", "SHA256 (model/model.bin)", "PATH"])
+        _table(
+            [
+                [m.pair, f"{m.from_name} -> {m.to_name}", m.version or "-", _human(m.size_bytes), m.sha256, str(m.path)]
+                for m in argos
+            ],
+            ["PAIR", "LANGUAGES", "VERSION", "SIZE", "SHA256 (model/model.bin)", "PATH"],
+        )
     else:
         print("  (none installed; try: peerwell models install en:es)")
     return 0
@@ -139,9 +156,10 @@ def _cmd_available(args: argparse.Namespace) -> int:
     entries = fetch_index(url, timeout=args.timeout)
     installed = {m.pair for m in installed_packages()}
     print(f"Argos packages offered by {url}:")
-    rows = [[e.pair, f"{e.from_name} -> {e.to_name}", e.version or "-",
-             "installed" if e.pair in installed else ""]
-            for e in sorted(entries, key=lambda e: e.pair)]
+    rows = [
+        [e.pair, f"{e.from_name} -> {e.to_name}", e.version or "-", "installed" if e.pair in installed else ""]
+        for e in sorted(entries, key=lambda e: e.pair)
+    ]
     if rows:
         _table(rows, ["PAIR", "LANGUAGES", "VERSION", ""])
     else:
@@ -156,8 +174,7 @@ def _looks_like_file(target: str) -> bool:
 def _cmd_install(args: argparse.Namespace) -> int:
     if _looks_like_file(args.target):
         model = install_package_file(Path(args.target).expanduser())
-        print(f"installed {model.pair} ({model.from_name} -> {model.to_name}) v{model.version} "
-              f"into {model.path}")
+        print(f"installed {model.pair} ({model.from_name} -> {model.to_name}) v{model.version} into {model.path}")
         return 0
 
     from models.index import download, fetch_index, plan, resolve_index_url
@@ -166,8 +183,10 @@ def _cmd_install(args: argparse.Namespace) -> int:
     url = resolve_index_url(args.index_url)
     steps = plan(fetch_index(url, timeout=args.timeout), src, tgt)
     if len(steps) > 1:
-        print(f"no direct {src}:{tgt} package; installing {' and '.join(s.pair for s in steps)} "
-              "(translation pivots through English)")
+        print(
+            f"no direct {src}:{tgt} package; installing {' and '.join(s.pair for s in steps)} "
+            "(translation pivots through English)"
+        )
     installed = {m.pair for m in installed_packages()}
     with tempfile.TemporaryDirectory(prefix="peerwell-download-") as tmp:
         for entry in steps:
@@ -178,8 +197,7 @@ def _cmd_install(args: argparse.Namespace) -> int:
             archive = download(entry, Path(tmp), timeout=args.timeout, progress=args.progress)
             model = install_package_file(archive)
             archive.unlink(missing_ok=True)
-            print(f"installed {model.pair} ({model.from_name} -> {model.to_name}) v{model.version} "
-                  f"into {model.path}")
+            print(f"installed {model.pair} ({model.from_name} -> {model.to_name}) v{model.version} into {model.path}")
     return 0
 
 

@@ -89,7 +89,7 @@ def _parse_sha256(raw: dict[str, Any]) -> str | None:
         return None
     value = value.strip().lower()
     if value.startswith("sha256:"):
-        value = value[len("sha256:"):]
+        value = value[len("sha256:") :]
     elif ":" in value:
         return None  # another algorithm: nothing we can verify
     return value if len(value) == 64 and all(c in "0123456789abcdef" for c in value) else None
@@ -107,12 +107,18 @@ def parse_index(data: Any, base_url: str) -> list[IndexEntry]:
         if not isinstance(src, str) or not isinstance(tgt, str) or not isinstance(links, list):
             continue
         size = raw.get("size")
-        entries.append(IndexEntry(
-            from_code=src, to_code=tgt, from_name=str(raw.get("from_name") or src),
-            to_name=str(raw.get("to_name") or tgt), version=str(raw.get("package_version", "")),
-            links=tuple(urljoin(base_url, str(link)) for link in links if link),
-            sha256=_parse_sha256(raw), size=size if isinstance(size, int) else None,
-        ))
+        entries.append(
+            IndexEntry(
+                from_code=src,
+                to_code=tgt,
+                from_name=str(raw.get("from_name") or src),
+                to_name=str(raw.get("to_name") or tgt),
+                version=str(raw.get("package_version", "")),
+                links=tuple(urljoin(base_url, str(link)) for link in links if link),
+                sha256=_parse_sha256(raw),
+                size=size if isinstance(size, int) else None,
+            )
+        )
     return entries
 
 
@@ -149,13 +155,13 @@ def plan(entries: list[IndexEntry], src: str, tgt: str) -> list[IndexEntry]:
         if first is not None and second is not None:
             return [first, second]
         missing = [p for p, e in ((f"{src}:{PIVOT}", first), (f"{PIVOT}:{tgt}", second)) if e is None]
-        raise ModelError(f"the index offers no {src}:{tgt} package, nor {' and '.join(missing)} to pivot "
-                         f"through English")
+        raise ModelError(
+            f"the index offers no {src}:{tgt} package, nor {' and '.join(missing)} to pivot through English"
+        )
     raise ModelError(f"the index offers no {src}:{tgt} package")
 
 
-def download(entry: IndexEntry, dest_dir: Path, *, timeout: float = 60.0,
-             progress: bool | None = None) -> Path:
+def download(entry: IndexEntry, dest_dir: Path, *, timeout: float = 60.0, progress: bool | None = None) -> Path:
     """Download ``entry`` into ``dest_dir`` (tries each link), verifying its sha256 when known."""
     name = f"translate-{entry.from_code}_{entry.to_code}-{entry.version.replace('.', '_') or '0'}.argosmodel"
     target = dest_dir / name
@@ -171,8 +177,9 @@ def download(entry: IndexEntry, dest_dir: Path, *, timeout: float = 60.0,
             continue
         if entry.sha256 and digest != entry.sha256:
             target.unlink(missing_ok=True)
-            raise ModelError(f"checksum mismatch for {entry.pair} from {url}: expected sha256 "
-                             f"{entry.sha256}, got {digest}")
+            raise ModelError(
+                f"checksum mismatch for {entry.pair} from {url}: expected sha256 {entry.sha256}, got {digest}"
+            )
         return target
     raise ModelError(f"cannot download {entry.pair}: " + "; ".join(errors or ["the index gives no link"]))
 
@@ -212,5 +219,13 @@ def _progress_bar(total: int | None, label: str, enabled: bool | None) -> Any:
         from tqdm import tqdm
     except ImportError:
         return _NoBar()
-    return tqdm(total=total, desc=label, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
-                disable=None if enabled is None else False, leave=False)
+    return tqdm(
+        total=total,
+        desc=label,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        file=sys.stderr,
+        disable=None if enabled is None else False,
+        leave=False,
+    )

@@ -71,14 +71,21 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("ARGOS_")}
-    return {**clean, "HOME": str(tmp_path / "home"), "XDG_DATA_HOME": str(tmp_path / "data"),
-            "XDG_CONFIG_HOME": str(tmp_path / "config"), "XDG_CACHE_HOME": str(tmp_path / "cache"),
-            "ARGOS_PACKAGES_DIR": str(tmp_path / "packages"), "PYTHONPATH": str(REPO)}
+    return {
+        **clean,
+        "HOME": str(tmp_path / "home"),
+        "XDG_DATA_HOME": str(tmp_path / "data"),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        "ARGOS_PACKAGES_DIR": str(tmp_path / "packages"),
+        "PYTHONPATH": str(REPO),
+    }
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "models.cli", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "models.cli", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def assert_clean_error(done: subprocess.CompletedProcess[str], *needles: str) -> None:
@@ -169,12 +176,14 @@ def test_bad_files_are_rejected(env: dict[str, str], tmp_path: Path) -> None:
         archive.extractall(unpacked)
     pkg = unpacked / package_dirname("en", "es")
     (pkg / "model" / "model.bin").write_bytes(b"\0" * 1000)
-    assert_clean_error(cli(env, "install", str(_zip_dir(pkg, tmp_path / "broken.argosmodel"))),
-                       "the model does not load")
+    assert_clean_error(
+        cli(env, "install", str(_zip_dir(pkg, tmp_path / "broken.argosmodel"))), "the model does not load"
+    )
 
     (pkg / "sentencepiece.model").unlink()
-    assert_clean_error(cli(env, "install", str(_zip_dir(pkg, tmp_path / "no-sp.argosmodel"))),
-                       "missing sentencepiece.model")
+    assert_clean_error(
+        cli(env, "install", str(_zip_dir(pkg, tmp_path / "no-sp.argosmodel"))), "missing sentencepiece.model"
+    )
     assert_clean_error(cli(env, "install", str(tmp_path / "absent.argosmodel")), "no such file")
     assert installed_dirs(env) == []
 
@@ -189,8 +198,11 @@ def test_index_errors(mirror: tuple[str, Path], env: dict[str, str]) -> None:
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         closed = sock.getsockname()[1]
-    assert_clean_error(cli(env, "available", "--index-url", f"http://127.0.0.1:{closed}/index.json"),
-                       "cannot reach the package index", "refused")
+    assert_clean_error(
+        cli(env, "available", "--index-url", f"http://127.0.0.1:{closed}/index.json"),
+        "cannot reach the package index",
+        "refused",
+    )
     assert installed_dirs(env) == []
 
 

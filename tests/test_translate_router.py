@@ -34,8 +34,7 @@ def caption(n: int, text: str, language: str = "en", final: bool = True, task: s
     return Caption(f"seg-{n}", "p1", "Sam", text, final, float(n), n + 0.9, language, task)
 
 
-LINES = ["I want to share something that happened this week.", "My sister called me.",
-         "I slept better on Tuesday."]
+LINES = ["I want to share something that happened this week.", "My sister called me.", "I slept better on Tuesday."]
 
 
 @pytest.fixture(scope="module")
@@ -159,8 +158,12 @@ async def test_partials_are_off_by_default_and_rate_limited_when_on(service: Tra
     now = [100.0]
     router = SubtitleRouter(service, inbox, partial_interval=1.0, clock=lambda: now[0])
     router.set_choice("a", "es")
-    for words, t in (("I want", 100.0), ("I want to", 100.4), ("I want to share", 100.9),
-                     ("I want to share something", 101.1)):
+    for words, t in (
+        ("I want", 100.0),
+        ("I want to", 100.4),
+        ("I want to share", 100.9),
+        ("I want to share something", 101.1),
+    ):
         now[0] = t
         await router.on_caption(caption(1, words, final=False))
     partials = [s for _, s in inbox.got if not s.final]
@@ -175,8 +178,9 @@ async def test_partials_are_off_by_default_and_rate_limited_when_on(service: Tra
 async def test_whisper_english_covers_pairs_argos_cannot(service: TranslationService) -> None:
     told: list[str] = []
     inbox = Inbox()
-    router = SubtitleRouter(service, inbox, whisper_english=True,
-                            on_missing_model=lambda lid, err: told.append(str(err)))
+    router = SubtitleRouter(
+        service, inbox, whisper_english=True, on_missing_model=lambda lid, err: told.append(str(err))
+    )
     router.set_source_languages(["fr"])  # no Argos package reads French
     for listener, language in (("a", "en"), ("b", "es"), ("c", "fr")):
         router.set_choice(listener, language)

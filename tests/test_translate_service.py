@@ -46,6 +46,7 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         def guard(*args, **kwargs):
             attempts.append(f"{name}{args[1:] if name.startswith('socket.') else args}")
             raise OSError(f"network access attempted during a translation test: {name}")
+
         return guard
 
     monkeypatch.setattr(socket.socket, "connect", refuse("socket.connect"))
@@ -106,8 +107,9 @@ async def test_no_network_access_while_translating(argos_dir: Path, no_network: 
     assert len(no_network) == 1
 
 
-async def test_translation_runs_off_the_event_loop(service: TranslationService,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_translation_runs_off_the_event_loop(
+    service: TranslationService, monkeypatch: pytest.MonkeyPatch
+) -> None:
     threads: list[str] = []
     original = PackageEngine.translate_sentences
 
@@ -122,7 +124,8 @@ async def test_translation_runs_off_the_event_loop(service: TranslationService,
 
 
 async def test_sentences_are_cached_and_partials_keep_only_finished_ones(
-        service: TranslationService, monkeypatch: pytest.MonkeyPatch) -> None:
+    service: TranslationService, monkeypatch: pytest.MonkeyPatch
+) -> None:
     sent_to_model: list[list[str]] = []
     original = PackageEngine.translate_sentences
 
@@ -133,10 +136,12 @@ async def test_sentences_are_cached_and_partials_keep_only_finished_ones(
     monkeypatch.setattr(PackageEngine, "translate_sentences", spy)
     await service.translate_result("I slept better on Tuesday. And then", "en", "es", partial=True)
     await service.translate_result("I slept better on Tuesday. And then my sister", "en", "es", partial=True)
-    final = await service.translate_result("I slept better on Tuesday. And then my sister called.",
-                                           "en", "es")
-    assert sent_to_model == [["I slept better on Tuesday.", "And then"], ["And then my sister"],
-                             ["And then my sister called."]]
+    final = await service.translate_result("I slept better on Tuesday. And then my sister called.", "en", "es")
+    assert sent_to_model == [
+        ["I slept better on Tuesday.", "And then"],
+        ["And then my sister"],
+        ["And then my sister called."],
+    ]
     assert not final.cached
     again = await service.translate_result("And then my sister called. Thank you.", "en", "es")
     assert sent_to_model[-1] == ["Thank you."] and not again.cached
@@ -146,8 +151,9 @@ async def test_sentences_are_cached_and_partials_keep_only_finished_ones(
 async def test_queue_is_bounded(argos_dir: Path) -> None:
     svc = TranslationService([argos_dir], max_pending=1)
     try:
-        results = await asyncio.gather(*(svc.translate(f"Who would like to go next {i}?", "en", "es")
-                                         for i in range(3)), return_exceptions=True)
+        results = await asyncio.gather(
+            *(svc.translate(f"Who would like to go next {i}?", "en", "es") for i in range(3)), return_exceptions=True
+        )
     finally:
         svc.close()
     assert isinstance(results[0], str)
@@ -183,10 +189,16 @@ def test_translating_never_imports_argos_sentence_splitting(argos_dir: Path, tmp
         "heavy = ('argostranslate.translate', 'argostranslate.sbd', 'stanza', 'minisbd', 'torch', 'spacy')\n"
         "print(sorted(m for m in heavy if m in sys.modules))\n"
     )
-    env = {**os.environ, "HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path / "data"),
-           "XDG_CONFIG_HOME": str(tmp_path / "config"), "XDG_CACHE_HOME": str(tmp_path / "cache"),
-           "PYTHONPATH": str(REPO)}
-    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=120)
+    env = {
+        **os.environ,
+        "HOME": str(tmp_path),
+        "XDG_DATA_HOME": str(tmp_path / "data"),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        "PYTHONPATH": str(REPO),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[:2] == ["True", "[]"]

@@ -76,8 +76,17 @@ def load_installed_pairs(dirs: Sequence[Path] | None = None) -> list[InstalledPa
             if getattr(pkg, "tokenizer", None) is None:
                 log.warning("skipping Argos package at %s: no sentencepiece.model or bpe.model", path)
                 continue
-            found.append(InstalledPair(pkg.from_code, pkg.to_code, pkg.from_name or pkg.from_code,
-                                       pkg.to_name or pkg.to_code, pkg.package_version or "", path, pkg))
+            found.append(
+                InstalledPair(
+                    pkg.from_code,
+                    pkg.to_code,
+                    pkg.from_name or pkg.from_code,
+                    pkg.to_name or pkg.to_code,
+                    pkg.package_version or "",
+                    path,
+                    pkg,
+                )
+            )
     return found
 
 

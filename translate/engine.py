@@ -28,8 +28,7 @@ from typing import Any
 from translate.catalog import InstalledPair
 
 _BOUNDARY = re.compile(r"(?<=[.!?…])\s+|(?<=[。！？])\s*")
-_ABBREVIATION = re.compile(r"(?:^|\s)(?:Mr|Mrs|Ms|Dr|Prof|St|Sr|Sra|Jr|vs|etc|e\.g|i\.e|No)\.$",
-                           re.IGNORECASE)
+_ABBREVIATION = re.compile(r"(?:^|\s)(?:Mr|Mrs|Ms|Dr|Prof|St|Sr|Sra|Jr|vs|etc|e\.g|i\.e|No)\.$", re.IGNORECASE)
 _NO_SPACE_BETWEEN_SENTENCES = {"zh", "zt", "ja"}
 
 
@@ -66,8 +65,15 @@ class DecodeOptions:
 class PackageEngine:
     """One package's tokenizer and CTranslate2 translator, loaded on first use (thread-safe)."""
 
-    def __init__(self, pair: InstalledPair, *, device: str = "cpu", compute_type: str = "auto",
-                 intra_threads: int = 0, options: DecodeOptions | None = None) -> None:
+    def __init__(
+        self,
+        pair: InstalledPair,
+        *,
+        device: str = "cpu",
+        compute_type: str = "auto",
+        intra_threads: int = 0,
+        options: DecodeOptions | None = None,
+    ) -> None:
         self.pair = pair
         self.device = device
         self.compute_type = compute_type
@@ -89,8 +95,12 @@ class PackageEngine:
 
                 self.pair.package.tokenizer.encode("warm up")  # loads the tokenizer model once
                 self._translator = ctranslate2.Translator(
-                    str(self.pair.path / "model"), device=self.device, compute_type=self.compute_type,
-                    inter_threads=1, intra_threads=self.intra_threads)
+                    str(self.pair.path / "model"),
+                    device=self.device,
+                    compute_type=self.compute_type,
+                    inter_threads=1,
+                    intra_threads=self.intra_threads,
+                )
 
     def unload(self) -> None:
         with self._lock:
@@ -120,7 +130,7 @@ class PackageEngine:
         for result in results:
             value = pkg.tokenizer.decode(result.hypotheses[0])
             if prefix and value.startswith(prefix):
-                value = value[len(prefix):]
+                value = value[len(prefix) :]
             out.append(value.strip())
         return out
 

@@ -167,8 +167,7 @@ class SubtitleRouter:
         targets = sorted({lang for lang in self._choices.values() if lang != source})
         if self.whisper_english and source != ENGLISH:
             # Pairs Argos cannot do wait for Whisper's English translation of this segment.
-            targets = [t for t in targets
-                       if self.service.can_translate(source, t) or not self._reachable(source, t)]
+            targets = [t for t in targets if self.service.can_translate(source, t) or not self._reachable(source, t)]
         await asyncio.gather(*(self._final_for_target(caption, source, caption.text, t) for t in targets))
 
     async def on_whisper_translation(self, caption: CaptionLike) -> None:
@@ -177,10 +176,16 @@ class SubtitleRouter:
         source = self._finalized.get(caption.segment_id) or ENGLISH
         if not self.whisper_english or not text.strip() or source == ENGLISH:
             return
-        targets = sorted({lang for lang in self._choices.values()
-                          if lang != source and (caption.segment_id, lang) not in self._delivered
-                          and not self.service.can_translate(source, lang)
-                          and (lang == ENGLISH or self.service.can_translate(ENGLISH, lang))})
+        targets = sorted(
+            {
+                lang
+                for lang in self._choices.values()
+                if lang != source
+                and (caption.segment_id, lang) not in self._delivered
+                and not self.service.can_translate(source, lang)
+                and (lang == ENGLISH or self.service.can_translate(ENGLISH, lang))
+            }
+        )
         jobs = []
         for target in targets:
             if target == ENGLISH:
@@ -208,16 +213,18 @@ class SubtitleRouter:
 
     # -- internals --------------------------------------------------------------------------------
 
-    async def _final_for_target(self, caption: CaptionLike, source: str, text: str, target: str, *,
-                                via: str | None = None) -> None:
+    async def _final_for_target(
+        self, caption: CaptionLike, source: str, text: str, target: str, *, via: str | None = None
+    ) -> None:
         lock = self._target_locks.setdefault(target, asyncio.Lock())
         async with lock:  # keep each language's subtitles in caption order
             translated = await self._translate(text, via or source, target, final=True)
             if translated is not None:
                 self._deliver(caption, source, target, translated, final=True)
 
-    async def _partial_for_target(self, caption: CaptionLike, source: str, target: str,
-                                  key: tuple[Hashable, str]) -> None:
+    async def _partial_for_target(
+        self, caption: CaptionLike, source: str, target: str, key: tuple[Hashable, str]
+    ) -> None:
         try:
             text = await self._translate(caption.text, source, target, final=False)
         finally:
@@ -250,10 +257,17 @@ class SubtitleRouter:
         return result.text
 
     def _deliver(self, caption: CaptionLike, source: str, target: str, text: str, *, final: bool) -> None:
-        subtitle = Subtitle(segment_id=caption.segment_id, language=target, text=text,
-                            source_language=source, speaker_id=caption.speaker_id,
-                            speaker_name=caption.speaker_name, start=caption.start, end=caption.end,
-                            final=final)
+        subtitle = Subtitle(
+            segment_id=caption.segment_id,
+            language=target,
+            text=text,
+            source_language=source,
+            speaker_id=caption.speaker_id,
+            speaker_name=caption.speaker_name,
+            start=caption.start,
+            end=caption.end,
+            final=final,
+        )
         if final:
             self._delivered[(caption.segment_id, target)] = None
             while len(self._delivered) > _RECENT_SEGMENTS * 4:
@@ -274,8 +288,11 @@ class SubtitleRouter:
     def _reachable(self, source: str, target: str) -> bool:
         if self.service.can_translate(source, target):
             return True
-        return self.whisper_english and source != ENGLISH and (
-            target == ENGLISH or self.service.can_translate(ENGLISH, target))
+        return (
+            self.whisper_english
+            and source != ENGLISH
+            and (target == ENGLISH or self.service.can_translate(ENGLISH, target))
+        )
 
     def _mark_final(self, segment_id: Hashable, language: str) -> None:
         self._finalized[segment_id] = language

@@ -94,8 +94,9 @@ class TranslationService:
         catalog = Catalog.discover(self._package_dirs)
         with self._lock:
             self.catalog = catalog
-            self._engines = {key: engine for key, engine in self._engines.items()
-                             if catalog.pairs.get(key) == engine.pair}
+            self._engines = {
+                key: engine for key, engine in self._engines.items() if catalog.pairs.get(key) == engine.pair
+            }
         self._cache.clear()
 
     def languages(self) -> dict[str, str]:
@@ -131,8 +132,9 @@ class TranslationService:
     async def translate(self, text: str, source: str, target: str) -> str:
         return (await self.translate_result(text, source, target)).text
 
-    async def translate_result(self, text: str, source: str, target: str, *, partial: bool = False,
-                               use_cache: bool = True) -> TranslationResult:
+    async def translate_result(
+        self, text: str, source: str, target: str, *, partial: bool = False, use_cache: bool = True
+    ) -> TranslationResult:
         """Translate off the event loop. Raises ``NoTranslationModel`` or ``TranslationBusy``.
 
         ``partial``: the text is still growing; only its finished sentences are cached.
@@ -153,8 +155,8 @@ class TranslationService:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(
                 self._executor,
-                functools.partial(self.translate_sync, text, source, target, partial=partial,
-                                  use_cache=use_cache))
+                functools.partial(self.translate_sync, text, source, target, partial=partial, use_cache=use_cache),
+            )
         finally:
             self._pending -= 1
 
@@ -165,8 +167,9 @@ class TranslationService:
         for pair in hops:
             await loop.run_in_executor(self._executor, self._engine(pair).load)
 
-    def translate_sync(self, text: str, source: str, target: str, *, partial: bool = False,
-                       use_cache: bool = True) -> TranslationResult:
+    def translate_sync(
+        self, text: str, source: str, target: str, *, partial: bool = False, use_cache: bool = True
+    ) -> TranslationResult:
         """Blocking translation (worker threads, benchmarks, scripts)."""
         hops = self.catalog.route(source, target)
         text = normalize(text)
@@ -184,8 +187,7 @@ class TranslationService:
 
     # -- internals --------------------------------------------------------------------------------
 
-    def _from_cache(self, hops: list[InstalledPair], text: str, source: str,
-                    target: str) -> TranslationResult | None:
+    def _from_cache(self, hops: list[InstalledPair], text: str, source: str, target: str) -> TranslationResult | None:
         value = text
         for pair in hops:
             found = self._cached_hop(pair, value)
@@ -210,13 +212,17 @@ class TranslationService:
         with self._lock:
             engine = self._engines.get(pair.key)
             if engine is None or engine.pair != pair:
-                engine = PackageEngine(pair, device=self._device, compute_type=self._compute_type,
-                                       intra_threads=self._threads, options=self.decode)
+                engine = PackageEngine(
+                    pair,
+                    device=self._device,
+                    compute_type=self._compute_type,
+                    intra_threads=self._threads,
+                    options=self.decode,
+                )
                 self._engines[pair.key] = engine
             return engine
 
-    def _run_hop(self, pair: InstalledPair, text: str, *, use_cache: bool,
-                 partial: bool) -> tuple[str, bool]:
+    def _run_hop(self, pair: InstalledPair, text: str, *, use_cache: bool, partial: bool) -> tuple[str, bool]:
         """Translate one hop; returns (text, True if no model ran)."""
         sentences = split_sentences(text)
         if not sentences:
@@ -243,8 +249,7 @@ class TranslationService:
             with self._lock:
                 self._inflight.pop(key, None)
 
-    def _translate_missing(self, pair: InstalledPair, sentences: list[str],
-                           partial: bool) -> tuple[str, bool]:
+    def _translate_missing(self, pair: InstalledPair, sentences: list[str], partial: bool) -> tuple[str, bool]:
         out: list[str | None] = [self._cache.get((pair.from_code, pair.to_code, s)) for s in sentences]
         missing = [i for i, value in enumerate(out) if value is None]
         if missing:

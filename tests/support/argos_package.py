@@ -21,9 +21,19 @@ from typing import Any
 import numpy as np
 
 LANGUAGE_NAMES = {
-    "en": "English", "es": "Spanish", "fr": "French", "de": "German", "it": "Italian",
-    "pt": "Portuguese", "hi": "Hindi", "zh": "Chinese", "ja": "Japanese", "pl": "Polish",
-    "xx": "Testish", "yy": "Mockese", "zz": "Fakish",
+    "en": "English",
+    "es": "Spanish",
+    "fr": "French",
+    "de": "German",
+    "it": "Italian",
+    "pt": "Portuguese",
+    "hi": "Hindi",
+    "zh": "Chinese",
+    "ja": "Japanese",
+    "pl": "Polish",
+    "xx": "Testish",
+    "yy": "Mockese",
+    "zz": "Fakish",
 }
 
 # Short support-group style lines: enough for SentencePiece to learn whole common words.
@@ -70,20 +80,25 @@ class ModelDims:
 
 TINY = ModelDims()
 # A real Argos package: 6+6 layers, d_model 512, FFN 2048, ~32k vocabulary, int8 -> model.bin ~100 MB.
-REAL_SIZE = ModelDims(encoder_layers=6, decoder_layers=6, d_model=512, heads=8, ffn=2048,
-                      vocab_size=32000, sp_vocab_size=350)
+REAL_SIZE = ModelDims(
+    encoder_layers=6, decoder_layers=6, d_model=512, heads=8, ffn=2048, vocab_size=32000, sp_vocab_size=350
+)
 
 
-def train_sentencepiece(out_prefix: Path, lines: Iterable[str], vocab_size: int,
-                        model_type: str = "bpe") -> Path:
+def train_sentencepiece(out_prefix: Path, lines: Iterable[str], vocab_size: int, model_type: str = "bpe") -> Path:
     import sentencepiece as spm
 
     corpus = out_prefix.with_suffix(".txt")
     corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
     spm.SentencePieceTrainer.train(
-        input=str(corpus), model_prefix=str(out_prefix), vocab_size=vocab_size,
-        model_type=model_type, character_coverage=1.0, hard_vocab_limit=False,
-        num_threads=1, minloglevel=2,
+        input=str(corpus),
+        model_prefix=str(out_prefix),
+        vocab_size=vocab_size,
+        model_type=model_type,
+        character_coverage=1.0,
+        hard_vocab_limit=False,
+        num_threads=1,
+        minloglevel=2,
     )
     corpus.unlink()
     return out_prefix.with_suffix(".model")
@@ -126,7 +141,8 @@ def build_ct2_model(out_dir: Path, vocabulary: Sequence[str], dims: ModelDims, s
     from ctranslate2.specs import model_spec, transformer_spec
 
     spec = transformer_spec.TransformerSpec.from_config(
-        (dims.encoder_layers, dims.decoder_layers), dims.heads, pre_norm=True)
+        (dims.encoder_layers, dims.decoder_layers), dims.heads, pre_norm=True
+    )
     rng = np.random.default_rng(seed)
     n_vocab = len(vocabulary)
     scale = 1.0 / np.sqrt(dims.d_model)
@@ -145,6 +161,7 @@ def build_ct2_model(out_dir: Path, vocabulary: Sequence[str], dims: ModelDims, s
         setattr(layer, attr, array)
 
     model_spec.visit_spec(spec, fill)
+
     # OpenNMT models carry biases on every linear layer; set them for an honest compute profile.
     def fill_bias(layer: Any, name: str, value: object) -> None:
         if name.endswith("/bias") and value == model_spec.OPTIONAL:
@@ -211,8 +228,7 @@ def build_argos_package(
 
 def build_many(out_dir: Path, pairs: Iterable[tuple[str, str]], dims: ModelDims = TINY) -> dict[str, Path]:
     """One package per ``(from, to)`` pair, keyed ``"from:to"``."""
-    return {f"{a}:{b}": build_argos_package(out_dir, a, b, dims, seed=i)
-            for i, (a, b) in enumerate(pairs)}
+    return {f"{a}:{b}": build_argos_package(out_dir, a, b, dims, seed=i) for i, (a, b) in enumerate(pairs)}
 
 
 _SESSION_DIR: tempfile.TemporaryDirectory[str] | None = None
@@ -227,6 +243,5 @@ def cached_package(from_code: str, to_code: str, dims: ModelDims = TINY) -> Path
         if _SESSION_DIR is None:
             _SESSION_DIR = tempfile.TemporaryDirectory(prefix="peerwell-argos-test-")
         seed = len(_BUILT)
-        _BUILT[key] = build_argos_package(Path(_SESSION_DIR.name) / str(seed), from_code, to_code, dims,
-                                          seed=seed)
+        _BUILT[key] = build_argos_package(Path(_SESSION_DIR.name) / str(seed), from_code, to_code, dims, seed=seed)
     return _BUILT[key]
