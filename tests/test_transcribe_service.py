@@ -18,8 +18,16 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from tests.support.speech import espeak, feed, have_espeak, load_48k, silence, to_int16
-from transcribe.events import Caption
+from tests.support.speech import (
+    Recorder,
+    check_caption_protocol,
+    espeak,
+    feed,
+    have_espeak,
+    load_48k,
+    silence,
+    to_int16,
+)
 from transcribe.service import CaptionService
 
 pytestmark = pytest.mark.skipif(not have_espeak(), reason="espeak-ng not installed")
@@ -85,40 +93,6 @@ def speech(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
         Path(tmp_path_factory.mktemp("speech")),
     )
     return np.concatenate([silence(0.5), load_48k(path), silence(1.2)])
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[Caption] = []
-        self.threads: set[int] = set()
-
-    def __call__(self, caption: Caption) -> None:
-        self.events.append(caption)
-        self.threads.add(threading.get_ident())
-
-    def by_segment(self) -> dict[str, list[Caption]]:
-        out: dict[str, list[Caption]] = {}
-        for ev in self.events:
-            out.setdefault(ev.segment_id, []).append(ev)
-        return out
-
-
-def check_caption_protocol(events: list[Caption]) -> None:
-    """The contract clients rely on, per segment: partials (never repeated, committed part only grows)
-    then exactly one final; nothing for that segment after its final; one segment at a time per speaker."""
-    finished: set[str] = set()
-    last_partial: dict[str, str] = {}
-    for ev in events:
-        if ev.task == "translate":
-            assert ev.segment_id in finished and ev.final and ev.language == "en"
-            continue
-        assert ev.segment_id not in finished, f"event after final for {ev.segment_id}"
-        assert ev.start <= ev.end
-        if ev.final:
-            finished.add(ev.segment_id)
-        else:
-            assert last_partial.get(ev.segment_id) != ev.text, "identical partial sent twice"
-            last_partial[ev.segment_id] = ev.text
 
 
 def committed_part(text: str) -> str:

@@ -10,12 +10,15 @@ import asyncio
 import re
 import shutil
 import subprocess
+import threading
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from transcribe.events import Caption
 
 ROOM_RATE = 48_000
 CHUNK = ROOM_RATE // 50  # 20 ms, what an Opus decoder hands over
@@ -99,9 +102,7 @@ _NUMBERS = {
 def normalize_for_wer(text: str, language: str = "en") -> str:
     """Casefold, drop punctuation and accents, spell out small numbers (Whisper writes digits)."""
     words = _NUMBERS.get(language, _NUMBERS["en"])
-    text = re.sub(
-        r"\d+", lambda m: f" {words[int(m.group())]} " if int(m.group()) < len(words) else m.group(), text
-    )
+    text = re.sub(r"\d+", lambda m: f" {words[int(m.group())]} " if int(m.group()) < len(words) else m.group(), text)
     text = unicodedata.normalize("NFKD", text.casefold())
     text = "".join(ch for ch in text if not unicodedata.combining(ch))
     text = re.sub(r"[^\w\s']", " ", text)
@@ -136,3 +137,38 @@ def audioeval_clips(languages: Iterable[str] = ("en",)) -> list[ReferenceClip]:
         for sample in registry.by_lang(SampleLang(lang)):
             clips.append(ReferenceClip(sample.name, lang, sample.reference_text, sample.audio_path))
     return clips
+
+
+# -- recording captions ---------------------------------------------------------------------------------
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[Caption] = []
+        self.threads: set[int] = set()
+
+    def __call__(self, caption: Caption) -> None:
+        self.events.append(caption)
+        self.threads.add(threading.get_ident())
+
+    def by_segment(self) -> dict[str, list[Caption]]:
+        out: dict[str, list[Caption]] = {}
+        for ev in self.events:
+            out.setdefault(ev.segment_id, []).append(ev)
+        return out
+
+
+def check_caption_protocol(events: list[Caption]) -> None:
+    """The contract clients rely on, per segment: partials (never repeated, committed part only grows)
+    then exactly one final; nothing for that segment after its final; one segment at a time per speaker."""
+    finished: set[str] = set()
+    last_partial: dict[str, str] = {}
+    for ev in events:
+        if ev.task == "translate":
+            assert ev.segment_id in finished and ev.final and ev.language == "en"
+            continue
+        assert ev.segment_id not in finished, f"event after final for {ev.segment_id}"
+        assert ev.start <= ev.end
+        if ev.final:
+            finished.add(ev.segment_id)
+        else:
+            assert last_partial.get(ev.segment_id) != ev.text, "identical partial sent twice"
+            last_partial[ev.segment_id] = ev.text
