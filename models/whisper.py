@@ -37,7 +37,11 @@ DEFAULT_MODEL = "base"
 MANIFEST = "peerwell-model.json"
 _REQUIRED_FILES = ("model.bin", "config.json")
 _SUPPORT_FILES = (
-    "config.json", "tokenizer.json", "vocabulary.txt", "vocabulary.json", "preprocessor_config.json",
+    "config.json",
+    "tokenizer.json",
+    "vocabulary.txt",
+    "vocabulary.json",
+    "preprocessor_config.json",
 )
 _HASH_BLOCK = 4 * 1024 * 1024
 
@@ -187,8 +191,7 @@ def _assemble_bundled(bundle: BundledModel, files_dir: Path, parts: list[Path], 
         if actual != bundle.sha256:
             raise ModelChecksumError(
                 bundle.name,
-                [f"bundled parts {', '.join(map(str, parts))} join to sha256 {actual}, "
-                 f"expected {bundle.sha256}"],
+                [f"bundled parts {', '.join(map(str, parts))} join to sha256 {actual}, expected {bundle.sha256}"],
             )
         for name in _SUPPORT_FILES:
             if (files_dir / name).is_file():

@@ -123,9 +123,7 @@ def test_explicit_path_that_does_not_exist_fails_without_guessing(tmp_path: Path
     assert len(err.value.attempts) == 1
 
 
-def test_download_step_success_lands_atomically_in_the_cache(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_download_step_success_lands_atomically_in_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def fake_hub(name: str, output_dir: Path) -> None:  # stands in for a reachable hub
         (output_dir / "model.bin").write_bytes(b"downloaded")
         (output_dir / "config.json").write_text("{}")

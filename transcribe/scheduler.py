@@ -163,9 +163,7 @@ class DecodeScheduler:
             incoming.kind, "partials_shed"
         )
         self.counters[name] += 1
-        log.warning(
-            "caption decode queue full (%d jobs); dropped a %s job", len(self._pending), incoming.kind.name
-        )
+        log.warning("caption decode queue full (%d jobs); dropped a %s job", len(self._pending), incoming.kind.name)
         return False
 
     def _next_job(self) -> Job | None:

@@ -95,9 +95,7 @@ class CaptionService:
         """A caption stream for one participant; ``language`` None means detect it per utterance."""
         if self._closed:
             raise RuntimeError("CaptionService is closed")
-        translate = (
-            self._translate_default if also_translate_to_english is None else also_translate_to_english
-        )
+        translate = self._translate_default if also_translate_to_english is None else also_translate_to_english
         stream = SpeakerStream(
             speaker_id=speaker_id,
             speaker_name=speaker_name,

@@ -297,9 +297,7 @@ class SpeakerStream:
 
         return Prepared(request, on_done)
 
-    def _accepted_words(
-        self, utt: _Utterance, hyp: Hypothesis, offset: float
-    ) -> tuple[list[Word], list[float]]:
+    def _accepted_words(self, utt: _Utterance, hyp: Hypothesis, offset: float) -> tuple[list[Word], list[float]]:
         """Words of segments that pass the hallucination gate, in stream seconds; and segment ends."""
         if self._multilingual and self.language is None:
             self._learn_language(utt, hyp)
@@ -320,8 +318,7 @@ class SpeakerStream:
         cfg = self._config
         utt.detected_language = hyp.language
         if utt.language is None and (
-            hyp.language_probability >= cfg.lock_language_probability
-            or hyp.audio_seconds >= cfg.lock_language_after_s
+            hyp.language_probability >= cfg.lock_language_probability or hyp.audio_seconds >= cfg.lock_language_after_s
         ):
             utt.language = hyp.language  # later decodes skip detection (it costs an extra encoder pass)
 
@@ -396,9 +393,7 @@ class SpeakerStream:
         ):
             self._request_translation(utt, words, audio, language)
 
-    def _request_translation(
-        self, utt: _Utterance, words: list[Word], audio: np.ndarray, language: str
-    ) -> None:
+    def _request_translation(self, utt: _Utterance, words: list[Word], audio: np.ndarray, language: str) -> None:
         segment_id, start, end = utt.segment_id, utt.room_time(words[0].start), utt.room_time(words[-1].end)
         vad_prob = utt.vad_mean_prob
 
@@ -416,19 +411,13 @@ class SpeakerStream:
         def on_done(hyp: Hypothesis | None, error: BaseException | None) -> None:
             if hyp is None:
                 return
-            kept = [
-                s.text
-                for s in hyp.segments
-                if rejection_reason(_score(s), vad_prob, self._config.gate) is None
-            ]
+            kept = [s.text for s in hyp.segments if rejection_reason(_score(s), vad_prob, self._config.gate) is None]
             text = "".join(kept).strip()
             if not text:
                 return
             self._counters["translations_emitted"] += 1
             self._emit(
-                Caption(
-                    segment_id, self.speaker_id, self.speaker_name, text, True, start, end, "en", "translate"
-                )
+                Caption(segment_id, self.speaker_id, self.speaker_name, text, True, start, end, "en", "translate")
             )
 
         self._scheduler.submit(Job(JobKind.TRANSLATE, self, prepare))
