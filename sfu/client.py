@@ -79,7 +79,8 @@ class ReplayTrack(MediaStreamTrack):
     """Sends pre-encoded frames in real time, looping; each video frame carries a trailer with its
     publisher tag and number (VP8 decoders ignore trailing bytes) so receivers can match it."""
 
-    def __init__(self, kind: str, frames: Sequence[bytes], fps: float, tag: int, mark: bool) -> None:
+    def __init__(self, kind: str, frames: Sequence[bytes], fps: float, tag: int, mark: bool,
+                 loop: bool = True) -> None:
         super().__init__()
         self.kind = kind
         self._frames = list(frames)
@@ -88,6 +89,7 @@ class ReplayTrack(MediaStreamTrack):
         self._time_base = Fraction(1, 90000 if kind == "video" else 48000)
         self._tag = tag
         self._mark = mark
+        self._loop = loop  # False: play once, then repeat the last frame (silence at the end of a clip)
         self._count = 0
         self._start: float | None = None
         self.sent_at: dict[int, float] = {}
@@ -99,7 +101,8 @@ class ReplayTrack(MediaStreamTrack):
         delay = due - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        data = self._frames[self._count % len(self._frames)]
+        index = self._count % len(self._frames) if self._loop else min(self._count, len(self._frames) - 1)
+        data = self._frames[index]
         if self._mark:
             data = data + TRAILER.pack(TRAILER_MAGIC, self._tag, self._count)
         packet = av.Packet(data)
@@ -126,6 +129,7 @@ class RoomClient:
     video_frames: Sequence[bytes] | None = None
     audio_frames: Sequence[bytes] | None = None
     fps: float = 30.0
+    loop_audio: bool = True
     tag: int = 0
     mark_frames: bool = True
     keep_frames: bool = True  # keep received bytes (tests); benchmarks only count
@@ -167,7 +171,8 @@ class RoomClient:
         self.joined = await asyncio.wait_for(self._joined, timeout)
         self.participant_id = self.joined["participant_id"]
         if self.audio_frames:
-            self.audio_track = ReplayTrack("audio", self.audio_frames, 50.0, self.tag, mark=False)
+            self.audio_track = ReplayTrack("audio", self.audio_frames, 50.0, self.tag, mark=False,
+                                           loop=self.loop_audio)
             self.pc.addTransceiver(self.audio_track, direction="sendonly")
         if self.video_frames:
             self.video_track = ReplayTrack("video", self.video_frames, self.fps, self.tag, self.mark_frames)
