@@ -7,6 +7,7 @@ machine's real interfaces, which these tests must never touch, so the fixture re
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import wave
@@ -28,16 +29,25 @@ def require_loopback_only_namespace() -> None:
     if interfaces != ["lo"]:
         raise RuntimeError(
             "browser tests run only inside a private network namespace with just loopback "
-            f"(found interfaces {interfaces}); run them through `make test`, which uses `unshare -n`")
+            f"(found interfaces {interfaces}); run them through `make test`, which uses `unshare -n`"
+        )
     if shutil.which(CHROMIUM) is None and not Path(CHROMIUM).exists():
         raise RuntimeError(f"Chromium not found at {CHROMIUM}; `.ci/run` installs Debian's chromium package")
 
 
 def chromium_args(fake_audio: Path | None) -> list[str]:
     args = [
-        "--no-sandbox", "--disable-gpu", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-        "--allow-loopback-in-peer-connection", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required", "--disable-quic",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        "--allow-loopback-in-peer-connection",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--autoplay-policy=no-user-gesture-required",
+        "--disable-quic",
     ]
     if fake_audio is not None:
         args.append(f"--use-file-for-fake-audio-capture={fake_audio}")
@@ -54,3 +64,116 @@ def write_tone_wav(path: Path, seconds: float = 3.0, frequency: float = 440.0) -
         out.setframerate(rate)
         out.writeframes(samples.tobytes())
     return path
+
+
+# --- driving the web client -------------------------------------------------------------------------
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+AXE_PATH = REPO_ROOT / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def require_axe() -> Path:
+    """axe-core is a dev dependency from package.json; never skip silently when it is missing."""
+    if not AXE_PATH.is_file():
+        raise RuntimeError(
+            f"axe-core not found at {AXE_PATH}; run `npm ci` in the repository root (`make setup` does it)")
+    return AXE_PATH
+
+
+async def launch_chromium(playwright, fake_audio: Path | None):  # type: ignore[no-untyped-def]
+    require_loopback_only_namespace()
+    return await playwright.chromium.launch(executable_path=CHROMIUM, args=chromium_args(fake_audio))
+
+
+async def new_page(browser, base_url: str):  # type: ignore[no-untyped-def]
+    """A fresh browser context (its own cookies: one "person") with page errors collected in page.errors."""
+    context = await browser.new_context(base_url=base_url)
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(f"Uncaught {exc}"))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.errors = errors  # type: ignore[attr-defined]
+    return page
+
+
+async def open_group(page, slug: str | None = None, *, room: str | None = None, link: str | None = None) -> None:  # type: ignore[no-untyped-def]
+    """From the directory (or a link) to the agreement page of a group or an ad-hoc room."""
+    await page.goto(link or "/")
+    if link:
+        await page.wait_for_selector("#agreement:not([hidden])")
+        return
+    if room is not None:
+        await page.wait_for_selector("#adhoc:not([hidden])")
+        await page.fill("#room-input", room)
+        await page.click("#adhoc-button")
+    else:
+        await page.click(f'.choose-group[data-slug="{slug}"]')
+    await page.wait_for_selector("#agreement:not([hidden])")
+
+
+async def fill_details(page, name: str, *, mic: bool = True, camera: bool = False,  # type: ignore[no-untyped-def]
+                       secret: str | None = None) -> None:
+    await page.click("#agree-button")
+    await page.wait_for_selector("#details:not([hidden])")
+    await page.fill("#name-input", name)
+    await page.set_checked("#join-mic", mic)
+    await page.set_checked("#join-camera", camera)
+    if secret is not None:
+        await page.click("#facilitator-details > summary")
+        await page.fill("#secret-input", secret)
+
+
+async def join(page, name: str, slug: str | None = None, *, room: str | None = None, link: str | None = None,  # type: ignore[no-untyped-def]
+               mic: bool = True, camera: bool = False, secret: str | None = None, expect: str = "room") -> None:
+    """Directory -> agreement -> details -> join; waits for the view named by `expect`
+    ("room", "lobby" or "error": the join form's error message)."""
+    await open_group(page, slug, room=room, link=link)
+    await fill_details(page, name, mic=mic, camera=camera, secret=secret)
+    await page.click("#join-button")
+    selector = {"room": "#room:not([hidden])", "lobby": "#lobby:not([hidden])",
+                "error": "#join-error:not([hidden])"}[expect]
+    await page.wait_for_selector(selector, timeout=15000)
+
+
+async def poll(page, script: str, arg: object, check, timeout: float = 20.0):  # type: ignore[no-untyped-def]
+    """Evaluate `script` until `check(value)` holds; the last value is in the assertion message."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    value = None
+    while loop.time() < deadline:
+        value = await page.evaluate(script, arg)
+        if check(value):
+            return value
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"condition not met; last value {value!r}")
+
+
+def uncaught(*pages) -> list[str]:  # type: ignore[no-untyped-def]
+    return [e for page in pages for e in page.errors if "Uncaught" in e]
+
+
+# Bytes received on the audio transceiver(s) carrying `participant_id`'s audio (or all audio when None).
+AUDIO_BYTES = """async (participantId) => {
+  const call = window.peerwell && window.peerwell.call;
+  if (!call || !call.pc) return 0;
+  let bytes = 0;
+  for (const t of call.pc.getTransceivers()) {
+    const info = t.mid !== null ? call.tracks[t.mid] : undefined;
+    if (!info || info.kind !== 'audio') continue;
+    if (participantId && info.participant_id !== participantId) continue;
+    const stats = await t.receiver.getStats();
+    stats.forEach(s => { if (s.type === 'inbound-rtp') bytes += s.bytesReceived; });
+  }
+  return bytes;
+}"""
+
+PARTICIPANT_ID = "() => window.peerwell && window.peerwell.call ? window.peerwell.call.participantId : null"
+
+# Tile state by the displayed name: video size/time and the badges shown.
+TILE_STATE = """(name) => {
+  const tile = [...document.querySelectorAll('.tile')].find(t => t.querySelector('.name').textContent === name);
+  if (!tile) return null;
+  const v = tile.querySelector('video');
+  return {width: v.videoWidth, time: v.currentTime,
+          badges: [...tile.querySelectorAll('.badge')].map(b => b.textContent)};
+}"""

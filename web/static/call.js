@@ -1,4 +1,5 @@
-// One peer connection to the SFU. The browser offers first (its own media, sendonly, and the data
+// One session with the SFU (docs/protocol.md): join over the WebSocket, wait in the lobby when the group
+// has one, then one peer connection. The browser offers first (its own media, sendonly, and the data
 // channel); afterwards only the server offers, whenever forwarded tracks come or go.
 
 import { Signaling, signalingUrl } from "./signaling.js";
@@ -21,40 +22,82 @@ function waitForIceGathering(pc) {
   });
 }
 
+export class JoinError extends Error {
+  constructor(code, message) {
+    super(message);
+    this.code = code;
+  }
+}
+
 export class Call extends EventTarget {
-  constructor({ room, name, language, resume, localStream }) {
+  constructor({ room, name, language, secret, resume, localStream }) {
     super();
-    this.request = { room, name, language, resume };
+    this.request = { room, name, language, secret, resume };
     this.localStream = localStream;
     this.signaling = new Signaling(signalingUrl());
     this.pc = null;
     this.channel = null;
     this.participantId = null;
     this.resumeToken = null;
+    this.role = "participant";
+    this.group = null;
     this.tracks = {}; // mid -> { participant_id, kind }
     this.participants = new Map(); // id -> { id, name, role }
     this.joined = null;
+    this.waiting = false; // in the lobby
     this.ended = false;
     this.senders = {};
+    this.queue = Promise.resolve(); // server messages are handled strictly in order
+    this.mediaStarted = false;
   }
 
   async start() {
     await this.signaling.connect();
-    this.signaling.addEventListener("message", (event) => this.onSignal(event.detail));
+    this.signaling.addEventListener("message", (event) => this.receive(event.detail));
     this.signaling.addEventListener("close", () => this.fail("signaling closed"));
-    const join = { type: "join", room: this.request.room, name: this.request.name };
+    const join = {
+      type: "join",
+      room: this.request.room,
+      name: this.request.name,
+      accept_agreement: true, // the person chose "I agree" before we got here
+    };
     if (this.request.language) join.language = this.request.language;
     if (this.request.resume) join.resume = this.request.resume;
-    this.signaling.send(join);
-    return new Promise((resolve, reject) => {
+    if (this.request.secret) join.secret = this.request.secret;
+    const joined = new Promise((resolve, reject) => {
       this.pendingJoin = { resolve, reject };
     });
+    this.signaling.send(join);
+    return joined;
+  }
+
+  receive(message) {
+    // A goodbye is followed at once by the socket closing: mark it before the close handler runs, so
+    // the app does not mistake it for a dropped connection and try to reconnect.
+    if (message.type === "bye") this.ended = true;
+    this.queue = this.queue
+      .then(() => this.onSignal(message))
+      .catch((error) => console.warn("peerwell: handling", message.type, "failed:", error));
   }
 
   async onSignal(message) {
     switch (message.type) {
       case "joined":
-        await this.onJoined(message);
+        this.onJoined(message);
+        break;
+      case "lobby":
+        this.waiting = true;
+        this.emit("lobby", message);
+        break;
+      case "admitted":
+        this.waiting = false;
+        if (Array.isArray(message.participants)) this.setParticipants(message.participants);
+        this.emit("admitted", message);
+        this.emit("participants");
+        await this.startMedia();
+        break;
+      case "lobby-update":
+        this.emit("lobby-update", message);
         break;
       case "answer":
         await this.pc.setRemoteDescription({ type: "answer", sdp: message.sdp });
@@ -64,16 +107,24 @@ export class Call extends EventTarget {
         break;
       case "participant-joined":
         this.participants.set(message.participant.id, message.participant);
+        this.emit("participant-joined", message.participant);
         this.emit("participants");
         break;
-      case "participant-left":
+      case "participant-left": {
+        const left = this.participants.get(message.participant_id);
         this.participants.delete(message.participant_id);
+        this.emit("participant-left", left || { id: message.participant_id });
         this.emit("participants");
         break;
+      }
       case "error":
         if (this.pendingJoin) {
-          this.pendingJoin.reject(Object.assign(new Error(message.message), { code: message.code }));
+          this.pendingJoin.reject(new JoinError(message.code, message.message));
           this.pendingJoin = null;
+        } else if (message.code === "in-lobby") {
+          // We offered too early: wait for "admitted", which sends the offer again.
+          this.waiting = true;
+          this.mediaStarted = false;
         } else {
           this.emit("server-error", message);
         }
@@ -87,15 +138,42 @@ export class Call extends EventTarget {
     }
   }
 
-  async onJoined(message) {
+  setParticipants(list) {
+    this.participants.clear();
+    for (const p of list) this.participants.set(p.id, p);
+  }
+
+  onJoined(message) {
     this.joined = message;
     this.participantId = message.participant_id;
     this.resumeToken = message.resume;
-    for (const p of message.participants) this.participants.set(p.id, p);
-    this.pc = new RTCPeerConnection({ iceServers: message.ice_servers, bundlePolicy: "max-bundle" });
+    this.role = message.role || "participant";
+    this.group = message.group || null;
+    this.setParticipants(message.participants || []);
+    // The server puts a non-facilitator into the lobby of a group that has one, except when they take
+    // back their own place (resume). A "lobby" message follows in that case; wait for "admitted".
+    this.waiting = Boolean(this.group && this.group.lobby) && this.role !== "facilitator" && !this.request.resume;
+    if (this.pendingJoin) {
+      this.pendingJoin.resolve(message);
+      this.pendingJoin = null;
+    }
+    this.emit("participants");
+    if (!this.waiting) this.startMedia().catch((error) => this.fail(`media setup failed: ${error}`));
+  }
+
+  // The one client offer: sendonly audio + video (either may be trackless) and the data channel.
+  async startMedia() {
+    if (this.mediaStarted || this.ended) return;
+    this.mediaStarted = true;
+    if (this.pc) {
+      // Rejected earlier with in-lobby: the same offer is still valid.
+      this.signaling.send({ type: "offer", sdp: this.pc.localDescription.sdp });
+      return;
+    }
+    this.pc = new RTCPeerConnection({ iceServers: this.joined.ice_servers, bundlePolicy: "max-bundle" });
     this.pc.addEventListener("track", () => this.emit("tracks"));
     this.pc.addEventListener("connectionstatechange", () => {
-      if (this.pc.connectionState === "failed") this.fail("media connection failed");
+      if (this.pc && this.pc.connectionState === "failed") this.fail("media connection failed");
     });
     for (const kind of ["audio", "video"]) {
       const track = this.localStream ? this.localStream.getTracks().find((t) => t.kind === kind) : null;
@@ -110,17 +188,14 @@ export class Call extends EventTarget {
       } catch {
         return;
       }
-      this.dispatchEvent(new CustomEvent("event", { detail: data }));
+      if (data && typeof data.type === "string") this.emit("event", data);
     });
     this.channel.addEventListener("open", () => this.emit("channel-open"));
     await this.pc.setLocalDescription(await this.pc.createOffer());
     await waitForIceGathering(this.pc);
+    if (this.ended) return;
     this.signaling.send({ type: "offer", sdp: this.pc.localDescription.sdp });
-    if (this.pendingJoin) {
-      this.pendingJoin.resolve(message);
-      this.pendingJoin = null;
-    }
-    this.emit("participants");
+    this.emit("media-started");
   }
 
   async onServerOffer(message) {
@@ -145,12 +220,21 @@ export class Call extends EventTarget {
     return byParticipant;
   }
 
+  // A data channel request; false when the channel is not open (yet).
   sendControl(message) {
     if (this.channel && this.channel.readyState === "open") {
       this.channel.send(JSON.stringify(message));
       return true;
     }
     return false;
+  }
+
+  admit(participantId) {
+    this.signaling.send({ type: "admit", participant_id: participantId });
+  }
+
+  deny(participantId) {
+    this.signaling.send({ type: "deny", participant_id: participantId });
   }
 
   async replaceLocalTrack(kind, track) {
@@ -161,7 +245,7 @@ export class Call extends EventTarget {
     if (this.ended || this.failed) return;
     this.failed = true;
     if (this.pendingJoin) {
-      this.pendingJoin.reject(new Error(reason));
+      this.pendingJoin.reject(new JoinError("connection", reason));
       this.pendingJoin = null;
     }
     this.emit("failed", { reason });

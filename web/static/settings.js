@@ -1,0 +1,34 @@
+// Display settings (caption text size, high contrast), remembered in localStorage on this device.
+
+import { $, storageGet, storageSet } from "./dom.js";
+
+const SIZES = ["small", "normal", "large", "x-large", "xx-large"];
+const SIZE_KEY = "peerwell.captionSize";
+const CONTRAST_KEY = "peerwell.highContrast";
+
+function applySize(size) {
+  document.documentElement.dataset.captionSize = SIZES.includes(size) ? size : "normal";
+}
+
+function applyContrast(on) {
+  document.documentElement.classList.toggle("high-contrast", on);
+}
+
+export function initDisplaySettings() {
+  const size = storageGet(SIZE_KEY, "normal");
+  const contrast = storageGet(CONTRAST_KEY, "0") === "1";
+  const sizeSelect = $("caption-size");
+  const contrastBox = $("high-contrast");
+  sizeSelect.value = SIZES.includes(size) ? size : "normal";
+  contrastBox.checked = contrast;
+  applySize(sizeSelect.value);
+  applyContrast(contrast);
+  sizeSelect.addEventListener("change", () => {
+    applySize(sizeSelect.value);
+    storageSet(SIZE_KEY, sizeSelect.value);
+  });
+  contrastBox.addEventListener("change", () => {
+    applyContrast(contrastBox.checked);
+    storageSet(CONTRAST_KEY, contrastBox.checked ? "1" : "0");
+  });
+}
