@@ -75,7 +75,8 @@ class CaptionsObserver:
         old = state.speakers.pop(participant.id, None)
         if old is not None:
             self._close_speaker(old)
-        stream = self.captions.open_stream(participant.id, participant.name, participant.spoken_language)
+        stream = self.captions.open_stream(participant.id, participant.name, participant.spoken_language,
+                                           also_translate_to_english=self._wants_english(state))
         tap = DecodedAudioTap(publication, lambda pcm, received_at: stream.push(pcm, room.room_time(received_at)))
         state.speakers[participant.id] = Speaker(stream, tap)
         self._speaker_rooms[participant.id] = room
@@ -147,6 +148,14 @@ class CaptionsObserver:
         else:
             message = f"Subtitles in {language} are on."
         participant.send_event(messages.SubtitleStatus(language=language, available=True, message=message))
+        wants_english = self._wants_english(state)
+        for speaker in state.speakers.values():
+            speaker.stream.also_translate_to_english = wants_english
+
+    def _wants_english(self, state: RoomLanguages) -> bool:
+        """Whisper's own English translation costs a decode per final; run it only while someone wants it."""
+        return (self.captions is not None and self.captions.multilingual and state.router is not None
+                and "en" in state.router.choices.values())
 
     def _offer_languages(self, room: Room, state: RoomLanguages) -> None:
         assert state.router is not None

@@ -87,7 +87,8 @@ async def test_english_and_spanish_speakers_get_captions(caption_server: Running
         assert score <= MAX_WER, f"{speaker.name}: WER {score:.2f} for {text!r}"
         assert all(f["speaker_name"] == speaker.name and f["language"] == language for f in finals)
         # Partials came first under the same id, and each final was sent exactly once.
-        events = [e for e in listener.events if e.get("type") == "caption" and e["speaker_id"] == speaker.participant_id]
+        events = [e for e in listener.events
+                  if e.get("type") == "caption" and e["speaker_id"] == speaker.participant_id]
         for final in finals:
             same = [e for e in events if e["segment_id"] == final["segment_id"]]
             assert same[-1] is final and sum(e["final"] for e in same) == 1
