@@ -5,6 +5,7 @@
 import { Signaling, signalingUrl } from "./signaling.js";
 
 const GATHER_TIMEOUT_MS = 3000;
+const OUTBOX_LIMIT = 20; // requests kept while the data channel is opening
 
 function waitForIceGathering(pc) {
   if (pc.iceGatheringState === "complete") return Promise.resolve();
@@ -49,6 +50,7 @@ export class Call extends EventTarget {
     this.senders = {};
     this.queue = Promise.resolve(); // server messages are handled strictly in order
     this.mediaStarted = false;
+    this.outbox = [];
   }
 
   async start() {
@@ -190,7 +192,10 @@ export class Call extends EventTarget {
       }
       if (data && typeof data.type === "string") this.emit("event", data);
     });
-    this.channel.addEventListener("open", () => this.emit("channel-open"));
+    this.channel.addEventListener("open", () => {
+      this.emit("channel-open"); // preferences first, then anything asked for meanwhile
+      this.flushOutbox();
+    });
     await this.pc.setLocalDescription(await this.pc.createOffer());
     await waitForIceGathering(this.pc);
     if (this.ended) return;
@@ -220,13 +225,25 @@ export class Call extends EventTarget {
     return byParticipant;
   }
 
-  // A data channel request; false when the channel is not open (yet).
+  // A data channel request. While the channel is still opening, a few requests wait for it; false when
+  // there is no channel (lobby, closed).
   sendControl(message) {
     if (this.channel && this.channel.readyState === "open") {
       this.channel.send(JSON.stringify(message));
       return true;
     }
+    if (!this.ended && !this.failed && (!this.channel || this.channel.readyState === "connecting")
+        && (this.mediaStarted || this.channel) && this.outbox.length < OUTBOX_LIMIT) {
+      this.outbox.push(message);
+      return true;
+    }
     return false;
+  }
+
+  flushOutbox() {
+    const pending = this.outbox;
+    this.outbox = [];
+    for (const message of pending) this.channel.send(JSON.stringify(message));
   }
 
   admit(participantId) {
