@@ -37,9 +37,18 @@ FACILITATOR_LINK = f"/#room={SLUG}&secret={SECRET}"
 
 
 def groups_config() -> GroupsConfig:
-    group = Group(slug=SLUG, name="Quiet circle", agreement=AGREEMENT, topic="Anxiety",
-                  description="A test group.", schedule="Mondays 18:00", language="en", lobby=True,
-                  max_participants=8, facilitator_secret=SECRET)
+    group = Group(
+        slug=SLUG,
+        name="Quiet circle",
+        agreement=AGREEMENT,
+        topic="Anxiety",
+        description="A test group.",
+        schedule="Mondays 18:00",
+        language="en",
+        lobby=True,
+        max_participants=8,
+        facilitator_secret=SECRET,
+    )
     return GroupsConfig(server=ServerSettings(allow_adhoc_rooms=False), groups=(group,))
 
 
@@ -83,8 +92,11 @@ async def test_facilitator_admits_denies_mutes_removes_and_locks(group_server: R
     assert SECRET not in await fran.evaluate("location.href")
 
     alice, bob, carol = [await person(browser, server) for _ in range(3)]
-    await asyncio.gather(join(alice, "Alice", SLUG, expect="lobby"), join(bob, "Bob", SLUG, expect="lobby"),
-                         join(carol, "Carol", SLUG, expect="lobby"))
+    await asyncio.gather(
+        join(alice, "Alice", SLUG, expect="lobby"),
+        join(bob, "Bob", SLUG, expect="lobby"),
+        join(carol, "Carol", SLUG, expect="lobby"),
+    )
     assert "facilitator" in (await alice.text_content("#lobby-message")).lower()
     for page in (alice, bob, carol):
         assert await page.locator("#facilitator-panel").count() == 0
@@ -165,15 +177,17 @@ NO_INJECTION = """() => ({
 })"""
 
 
-async def test_user_text_stays_text_and_safety_alerts_stay_private(group_server: RunningServer,
-                                                                  browser: Browser) -> None:
+async def test_user_text_stays_text_and_safety_alerts_stay_private(
+    group_server: RunningServer, browser: Browser
+) -> None:
     server = group_server
     fran = await person(browser, server)
     await join(fran, "Fran", link=FACILITATOR_LINK, mic=False)
     mallory, vic = await person(browser, server), await person(browser, server)
     # Mallory joins text-only (no microphone, no camera); Vic with a microphone.
-    await asyncio.gather(join(mallory, XSS_NAME, SLUG, mic=False, expect="lobby"),
-                         join(vic, "Vic", SLUG, expect="lobby"))
+    await asyncio.gather(
+        join(mallory, XSS_NAME, SLUG, mic=False, expect="lobby"), join(vic, "Vic", SLUG, expect="lobby")
+    )
     await wait_lobby_entry(fran, XSS_NAME)
     assert XSS_NAME in await fran.text_content("#lobby-list")
     await fran.click(f'button[aria-label="Admit {XSS_NAME}"]')

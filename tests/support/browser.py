@@ -11,9 +11,12 @@ import asyncio
 import os
 import shutil
 import wave
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from playwright.async_api import Browser, Page, Playwright
 
 CHROMIUM = os.environ.get("PEERWELL_CHROMIUM", "/usr/bin/chromium")
 
@@ -76,16 +79,17 @@ def require_axe() -> Path:
     """axe-core is a dev dependency from package.json; never skip silently when it is missing."""
     if not AXE_PATH.is_file():
         raise RuntimeError(
-            f"axe-core not found at {AXE_PATH}; run `npm ci` in the repository root (`make setup` does it)")
+            f"axe-core not found at {AXE_PATH}; run `npm ci` in the repository root (`make setup` does it)"
+        )
     return AXE_PATH
 
 
-async def launch_chromium(playwright, fake_audio: Path | None):  # type: ignore[no-untyped-def]
+async def launch_chromium(playwright: Playwright, fake_audio: Path | None) -> Browser:
     require_loopback_only_namespace()
     return await playwright.chromium.launch(executable_path=CHROMIUM, args=chromium_args(fake_audio))
 
 
-async def new_page(browser, base_url: str):  # type: ignore[no-untyped-def]
+async def new_page(browser: Browser, base_url: str) -> Page:
     """A fresh browser context (its own cookies: one "person") with page errors collected in page.errors."""
     context = await browser.new_context(base_url=base_url)
     page = await context.new_page()
@@ -96,7 +100,7 @@ async def new_page(browser, base_url: str):  # type: ignore[no-untyped-def]
     return page
 
 
-async def open_group(page, slug: str | None = None, *, room: str | None = None, link: str | None = None) -> None:  # type: ignore[no-untyped-def]
+async def open_group(page: Page, slug: str | None = None, *, room: str | None = None, link: str | None = None) -> None:
     """From the directory (or a link) to the agreement page of a group or an ad-hoc room."""
     await page.goto(link or "/")
     if link:
@@ -111,8 +115,9 @@ async def open_group(page, slug: str | None = None, *, room: str | None = None, 
     await page.wait_for_selector("#agreement:not([hidden])")
 
 
-async def fill_details(page, name: str, *, mic: bool = True, camera: bool = False,  # type: ignore[no-untyped-def]
-                       secret: str | None = None) -> None:
+async def fill_details(
+    page: Page, name: str, *, mic: bool = True, camera: bool = False, secret: str | None = None
+) -> None:
     await page.click("#agree-button")
     await page.wait_for_selector("#details:not([hidden])")
     await page.fill("#name-input", name)
@@ -123,19 +128,30 @@ async def fill_details(page, name: str, *, mic: bool = True, camera: bool = Fals
         await page.fill("#secret-input", secret)
 
 
-async def join(page, name: str, slug: str | None = None, *, room: str | None = None, link: str | None = None,  # type: ignore[no-untyped-def]
-               mic: bool = True, camera: bool = False, secret: str | None = None, expect: str = "room") -> None:
+async def join(
+    page: Page,
+    name: str,
+    slug: str | None = None,
+    *,
+    room: str | None = None,
+    link: str | None = None,
+    mic: bool = True,
+    camera: bool = False,
+    secret: str | None = None,
+    expect: str = "room",
+) -> None:
     """Directory -> agreement -> details -> join; waits for the view named by `expect`
     ("room", "lobby" or "error": the join form's error message)."""
     await open_group(page, slug, room=room, link=link)
     await fill_details(page, name, mic=mic, camera=camera, secret=secret)
     await page.click("#join-button")
-    selector = {"room": "#room:not([hidden])", "lobby": "#lobby:not([hidden])",
-                "error": "#join-error:not([hidden])"}[expect]
+    selector = {"room": "#room:not([hidden])", "lobby": "#lobby:not([hidden])", "error": "#join-error:not([hidden])"}[
+        expect
+    ]
     await page.wait_for_selector(selector, timeout=15000)
 
 
-async def poll(page, script: str, arg: object, check, timeout: float = 20.0):  # type: ignore[no-untyped-def]
+async def poll(page: Page, script: str, arg: object, check: Callable[[Any], bool], timeout: float = 20.0) -> Any:
     """Evaluate `script` until `check(value)` holds; the last value is in the assertion message."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -148,8 +164,8 @@ async def poll(page, script: str, arg: object, check, timeout: float = 20.0):  #
     raise AssertionError(f"condition not met; last value {value!r}")
 
 
-def uncaught(*pages) -> list[str]:  # type: ignore[no-untyped-def]
-    return [e for page in pages for e in page.errors if "Uncaught" in e]
+def uncaught(*pages: Page) -> list[str]:
+    return [e for page in pages for e in page.errors if "Uncaught" in e]  # type: ignore[attr-defined]
 
 
 # Bytes received on the audio transceiver(s) carrying `participant_id`'s audio (or all audio when None).
