@@ -50,6 +50,12 @@ class AdapterIncompatible(RuntimeError):
     """The installed aiortc/aioice no longer has the internals this adapter relies on."""
 
 
+def _feeds_jitter_buffer() -> bool:
+    """`self.__jitter_buffer.add(...)` is in _handle_rtp_packet (other .add() calls there don't count)."""
+    instructions = list(dis.get_instructions(RTCRtpReceiver._handle_rtp_packet))
+    return any(a.argval == _JITTER_BUFFER and b.argval == "add" for a, b in zip(instructions, instructions[1:]))
+
+
 def check_compatibility() -> None:
     problems: list[str] = []
     for package, tested in (("aiortc", TESTED_AIORTC), ("aioice", TESTED_AIOICE)):
@@ -59,16 +65,15 @@ def check_compatibility() -> None:
     for attr in (_JITTER_BUFFER, _RECEIVER_CODECS, _RECEIVER_STARTED):
         if attr not in init_names:
             problems.append(f"RTCRtpReceiver no longer sets {attr}")
-    if "add" not in RTCRtpReceiver._handle_rtp_packet.__code__.co_names:
-        problems.append("RTCRtpReceiver._handle_rtp_packet no longer feeds a jitter buffer via add()")
+    if not _feeds_jitter_buffer():
+        problems.append("RTCRtpReceiver._handle_rtp_packet no longer feeds its jitter buffer via add()")
     if not callable(getattr(RTCRtpReceiver, "_send_rtcp_pli", None)):
         problems.append("RTCRtpReceiver._send_rtcp_pli is gone")
     if "_send_keyframe" not in RTCRtpSender._handle_rtcp_packet.__code__.co_names:
         problems.append("RTCRtpSender no longer routes PLI/FIR through _send_keyframe")
     if "pack" not in RTCRtpSender._next_encoded_frame.__code__.co_names:
         problems.append("RTCRtpSender no longer packs pre-encoded av.Packet data")
-    if "_query_consent_task" not in aioice.ice.Connection.connect.__code__.co_names \
-            and "_query_consent_task" not in _original_connect.__code__.co_names:
+    if "_query_consent_task" not in _original_connect.__code__.co_names:
         problems.append("aioice Connection.connect no longer starts _query_consent_task")
     if "filter_preferred_codecs" not in aiortc_pc.RTCPeerConnection.createOffer.__code__.co_names:
         problems.append("RTCPeerConnection.createOffer no longer filters codecs via filter_preferred_codecs")
@@ -80,6 +85,22 @@ def check_compatibility() -> None:
         problems.append("aioice.ice.get_host_addresses is gone")
     if problems:
         raise AdapterIncompatible("; ".join(problems))
+
+
+def offer_problem(sdp: str) -> str | None:
+    """Why an offer is unusable, or None. aiortc reads any text as an SDP with no media sections, which
+    would leave the connection with nothing to connect and the client unable to try again."""
+    if not sdp.lstrip().startswith("v=0"):
+        return "an SDP must start with v=0"
+    try:
+        parsed = aiortc_sdp.SessionDescription.parse(sdp)
+    except Exception as exc:  # aiortc's parser raises assorted errors on malformed lines
+        return f"malformed SDP ({exc})"
+    if not parsed.media:
+        return "the offer has no media or data channel sections"
+    if any(not m.ice.usernameFragment or not m.dtls or not m.dtls.fingerprints for m in parsed.media):
+        return "every section needs ICE credentials and a DTLS fingerprint"
+    return None
 
 
 def tap_receiver(receiver: RTCRtpReceiver, kind: str, emit: FrameSink) -> None:

@@ -75,6 +75,12 @@ def encode_opus_clip(pcm: np.ndarray | None = None, seconds: float = 2.0) -> lis
     return packets
 
 
+class JoinError(RuntimeError):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
 class ReplayTrack(MediaStreamTrack):
     """Sends pre-encoded frames in real time, looping; each video frame carries a trailer with its
     publisher tag and number (VP8 decoders ignore trailing bytes) so receivers can match it."""
@@ -130,11 +136,14 @@ class RoomClient:
     audio_frames: Sequence[bytes] | None = None
     fps: float = 30.0
     loop_audio: bool = True
+    resumed: bool = False
+    wait_in_lobby: bool = False  # True: join() waits for admission; False: returns in the lobby
     tag: int = 0
     mark_frames: bool = True
     keep_frames: bool = True  # keep received bytes (tests); benchmarks only count
     on_frame: Callable[[str, str, bytes, float], None] | None = None  # (mid, kind, data, perf_counter)
     secret: str | None = None  # facilitator secret
+    browser_key: str | None = None  # what a browser's pw_key cookie would carry
     participant_id: str | None = None
     joined: dict = field(default_factory=dict)
     tracks: dict[str, dict] = field(default_factory=dict)  # mid -> {participant_id, kind}
@@ -153,16 +162,19 @@ class RoomClient:
         self._reader: asyncio.Task[None] | None = None
         self._answer: asyncio.Future[str] | None = None
         self._joined: asyncio.Future[dict] | None = None
+        self._admitted: asyncio.Future[dict] | None = None
         self.pc.on("track", self._on_track)
         self.channel = self.pc.createDataChannel("peerwell")
         self.channel.on("message", lambda raw: self.events.append(json.loads(raw)))
 
     async def join(self, timeout: float = 20.0) -> None:
         loop = asyncio.get_running_loop()
-        self._session = aiohttp.ClientSession()
+        cookies = {"pw_key": self.browser_key} if self.browser_key else None
+        self._session = aiohttp.ClientSession(cookies=cookies)
         self._ws = await self._session.ws_connect(self.url)
         self._joined = loop.create_future()
         self._answer = loop.create_future()
+        self._admitted = loop.create_future()
         self._reader = asyncio.ensure_future(self._read())
         join = {"type": "join", "room": self.room, "name": self.name, "accept_agreement": True}
         if self.secret:
@@ -170,6 +182,23 @@ class RoomClient:
         await self.send(join)
         self.joined = await asyncio.wait_for(self._joined, timeout)
         self.participant_id = self.joined["participant_id"]
+        if self._in_lobby():
+            if not self.wait_in_lobby:
+                return  # the caller decides when to call connect_media()
+            await asyncio.wait_for(self._admitted, timeout)
+        await self.connect_media(timeout)
+
+    def _in_lobby(self) -> bool:
+        group = self.joined.get("group") or {}
+        return bool(group.get("lobby")) and self.joined.get("role") != "facilitator" and not self.resumed
+
+    async def wait_admitted(self, timeout: float = 20.0) -> None:
+        assert self._admitted is not None
+        await asyncio.wait_for(self._admitted, timeout)
+
+    async def connect_media(self, timeout: float = 20.0) -> None:
+        """Send the client's one offer (after `joined`, or after `admitted` from a lobby)."""
+        assert self._answer is not None
         if self.audio_frames:
             self.audio_track = ReplayTrack("audio", self.audio_frames, 50.0, self.tag, mark=False,
                                            loop=self.loop_audio)
@@ -207,7 +236,9 @@ class RoomClient:
             elif kind == "error":
                 self.errors.append(message)
                 if self._joined and not self._joined.done():
-                    self._joined.set_exception(RuntimeError(message["message"]))
+                    self._joined.set_exception(JoinError(message["code"], message["message"]))
+            elif kind == "admitted" and self._admitted is not None and not self._admitted.done():
+                self._admitted.set_result(message)
 
     async def _answer_server_offer(self, message: dict) -> None:
         self.tracks = message["tracks"]

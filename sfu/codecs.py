@@ -16,8 +16,8 @@ def is_keyframe(mime_type: str, frame: bytes) -> bool:
         # RFC 6386 9.1: bit 0 of the frame tag is 0 for a key frame.
         return (frame[0] & 0x01) == 0
     if mime == "video/h264":
-        # aiortc depayloads to Annex B; an IDR slice (type 5) or SPS (7) starts a decodable picture.
-        return any(nal_type in (5, 7) for nal_type in _h264_nal_types(frame))
+        # aiortc depayloads to Annex B; only an IDR slice (type 5) starts a picture decodable on its own.
+        return 5 in _h264_nal_types(frame)
     return True  # audio: every frame stands alone
 
 

@@ -98,6 +98,9 @@ class Participant:
         async with self._negotiation_lock:
             if self._initial_answer_sent:
                 raise NegotiationError("only the first offer comes from the client; later ones come from the server")
+            problem = aiortc_adapter.offer_problem(sdp)
+            if problem is not None:
+                raise NegotiationError(f"cannot use this offer: {problem}")
             try:
                 await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
                 answer = await self.pc.createAnswer()

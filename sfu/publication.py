@@ -49,7 +49,7 @@ class Publication:
         self.kind = kind
         self._send_pli = send_pli  # asks the publisher's encoder for a keyframe, for one SSRC
         self.codec: RTCRtpCodecParameters | None = None
-        self.paused = False  # e.g. muted by the facilitator: nothing is forwarded
+        self._paused = False
         self._clock = clock
         self._sinks: list[FrameSink] = []
         self._ssrc: int | None = None
@@ -59,6 +59,20 @@ class Publication:
         self.frames_received = 0
         self.keyframe_requests_sent = 0
         self.closed = False
+
+    @property
+    def paused(self) -> bool:
+        """Muted or video stopped by the facilitator: nothing is forwarded or captioned."""
+        return self._paused
+
+    @paused.setter
+    def paused(self, paused: bool) -> None:
+        resuming = self._paused and not paused
+        self._paused = paused
+        if resuming and self.kind == "video":
+            # Subscribers missed the pictures the next delta frame refers to.
+            self._waiting_for_keyframe = True
+            self.request_keyframe()
 
     @property
     def sinks(self) -> tuple[FrameSink, ...]:

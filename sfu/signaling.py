@@ -105,6 +105,12 @@ class Rooms:
             del self.rooms[room.name]
             room.close()
 
+    def forget_if_empty(self, slug: str) -> None:
+        room = self.rooms.get(slug)
+        if room is not None and room.empty:
+            del self.rooms[slug]
+            room.close()
+
     async def kick(self, participant: Participant, reason: str) -> None:
         """Say goodbye, close their connection and free the seat at once (no reconnect grace)."""
         seat = self.seats.get(participant.id)
@@ -182,6 +188,7 @@ class SignalingSession:
             try:
                 await self.join(message)
             except JoinRefused as refused:
+                self.rooms.forget_if_empty(message.room)  # a refused join must not leave a room behind
                 await self.error(refused.code, refused.message)
             return
         if self.seat is None:
@@ -217,7 +224,8 @@ class SignalingSession:
             await self.rooms.kick(waiting, "denied")
             return
         await room.add(waiting)
-        await waiting.send_signal(messages.Admitted(participants=room.participant_list()))
+        others = [p for p in room.participant_list() if p.id != waiting.id]
+        await waiting.send_signal(messages.Admitted(participants=others))
 
     async def join(self, request: messages.Join) -> None:
         if self.seat is not None:

@@ -87,8 +87,6 @@ def test_packet_handler_no_longer_feeding_anything_fails(monkeypatch: pytest.Mon
     assert "_handle_rtp_packet" in problems()
 
 
-@pytest.mark.xfail(strict=True, reason="sfu/aiortc_adapter.py only checks that some .add() is called in "
-                                       "_handle_rtp_packet; NACK generator and statistics calls satisfy it")
 def test_packet_handler_feeding_the_jitter_buffer_differently_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     async def handle(self, packet, arrival_time_ms):  # type: ignore[no-untyped-def]
         self._RTCRtpReceiver__nack_generator.add(packet)
@@ -126,9 +124,6 @@ def test_consent_task_check_fails_before_the_fix_is_installed(monkeypatch: pytes
     assert "_query_consent_task" in problems()
 
 
-@pytest.mark.xfail(strict=True, reason="sfu/aiortc_adapter.py: once the wrapper is installed, "
-                                       "Connection.connect is our own code, which always names "
-                                       "_query_consent_task, so a changed aioice connect() goes unnoticed")
 def test_consent_task_check_still_works_with_the_fix_installed(monkeypatch: pytest.MonkeyPatch) -> None:
     async def future_aioice_connect(self):  # type: ignore[no-untyped-def]
         self._consent = None  # consent checks renamed/moved in a later aioice

@@ -90,8 +90,6 @@ def test_h264_keyframe_from_annex_b_nal_types(stream: bytes, expected: bool) -> 
     assert is_keyframe("video/H264", stream) is expected
 
 
-@pytest.mark.xfail(strict=True, reason="sfu/codecs.py treats any access unit with an SPS as a keyframe; "
-                                       "SPS/PPS repeated before a non-IDR slice is not decodable on its own")
 def test_h264_sps_pps_before_a_non_idr_slice_is_not_a_keyframe() -> None:
     stream = b"\x00\x00\x00\x01" + SPS + b"\x00\x00\x00\x01" + PPS + b"\x00\x00\x00\x01" + SLICE
     assert is_keyframe("video/H264", stream) is False

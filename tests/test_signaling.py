@@ -242,8 +242,6 @@ async def test_abuse_inside_a_room_leaves_it_and_its_media_intact(
         await watcher.leave()
 
 
-@pytest.mark.xfail(strict=True, reason="sfu/participant.py accepts an offer without media sections (aiortc "
-                                       "parses any text as empty SDP), answers it, then refuses real offers")
 async def test_garbage_sdp_offer_is_refused_and_a_real_offer_still_works(
         server: RunningServer, session: aiohttp.ClientSession) -> None:
     sock = await Socket.open(session, server)
@@ -362,8 +360,6 @@ async def test_place_is_released_when_the_grace_period_ends(session: aiohttp.Cli
         await runner.cleanup()
 
 
-@pytest.mark.xfail(strict=True, reason="sfu/signaling.py creates the room before checking the resume token "
-                                       "or secret and leaves it behind, empty, when the join is refused")
 @pytest.mark.parametrize(("extra", "code"), [({"resume": "y" * 32}, "resume-failed"),
                                              ({"secret": "not-the-secret"}, "bad-secret")],
                          ids=["bad-resume", "bad-secret"])
