@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import dis
+import itertools
 import logging
 from collections.abc import Callable, Sequence
 from importlib.metadata import version
@@ -53,7 +54,7 @@ class AdapterIncompatible(RuntimeError):
 def _feeds_jitter_buffer() -> bool:
     """`self.__jitter_buffer.add(...)` is in _handle_rtp_packet (other .add() calls there don't count)."""
     instructions = list(dis.get_instructions(RTCRtpReceiver._handle_rtp_packet))
-    return any(a.argval == _JITTER_BUFFER and b.argval == "add" for a, b in zip(instructions, instructions[1:]))
+    return any(a.argval == _JITTER_BUFFER and b.argval == "add" for a, b in itertools.pairwise(instructions))
 
 
 def check_compatibility() -> None:

@@ -94,7 +94,8 @@ async def test_lobby_admit_and_deny(server: RunningServer, clips) -> None:  # ty
 
     turned_away = RoomClient(server.ws_url, GROUP, "Away")
     await turned_away.join()
-    await wait_until(lambda: any("Away" in [w["name"] for w in m["waiting"]] for m in signals(facilitator, "lobby-update")))
+    await wait_until(lambda: any("Away" in [w["name"] for w in m["waiting"]]
+                                 for m in signals(facilitator, "lobby-update")))
     await facilitator.send({"type": "deny", "participant_id": turned_away.participant_id})
     await wait_until(lambda: signals(turned_away, "bye"))
     assert signals(turned_away, "bye")[0]["reason"] == "denied"
@@ -125,7 +126,8 @@ async def test_participant_cannot_act_as_facilitator(server: RunningServer, clip
     attempts = [
         {"type": "mute", **target}, {"type": "unmute", **target}, {"type": "stop-video", **target},
         {"type": "allow-video", **target}, {"type": "remove", **target}, {"type": "lower-hand-of", **target},
-        {"type": "lock"}, {"type": "unlock"}, {"type": "end-session"}, {"type": "delete-chat", "message_id": message_id},
+        {"type": "lock"}, {"type": "unlock"}, {"type": "end-session"},
+        {"type": "delete-chat", "message_id": message_id},
     ]
     for attempt in attempts:
         mallory.send_channel(attempt)
@@ -248,7 +250,8 @@ async def test_chat_hands_hidden_names_and_safety_alerts(server: RunningServer) 
                                           text="I want to end my life", final=True, start=1.0, end=2.5,
                                           language="en"))
     await wait_until(lambda: events(bob, "caption") and events(alice, "caption"))
-    assert events(bob, "caption")[0]["speaker_name"] == "a participant" and events(bob, "caption")[0]["speaker_id"] == ""
+    hidden = events(bob, "caption")[0]
+    assert hidden["speaker_name"] == "a participant" and hidden["speaker_id"] == ""
     assert events(alice, "caption")[0]["speaker_name"] == "Alice"
 
     bob.send_channel({"type": "chat", "text": "this traffic is killing me"})
