@@ -89,9 +89,13 @@ async def launch_chromium(playwright: Playwright, fake_audio: Path | None) -> Br
     return await playwright.chromium.launch(executable_path=CHROMIUM, args=chromium_args(fake_audio))
 
 
-async def new_page(browser: Browser, base_url: str) -> Page:
-    """A fresh browser context (its own cookies: one "person") with page errors collected in page.errors."""
-    context = await browser.new_context(base_url=base_url)
+async def new_page(browser: Browser, base_url: str, *, bypass_csp: bool = False) -> Page:
+    """A fresh browser context (its own cookies: one "person") with page errors collected in page.errors.
+
+    bypass_csp: let injected scripts run (axe-core), or prove the client itself never turns user text into
+    markup, without the server's Content-Security-Policy as a safety net.
+    """
+    context = await browser.new_context(base_url=base_url, bypass_csp=bypass_csp)
     page = await context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(f"Uncaught {exc}"))
@@ -192,4 +196,19 @@ TILE_STATE = """(name) => {
   const v = tile.querySelector('video');
   return {width: v.videoWidth, time: v.currentTime,
           badges: [...tile.querySelectorAll('.badge')].map(b => b.textContent)};
+}"""
+
+
+async def axe_violations(page: Page, *, impacts: tuple[str, ...] = ("serious", "critical")) -> list[dict[str, Any]]:
+    """Run axe-core on the page as it is now; violations of the given impacts (needs bypass_csp)."""
+    if not await page.evaluate("typeof window.axe !== 'undefined'"):
+        await page.add_script_tag(path=str(require_axe()))
+    violations = await page.evaluate(AXE_RUN)
+    return [v for v in violations if v["impact"] in impacts]
+
+
+AXE_RUN = """async () => {
+  const result = await axe.run(document, {resultTypes: ['violations']});
+  return result.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
+    nodes: v.nodes.slice(0, 5).map(n => n.target.join(' ') + ': ' + n.failureSummary)}));
 }"""
