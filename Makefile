@@ -13,12 +13,14 @@ SERVE_ARGS ?=
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml requirements.lock
+$(VENV)/.installed: pyproject.toml requirements.lock package-lock.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# CPU torch first: argostranslate pulls in stanza, which needs torch; otherwise pip picks a CUDA build.
 	$(PIP) install -q torch==2.13.0 $(TORCH_PIP_ARGS)
 	$(PIP) install -q -r requirements.lock
 	$(PIP) install -q --no-deps -e .
+	# axe-core for the browser accessibility tests (dev only; the web client itself has no npm deps).
+	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 serve: setup
