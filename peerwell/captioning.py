@@ -62,6 +62,8 @@ class CaptionsObserver:
                     self.translation, lambda listener, sub: self._send_subtitle(room, listener, sub),
                     whisper_english=self.captions is not None and self.captions.multilingual,
                     on_missing_model=lambda listener, err: self._tell_missing(room, listener, err))
+            if router is not None and room.group is not None:
+                router.set_source_languages([room.group.language])  # until someone speaks another
             entry = (room, RoomLanguages(router))
             self.rooms[id(room)] = entry
         return entry[1]
@@ -80,6 +82,11 @@ class CaptionsObserver:
         tap = DecodedAudioTap(publication, lambda pcm, received_at: stream.push(pcm, room.room_time(received_at)))
         state.speakers[participant.id] = Speaker(stream, tap)
         self._speaker_rooms[participant.id] = room
+
+    def participant_joined(self, room: Room, participant: Participant) -> None:
+        state = self._state(room)
+        if state.router is not None:
+            participant.send_event(messages.SubtitleLanguages(languages=state.router.reachable_targets()))
 
     def participant_left(self, room: Room, participant: Participant) -> None:
         state = self._state(room)

@@ -36,6 +36,8 @@ class RoomObserver(Protocol):
 
     def audio_published(self, room: Room, participant: Participant, publication: Publication) -> None: ...
 
+    def participant_joined(self, room: Room, participant: Participant) -> None: ...
+
     def participant_left(self, room: Room, participant: Participant) -> None: ...
 
     def channel_request(self, room: Room, participant: Participant, request: msgspec.Struct) -> None: ...
@@ -88,6 +90,8 @@ class Room:
             participant.send_event(chat)
         participant.send_event(messages.RoomState(locked=self.locked))
         participant.send_event(self._hands_event())
+        for observer in self.observers:
+            observer.participant_joined(self, participant)
         await self.update_lobby()
 
     async def wait_in_lobby(self, participant: Participant) -> None:
