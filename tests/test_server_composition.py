@@ -40,7 +40,7 @@ def test_bad_flags_are_clear_errors(flags: tuple[str, ...], message: str) -> Non
 def test_bad_groups_file_names_the_problem(tmp_path: Path) -> None:
     bad = tmp_path / "groups.toml"
     bad.write_text('[[group]]\nslug = "Bad Slug"\nname = "x"\nagreement = "y"\n')
-    with pytest.raises(ServeError, match="groups.toml.*slug"):
+    with pytest.raises(ServeError, match=r"groups\.toml.*slug"):
         config_from_args(serve_args("--config", str(bad)))
 
 
