@@ -208,3 +208,18 @@ async def test_joining_with_the_keyboard_only(a11y_server: RunningServer, browse
     await tab_to(page, lambda f: f["id"] == "leave", limit=60)
     await page.keyboard.press("Enter")
     await page.wait_for_selector("#goodbye:not([hidden])")
+
+
+async def test_display_settings_are_remembered(a11y_server: RunningServer, browser: Browser) -> None:
+    page = await new_page(browser, a11y_server.http_url)
+    await page.goto("/")
+    await page.click("#display-settings > summary")
+    await page.select_option("#caption-size", "x-large")
+    await page.check("#high-contrast")
+    await page.reload()
+    assert await page.evaluate("document.documentElement.classList.contains('high-contrast')")
+    assert await page.evaluate("document.documentElement.dataset.captionSize") == "x-large"
+    size = await page.evaluate("getComputedStyle(document.documentElement).getPropertyValue('--caption-size').trim()")
+    assert size == "1.8rem"
+    await page.click("#display-settings > summary")
+    assert await page.input_value("#caption-size") == "x-large" and await page.is_checked("#high-contrast")

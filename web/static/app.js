@@ -121,6 +121,7 @@ function groupCard(group) {
   fact("Topic", group.topic, lang);
   fact("When", group.schedule, lang);
   fact("Language", languageName(group.language));
+  if (group.max_participants) fact("Size", `Up to ${group.max_participants} people`);
   fact("Waiting room", group.lobby ? "Yes: the facilitator lets people in" : "No: you join directly");
   const choose = el("button", { type: "button", class: "choose-group", dataset: { slug: group.slug } },
     "Join", el("span", { class: "visually-hidden" }, ` ${group.name}`));
@@ -739,9 +740,11 @@ function onBye(reason) {
 }
 
 function leave() {
+  const fromLobby = currentView() === "lobby";
   if (state.call) state.call.leave();
   endCall();
-  showGoodbye(BYE.left.title, BYE.left.text);
+  if (fromLobby) showGoodbye("You've left the waiting room", "You're welcome to come back whenever you like.");
+  else showGoodbye(BYE.left.title, BYE.left.text);
 }
 
 function downloadTranscript() {
