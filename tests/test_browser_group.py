@@ -170,6 +170,9 @@ XSS_NAME = "<img src=x onerror=window.__xss=1>"
 XSS_CHAT = "<script>window.__xss=2</script> and <img src=x onerror=window.__xss=1>"
 CRISIS_CHAT = "<img src=x onerror=window.__xss=3> I don't want to be alive anymore"
 
+# Hand an event to the client as if it came over the data channel.
+EMIT = "(event) => window.peerwell.call.emit('event', event)"
+
 NO_INJECTION = """() => ({
   xss: typeof window.__xss,
   images: document.querySelectorAll('img').length,
@@ -238,6 +241,34 @@ async def test_user_text_stays_text_and_safety_alerts_stay_private(
     await mallory.wait_for_selector("#chat-error:not([hidden])")
     assert "quickly" in await mallory.text_content("#chat-error")
     assert (await mallory.input_value("#chat-input")).startswith("message")
+
+    # Caption preferences reach the server; subtitle choices come from the server's list; caption and
+    # subtitle-status text (normally from the server) is shown as text.
+    vic_id = await vic.evaluate(PARTICIPANT_ID)
+    await vic.evaluate(EMIT, {"type": "subtitle-languages", "languages": ["es", "fr"]})
+    await vic.evaluate(
+        EMIT,
+        {
+            "type": "caption",
+            "segment_id": "s1",
+            "speaker_id": "",
+            "speaker_name": XSS_NAME,
+            "text": XSS_CHAT,
+            "final": True,
+            "start": 1.0,
+            "end": 2.0,
+            "language": "en",
+        },
+    )
+    assert await vic.text_content("#captions-live .caption .text") == XSS_CHAT
+    await vic.click(".caption-options > summary")
+    assert await vic.eval_on_selector_all("#subtitle-language option", "os => os.map(o => o.value)") == ["", "es", "fr"]
+    await vic.select_option("#subtitle-language", "es")
+    await vic.check("#hide-name")
+    vic_side = server.rooms.rooms[SLUG].participants[vic_id]
+    await poll(vic, "() => null", None, lambda _: vic_side.subtitle_language == "es" and vic_side.caption_name_hidden)
+    await vic.evaluate(EMIT, {"type": "subtitle-status", "language": "es", "available": False, "message": XSS_NAME})
+    assert await vic.text_content("#subtitle-status") == XSS_NAME
 
     for page in (fran, vic, mallory):
         state = await page.evaluate(NO_INJECTION)
