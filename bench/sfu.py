@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import psutil
 
 from sfu import aiortc_adapter
-from sfu.client import TRAILER, TRAILER_MAGIC, RoomClient, encode_opus_clip, encode_vp8_clip
+from sfu.client import RoomClient, encode_opus_clip, encode_vp8_clip, read_trailer
 
 
 @dataclass
@@ -91,8 +91,9 @@ async def run(mode: str, participants: int, warmup: float, window: float,
             if not measuring:
                 return
             counts[kind] += 1
-            if kind == "video" and data[-TRAILER.size:-8] == TRAILER_MAGIC:
-                _, tag, number = TRAILER.unpack(data[-TRAILER.size:])
+            mark = read_trailer(data) if kind == "video" else None
+            if mark is not None:
+                tag, number = mark
                 sent = clients[tag].video_track.sent_at.get(number) if clients[tag].video_track else None
                 if sent is not None:
                     latencies.append((now - sent) * 1000)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import struct
+import re
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -20,14 +20,27 @@ from fractions import Fraction
 import aiohttp
 import av
 import numpy as np
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
 from sfu import aiortc_adapter
 from sfu.framing import AssembledFrame
 
-TRAILER = struct.Struct("!4sII")  # magic, publisher tag, frame number: identifies a frame end to end
 TRAILER_MAGIC = b"PWtr"
+TRAILER_SIZE = 16  # magic, 4-digit publisher tag, 8-digit frame number: identifies a frame end to end
+
+
+def add_trailer(frame: bytes, tag: int, number: int) -> bytes:
+    # ASCII digits, so the trailer never contains an H.264 start code (00 00 01); decoders ignore it.
+    return frame + TRAILER_MAGIC + f"{tag % 10_000:04d}{number % 100_000_000:08d}".encode()
+
+
+def read_trailer(frame: bytes) -> tuple[int, int] | None:
+    """(publisher tag, frame number) of a frame sent by a ReplayTrack, or None."""
+    tail = frame[-TRAILER_SIZE:]
+    if len(tail) != TRAILER_SIZE or not tail.startswith(TRAILER_MAGIC) or not tail[4:].isdigit():
+        return None
+    return int(tail[4:8]), int(tail[8:])
 
 
 def encode_vp8_clip(frames: int = 60, width: int = 640, height: int = 480, fps: int = 30,
@@ -52,6 +65,31 @@ def encode_vp8_clip(frames: int = 60, width: int = 640, height: int = 480, fps: 
         packets.extend(codec.encode(frame))
     packets.extend(codec.encode(None))
     return [bytes(p) for p in packets]
+
+
+def encode_h264_clip(frames: int = 60, width: int = 640, height: int = 480, fps: int = 30,
+                     bitrate: int = 500_000, keyframe_interval: int = 30) -> list[bytes]:
+    """The same test pattern as H.264 (constrained baseline, Annex B), for publishers that prefer it."""
+    codec = av.CodecContext.create("libx264", "w")
+    codec.width, codec.height, codec.pix_fmt = width, height, "yuv420p"
+    codec.bit_rate = bitrate
+    codec.framerate = fps
+    codec.time_base = Fraction(1, fps)
+    codec.profile = "Baseline"
+    codec.options = {"preset": "ultrafast", "tune": "zerolatency", "g": str(keyframe_interval),
+                     "keyint_min": str(keyframe_interval), "bf": "0"}
+    packets: list[bytes] = []
+    columns = np.arange(width, dtype=np.uint16)[None, :]
+    for i in range(frames):
+        image = np.zeros((height, width, 3), np.uint8)
+        image[..., 1] = (columns + i * 3) % 256
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+        frame.pts = i
+        packets.extend(bytes(p) for p in codec.encode(frame))
+    packets.extend(bytes(p) for p in codec.encode(None))
+    # One 4-byte start code per NAL unit: aiortc's H.264 packetizer trips over empty units otherwise.
+    return [b"".join(b"\x00\x00\x00\x01" + unit for unit in re.split(b"\x00\x00\x00?\x01", p) if unit)
+            for p in packets]
 
 
 def encode_opus_clip(pcm: np.ndarray | None = None, seconds: float = 2.0) -> list[bytes]:
@@ -110,7 +148,7 @@ class ReplayTrack(MediaStreamTrack):
         index = self._count % len(self._frames) if self._loop else min(self._count, len(self._frames) - 1)
         data = self._frames[index]
         if self._mark:
-            data = data + TRAILER.pack(TRAILER_MAGIC, self._tag, self._count)
+            data = add_trailer(data, self._tag, self._count)
         packet = av.Packet(data)
         packet.pts = self._count * self._clock_step
         packet.time_base = self._time_base
@@ -136,6 +174,7 @@ class RoomClient:
     audio_frames: Sequence[bytes] | None = None
     fps: float = 30.0
     loop_audio: bool = True
+    video_codec: str = "video/VP8"  # or "video/H264"
     resumed: bool = False
     wait_in_lobby: bool = False  # True: join() waits for admission; False: returns in the lobby
     tag: int = 0
@@ -205,7 +244,10 @@ class RoomClient:
             self.pc.addTransceiver(self.audio_track, direction="sendonly")
         if self.video_frames:
             self.video_track = ReplayTrack("video", self.video_frames, self.fps, self.tag, self.mark_frames)
-            self.pc.addTransceiver(self.video_track, direction="sendonly")
+            transceiver = self.pc.addTransceiver(self.video_track, direction="sendonly")
+            capabilities = RTCRtpSender.getCapabilities("video").codecs
+            transceiver.setCodecPreferences(
+                [c for c in capabilities if c.mimeType.lower() in (self.video_codec.lower(), "video/rtx")])
         await self.pc.setLocalDescription(await self.pc.createOffer())
         await self.send({"type": "offer", "sdp": self.pc.localDescription.sdp})
         await asyncio.wait_for(self._answer, timeout)

@@ -176,7 +176,9 @@ class Participant:
     # --- subscribing -------------------------------------------------------------------------
 
     def subscribe(self, publication: Publication) -> None:
-        if self.closed or publication.codec is None or self.subscription_for(publication):
+        # Before our answer to the client's offer, a new transceiver would be matched to the client's
+        # own m-lines; subscribe_to_everyone() catches up once the answer is out.
+        if self.closed or not self.ready or publication.codec is None or self.subscription_for(publication):
             return
         mime = publication.codec.mimeType.lower()
         slot = next((s for s in self.slots if s.subscription.publication is None

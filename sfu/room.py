@@ -89,6 +89,11 @@ class Room:
         for chat in self.chat:
             participant.send_event(chat)
         participant.send_event(messages.RoomState(locked=self.locked))
+        for other in self.participants.values():
+            if other.muted_by_facilitator:
+                participant.send_event(messages.Moderation(action="muted", participant_id=other.id))
+            if other.video_stopped_by_facilitator:
+                participant.send_event(messages.Moderation(action="video-stopped", participant_id=other.id))
         participant.send_event(self._hands_event())
         for observer in self.observers:
             observer.participant_joined(self, participant)

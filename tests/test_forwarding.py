@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import re
 import time
 from collections import Counter
 
@@ -11,7 +12,7 @@ import pytest
 from aiortc.codecs import h264, opus, vpx
 
 from sfu.audio_tap import DecodedAudioTap
-from sfu.client import TRAILER, TRAILER_MAGIC, RoomClient, encode_opus_clip, encode_vp8_clip
+from sfu.client import TRAILER_SIZE, RoomClient, encode_h264_clip, encode_opus_clip, encode_vp8_clip, read_trailer
 from tests.conftest import RunningServer
 
 CODEC_WORK = [
@@ -82,9 +83,9 @@ async def test_three_publishers_forwarded_byte_for_byte_without_transcoding(
                 continue
             video = client.frames_from(other.participant_id, "video")
             for frame in video:
-                magic, tag, number = TRAILER.unpack(frame.data[-TRAILER.size:])
-                assert magic == TRAILER_MAGIC and ids[tag] == other.participant_id
-                assert frame.data[:-TRAILER.size] == vp8[number % len(vp8)], "forwarded frame differs from sent"
+                mark = read_trailer(frame.data)
+                assert mark is not None and ids[mark[0]] == other.participant_id
+                assert frame.data[:-TRAILER_SIZE] == vp8[mark[1] % len(vp8)], "forwarded frame differs from sent"
             audio = client.frames_from(other.participant_id, "audio")
             assert set(f.data for f in audio) <= set(opus_frames)
 
@@ -163,4 +164,26 @@ async def test_new_subscriber_triggers_rate_limited_keyframe_request(
     assert sent >= 1
     assert sent <= 4, "keyframe requests must be rate limited, not one per frame"
     for client in [publisher, *watchers]:
+        await client.leave()
+
+
+async def test_h264_is_forwarded_when_offered(server: RunningServer, codec_calls: Counter[str]) -> None:
+    h264_frames = encode_h264_clip(frames=60)
+    publisher = RoomClient(server.ws_url, "h264", "pub", h264_frames, None, tag=7, video_codec="video/H264")
+    watcher = RoomClient(server.ws_url, "h264", "watcher")
+    await publisher.join()
+    await watcher.join()
+    await wait_for(lambda: watcher.count_from(publisher.participant_id, "video") >= 30, timeout=20)
+    publication = server.rooms.rooms["h264"].participants[publisher.participant_id].publications["video"]
+    assert publication.codec is not None and publication.codec.mimeType == "video/H264"
+
+    def nal_units(stream: bytes) -> list[bytes]:
+        return [unit for unit in re.split(b"\x00\x00\x00?\x01", stream) if unit]
+
+    for frame in watcher.frames_from(publisher.participant_id, "video"):
+        mark = read_trailer(frame.data)
+        assert mark is not None and mark[0] == 7
+        assert nal_units(frame.data[:-TRAILER_SIZE]) == nal_units(h264_frames[mark[1] % len(h264_frames)])
+    assert codec_calls["H264Encoder.encode"] == codec_calls["H264Decoder.decode"] == 0
+    for client in (publisher, watcher):
         await client.leave()
