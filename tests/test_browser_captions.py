@@ -25,7 +25,7 @@ CAPTIONS = """(speaker) => [...document.querySelectorAll('#captions-live .captio
   .map(line => line.querySelector('.text').textContent).join(' ')"""
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def observer() -> CaptionsObserver:
     observer = CaptionsObserver(None, None)
     observer.captions = CaptionService.from_model_name(observer.on_caption, "base")

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from faster_whisper import WhisperModel
 
 from models.argos import install_package_file
+from models.whisper import load_whisper_model, resolve_whisper_model
 from peerwell.captioning import CaptionsObserver
 from sfu.client import RoomClient, encode_opus_clip
 from tests.conftest import RunningServer, start_server
@@ -32,11 +34,22 @@ SPANISH = "Gracias por escucharme. Esta semana fue muy difícil, pero mi hermana
 
 
 @pytest.fixture(scope="module")
-def observer(tmp_path_factory: pytest.TempPathFactory) -> CaptionsObserver:
+def whisper_base() -> WhisperModel:
+    return load_whisper_model(resolve_whisper_model("base"))
+
+
+@pytest.fixture(scope="module")
+def argos_packages(tmp_path_factory: pytest.TempPathFactory) -> Path:
     packages = tmp_path_factory.mktemp("argos-packages")
     install_package_file(cached_package("en", "es"), dest=packages)
-    observer = CaptionsObserver(None, TranslationService([packages]))
-    observer.captions = CaptionService.from_model_name(observer.on_caption, "base")
+    return packages
+
+
+@pytest.fixture
+def observer(whisper_base: WhisperModel, argos_packages: Path) -> CaptionsObserver:
+    # The models are shared; the services (bound to this test's event loop) are not.
+    observer = CaptionsObserver(None, TranslationService([argos_packages]))
+    observer.captions = CaptionService(whisper_base, observer.on_caption)
     return observer
 
 

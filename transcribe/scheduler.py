@@ -79,7 +79,8 @@ class DecodeScheduler:
     def submit(self, job: Job) -> None:
         if self._closed:
             return
-        self._loop = self._loop or asyncio.get_running_loop()
+        if self._loop is None or self._loop.is_closed():
+            self._loop = asyncio.get_running_loop()
         job.seq = next(self._seq)
         if job.kind is JobKind.PARTIAL:
             for i, queued in enumerate(self._pending):
