@@ -13,13 +13,16 @@ SERVE_ARGS ?=
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml requirements.lock package-lock.json
+$(VENV)/.installed: pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# CPU torch first: argostranslate pulls in stanza, which needs torch; otherwise pip picks a CUDA build.
 	$(PIP) install -q torch==2.13.0 $(TORCH_PIP_ARGS)
 	$(PIP) install -q -r requirements.lock
 	$(PIP) install -q --no-deps -e .
-	# axe-core for the browser accessibility tests (dev only; the web client itself has no npm deps).
+	touch $@
+
+# axe-core for the browser accessibility tests only (the web client itself has no npm dependencies).
+node_modules/.installed: package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
@@ -29,7 +32,7 @@ serve: setup
 # The suite runs in a private network namespace with only loopback up: browsers and WebRTC tests can
 # reach nothing but 127.0.0.1 (needs root or unprivileged user namespaces, as on CI).
 PYTEST_ARGS ?=
-test: setup
+test: setup node_modules/.installed
 	$(PY) -m ruff check .
 	unshare -n sh -c 'ip link set lo up && exec $(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)'
 
@@ -40,7 +43,6 @@ bench: setup
 
 lint: setup
 	$(PY) -m ruff check .
-	$(PY) -m ruff format --check .
 
 clean:
 	rm -rf $(VENV)
