@@ -43,17 +43,18 @@ def read_trailer(frame: bytes) -> tuple[int, int] | None:
     return int(tail[4:8]), int(tail[8:])
 
 
-def encode_vp8_clip(frames: int = 60, width: int = 640, height: int = 480, fps: int = 30,
-                    bitrate: int = 500_000, keyframe_interval: int = 30) -> list[bytes]:
-    """A moving test pattern encoded once; replayed by publishers."""
-    codec = av.CodecContext.create("libvpx", "w")
+def _encode_test_pattern(codec_name: str, options: dict[str, str], frames: int, width: int, height: int,
+                         fps: int, bitrate: int, profile: str | None = None) -> list[bytes]:
+    """A moving test pattern encoded once; publishers replay the result without encoding anything."""
+    codec = av.CodecContext.create(codec_name, "w")
     codec.width, codec.height, codec.pix_fmt = width, height, "yuv420p"
     codec.bit_rate = bitrate
     codec.framerate = fps
     codec.time_base = Fraction(1, fps)
-    codec.options = {"deadline": "realtime", "cpu-used": "8", "g": str(keyframe_interval),
-                     "keyint_min": str(keyframe_interval), "lag-in-frames": "0"}
-    packets: list[av.Packet] = []
+    if profile is not None:
+        codec.profile = profile
+    codec.options = options
+    packets: list[bytes] = []
     columns = np.arange(width, dtype=np.uint16)[None, :]
     for i in range(frames):
         image = np.zeros((height, width, 3), np.uint8)
@@ -62,31 +63,24 @@ def encode_vp8_clip(frames: int = 60, width: int = 640, height: int = 480, fps: 
         image[:, x:x + 40, 0] = 255
         frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
         frame.pts = i
-        packets.extend(codec.encode(frame))
-    packets.extend(codec.encode(None))
-    return [bytes(p) for p in packets]
+        packets.extend(bytes(p) for p in codec.encode(frame))
+    packets.extend(bytes(p) for p in codec.encode(None))
+    return packets
+
+
+def encode_vp8_clip(frames: int = 60, width: int = 640, height: int = 480, fps: int = 30,
+                    bitrate: int = 500_000, keyframe_interval: int = 30) -> list[bytes]:
+    options = {"deadline": "realtime", "cpu-used": "8", "g": str(keyframe_interval),
+               "keyint_min": str(keyframe_interval), "lag-in-frames": "0"}
+    return _encode_test_pattern("libvpx", options, frames, width, height, fps, bitrate)
 
 
 def encode_h264_clip(frames: int = 60, width: int = 640, height: int = 480, fps: int = 30,
                      bitrate: int = 500_000, keyframe_interval: int = 30) -> list[bytes]:
-    """The same test pattern as H.264 (constrained baseline, Annex B), for publishers that prefer it."""
-    codec = av.CodecContext.create("libx264", "w")
-    codec.width, codec.height, codec.pix_fmt = width, height, "yuv420p"
-    codec.bit_rate = bitrate
-    codec.framerate = fps
-    codec.time_base = Fraction(1, fps)
-    codec.profile = "Baseline"
-    codec.options = {"preset": "ultrafast", "tune": "zerolatency", "g": str(keyframe_interval),
-                     "keyint_min": str(keyframe_interval), "bf": "0"}
-    packets: list[bytes] = []
-    columns = np.arange(width, dtype=np.uint16)[None, :]
-    for i in range(frames):
-        image = np.zeros((height, width, 3), np.uint8)
-        image[..., 1] = (columns + i * 3) % 256
-        frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
-        frame.pts = i
-        packets.extend(bytes(p) for p in codec.encode(frame))
-    packets.extend(bytes(p) for p in codec.encode(None))
+    """Constrained baseline, Annex B, for publishers that prefer H.264."""
+    options = {"preset": "ultrafast", "tune": "zerolatency", "g": str(keyframe_interval),
+               "keyint_min": str(keyframe_interval), "bf": "0"}
+    packets = _encode_test_pattern("libx264", options, frames, width, height, fps, bitrate, profile="Baseline")
     # One 4-byte start code per NAL unit: aiortc's H.264 packetizer trips over empty units otherwise.
     return [b"".join(b"\x00\x00\x00\x01" + unit for unit in re.split(b"\x00\x00\x00?\x01", p) if unit)
             for p in packets]
