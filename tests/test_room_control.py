@@ -278,3 +278,26 @@ async def test_signaling_flood_is_rate_limited(server: RunningServer) -> None:
     assert ok.participant_id in server.rooms.rooms[OPEN_GROUP].participants
     for c in (client, ok):
         await c.leave()
+
+
+async def test_late_joiner_gets_recent_finals_only_from_memory(server: RunningServer) -> None:
+    first = RoomClient(server.ws_url, OPEN_GROUP, "First")
+    await first.join()
+    await channel_open(first)
+    room = server.rooms.rooms[OPEN_GROUP]
+    for i in range(60):
+        room.deliver_caption(messages.Caption(segment_id=f"s{i}", speaker_id=first.participant_id,
+                                              speaker_name="First", text=f"line {i}", final=True,
+                                              start=float(i), end=i + 0.5, language="en"))
+    room.deliver_caption(messages.Caption(segment_id="p", speaker_id=first.participant_id, speaker_name="First",
+                                          text="still talking", final=False, start=60.0, end=60.5, language="en"))
+    late = RoomClient(server.ws_url, OPEN_GROUP, "Late")
+    await late.join()
+    await channel_open(late)
+    await wait_until(lambda: len(events(late, "caption")) >= 50)
+    received = [e["segment_id"] for e in events(late, "caption")]
+    assert received == [f"s{i}" for i in range(10, 60)]  # the last 50 finals, no partials
+    for client in (first, late):
+        await client.leave()
+    await wait_until(lambda: OPEN_GROUP not in server.rooms.rooms)
+    assert not room.recent_captions  # gone with the session
