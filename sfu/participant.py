@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SignalSender = Callable[[messages.Struct], Awaitable[None]]
-CHANNEL_BACKLOG = 64  # events kept while the data channel opens
+CHANNEL_BACKLOG = 256  # events kept while the data channel opens: history (50 captions, 100 chat) and more
 
 
 class NegotiationError(Exception):
