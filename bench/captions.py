@@ -1,0 +1,637 @@
+"""Live captions benchmark: speech streamed in real time into a real room, captions timed at a listener.
+
+    python -m bench.captions [--audio WAV --text REFERENCE.txt] [--model base] [--max-speakers 6]
+
+A real peerwell server (CaptionsObserver + CaptionService) runs on 127.0.0.1 in this process; aiortc
+publishers stream an Opus clip in real time (sample t of the clip leaves the publisher at publish start
++ t) and an aiortc listener records every caption message with its arrival time. Arrival times are
+expressed in the speaker's audio clock (arrival - publish start), so latencies read as "seconds after
+the word was spoken". Word end times come from an offline run of the same model on the same audio
+(faster-whisper, word_timestamps=True).
+
+- partial latency: per offline word, first arrival of that word in any caption (partial or final; words
+  matched in order after normalize_for_wer) minus the word's end;
+- final latency: per final caption, its arrival minus the end of its last word (offline timestamps
+  aligned to the final's text; the caption's own ``end`` if nothing aligns);
+- WER of the concatenated finals and of the offline transcript vs the reference (same normaliser);
+- max_realtime_speakers: 1, 2, 3, ... concurrent speakers (same clip, staggered by 1 s) until final
+  latency p95 exceeds 3 s (capped, and bounded by a time budget).
+
+Speakers declare the clip's language, as the join form does with the group's language; a last row repeats
+the one-speaker run without a declaration (auto-detection per utterance). A workers=2 cpu_threads=1 row
+shows the other way to use the two cores. CaptionService.stats() of every run is printed, with a
+breakdown of where a final's latency goes (timestamps taken around the decode scheduler, read-only).
+
+Without --audio the clip is an espeak-ng monologue generated into a temporary directory (never kept).
+Prints a table; the last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from difflib import SequenceMatcher
+from pathlib import Path
+
+import numpy as np
+
+from sfu import aiortc_adapter
+from sfu.client import RoomClient, encode_opus_clip
+from tests.support.speech import espeak, have_espeak, load_48k, normalize_for_wer, silence, to_int16, wer
+from transcribe.audio import WHISPER_RATE, Resampler
+
+RATE = 48_000
+FINAL_P95_LIMIT_S = 3.0
+STAGGER_S = 1.0
+TAIL_S = 3.0  # silence after the clip, so the last utterance ends by VAD as in a real pause
+SETTLE_CAP_S = 20.0  # after the last speech ends, wait at most this long for decoding to finish
+
+# A support-group check-in, one sentence per utterance, with pauses a speaker would leave.
+MONOLOGUE = (
+    "Hi everyone, my name is Sam, and this is my third week in the group.",
+    "I wanted to share how things have been going since our last meeting.",
+    "Work has been stressful, and some nights I only sleep four or five hours.",
+    "On Tuesday I called my brother for the first time in months.",
+    "We talked for almost an hour, and it felt good to be honest with him.",
+    "I am still anxious in the mornings, but the breathing exercise helps.",
+    "Thank you all for listening, it means a lot to me.",
+)
+PAUSES_S = (1.2, 1.6, 1.0, 2.0, 1.4, 1.8)
+LEAD_S = 0.5
+
+
+@dataclass
+class Clip:
+    name: str
+    audio: np.ndarray  # float32 mono 48 kHz, without the silent tail
+    reference: str
+    language: str
+
+    @property
+    def seconds(self) -> float:
+        return len(self.audio) / RATE
+
+
+@dataclass
+class OfflineWord:
+    word: str  # one normalised token
+    start: float
+    end: float  # seconds of clip audio
+
+
+@dataclass
+class Offline:
+    text: str
+    words: list[OfflineWord]
+    decode_seconds: float
+    language: str
+
+
+@dataclass
+class SpeakerRun:
+    name: str
+    participant_id: str
+    start_perf: float  # perf_counter when frame 0 (clip sample 0) was sent
+    start_room: float  # the same instant in room time
+    events: list[tuple[float, dict]] = field(default_factory=list)  # (arrival in clip seconds, caption)
+
+
+@dataclass
+class RunResult:
+    label: str
+    workers: int
+    speakers: int
+    partial_latencies: list[float]
+    final_latencies: list[float]
+    final_latencies_by_end: list[float]  # same, against the caption's own `end`
+    wer_stream: float  # mean over speakers
+    words_seen: int
+    words_in_finals: int
+    words_total: int
+    finals: int
+    empty_finals: int
+    partials: int
+    settled: bool  # decoding finished before the cut-off
+    stats: dict[str, int | float]
+    wall_seconds: float
+    texts: list[str] = field(default_factory=list)  # each speaker's finals, concatenated
+    breakdown: Breakdown = field(default_factory=lambda: Breakdown())
+
+    def within_limit(self) -> bool:
+        p95 = pct(self.final_latencies, 95)
+        return (self.settled and p95 is not None and p95 <= FINAL_P95_LIMIT_S
+                and not self.stats.get("finals_dropped") and self.finals > 0)
+
+
+def pct(values: list[float], q: float) -> float | None:
+    return float(np.percentile(values, q)) if values else None
+
+
+def fmt(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+# -- audio ------------------------------------------------------------------------------------------------
+def monologue_clip(tmp: Path) -> Clip:
+    parts = [silence(LEAD_S)]
+    for i, sentence in enumerate(MONOLOGUE):
+        parts.append(load_48k(espeak(sentence, "en", tmp, name=f"s{i}")))
+        if i < len(PAUSES_S):
+            parts.append(silence(PAUSES_S[i]))
+    return Clip("espeak-ng monologue", np.concatenate(parts).astype(np.float32), " ".join(MONOLOGUE), "en")
+
+
+def file_clip(audio: Path, text: Path, language: str) -> Clip:
+    return Clip(audio.name, load_48k(audio), text.read_text(encoding="utf-8").strip(), language)
+
+
+def to_16k(audio: np.ndarray) -> np.ndarray:
+    return Resampler(RATE, WHISPER_RATE).process(audio.astype(np.float32))
+
+
+def offline_transcript(model_name: str, clip: Clip) -> Offline:
+    """The same model on the whole clip at once: the reference word timings and the WER yardstick."""
+    from models.whisper import load_whisper_model, resolve_whisper_model
+
+    model = load_whisper_model(resolve_whisper_model(model_name))
+    started = time.perf_counter()
+    segments, info = model.transcribe(to_16k(clip.audio), word_timestamps=True)
+    words: list[OfflineWord] = []
+    texts: list[str] = []
+    for seg in segments:
+        texts.append(seg.text)
+        for w in seg.words or ():
+            for token in normalize_for_wer(w.word, clip.language).split():
+                words.append(OfflineWord(token, float(w.start), float(w.end)))
+    return Offline("".join(texts).strip(), words, time.perf_counter() - started, info.language)
+
+
+# -- scoring ----------------------------------------------------------------------------------------------
+@dataclass
+class SpeakerScore:
+    partial: list[float]
+    final: list[float]
+    final_by_end: list[float]
+    text: str  # the finals, concatenated in arrival order
+    seen: int  # offline words that appeared in some caption
+    covered: int  # offline words matched exactly by the finals
+    finals: int
+    empty_finals: int
+    partials: int
+    timed_finals: list[tuple[str, float, float]]  # (segment_id, arrival, last word end), clip seconds
+
+
+def score_speaker(speaker: SpeakerRun, offline: Offline, language: str) -> SpeakerScore:
+    """Align what the listener saw, in order, to the offline words."""
+    ref = [w.word for w in offline.words]
+    seen: list[float | None] = [None] * len(ref)
+    final_words: list[str] = []
+    finals: list[tuple[float, int, int, dict]] = []  # (arrival, first word, end word, caption)
+    partials = 0
+    for arrival, event in speaker.events:
+        words = normalize_for_wer(event["text"], language).split()
+        if event["final"]:
+            finals.append((arrival, len(final_words), len(final_words) + len(words), event))
+            final_words += words
+            shown = final_words
+        else:
+            partials += 1
+            shown = final_words + words  # finals so far, then the segment in progress
+        for block in SequenceMatcher(None, shown, ref, autojunk=False).get_matching_blocks():
+            for j in range(block.b, block.b + block.size):
+                if seen[j] is None:
+                    seen[j] = arrival
+    partial = [t - w.end for t, w in zip(seen, offline.words, strict=True) if t is not None]
+
+    # Each word of the finals mapped to an offline word: equal runs exactly, replaced runs in order.
+    mapping: dict[int, int] = {}
+    covered = 0
+    for op, i1, i2, j1, j2 in SequenceMatcher(None, final_words, ref, autojunk=False).get_opcodes():
+        if op == "equal":
+            covered += i2 - i1
+        if op in ("equal", "replace"):
+            for i in range(i1, i2):
+                mapping[i] = j1 + min(i - i1, j2 - j1 - 1)
+    final: list[float] = []
+    by_end: list[float] = []
+    timed: list[tuple[str, float, float]] = []
+    empty = 0
+    for arrival, i0, i1, event in finals:
+        if i0 == i1:
+            empty += 1  # a segment whose partials were all retracted: nothing to time
+            continue
+        own_end = event["end"] - speaker.start_room
+        by_end.append(arrival - own_end)
+        last = next((mapping[i] for i in range(i1 - 1, i0 - 1, -1) if i in mapping), None)
+        word_end = offline.words[last].end if last is not None else own_end
+        final.append(arrival - word_end)
+        timed.append((event["segment_id"], arrival, word_end))
+    text = " ".join(event["text"] for _, _, _, event in finals)
+    return SpeakerScore(partial, final, by_end, text, sum(t is not None for t in seen), covered,
+                        len(finals), empty, partials, timed)
+
+
+# -- where the time goes (observation only) ---------------------------------------------------------------
+class DecodeTimer:
+    """Timestamps every decode job of a CaptionService: queued, started, result applied, caption emitted.
+
+    Wraps the service's scheduler.submit and each job's prepare/on_done without changing what they do;
+    it reaches into transcribe/ internals, so if those change it switches itself off (no breakdown).
+    """
+
+    def __init__(self) -> None:
+        self.jobs: list[dict] = []
+        self.by_segment: dict[str, dict] = {}
+        self.enabled = False
+        self._current: dict | None = None
+
+    def attach(self, service: object) -> None:
+        try:
+            from transcribe.scheduler import JobKind, Prepared
+
+            scheduler = service._scheduler  # type: ignore[attr-defined]
+            submit = scheduler.submit
+        except (ImportError, AttributeError):
+            return
+
+        def timed_submit(job: object) -> None:
+            record = {"kind": job.kind.name.lower(), "submitted": time.perf_counter()}  # type: ignore[attr-defined]
+            prepare = job.prepare  # type: ignore[attr-defined]
+
+            def timed_prepare() -> object:
+                prepared = prepare()
+                if prepared is None:
+                    return None
+                record["started"] = time.perf_counter()
+                record["audio_s"] = len(prepared.request.audio) / WHISPER_RATE
+                self.jobs.append(record)
+                on_done = prepared.on_done
+
+                def timed_on_done(hyp: object, error: BaseException | None) -> None:
+                    record["applied"] = time.perf_counter()
+                    record["decode_s"] = getattr(hyp, "decode_seconds", None)
+                    self._current = record
+                    try:
+                        on_done(hyp, error)
+                    finally:
+                        self._current = None
+
+                return Prepared(prepared.request, timed_on_done)
+
+            if job.kind in (JobKind.FINAL, JobKind.PARTIAL):  # type: ignore[attr-defined]
+                job.prepare = timed_prepare  # type: ignore[attr-defined]
+            submit(job)
+
+        scheduler.submit = timed_submit
+        self.enabled = True
+
+    def caption_emitted(self, caption: object) -> None:
+        record = self._current
+        if record is not None and record["kind"] == "final" and getattr(caption, "final", False):
+            record["emitted"] = time.perf_counter()
+            self.by_segment[caption.segment_id] = record  # type: ignore[attr-defined]
+
+
+@dataclass
+class Breakdown:
+    """Medians, seconds. endpoint: last word end -> final decode queued (VAD silence); queue: waiting for
+    the decoder (usually a partial decode in flight); decode: the final decode (beam 5) until its result is
+    applied; deliver: emitted -> arrival at the listener."""
+
+    endpoint: float | None = None
+    queue: float | None = None
+    decode: float | None = None
+    deliver: float | None = None
+    final_audio: float | None = None
+    partial_decode: float | None = None
+    partial_audio: float | None = None
+    timed: int = 0
+
+
+def breakdown(timer: DecodeTimer, runs: list[SpeakerRun], scores: list[SpeakerScore]) -> Breakdown:
+    if not timer.enabled:
+        return Breakdown()
+    parts: dict[str, list[float]] = {k: [] for k in ("endpoint", "queue", "decode", "deliver", "final_audio")}
+    for run, score in zip(runs, scores, strict=True):
+        for segment_id, arrival, word_end in score.timed_finals:
+            rec = timer.by_segment.get(segment_id)
+            if rec is None or "emitted" not in rec:
+                continue  # e.g. a final cut from a long buffer by a partial decode
+            parts["endpoint"].append(rec["submitted"] - run.start_perf - word_end)
+            parts["queue"].append(rec["started"] - rec["submitted"])
+            parts["decode"].append(rec["emitted"] - rec["started"])
+            parts["deliver"].append(arrival - (rec["emitted"] - run.start_perf))
+            parts["final_audio"].append(rec["audio_s"])
+    partial = [j for j in timer.jobs if j["kind"] == "partial" and j.get("decode_s") is not None]
+    return Breakdown(**{k: pct(v, 50) for k, v in parts.items()},
+                     partial_decode=pct([j["decode_s"] for j in partial], 50),
+                     partial_audio=pct([j["audio_s"] for j in partial], 50), timed=len(parts["decode"]))
+
+
+# -- one room ---------------------------------------------------------------------------------------------
+async def first_frame_sent(client: RoomClient, timeout: float = 15.0) -> float:
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        track = client.audio_track
+        if track is not None and 0 in track.sent_at:
+            return track.sent_at[0]
+        await asyncio.sleep(0.005)
+    raise RuntimeError(f"{client.name}: no audio sent within {timeout} s")
+
+
+async def declare_language(client: RoomClient, language: str, timeout: float = 10.0) -> None:
+    """What a participant's language choice sends; without it the room auto-detects per utterance."""
+    deadline = time.perf_counter() + timeout
+    while client.channel.readyState != "open" and time.perf_counter() < deadline:
+        await asyncio.sleep(0.005)
+    client.send_channel({"type": "set-spoken-language", "language": language})
+
+
+async def run_room(label: str, clip: Clip, opus: list[bytes], offline: Offline, *, model: str, speakers: int,
+                   workers: int, cpu_threads: int = 0, spoken_language: str | None = None) -> RunResult:
+    from aiohttp import web
+
+    from peerwell.captioning import CaptionsObserver
+    from sfu.app import create_app
+    from sfu.config import ServerConfig
+    from sfu.signaling import ROOMS_KEY
+    from transcribe.events import Caption
+    from transcribe.service import CaptionService
+
+    wall_start = time.perf_counter()
+    observer = CaptionsObserver(None, None)
+    timer = DecodeTimer()
+
+    def on_caption(caption: Caption) -> None:
+        timer.caption_emitted(caption)
+        observer.on_caption(caption)
+
+    service = await asyncio.to_thread(CaptionService.from_model_name, on_caption, model,
+                                      workers=workers, cpu_threads=cpu_threads)
+    timer.attach(service)
+    observer.captions = service
+    app = create_app(ServerConfig(ice_hosts=("127.0.0.1",), reconnect_grace=0), [observer])
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    url = f"ws://127.0.0.1:{port}/ws"
+    room_name = f"bench-w{workers}-n{speakers}"
+    clients: list[RoomClient] = []
+    arrivals: list[tuple[float, dict]] = []
+    try:
+        listener = RoomClient(url, room_name, "Listener", keep_frames=False)
+        listener.channel.on("message", lambda raw: arrivals.append((time.perf_counter(), json.loads(raw))))
+        clients.append(listener)
+        await listener.join()
+        room = app[ROOMS_KEY].rooms[room_name]
+        perf_to_monotonic = time.monotonic() - time.perf_counter()
+        runs: list[SpeakerRun] = []
+        for i in range(speakers):
+            if i:
+                await asyncio.sleep(max(0.0, runs[-1].start_perf + STAGGER_S - time.perf_counter()))
+            speaker = RoomClient(url, room_name, f"Speaker {i + 1}", audio_frames=opus, loop_audio=False,
+                                 keep_frames=False, tag=i)
+            clients.append(speaker)
+            await speaker.join()
+            if spoken_language:
+                await declare_language(speaker, spoken_language)
+            start = await first_frame_sent(speaker)
+            assert speaker.participant_id is not None
+            runs.append(SpeakerRun(speaker.name, speaker.participant_id, start,
+                                   room.room_time(start + perf_to_monotonic)))
+        # Wait out the speech, then until the decoders are idle (every final decoded and sent).
+        speech_end = runs[-1].start_perf + clip.seconds
+        await asyncio.sleep(max(0.0, speech_end + 1.5 - time.perf_counter()))
+        settled = False
+        while time.perf_counter() < speech_end + SETTLE_CAP_S:
+            stats = service.stats()
+            if not stats["pending_jobs"] and not stats["decodes_in_flight"]:
+                settled = True
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.5)  # the last messages over the data channel
+        stats = service.stats()
+        received = list(arrivals)
+    finally:
+        for client in reversed(clients):
+            await client.leave()
+        await runner.cleanup()
+        await observer.close()
+
+    by_id = {r.participant_id: r for r in runs}
+    for arrived, event in received:
+        run = by_id.get(event.get("speaker_id", "")) if event.get("type") == "caption" else None
+        if run is not None:
+            run.events.append((arrived - run.start_perf, event))
+    scores = [score_speaker(r, offline, clip.language) for r in runs]
+    return RunResult(
+        label=label, workers=workers, speakers=speakers,
+        partial_latencies=[x for s in scores for x in s.partial],
+        final_latencies=[x for s in scores for x in s.final],
+        final_latencies_by_end=[x for s in scores for x in s.final_by_end],
+        wer_stream=float(np.mean([wer(clip.reference, s.text, clip.language) for s in scores])),
+        words_seen=sum(s.seen for s in scores), words_in_finals=sum(s.covered for s in scores),
+        words_total=len(offline.words) * speakers, finals=sum(s.finals for s in scores),
+        empty_finals=sum(s.empty_finals for s in scores), partials=sum(s.partials for s in scores),
+        settled=settled, stats=stats, wall_seconds=time.perf_counter() - wall_start,
+        texts=[s.text for s in scores], breakdown=breakdown(timer, runs, scores))
+
+
+# -- report -----------------------------------------------------------------------------------------------
+STAT_KEYS = (
+    "utterances", "partials_emitted", "finals_emitted", "segments_split", "segments_rejected",
+    "partial_decodes", "final_decodes", "partials_shed", "partials_coarsened", "finals_dropped",
+    "decode_seconds_total", "audio_seconds_decoded", "decode_seconds_per_audio_second",
+    "partial_decode_seconds_ema", "partial_interval_s", "max_queue_wait_s", "push_us_mean", "push_us_max",
+)
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def print_report(model: str, clip: Clip, offline: Offline, results: list[RunResult], main: RunResult,
+                 w2: RunResult | None, max_speakers: int, notes: list[str], wer_offline: float,
+                 elapsed: float, spoken_language: str | None) -> dict:
+    print(f"Live captions benchmark: Whisper {model}, clip {clip.name!r} {clip.seconds:.1f} s "
+          f"({len(offline.words)} offline words), real time over WebRTC on 127.0.0.1, {elapsed:.0f} s in all; "
+          f"spoken language {spoken_language or 'not declared (auto-detected per utterance)'}"
+          + (" (declared by each speaker, as the join form does; last row: not declared)" if spoken_language else ""))
+    print(f"offline ({model}, whole clip, word timestamps): {offline.decode_seconds:.1f} s to decode "
+          f"({offline.decode_seconds / clip.seconds:.2f}x real time), language {offline.language}, "
+          f"WER {wer_offline:.3f}")
+    print("latencies in seconds after the word ended in the speaker's audio; final(end) uses the caption's own "
+          "`end` instead of the offline word end")
+    header = (f"{'run':<28}{'spk':>4}{'partial p50':>12}{'p95':>7}{'final p50':>11}{'p95':>7}"
+              f"{'final(end) p50':>16}{'p95':>7}{'WER':>7}{'seen':>10}{'in finals':>10}{'finals':>8}"
+              f"{'partials':>9}{'settled':>8}")
+    print(header)
+    for r in results:
+        print(f"{r.label:<28}{r.speakers:>4}{fmt(pct(r.partial_latencies, 50)):>12}"
+              f"{fmt(pct(r.partial_latencies, 95)):>7}{fmt(pct(r.final_latencies, 50)):>11}"
+              f"{fmt(pct(r.final_latencies, 95)):>7}{fmt(pct(r.final_latencies_by_end, 50)):>16}"
+              f"{fmt(pct(r.final_latencies_by_end, 95)):>7}{r.wer_stream:>7.3f}"
+              f"{f'{r.words_seen}/{r.words_total}':>10}{r.words_in_finals:>10}"
+              f"{f'{r.finals}' + (f'({r.empty_finals}e)' if r.empty_finals else ''):>8}{r.partials:>9}"
+              f"{'yes' if r.settled else 'NO':>8}")
+    print()
+    print("CaptionService.stats() per run")
+    width = max(12, *(len(r.label) + 2 for r in results))
+    print(f"{'stat':<38}" + "".join(f"{r.label:>{width}}" for r in results))
+    for key in STAT_KEYS:
+        print(f"{key:<38}" + "".join(f"{r.stats.get(key, '-')!s:>{width}}" for r in results))
+    print(f"{'wall seconds':<38}" + "".join(f"{r.wall_seconds:>{width}.1f}" for r in results))
+    print()
+    print("where a final's latency goes (medians, s; bench-side timestamps around the decode scheduler)")
+    rows = (
+        ("last word end -> final queued (VAD)", "endpoint"),
+        ("queued -> decode starts", "queue"),
+        ("final decode -> emitted", "decode"),
+        ("emitted -> listener (data channel)", "deliver"),
+        ("final decode audio", "final_audio"),
+        ("partial decode", "partial_decode"),
+        ("partial decode audio", "partial_audio"),
+    )
+    for title, key in rows:
+        print(f"{title:<38}" + "".join(f"{fmt(getattr(r.breakdown, key)):>{width}}" for r in results))
+    print(f"{'finals timed':<38}" + "".join(f"{r.breakdown.timed:>{width}}" for r in results))
+    print()
+    print("streamed finals (1 speaker, workers=1):", main.texts[0] if main.texts else "")
+    print("offline transcript:                    ", offline.text)
+    for note in notes:
+        print("note:", note)
+
+    p50p, p50f = pct(main.partial_latencies, 50), pct(main.final_latencies, 50)
+    wer_offline_r = round(wer_offline, 4)
+    checks = [
+        ("partial latency p50 <= 1.0 s", p50p is not None and p50p <= 1.0, fmt(p50p)),
+        ("final latency p50 <= 1.5 s", p50f is not None and p50f <= 1.5, fmt(p50f)),
+        ("wer_stream <= wer_offline + 0.02", main.wer_stream <= wer_offline + 0.02,
+         f"{main.wer_stream:.3f} vs {wer_offline:.3f}"),
+        ("max_realtime_speakers >= 4", max_speakers >= 4, str(max_speakers)),
+    ]
+    print("targets (workers=1 row):", "; ".join(f"{name}: {value} {'MET' if ok else 'NOT MET'}"
+                                               for name, ok, value in checks))
+    if w2 is not None:
+        print(f"workers=2 cpu_threads=1 (1 speaker): partial p50 {fmt(pct(w2.partial_latencies, 50))}, "
+              f"final p50 {fmt(pct(w2.final_latencies, 50))}, final p95 {fmt(pct(w2.final_latencies, 95))}, "
+              f"WER {w2.wer_stream:.3f}")
+
+    def r3(value: float | None) -> float | None:
+        return None if value is None else round(value, 3)
+
+    return {
+        "model": model,
+        "partial_latency_p50_s": r3(p50p),
+        "partial_latency_p95_s": r3(pct(main.partial_latencies, 95)),
+        "final_latency_p50_s": r3(p50f),
+        "final_latency_p95_s": r3(pct(main.final_latencies, 95)),
+        "wer_stream": round(main.wer_stream, 4),
+        "wer_offline": wer_offline_r,
+        "max_realtime_speakers": max_speakers,
+    }
+
+
+# -- main -------------------------------------------------------------------------------------------------
+async def bench(args: argparse.Namespace, clip: Clip, offline: Offline, started: float,
+                spoken: str | None) -> tuple:
+    opus = encode_opus_clip(to_int16(np.concatenate([clip.audio, silence(TAIL_S)])))
+    notes: list[str] = []
+
+    def fits(speakers: int) -> bool:
+        estimate = clip.seconds + TAIL_S + speakers * (STAGGER_S + 0.3) + 8
+        return time.perf_counter() - started + estimate <= args.budget
+
+    async def run(label: str, speakers: int, workers: int = 1, cpu_threads: int = 0,
+                  language: str | None = spoken) -> RunResult:
+        log(f"run: {label} ({speakers} x {clip.seconds:.0f} s of speech in real time)")
+        return await run_room(label, clip, opus, offline, model=args.model, speakers=speakers, workers=workers,
+                              cpu_threads=cpu_threads, spoken_language=language)
+
+    main = await run("workers=1", 1)
+    results = [main]
+    max_speakers = 1 if main.within_limit() else 0
+    if max_speakers == 0:
+        notes.append("one speaker already exceeds the final-latency limit: max_realtime_speakers 0")
+        if args.max_speakers >= 2 and fits(2):
+            results.append(await run("workers=1 x2 (info)", 2))
+    for n in range(2, args.max_speakers + 1):
+        if not max_speakers:
+            break
+        if not fits(n):
+            notes.append(f"time budget ({args.budget:.0f} s) reached before {n} speakers: "
+                         f"max_realtime_speakers is a lower bound")
+            break
+        result = await run(f"workers=1 x{n} speakers", n)
+        results.append(result)
+        if not result.within_limit():
+            p95 = pct(result.final_latencies, 95)
+            notes.append(f"{n} speakers: final p95 {fmt(p95)} s (limit {FINAL_P95_LIMIT_S} s)"
+                         + ("" if result.settled else ", decoding still behind at the cut-off")
+                         + (f", {result.stats['finals_dropped']} finals dropped"
+                            if result.stats.get("finals_dropped") else ""))
+            break
+        max_speakers = n
+    else:
+        if max_speakers == args.max_speakers:
+            notes.append(f"capped at {args.max_speakers} speakers")
+    w2 = None
+    if args.workers2:
+        if fits(1):
+            w2 = await run("workers=2 cpu_threads=1", 1, workers=2, cpu_threads=1)
+            results.append(w2)
+        else:
+            notes.append("workers=2 cpu_threads=1 row skipped: time budget")
+    if spoken is not None:
+        # The same speaker without a declared language (an ad-hoc room where nobody picked one).
+        if fits(1):
+            results.append(await run("workers=1 auto-detect", 1, language=None))
+        else:
+            notes.append("auto-detect row skipped: time budget")
+    return main, w2, results, max_speakers, notes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--audio", type=Path, help="speech to stream (any format ffmpeg reads)")
+    parser.add_argument("--text", type=Path, help="reference transcript of --audio")
+    parser.add_argument("--language", default="en", help="language of the reference, for WER normalisation")
+    parser.add_argument("--model", default="base")
+    parser.add_argument("--spoken-language", help="the language speakers declare, as the join form does with the "
+                        "group's language (default: the clip's --language); 'auto' declares none")
+    parser.add_argument("--max-speakers", type=int, default=6)
+    parser.add_argument("--budget", type=float, default=360.0, help="seconds; later runs are skipped past it")
+    parser.add_argument("--no-workers2", dest="workers2", action="store_false",
+                        help="skip the workers=2 cpu_threads=1 row")
+    args = parser.parse_args()
+    if (args.audio is None) != (args.text is None):
+        parser.error("--audio and --text go together")
+    started = time.perf_counter()
+    aiortc_adapter.set_ice_host_addresses(["127.0.0.1"])  # the clients' candidates too
+
+    with tempfile.TemporaryDirectory(prefix="peerwell-bench-") as tmp:
+        if args.audio is not None:
+            clip = file_clip(args.audio, args.text, args.language)
+        else:
+            if not have_espeak():
+                sys.exit("espeak-ng is needed for the built-in clip (or pass --audio and --text)")
+            clip = monologue_clip(Path(tmp))
+    log(f"offline transcription with {args.model}")
+    offline = offline_transcript(args.model, clip)
+    wer_offline = wer(clip.reference, offline.text, clip.language)
+    spoken = None if args.spoken_language == "auto" else (args.spoken_language or clip.language)
+    main_run, w2, results, max_speakers, notes = asyncio.run(bench(args, clip, offline, started, spoken))
+    summary = print_report(args.model, clip, offline, results, main_run, w2, max_speakers, notes, wer_offline,
+                           time.perf_counter() - started, spoken)
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
