@@ -68,7 +68,7 @@ def run_endpointer(probs: list[float], config: VadConfig | None = None) -> list[
 def test_endpointer_start_end_with_pre_roll_and_padding() -> None:
     # 10 silent windows, 20 speech windows, then silence: 600 ms = 19 windows of silence end it.
     probs = [0.0] * 10 + [0.9] * 20 + [0.0] * 30
-    events = run_endpointer(probs)
+    events = run_endpointer(probs, VadConfig(min_silence_ms=600))
     (i_start, start), (i_end, end) = events
     assert isinstance(start, SpeechStart) and isinstance(end, SpeechEnd)
     assert i_start == 10 and start.sample == 10 * WINDOW - 4800  # 300 ms pre-roll
@@ -79,9 +79,10 @@ def test_endpointer_start_end_with_pre_roll_and_padding() -> None:
 
 def test_endpointer_short_pauses_and_hysteresis_keep_the_utterance() -> None:
     probs = [0.9] * 10 + [0.1] * 10 + [0.4] * 30 + [0.9] * 5 + [0.0] * 25
-    events = run_endpointer(probs)
+    events = run_endpointer(probs, VadConfig(min_silence_ms=600))
     assert [type(e).__name__ for _, e in events] == ["SpeechStart", "SpeechEnd"]  # one utterance
     assert EndPointer().is_long_enough(events[1][1])  # type: ignore[arg-type]
+
 
 
 def test_endpointer_force_end() -> None:

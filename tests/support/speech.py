@@ -106,7 +106,17 @@ def normalize_for_wer(text: str, language: str = "en") -> str:
     text = unicodedata.normalize("NFKD", text.casefold())
     text = "".join(ch for ch in text if not unicodedata.combining(ch))
     text = re.sub(r"[^\w\s']", " ", text)
+    if language == "en":  # "I'm" and "I am" are the same words to a reader
+        text = " ".join(_CONTRACTIONS.get(word, word) for word in text.split())
     return " ".join(text.split())
+
+
+_CONTRACTIONS = {
+    "i'm": "i am", "it's": "it is", "that's": "that is", "don't": "do not", "can't": "cannot",
+    "won't": "will not", "i've": "i have", "i'll": "i will", "i'd": "i would", "we're": "we are",
+    "you're": "you are", "they're": "they are", "isn't": "is not", "didn't": "did not", "doesn't": "does not",
+    "wasn't": "was not", "there's": "there is", "let's": "let us", "we've": "we have", "couldn't": "could not",
+}
 
 
 def wer(reference: str, hypothesis: str, language: str = "en") -> float:
