@@ -19,7 +19,6 @@ class ServerConfig:
     groups: GroupsConfig = field(default_factory=GroupsConfig.default)
     reconnect_grace: float = 20.0  # seconds a dropped participant keeps their place
     web_root: str | None = None  # None: the web/ folder beside the packages
-    extra: dict[str, object] = field(default_factory=dict)
 
     def rtc_configuration(self) -> RTCConfiguration:
         servers = [RTCIceServer(urls=s.urls, username=s.username, credential=s.credential)
