@@ -29,6 +29,7 @@ from tests.support.speech import (
     to_int16,
 )
 from transcribe.service import CaptionService
+from transcribe.stream import StreamConfig
 
 pytestmark = pytest.mark.skipif(not have_espeak(), reason="espeak-ng not installed")
 
@@ -258,3 +259,35 @@ async def test_speaker_rename_and_language_switch_apply_to_later_captions(speech
     assert [(f.speaker_name, f.language) for f in finals] == [("Old name", "en"), ("New name", "fr")]
     assert model.calls[0]["language"] is None  # auto-detect until told
     assert model.calls[-1]["language"] == "fr"
+
+
+async def run_once(audio: np.ndarray, config: StreamConfig) -> tuple[list[str], dict[str, int | float]]:
+    rec = Recorder()
+    service = CaptionService(ScriptedModel(), rec, workers=1, config=config)  # type: ignore[arg-type]
+    stream = service.open_stream("p1", "Robin", language="en")
+    await feed(stream, to_int16(audio), speed=2.0)
+    await stream.close()
+    stats = service.stats()
+    await service.close()
+    check_caption_protocol(rec.events)
+    return [e.text for e in rec.events if e.final], stats
+
+
+async def test_final_decode_starts_in_the_trailing_silence_and_gives_the_same_final(speech: np.ndarray) -> None:
+    # final_beam_size=5: the stand-in tells finals from partials by beam size.
+    early, early_stats = await run_once(speech, StreamConfig(final_beam_size=5))
+    late, late_stats = await run_once(speech, StreamConfig(final_beam_size=5, speculate_after_ms=0))
+    assert early_stats["finals_speculated"] == 1 and late_stats["finals_speculated"] == 0
+    assert len(early) == len(late) == 1
+    # Same audio up to one 32 ms window, so at most one stand-in word apart.
+    assert abs(len(early[0].split()) - len(late[0].split())) <= 1 and "?" not in early[0]
+
+
+async def test_a_pause_shorter_than_the_end_of_speech_drops_the_early_final(speech: np.ndarray) -> None:
+    voiced = speech[int(0.5 * 48_000):-int(1.2 * 48_000)]
+    half = len(voiced) // 2
+    audio = np.concatenate([silence(0.3), voiced[:half], silence(0.45), voiced[half:], silence(1.2)])
+    finals, stats = await run_once(audio, StreamConfig(final_beam_size=5))
+    assert stats["speculations_dropped"] >= 1
+    assert len(finals) == 1  # one utterance: the early decode of its first half was discarded
+    assert len(finals[0].split()) >= int(len(voiced) / 48_000 / WORD_EVERY) - 2

@@ -96,6 +96,10 @@ class DecodeScheduler:
         self._outstanding[job.owner] += 1
         self._pump()
 
+    def has_spare_worker(self) -> bool:
+        """Nothing queued and a worker free: speculative work costs nobody anything now."""
+        return not self._pending and len(self._busy) < self.workers
+
     def mark_speaking(self, owner: Hashable, speaking: bool) -> None:
         if speaking:
             self._speaking.add(owner)

@@ -30,6 +30,8 @@ _STREAM_COUNTERS = (
     "segments_split",
     "buffer_overflows",
     "gap_ends",
+    "finals_speculated",
+    "speculations_dropped",
     "pushes",
 )
 

@@ -52,8 +52,21 @@ class StreamConfig:
     final_beam_size: int = 5
     final_temperatures: tuple[float, ...] = (0.0, 0.2, 0.4)  # fallback out of repetition loops
     gap_s: float = 1.0  # a jump in room_time this big (muted mic, DTX) ends the utterance
+    # Start the final decode after this much silence, while the end-pointer still waits for its full
+    # window; kept if the silence lasts (same audio, same result), dropped if speech resumes. Only when a
+    # worker is free, so it never delays anyone else. 0 turns it off.
+    speculate_after_ms: int = 250
     vad: VadConfig = field(default_factory=VadConfig)
     gate: GateConfig = field(default_factory=GateConfig)
+
+
+class _Speculation:
+    """A final decode started before the end of speech was certain."""
+
+    def __init__(self) -> None:
+        self.prepared_end: int | None = None  # buffer end (stream samples) the decode saw
+        self.result: tuple[Hypothesis | None, BaseException | None, float] | None = None
+        self.claimed = False  # the utterance ended and this decode is its final
 
 
 class _Utterance:
@@ -74,6 +87,7 @@ class _Utterance:
         self.coarsened_at = 0  # buffer end when a partial update was last skipped for load
         self.last_partial: str | None = None
         self.vad_mean_prob = 1.0
+        self.speculation: _Speculation | None = None
 
     @property
     def buffer_end(self) -> int:
@@ -215,6 +229,7 @@ class SpeakerStream:
             if isinstance(event, SpeechEnd):
                 self._end_active(event)
             elif self._active is not None:
+                self._maybe_speculate(self._active)
                 self._maybe_request_partial(self._active)
 
     def _new_segment_id(self) -> str:
@@ -243,9 +258,58 @@ class SpeakerStream:
         if not self._endpointer.is_long_enough(end) and utt.last_partial is None:
             self._counters["utterances_too_short"] += 1
             return
+        spec = utt.speculation
+        # The speculative decode covers the final's audio if it started no earlier than this (a window
+        # of slack: end.sample includes post-padding rounded to windows).
+        if spec is not None and (spec.prepared_end is None or spec.prepared_end >= end.sample - WINDOW):
+            self._counters["finals_speculated"] += 1
+            spec.claimed = True
+            if spec.result is not None:
+                hyp, error, offset = spec.result
+                self._apply_final(utt, None if error else hyp, offset)
+            return  # still decoding (or queued): its result becomes the final
+        utt.speculation = None
         self._scheduler.submit(Job(JobKind.FINAL, self, lambda: self._prepare(utt, final=True)))
 
+    def _maybe_speculate(self, utt: _Utterance) -> None:
+        cfg = self._config
+        silence = self._endpointer.silence_ms
+        if utt.speculation is not None:
+            if silence == 0:  # speech resumed: that decode saw an unfinished sentence
+                utt.speculation = None
+                self._counters["speculations_dropped"] += 1
+            return
+        if (not cfg.speculate_after_ms or silence < cfg.speculate_after_ms or utt.samples == 0
+                or not self._scheduler.has_spare_worker()):
+            return
+        spec = utt.speculation = _Speculation()
+        self._scheduler.submit(Job(JobKind.FINAL, self, lambda: self._prepare_speculative(utt, spec)))
+
+    def _prepare_speculative(self, utt: _Utterance, spec: _Speculation) -> Prepared | None:
+        if utt.speculation is not spec or self._closed or utt.samples == 0:
+            if spec.claimed:  # ended with nothing left to decode: finish as a normal final would
+                self._apply_final(utt, None, utt.buffer_start / WHISPER_RATE)
+            return None
+        prepared = self._prepare(utt, final=True)
+        if prepared is None:
+            return None
+        spec.prepared_end = utt.buffer_end
+        offset = utt.buffer_start / WHISPER_RATE
+        apply_final = prepared.on_done
+
+        def on_done(hyp: Hypothesis | None, error: BaseException | None) -> None:
+            if utt.speculation is not spec:
+                return  # speech resumed meanwhile; the real final will follow
+            if spec.claimed:
+                apply_final(hyp, error)
+            else:
+                spec.result = (hyp, error, offset)
+
+        return Prepared(prepared.request, on_done)
+
     def _maybe_request_partial(self, utt: _Utterance) -> None:
+        if utt.speculation is not None:
+            return  # a final decode is already out; a partial now would only delay it
         cfg = self._config
         minimum = cfg.min_partial_audio_s
         if self._decode_language(utt) is None:

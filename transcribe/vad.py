@@ -134,6 +134,11 @@ class EndPointer:
         return SpeechEnd(end, self._ms(self._voiced_windows), self.mean_prob)
 
     @property
+    def silence_ms(self) -> int:
+        """Silence since the last speech window of the current utterance (0 while someone talks)."""
+        return self._ms(self._silent_windows) if self.speaking else 0
+
+    @property
     def mean_prob(self) -> float:
         """Mean speech probability from the first to the last speech window (trailing silence excluded)."""
         windows, total = self._speech_span
