@@ -24,7 +24,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,6 +32,7 @@ sys.path.insert(0, str(REPO))  # tests.support builds the package
 
 from models.argos import install_package_file  # noqa: E402
 from tests.support.argos_package import REAL_SIZE, TRAINING_LINES, build_argos_package  # noqa: E402
+from transcribe.events import Caption  # noqa: E402
 from translate.engine import DecodeOptions  # noqa: E402
 from translate.router import SubtitleRouter  # noqa: E402
 from translate.service import TranslationService  # noqa: E402
@@ -40,18 +41,6 @@ TARGETS = ("es", "fr", "de")
 LENGTHS = (5, 10, 15, 20, 25)
 REALISTIC = DecodeOptions(length_ratio=1.2, length_margin=2)
 TARGET_P50_MS = 100.0
-
-
-@dataclass(frozen=True)
-class Caption:
-    segment_id: str
-    speaker_id: str
-    speaker_name: str
-    text: str
-    final: bool
-    start: float
-    end: float
-    language: str
 
 
 def make_captions(words: int, count: int, rng: random.Random, *, one_sentence: bool = False) -> list[str]:

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from aiohttp import web
+from playwright.async_api import Browser, async_playwright
 
+from models.argos import install_package_file
 from sfu.app import create_app
 from sfu.config import ServerConfig
 from sfu.signaling import ROOMS_KEY, Rooms
+from tests.support.argos_package import cached_package
+from tests.support.browser import launch_chromium, write_tone_wav
+from translate.service import TranslationService
 
 
 @dataclass
@@ -48,3 +54,28 @@ async def server() -> AsyncIterator[RunningServer]:
     runner, running = await start_server()
     yield running
     await runner.cleanup()
+
+
+@pytest.fixture
+async def browser(tmp_path: Path) -> AsyncIterator[Browser]:
+    """Headless Chromium (loopback-only namespace required) with a tone as its fake microphone."""
+    async with async_playwright() as playwright:
+        browser = await launch_chromium(playwright, write_tone_wav(tmp_path / "tone.wav"))
+        yield browser
+        await browser.close()
+
+
+@pytest.fixture(scope="module")
+def argos_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Test-built Argos packages xx->en, en->yy, en->es installed in a private directory."""
+    packages = tmp_path_factory.mktemp("argos-packages")
+    for src, tgt in (("xx", "en"), ("en", "yy"), ("en", "es")):
+        install_package_file(cached_package(src, tgt), dest=packages)
+    return packages
+
+
+@pytest.fixture
+def service(argos_dir: Path) -> Iterator[TranslationService]:
+    svc = TranslationService([argos_dir])
+    yield svc
+    svc.close()

@@ -8,10 +8,9 @@ axe-core comes from package.json (`npm ci`); without it these tests fail and say
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 
 from peerwell.groups import Group, GroupsConfig, ServerSettings
 from safety.detector import CrisisDetector
@@ -21,10 +20,8 @@ from tests.conftest import RunningServer, start_server
 from tests.support.browser import (
     axe_violations,
     join,
-    launch_chromium,
     new_page,
     require_axe,
-    write_tone_wav,
 )
 
 pytestmark = pytest.mark.browser
@@ -69,14 +66,6 @@ async def a11y_server() -> AsyncIterator[RunningServer]:
     yield running
     await runner.cleanup()
 
-
-@pytest.fixture
-async def browser(tmp_path: Path) -> AsyncIterator[Browser]:
-    wav = write_tone_wav(tmp_path / "tone.wav")
-    async with async_playwright() as playwright:
-        browser = await launch_chromium(playwright, wav)
-        yield browser
-        await browser.close()
 
 
 async def check(page: Page, where: str, failures: dict[str, list]) -> None:

@@ -3,34 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 
 from tests.conftest import RunningServer
 from tests.support.browser import (
     AUDIO_BYTES,
     TILE_STATE,
     join,
-    launch_chromium,
     new_page,
     poll,
     uncaught,
-    write_tone_wav,
 )
 
 pytestmark = pytest.mark.browser
 
-
-@pytest.fixture
-async def browser(tmp_path: Path) -> AsyncIterator[Browser]:
-    wav = write_tone_wav(tmp_path / "tone.wav")
-    async with async_playwright() as playwright:
-        browser = await launch_chromium(playwright, wav)
-        yield browser
-        await browser.close()
 
 
 async def join_adhoc(browser: Browser, server: RunningServer, room: str, name: str) -> Page:

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 
 from peerwell.groups import Group, GroupsConfig, ServerSettings
 from safety.detector import CrisisDetector
@@ -21,11 +20,9 @@ from tests.support.browser import (
     PARTICIPANT_ID,
     TILE_STATE,
     join,
-    launch_chromium,
     new_page,
     poll,
     uncaught,
-    write_tone_wav,
 )
 
 pytestmark = pytest.mark.browser
@@ -59,14 +56,6 @@ async def group_server() -> AsyncIterator[RunningServer]:
     yield running
     await runner.cleanup()
 
-
-@pytest.fixture
-async def browser(tmp_path: Path) -> AsyncIterator[Browser]:
-    wav = write_tone_wav(tmp_path / "tone.wav")
-    async with async_playwright() as playwright:
-        browser = await launch_chromium(playwright, wav)
-        yield browser
-        await browser.close()
 
 
 async def person(browser: Browser, server: RunningServer, *, bypass_csp: bool = False) -> Page:

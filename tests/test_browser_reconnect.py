@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser
 
 from sfu.config import ServerConfig
 from tests.conftest import RunningServer, start_server
-from tests.support.browser import TILE_STATE, join, launch_chromium, new_page, poll, uncaught, write_tone_wav
+from tests.support.browser import TILE_STATE, join, new_page, poll, uncaught
 
 pytestmark = pytest.mark.browser
 
@@ -25,13 +24,6 @@ async def server() -> AsyncIterator[RunningServer]:
     yield running
     await runner.cleanup()
 
-
-@pytest.fixture
-async def browser(tmp_path: Path) -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        browser = await launch_chromium(playwright, write_tone_wav(tmp_path / "tone.wav"))
-        yield browser
-        await browser.close()
 
 
 async def test_dropped_browser_resumes_its_place(server: RunningServer, browser: Browser) -> None:

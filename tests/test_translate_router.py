@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-from models.argos import install_package_file
-from tests.support.argos_package import cached_package
 from translate.errors import NoTranslationModel
 from translate.router import SubtitleRouter
 from translate.service import TranslationService
@@ -36,20 +33,6 @@ def caption(n: int, text: str, language: str = "en", final: bool = True, task: s
 
 LINES = ["I want to share something that happened this week.", "My sister called me.", "I slept better on Tuesday."]
 
-
-@pytest.fixture(scope="module")
-def argos_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    packages = tmp_path_factory.mktemp("router-packages")
-    for src, tgt in (("xx", "en"), ("en", "yy"), ("en", "es")):
-        install_package_file(cached_package(src, tgt), dest=packages)
-    return packages
-
-
-@pytest.fixture
-def service(argos_dir: Path):
-    svc = TranslationService([argos_dir])
-    yield svc
-    svc.close()
 
 
 class Inbox:

@@ -22,20 +22,6 @@ REPO = Path(__file__).resolve().parents[1]
 CAPTION = "Thank you all for being here tonight."
 
 
-@pytest.fixture(scope="module")
-def argos_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    packages = tmp_path_factory.mktemp("argos-packages")
-    for src, tgt in (("xx", "en"), ("en", "yy"), ("en", "es")):
-        install_package_file(cached_package(src, tgt), dest=packages)
-    return packages
-
-
-@pytest.fixture
-def service(argos_dir: Path):
-    svc = TranslationService([argos_dir])
-    yield svc
-    svc.close()
-
 
 @pytest.fixture
 def no_network(monkeypatch: pytest.MonkeyPatch) -> list[str]:
