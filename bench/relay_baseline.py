@@ -35,10 +35,3 @@ class RelayParticipant(Participant):
         marker.publication = publication
         self.slots.append(Slot(transceiver, marker, publication.codec.mimeType.lower() if publication.codec else ""))
         self._schedule_offer(changed=True)
-
-    def unsubscribe(self, publication: Publication) -> None:
-        for slot in self.slots:
-            if slot.subscription.publication is publication:
-                slot.subscription.publication = None
-                slot.transceiver.direction = "inactive"
-                self._schedule_offer(changed=True)
