@@ -2,6 +2,11 @@
 
 Everything here is stateless apart from the shared WhisperModel, which CTranslate2 lets several threads
 use at once (up to the model's num_workers) and which releases the GIL while it computes.
+
+With a ShortWindowWhisperModel (transcribe/whisper_adapter.py) a decode encodes only the buffer plus a
+short pad; one that looks looped is decoded again with the full 30 s window. Requests without word
+timestamps (Whisper's translate task) cannot be checked that way, so they always use the full window, as
+do decodes that detect the language (with a short window base heard Spanish as Latin).
 """
 
 from __future__ import annotations
@@ -15,10 +20,11 @@ import numpy as np
 from transcribe.audio import WHISPER_RATE
 from transcribe.commit import Word
 from transcribe.events import Task
+from transcribe.whisper_adapter import ShortWindowWhisperModel, looks_looped
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
-    from faster_whisper.transcribe import Segment
+    from faster_whisper.transcribe import Segment, TranscriptionInfo
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,7 @@ class Hypothesis:
     language_probability: float
     audio_seconds: float
     decode_seconds: float
+    window_retried: bool = False  # the short-window decode looked looped and was redone with the full window
 
 
 def token_budget(audio_seconds: float) -> int:
@@ -59,6 +66,9 @@ def token_budget(audio_seconds: float) -> int:
     more in scripts with long byte-level tokens; 16/s leaves room. Capped so that a 224-token prompt fits.
     """
     return min(220, 24 + int(16 * audio_seconds))
+
+
+_Decoded = tuple[tuple[DecodedSegment, ...], "TranscriptionInfo"]
 
 
 class WhisperEngine:
@@ -70,7 +80,24 @@ class WhisperEngine:
 
     def decode(self, req: DecodeRequest) -> Hypothesis:
         started = time.perf_counter()
-        language = req.language if self.multilingual else "en"
+        checkable = req.word_timestamps and self._language(req) is not None
+        if not (checkable and isinstance(self.model, ShortWindowWhisperModel)):
+            return self._hypothesis(req, *self._transcribe(req, full_window=True), started)
+        decoded, info = self._transcribe(req, full_window=False)
+        audio_seconds = len(req.audio) / WHISPER_RATE
+        if not looks_looped([w.start for seg in decoded for w in seg.words], audio_seconds):
+            return self._hypothesis(req, decoded, info, started)
+        return self._hypothesis(req, *self._transcribe(req, full_window=True), started, window_retried=True)
+
+    def _transcribe(self, req: DecodeRequest, *, full_window: bool) -> _Decoded:
+        model = self.model
+        if full_window and isinstance(model, ShortWindowWhisperModel):
+            with model.full_window():  # the segment generator encodes lazily: consume it inside
+                return self._run(req)
+        return self._run(req)
+
+    def _run(self, req: DecodeRequest) -> _Decoded:
+        language = self._language(req)
         segments, info = self.model.transcribe(
             req.audio,
             language=language,
@@ -87,13 +114,27 @@ class WhisperEngine:
             log_progress=False,
             max_new_tokens=req.max_new_tokens or token_budget(len(req.audio) / WHISPER_RATE),
         )
-        decoded = tuple(self._segment(s) for s in segments)  # the generator does the decoding work
+        return tuple(self._segment(s) for s in segments), info  # the generator does the decoding work
+
+    def _language(self, req: DecodeRequest) -> str | None:
+        return req.language if self.multilingual else "en"
+
+    @staticmethod
+    def _hypothesis(
+        req: DecodeRequest,
+        decoded: tuple[DecodedSegment, ...],
+        info: TranscriptionInfo,
+        started: float,
+        *,
+        window_retried: bool = False,
+    ) -> Hypothesis:
         return Hypothesis(
             segments=decoded,
             language=info.language,
             language_probability=float(info.language_probability),
             audio_seconds=len(req.audio) / WHISPER_RATE,
             decode_seconds=time.perf_counter() - started,
+            window_retried=window_retried,
         )
 
     @staticmethod

@@ -136,6 +136,7 @@ class DecodeScheduler:
                 "final_decodes",
                 "translate_decodes",
                 "decode_errors",
+                "window_retries",
                 "partials_shed",
                 "translations_shed",
                 "finals_dropped",
@@ -215,6 +216,8 @@ class DecodeScheduler:
         if hyp is not None:
             self.counters["decodes_run"] += 1
             self.counters[f"{job.kind.name.lower()}_decodes"] += 1
+            if hyp.window_retried:
+                self.counters["window_retries"] += 1
             self._float_stats["decode_seconds_total"] += hyp.decode_seconds
             self._float_stats["audio_seconds_decoded"] += hyp.audio_seconds
             if job.kind is JobKind.PARTIAL:

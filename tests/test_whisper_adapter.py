@@ -1,0 +1,125 @@
+"""transcribe/whisper_adapter.py: the short encoder window, pinned to the faster-whisper it was written for.
+
+The real tiny.en model (bundled, ~0.5 s to load) on pytest-audioeval's TTS clips: what the encoder is
+given is observed by wrapping faster-whisper's own ``WhisperModel.encode`` (the adapter's hook), so a
+faster-whisper upgrade that stops calling it, or pads differently, fails here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from faster_whisper import WhisperModel
+from faster_whisper.audio import decode_audio
+
+from models.whisper import load_whisper_model, resolve_whisper_model
+from tests.support.speech import audioeval_clips, wer
+from transcribe import whisper_adapter
+from transcribe.engine import DecodeRequest, WhisperEngine
+from transcribe.whisper_adapter import ShortWindowWhisperModel, looks_looped, trim_padding
+
+
+def test_installed_faster_whisper_is_the_one_the_adapter_was_written_for() -> None:
+    whisper_adapter.check_compatibility()
+
+
+def test_another_faster_whisper_version_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(whisper_adapter, "faster_whisper_version", "9.9.9")
+    with pytest.raises(whisper_adapter.IncompatibleFasterWhisper, match=r"9\.9\.9"):
+        whisper_adapter.check_compatibility()
+
+
+def padded(content_frames: int, total: int = 3000) -> np.ndarray:
+    features = np.zeros((80, total), dtype=np.float32)
+    features[:, :content_frames] = np.random.default_rng(0).uniform(-1.5, 1.0, (80, content_frames))
+    return features
+
+
+def test_trim_keeps_the_content_and_the_pad_with_an_even_length() -> None:
+    assert trim_padding(padded(250), 100).shape == (80, 350)
+    assert trim_padding(padded(251), 100).shape == (80, 352)  # stride-2 convolution wants an even length
+    assert trim_padding(padded(250)[None], 100).shape == (1, 80, 350)
+    assert np.array_equal(trim_padding(padded(250), 100), padded(250)[:, :350])
+
+
+def test_trim_leaves_a_full_or_nearly_full_window_alone() -> None:
+    assert trim_padding(padded(3000), 100).shape == (80, 3000)
+    assert trim_padding(padded(2950), 100).shape == (80, 3000)
+
+
+def test_silent_features_are_content_not_padding() -> None:
+    features = padded(0)
+    features[:, :200] = -1.5  # what digital silence normalises to
+    assert trim_padding(features, 50).shape == (80, 250)
+
+
+def test_looped_hypotheses_are_spotted() -> None:
+    healthy = [0.0, 0.4, 0.8, 1.2, 1.9]  # last word cut off by the buffer's end: still healthy
+    assert not looks_looped(healthy, 2.0)
+    assert looks_looped([0.0, 0.3, 0.6, 1.12, 1.12, 1.12, 1.12], 1.14)  # "Hello world Hello Hello Hello"
+    assert looks_looped([0.1 * i for i in range(21)], 3.0)  # 21 words in 3 s: nobody speaks that fast
+    assert not looks_looped([], 1.0)
+
+
+@pytest.fixture(scope="module")
+def tiny_en_path(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    return resolve_whisper_model("tiny.en", tmp_path_factory.mktemp("cache"), allow_download=False)
+
+
+@pytest.fixture(scope="module")
+def fox() -> tuple[np.ndarray, str]:
+    clip = next(c for c in audioeval_clips(["en"]) if c.name == "quick_brown_fox")
+    return decode_audio(str(clip.path)), clip.text
+
+
+def spy_encoder(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    frames: list[int] = []
+    real = WhisperModel.encode
+
+    def encode(self: WhisperModel, features: np.ndarray):  # type: ignore[no-untyped-def]
+        frames.append(features.shape[-1])
+        return real(self, features)
+
+    monkeypatch.setattr(WhisperModel, "encode", encode)
+    return frames
+
+
+@pytest.mark.model
+def test_the_encoder_sees_the_speech_plus_the_pad(tiny_en_path, fox, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    audio, reference = fox
+    model = load_whisper_model(tiny_en_path, cpu_threads=2, window_pad_s=2.0)
+    assert isinstance(model, ShortWindowWhisperModel)
+    frames = spy_encoder(monkeypatch)
+    hyp = WhisperEngine(model).decode(DecodeRequest(audio=audio, language="en"))
+    content = len(audio) // 160  # 10 ms frames
+    assert frames and all(abs(f - (content + 200)) <= 2 for f in frames), (frames, content)
+    assert not hyp.window_retried
+    assert wer(reference, "".join(s.text for s in hyp.segments)) <= 0.15
+
+    frames.clear()
+    with model.full_window():
+        segments, _ = model.transcribe(audio, language="en")
+        list(segments)
+    assert frames == [3000]
+
+
+@pytest.mark.model
+def test_a_looped_decode_is_redone_with_the_full_window(tiny_en_path, fox, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # No pad at all: tiny.en then reliably repeats itself ("The quick brown fox ... The The The"), which
+    # is how the rare loops with the real pad look, only every time.
+    audio, reference = fox
+    engine = WhisperEngine(load_whisper_model(tiny_en_path, cpu_threads=2, window_pad_s=0.0))
+    frames = spy_encoder(monkeypatch)
+    hyp = engine.decode(DecodeRequest(audio=audio, language="en"))
+    assert hyp.window_retried
+    assert frames[-1] == 3000 and frames[0] < 3000
+    assert wer(reference, "".join(s.text for s in hyp.segments)) <= 0.15
+
+
+@pytest.mark.model
+def test_plain_faster_whisper_when_asked(tiny_en_path, fox, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    model = load_whisper_model(tiny_en_path, cpu_threads=2, window_pad_s=None)
+    assert not isinstance(model, ShortWindowWhisperModel)
+    frames = spy_encoder(monkeypatch)
+    WhisperEngine(model).decode(DecodeRequest(audio=fox[0], language="en"))
+    assert frames == [3000]

@@ -1,0 +1,101 @@
+"""faster-whisper adapter: encode the speech plus a short pad, not Whisper's whole 30 s window.
+
+Why: faster-whisper pads every chunk's log-mel features with zeros to 3000 frames (30 s) before the
+encoder, so a 2 s partial costs as much as 30 s of audio (~0.5 s of base's ~0.8 s decode on 2 cores).
+CTranslate2's encoder accepts shorter inputs, and Whisper transcribes as well with a few seconds of the
+same zero padding (measured on this project's speech set, base int8: WER 0.060-0.079 vs 0.084-0.088 with
+the full window, at ~1/3 of the decode time). It needs the pad: with none Whisper loops (WER 0.85).
+With a short window Whisper still sometimes loops on a very short buffer ("Hello Hello Hello ..."); such a
+decode has its invented words squeezed into the last instant of the audio (the aligner finds no audio for
+them), which ``looks_looped`` spots so the engine can decode that buffer again with the full window.
+
+The hook is ``WhisperModel.encode``, which faster-whisper 1.2.1 calls with the already padded features
+(``generate_segments`` and ``detect_language``); the padded tail is found as trailing all-zero frames,
+which real log-mel features never are (digital silence normalises to about -1.5, not 0). This relies on
+faster-whisper internals, so the version is pinned here and ``check_compatibility`` plus
+tests/test_whisper_adapter.py fail loudly if an upgrade changes them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import numpy as np
+from faster_whisper import WhisperModel
+from faster_whisper import __version__ as faster_whisper_version
+from faster_whisper.audio import pad_or_trim
+
+SUPPORTED_FASTER_WHISPER = "1.2.1"
+FRAMES_PER_SECOND = 100  # Whisper's log-mel hop is 10 ms
+# A healthy decode has at most one word (cut off by the buffer's end) starting this close to the end.
+SQUEEZE_WINDOW_S = 0.25
+LOOPED_MIN_SQUEEZED = 3
+# Conversational speech is 2-3.5 words/s; a hypothesis far denser than that repeats itself.
+LOOPED_WORDS_PER_S = 5.0
+
+
+def trim_padding(features: np.ndarray, pad_frames: int) -> np.ndarray:
+    """Drop trailing all-zero frames (faster-whisper's padding) beyond ``pad_frames`` of them.
+
+    ``features`` is (n_mels, frames) or (1, n_mels, frames). The kept length is even: the encoder's
+    first convolution has stride 2.
+    """
+    frames = features.shape[-1]
+    mels = features[0] if features.ndim == 3 else features
+    nonzero = np.flatnonzero(np.any(mels != 0, axis=0))
+    content = int(nonzero[-1]) + 1 if len(nonzero) else 0
+    keep = min(frames, content + max(pad_frames, 0))
+    keep = min(frames, keep + keep % 2)
+    if keep >= frames:
+        return features
+    return features[..., :keep]
+
+
+def looks_looped(word_starts: Sequence[float], audio_seconds: float) -> bool:
+    """True if several words start in the last instant of the audio (text the audio does not contain),
+    or if there are more words than anyone can say in that time."""
+    squeezed = sum(1 for start in word_starts if start >= audio_seconds - SQUEEZE_WINDOW_S)
+    return squeezed >= LOOPED_MIN_SQUEEZED or len(word_starts) > 2 + LOOPED_WORDS_PER_S * audio_seconds
+
+
+class ShortWindowWhisperModel(WhisperModel):
+    """A WhisperModel whose encoder sees the speech plus ``pad_s`` of padding instead of 30 s."""
+
+    def __init__(self, *args: object, pad_s: float, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.pad_frames = round(pad_s * FRAMES_PER_SECOND)
+        self._local = threading.local()  # decodes run in several worker threads at once
+
+    @contextmanager
+    def full_window(self) -> Iterator[None]:
+        """Within this block (this thread only) the encoder sees Whisper's usual 30 s window.
+
+        faster-whisper encodes lazily while its segment generator is consumed: consume it inside."""
+        self._local.full = True
+        try:
+            yield
+        finally:
+            self._local.full = False
+
+    def encode(self, features: np.ndarray):  # type: ignore[no-untyped-def]  # -> ctranslate2.StorageView
+        if not getattr(self._local, "full", False):
+            features = trim_padding(features, self.pad_frames)
+        return super().encode(features)
+
+
+class IncompatibleFasterWhisper(RuntimeError):
+    pass
+
+
+def check_compatibility() -> None:
+    """Raise if the installed faster-whisper is not the one this adapter was written against."""
+    if faster_whisper_version != SUPPORTED_FASTER_WHISPER:
+        raise IncompatibleFasterWhisper(
+            f"transcribe/whisper_adapter.py was written for faster-whisper {SUPPORTED_FASTER_WHISPER}, "
+            f"found {faster_whisper_version}: re-check how it pads features before WhisperModel.encode"
+        )
+    probe = pad_or_trim(np.ones((2, 4), dtype=np.float32))
+    if probe.shape[-1] != 30 * FRAMES_PER_SECOND or np.any(probe[:, 4:] != 0):
+        raise IncompatibleFasterWhisper("faster-whisper no longer zero-pads features to 3000 frames")
