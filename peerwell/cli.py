@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default: base)")
     serve.add_argument("--no-captions", action="store_true", help="run without captions")
     serve.add_argument("--caption-workers", type=int, default=1, help="threads decoding speech (default 1)")
+    serve.add_argument("--whisper-full-window", action="store_true",
+                       help="give Whisper its usual 30 s window per decode (slower; default: speech + 5 s)")
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
     add_models_subparsers(sub)

@@ -28,6 +28,7 @@ class CaptionOptions:
     enabled: bool = True
     model: str = "base"
     workers: int = 1
+    full_window: bool = False  # plain faster-whisper: 30 s encoder window per decode (see whisper_adapter)
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
@@ -45,6 +46,11 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
                         ice_servers=tuple(ice_servers), groups=groups)
 
 
+def caption_options_from_args(args: argparse.Namespace) -> CaptionOptions:
+    return CaptionOptions(enabled=not args.no_captions, model=args.whisper_model, workers=args.caption_workers,
+                          full_window=args.whisper_full_window)
+
+
 def load_captions(options: CaptionOptions, observer: CaptionsObserver) -> messages.CaptionsStatus:
     """Load Whisper once; if that fails, say exactly why and keep rooms running without captions."""
     if not options.enabled:
@@ -54,7 +60,7 @@ def load_captions(options: CaptionOptions, observer: CaptionsObserver) -> messag
 
     try:
         observer.captions = CaptionService.from_model_name(
-            observer.on_caption, options.model, workers=options.workers)
+            observer.on_caption, options.model, workers=options.workers, full_window=options.full_window)
     except ModelUnavailable as exc:
         logger.error("captions are off: %s", exc)
         return messages.CaptionsStatus(enabled=False, reason=f"no speech model could be loaded ({exc.name})")
@@ -103,8 +109,7 @@ def announce(config: ServerConfig) -> None:
 
 def serve(args: argparse.Namespace) -> None:
     config = config_from_args(args)
-    options = CaptionOptions(enabled=not args.no_captions, model=args.whisper_model, workers=args.caption_workers)
-    app = build_app(replace(config), options)
+    app = build_app(replace(config), caption_options_from_args(args))
 
     async def on_startup(app: web.Application) -> None:
         announce(config)

@@ -60,3 +60,21 @@ async def test_rooms_work_and_say_captions_are_off_when_no_model_loads(tmp_path:
         await client.leave()
     finally:
         await runner.cleanup()
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("full_window", [False, True])
+async def test_whisper_window_option_reaches_the_model(full_window: bool) -> None:
+    from peerwell.captioning import CaptionsObserver
+    from peerwell.server import caption_options_from_args, load_captions
+    from transcribe.whisper_adapter import ShortWindowWhisperModel
+
+    args = serve_args("--whisper-model", "tiny.en", *(["--whisper-full-window"] if full_window else []))
+    observer = CaptionsObserver(None, None)  # type: ignore[arg-type]
+    status = load_captions(caption_options_from_args(args), observer)
+    try:
+        assert status.enabled
+        model = observer.captions._scheduler.engine.model  # type: ignore[union-attr]
+        assert isinstance(model, ShortWindowWhisperModel) is not full_window
+    finally:
+        await observer.close()

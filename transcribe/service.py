@@ -72,14 +72,16 @@ class CaptionService:
         cache_dir: Path | None = None,
         cpu_threads: int = 0,
         workers: int = 1,
+        full_window: bool = False,
         **kwargs: object,
     ) -> CaptionService:
         """Resolve (offline first) and load a model, then build the service. Blocking: ~1 s for base."""
-        from models.whisper import load_whisper_model, resolve_whisper_model
+        from models.whisper import WINDOW_PAD_S, load_whisper_model, resolve_whisper_model
 
         resolved = resolve_whisper_model(name_or_path, cache_dir)
         log.info("captions use Whisper %s (%s)", resolved.name, resolved.detail)
-        model = load_whisper_model(resolved, cpu_threads=cpu_threads, num_workers=workers)
+        pad = None if full_window else WINDOW_PAD_S
+        model = load_whisper_model(resolved, cpu_threads=cpu_threads, num_workers=workers, window_pad_s=pad)
         return cls(model, on_caption, workers=workers, **kwargs)  # type: ignore[arg-type]
 
     @property
