@@ -449,7 +449,7 @@ async def run_room(label: str, clip: Clip, opus: list[bytes], offline: Offline, 
 # -- report -----------------------------------------------------------------------------------------------
 STAT_KEYS = (
     "utterances", "partials_emitted", "finals_emitted", "segments_split", "segments_rejected",
-    "partial_decodes", "final_decodes", "partials_shed", "partials_coarsened", "finals_dropped",
+    "partial_decodes", "final_decodes", "partials_shed", "partials_coarsened", "finals_dropped", "window_retries",
     "decode_seconds_total", "audio_seconds_decoded", "decode_seconds_per_audio_second",
     "partial_decode_seconds_ema", "partial_interval_s", "max_queue_wait_s", "push_us_mean", "push_us_max",
 )

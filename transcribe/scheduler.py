@@ -150,7 +150,6 @@ class DecodeScheduler:
         out["pending_jobs"] = len(self._pending)
         out["decodes_in_flight"] = len(self._busy)
         out["workers"] = self.workers
-        out["partial_interval_s"] = round(self.partial_interval(1.0), 3)
         out["partial_decode_seconds_ema"] = round(self._partial_cost_ema or 0.0, 4)
         return out
 

@@ -121,6 +121,7 @@ class CaptionService:
         out["push_us_mean"] = round(self._counters["push_us_total"] / pushes, 1) if pushes else 0.0
         out["push_us_max"] = self._counters["push_us_max"]
         out["streams_open"] = len(self._streams)
+        out["partial_interval_s"] = round(self._scheduler.partial_interval(self._config.update_interval_s), 3)
         return out
 
     async def close(self) -> None:

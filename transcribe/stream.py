@@ -1,7 +1,7 @@
 """One speaker's caption pipeline: 48 kHz audio in, Caption events out.
 
 Runs entirely on the event loop except the Whisper calls, which the scheduler sends to worker threads.
-Per utterance (VAD start to VAD end): every ~1 s of new audio the buffer is re-decoded and fed to the
+Per utterance (VAD start to VAD end): every ~0.6 s of new audio the buffer is re-decoded and fed to the
 LocalAgreement policy; committed words plus the tentative tail go out as a partial. When the buffer
 grows long, the committed text up to a Whisper segment boundary is sent as a final and cut from the
 buffer (a long monologue becomes several captions, each with its own id). At end of speech the rest is
@@ -40,8 +40,8 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class StreamConfig:
     input_rate: int = 48_000
-    update_interval_s: float = 1.0  # re-decode cadence while someone speaks (stretched under load)
-    min_partial_audio_s: float = 1.0  # no partial before this much audio: too little context to agree on
+    update_interval_s: float = 0.6  # re-decode cadence while someone speaks (stretched under load)
+    min_partial_audio_s: float = 0.6  # no partial before this much audio: too little context to agree on
     min_detect_audio_s: float = 2.0  # language auto-detection on less audio than this is mostly noise
     trim_after_s: float = 12.0  # past this, cut the buffer at a committed segment boundary
     max_buffer_s: float = 24.0  # hard cap (Whisper sees 30 s): cut at the last committed word
