@@ -13,7 +13,7 @@ from faster_whisper import WhisperModel
 from faster_whisper.audio import decode_audio
 
 from models.whisper import load_whisper_model, resolve_whisper_model
-from tests.support.speech import audioeval_clips, wer
+from tests.support.speech import audioeval_clips, espeak, have_espeak, wer
 from transcribe import whisper_adapter
 from transcribe.engine import DecodeRequest, WhisperEngine
 from transcribe.whisper_adapter import ShortWindowWhisperModel, looks_looped, trim_padding
@@ -123,3 +123,17 @@ def test_plain_faster_whisper_when_asked(tiny_en_path, fox, monkeypatch) -> None
     frames = spy_encoder(monkeypatch)
     WhisperEngine(model).decode(DecodeRequest(audio=fox[0], language="en"))
     assert frames == [3000]
+
+
+@pytest.mark.model
+@pytest.mark.skipif(not have_espeak(), reason="espeak-ng not installed")
+async def test_language_is_detected_on_the_full_window_then_decoded_short(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # With a short window base took this Spanish for Latin; detection therefore keeps the 30 s window.
+    sentence = "Buenos días a todos. Hoy quiero hablar de mi trabajo y de mi familia."
+    audio = decode_audio(str(espeak(sentence, "es", tmp_path, speed=140)))
+    model = load_whisper_model(resolve_whisper_model("base", tmp_path / "cache", allow_download=False), cpu_threads=2)
+    frames = spy_encoder(monkeypatch)
+    hyp = WhisperEngine(model).decode(DecodeRequest(audio=audio, language=None))
+    assert hyp.language == "es" and hyp.language_probability > 0.5
+    assert frames[0] == 3000 and all(f < 3000 for f in frames[1:]) and len(frames) >= 2, frames
+    assert wer(sentence, "".join(s.text for s in hyp.segments), "es") <= 0.15

@@ -5,14 +5,14 @@ use at once (up to the model's num_workers) and which releases the GIL while it 
 
 With a ShortWindowWhisperModel (transcribe/whisper_adapter.py) a decode encodes only the buffer plus a
 short pad; one that looks looped is decoded again with the full 30 s window. Requests without word
-timestamps (Whisper's translate task) cannot be checked that way, so they always use the full window, as
-do decodes that detect the language (with a short window base heard Spanish as Latin).
+timestamps (Whisper's translate task) cannot be checked that way, so they always use the full window.
+Language detection, when the request names no language, runs once on the full window first.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -80,14 +80,22 @@ class WhisperEngine:
 
     def decode(self, req: DecodeRequest) -> Hypothesis:
         started = time.perf_counter()
-        checkable = req.word_timestamps and self._language(req) is not None
-        if not (checkable and isinstance(self.model, ShortWindowWhisperModel)):
+        model = self.model
+        if not (req.word_timestamps and isinstance(model, ShortWindowWhisperModel)):
             return self._hypothesis(req, *self._transcribe(req, full_window=True), started)
+        detected: tuple[str, float] | None = None
+        if self._language(req) is None:
+            # Language detection needs the full window (with a short one base heard Spanish as Latin);
+            # the transcription that follows does not.
+            with model.full_window():
+                language, probability, _ = model.detect_language(req.audio)
+            detected = (language, float(probability))
+            req = replace(req, language=language)
         decoded, info = self._transcribe(req, full_window=False)
-        audio_seconds = len(req.audio) / WHISPER_RATE
-        if not looks_looped([w.start for seg in decoded for w in seg.words], audio_seconds):
-            return self._hypothesis(req, decoded, info, started)
-        return self._hypothesis(req, *self._transcribe(req, full_window=True), started, window_retried=True)
+        retried = looks_looped([w.start for seg in decoded for w in seg.words], len(req.audio) / WHISPER_RATE)
+        if retried:
+            decoded, info = self._transcribe(req, full_window=True)
+        return self._hypothesis(req, decoded, info, started, window_retried=retried, detected=detected)
 
     def _transcribe(self, req: DecodeRequest, *, full_window: bool) -> _Decoded:
         model = self.model
@@ -127,11 +135,13 @@ class WhisperEngine:
         started: float,
         *,
         window_retried: bool = False,
+        detected: tuple[str, float] | None = None,
     ) -> Hypothesis:
+        language, probability = detected or (info.language, float(info.language_probability))
         return Hypothesis(
             segments=decoded,
-            language=info.language,
-            language_probability=float(info.language_probability),
+            language=language,
+            language_probability=probability,
             audio_seconds=len(req.audio) / WHISPER_RATE,
             decode_seconds=time.perf_counter() - started,
             window_retried=window_retried,
