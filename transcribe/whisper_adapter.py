@@ -29,7 +29,8 @@ from faster_whisper.audio import pad_or_trim
 
 SUPPORTED_FASTER_WHISPER = "1.2.1"
 FRAMES_PER_SECOND = 100  # Whisper's log-mel hop is 10 ms
-# A healthy decode has at most one word (cut off by the buffer's end) starting this close to the end.
+# Words starting this close to the audio's end: healthy decodes had at most 2 (a word cut off by the
+# buffer's end), loops 5 or more (134 buffers, en + es, measured for this adapter).
 SQUEEZE_WINDOW_S = 0.25
 LOOPED_MIN_SQUEEZED = 3
 # Conversational speech is 2-3.5 words/s; a hypothesis far denser than that repeats itself.
