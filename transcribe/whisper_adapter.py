@@ -47,11 +47,9 @@ def trim_padding(features: np.ndarray, pad_frames: int) -> np.ndarray:
     mels = features[0] if features.ndim == 3 else features
     nonzero = np.flatnonzero(np.any(mels != 0, axis=0))
     content = int(nonzero[-1]) + 1 if len(nonzero) else 0
-    keep = min(frames, content + max(pad_frames, 0))
-    keep = min(frames, keep + keep % 2)
-    if keep >= frames:
-        return features
-    return features[..., :keep]
+    keep = content + max(pad_frames, 0)
+    keep += keep % 2
+    return features if keep >= frames else features[..., :keep]
 
 
 def looks_looped(word_starts: Sequence[float], audio_seconds: float) -> bool:
