@@ -388,8 +388,8 @@ async def run_room(label: str, clip: Clip, opus: list[bytes], offline: Offline, 
     clients: list[RoomClient] = []
     arrivals: list[tuple[float, dict]] = []
     try:
-        listener = RoomClient(url, room_name, "Listener", keep_frames=False)
-        listener.channel.on("message", lambda raw: arrivals.append((time.perf_counter(), json.loads(raw))))
+        listener = RoomClient(url, room_name, "Listener", keep_frames=False,
+                              on_event=lambda event: arrivals.append((time.perf_counter(), event)))
         clients.append(listener)
         await listener.join()
         room = app[ROOMS_KEY].rooms[room_name]

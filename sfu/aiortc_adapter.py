@@ -12,6 +12,9 @@ there is no supported way around that (aiortc issues #449, #55). We forward enco
    "force keyframe" flag for the sender's encoder; we redirect it to the publication instead.
 3. Keyframe requests to a publisher use the receiver's private ``_send_rtcp_pli``.
 4. aioice leaves 127.0.0.1 out of host candidates; ``--ice-host`` needs to choose them.
+5. aiortc decodes a data-channel text frame as UTF-8 inside its SCTP receive path; invalid bytes raise
+   there and take the sender's whole connection down. Such frames are handed on as bytes instead, so
+   our own decoder answers them with an ``error``.
 
 Written against aiortc 1.16.0 / aioice 0.13.0. ``check_compatibility()`` runs at server start and in
 tests (tests/test_aiortc_adapter.py) and fails loudly if these internals move.
@@ -30,7 +33,15 @@ from importlib.metadata import version
 import aioice.ice
 import aiortc.codecs as aiortc_codecs
 import aiortc.rtcpeerconnection as aiortc_pc
-from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver, RTCSessionDescription
+import aiortc.rtcsctptransport as aiortc_sctp
+from aiortc import (
+    RTCDataChannel,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
 from aiortc import sdp as aiortc_sdp
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpHeaderExtensionParameters
@@ -84,6 +95,13 @@ def check_compatibility() -> None:
         problems.append("RTCPeerConnection.createOffer now awaits; create_offer() cannot swap tables around it")
     if not callable(getattr(aioice.ice, "get_host_addresses", None)):
         problems.append("aioice.ice.get_host_addresses is gone")
+    receive = _original_data_channel_receive.__code__
+    if "decode" not in receive.co_names or "WEBRTC_STRING" not in receive.co_names:
+        problems.append("RTCSctpTransport._data_channel_receive no longer decodes WEBRTC_STRING frames itself")
+    if (aiortc_sctp.WEBRTC_STRING, aiortc_sctp.WEBRTC_BINARY) != (51, 53):
+        problems.append("aiortc's data-channel PPIDs moved")
+    if "_data_channel_queue" not in aiortc_sctp.RTCSctpTransport._data_channel_send.__code__.co_names:
+        problems.append("RTCSctpTransport._data_channel_send no longer queues (pp_id, bytes)")
     if problems:
         raise AdapterIncompatible("; ".join(problems))
 
@@ -101,6 +119,9 @@ def offer_problem(sdp: str) -> str | None:
         return "the offer has no media or data channel sections"
     if any(not m.ice.usernameFragment or not m.dtls or not m.dtls.fingerprints for m in parsed.media):
         return "every section needs ICE credentials and a DTLS fingerprint"
+    bundled = {mid for g in parsed.group if g.semantic == "BUNDLE" for mid in g.items}
+    if any(m.port != 0 and m.rtp.muxId not in bundled for m in parsed.media):
+        return "every section must be in the BUNDLE group (one transport, as browsers offer by default)"
     return None
 
 
@@ -233,14 +254,39 @@ async def _connect_respecting_close(self: aioice.ice.Connection) -> None:
             task.cancel()
 
 
+_original_data_channel_receive = aiortc_sctp.RTCSctpTransport._data_channel_receive
+
+
+async def _receive_bad_text_as_bytes(self: aiortc_sctp.RTCSctpTransport, stream_id: int, pp_id: int,
+                                     data: bytes) -> None:
+    if pp_id == aiortc_sctp.WEBRTC_STRING:
+        try:
+            data.decode("utf8")
+        except UnicodeDecodeError:
+            pp_id = aiortc_sctp.WEBRTC_BINARY
+    await _original_data_channel_receive(self, stream_id, pp_id, data)
+
+
+async def send_raw_text_frame(channel: RTCDataChannel, data: bytes) -> None:
+    """Send `data` as a data-channel *text* frame whatever its bytes (a browser can do this).
+
+    For hostile-client tests only: aiortc's send() encodes str itself and cannot produce bad UTF-8.
+    """
+    transport = channel.transport
+    transport._data_channel_queue.append((channel, aiortc_sctp.WEBRTC_STRING, data))
+    await transport._data_channel_flush()
+
+
 def install_patches() -> None:
     """Module-level replacements, installed once at import:
     - aioice starts consent checks at the end of connect(), even when close() ran meanwhile; that task
       then finds no nominated pair and loops every few seconds for ever, one per departed peer.
     - aiortc's codec filter learns to honour pin_codecs().
+    - text frames that are not UTF-8 reach the channel as bytes instead of raising inside aiortc.
     """
     aioice.ice.Connection.connect = _connect_respecting_close  # type: ignore[method-assign]
     aiortc_pc.filter_preferred_codecs = _filter_keeping_exact
+    aiortc_sctp.RTCSctpTransport._data_channel_receive = _receive_bad_text_as_bytes  # type: ignore[method-assign]
 
 
 install_patches()

@@ -20,7 +20,14 @@ from fractions import Fraction
 import aiohttp
 import av
 import numpy as np
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc import (
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
 from aiortc.mediastreams import MediaStreamTrack
 
 from sfu import aiortc_adapter
@@ -169,12 +176,13 @@ class RoomClient:
     fps: float = 30.0
     loop_audio: bool = True
     video_codec: str = "video/VP8"  # or "video/H264"
-    resumed: bool = False
+    resume: str | None = None  # a resume token from an earlier `joined`: take back that place
     wait_in_lobby: bool = False  # True: join() waits for admission; False: returns in the lobby
     tag: int = 0
     mark_frames: bool = True
     keep_frames: bool = True  # keep received bytes (tests); benchmarks only count
     on_frame: Callable[[str, str, bytes, float], None] | None = None  # (mid, kind, data, perf_counter)
+    on_event: Callable[[dict], None] | None = None  # each data-channel event, as it arrives
     secret: str | None = None  # facilitator secret
     browser_key: str | None = None  # what a browser's pw_key cookie would carry
     participant_id: str | None = None
@@ -187,7 +195,8 @@ class RoomClient:
     errors: list[dict] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        # max-bundle, as the server: aiortc's "balanced" strands transceivers added by a later offer.
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
         self.video_track: ReplayTrack | None = None
         self.audio_track: ReplayTrack | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -197,8 +206,7 @@ class RoomClient:
         self._joined: asyncio.Future[dict] | None = None
         self._admitted: asyncio.Future[dict] | None = None
         self.pc.on("track", self._on_track)
-        self.channel = self.pc.createDataChannel("peerwell")
-        self.channel.on("message", lambda raw: self.events.append(json.loads(raw)))
+        self.channel: RTCDataChannel | None = None  # created with the offer, after the media sections
 
     async def join(self, timeout: float = 20.0) -> None:
         loop = asyncio.get_running_loop()
@@ -212,6 +220,8 @@ class RoomClient:
         join = {"type": "join", "room": self.room, "name": self.name, "accept_agreement": True}
         if self.secret:
             join["secret"] = self.secret
+        if self.resume:
+            join["resume"] = self.resume
         await self.send(join)
         self.joined = await asyncio.wait_for(self._joined, timeout)
         self.participant_id = self.joined["participant_id"]
@@ -223,7 +233,7 @@ class RoomClient:
 
     def _in_lobby(self) -> bool:
         group = self.joined.get("group") or {}
-        return bool(group.get("lobby")) and self.joined.get("role") != "facilitator" and not self.resumed
+        return bool(group.get("lobby")) and self.joined.get("role") != "facilitator" and not self.resume
 
     async def wait_admitted(self, timeout: float = 20.0) -> None:
         assert self._admitted is not None
@@ -242,6 +252,10 @@ class RoomClient:
             capabilities = RTCRtpSender.getCapabilities("video").codecs
             transceiver.setCodecPreferences(
                 [c for c in capabilities if c.mimeType.lower() in (self.video_codec.lower(), "video/rtx")])
+        # After the transceivers: aiortc's max-bundle gives a data channel created first its own
+        # transport, then discards that transport when BUNDLE makes the first media section primary.
+        self.channel = self.pc.createDataChannel("peerwell")
+        self.channel.on("message", self._on_event)
         await self.pc.setLocalDescription(await self.pc.createOffer())
         await self.send({"type": "offer", "sdp": self.pc.localDescription.sdp})
         await asyncio.wait_for(self._answer, timeout)
@@ -250,7 +264,14 @@ class RoomClient:
         assert self._ws is not None
         await self._ws.send_str(json.dumps(message))
 
+    def _on_event(self, raw: str | bytes) -> None:
+        event = json.loads(raw)
+        self.events.append(event)
+        if self.on_event is not None:
+            self.on_event(event)
+
     def send_channel(self, message: dict) -> None:
+        assert self.channel is not None, "connect_media() first"
         self.channel.send(json.dumps(message))
 
     async def _read(self) -> None:

@@ -33,7 +33,7 @@ class RoomControl:
         try:
             request = messages.decode_channel(raw, messages.ChannelRequest)
         except messages.InvalidMessage as exc:
-            sender.send_event(messages.ChannelError(code="invalid-message", message=str(exc)))
+            sender.send_event(messages.ChannelError(code="invalid-message", message=str(exc), request=exc.request))
             return
         error = self.handle(room, sender, request)
         if error is not None:

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import msgspec
 
 MAX_SIGNALING_BYTES = 256 * 1024  # an SDP with many m-lines stays well under this
+MAX_SIGNALING_FRAME = 4 * MAX_SIGNALING_BYTES  # larger WebSocket frames close the socket (1009)
 MAX_CHANNEL_BYTES = 16 * 1024
 
 RoomName = Annotated[str, msgspec.Meta(min_length=1, max_length=40, pattern=r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")]
@@ -308,25 +309,43 @@ _encoder = msgspec.json.Encoder()
 
 
 class InvalidMessage(ValueError):
-    pass
+    def __init__(self, message: str, request: str | None = None) -> None:
+        super().__init__(message)
+        self.request = request  # the message's "type", when that much was readable
+
+
+class _Envelope(msgspec.Struct):
+    type: str | None = None
+
+
+def _request_type(raw: str | bytes) -> str | None:
+    try:
+        kind = msgspec.json.decode(raw, type=_Envelope).type
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return None
+    return kind[:40] if kind else None
+
+
+def _decode(raw: str | bytes, limit: int, decode: Any) -> Any:
+    """Decode or raise InvalidMessage; nothing a client sends may raise anything else."""
+    if len(raw) > limit:
+        raise InvalidMessage(f"message larger than {limit} bytes")
+    try:
+        return decode(raw)
+    except msgspec.DecodeError as exc:
+        raise InvalidMessage(str(exc), _request_type(raw)) from None
+    except UnicodeDecodeError:
+        raise InvalidMessage("messages must be UTF-8 text") from None
+    except RecursionError:  # msgspec's guard against deep nesting; nothing is left half-done
+        raise InvalidMessage("JSON nested too deeply") from None
 
 
 def decode_signal(raw: str | bytes) -> ClientSignal:
-    if len(raw) > MAX_SIGNALING_BYTES:
-        raise InvalidMessage(f"message larger than {MAX_SIGNALING_BYTES} bytes")
-    try:
-        return _signal_decoder.decode(raw)
-    except msgspec.DecodeError as exc:
-        raise InvalidMessage(str(exc)) from None
+    return _decode(raw, MAX_SIGNALING_BYTES, _signal_decoder.decode)
 
 
 def decode_channel(raw: str | bytes, schema: Any) -> Any:
-    if len(raw) > MAX_CHANNEL_BYTES:
-        raise InvalidMessage(f"message larger than {MAX_CHANNEL_BYTES} bytes")
-    try:
-        return msgspec.json.decode(raw, type=schema)
-    except msgspec.DecodeError as exc:
-        raise InvalidMessage(str(exc)) from None
+    return _decode(raw, MAX_CHANNEL_BYTES, lambda data: msgspec.json.decode(data, type=schema))
 
 
 def encode(message: msgspec.Struct) -> str:

@@ -9,18 +9,21 @@ inactive and is reused for the next publication of the same kind and codec.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aiortc import (
+    RTCBundlePolicy,
     RTCConfiguration,
     RTCDataChannel,
     RTCPeerConnection,
     RTCRtpTransceiver,
     RTCSessionDescription,
 )
+from aiortc.exceptions import InvalidStateError
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
@@ -36,8 +39,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+_closing: set[asyncio.Future[None]] = set()  # pc.close() of failed connections, kept until done
 SignalSender = Callable[[messages.Struct], Awaitable[None]]
 CHANNEL_BACKLOG = 256  # events kept while the data channel opens: history (50 captions, 100 chat) and more
+
+
+CONNECTION_GONE = "your media connection has closed; join again with your resume token"
 
 
 class NegotiationError(Exception):
@@ -68,7 +75,12 @@ class Participant:
         self.chat_limit: TokenBucket | None = None
         self.on_request: Callable[[str | bytes], None] = lambda raw: None
         self._send_signal = send_signal
-        self.pc = RTCPeerConnection(rtc_configuration)
+        # max-bundle: with aiortc's default ("balanced") a transceiver added after the first answer is
+        # tied to a transport that BUNDLE then discards, so its sender never starts. Offers must BUNDLE
+        # every section (aiortc_adapter.offer_problem checks), as browsers do by default.
+        configuration = dataclasses.replace(rtc_configuration or RTCConfiguration(),
+                                            bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        self.pc = RTCPeerConnection(configuration)
         self.publications: dict[str, Publication] = {}  # by kind
         self.slots: list[Slot] = []
         self.channel: RTCDataChannel | None = None
@@ -80,6 +92,7 @@ class Participant:
         self._offer_task: asyncio.Future[None] | None = None
         self._transport: RTCDtlsTransport | None = None
         self.closed = False
+        self.media_ended = False  # the peer connection closed or failed; the seat may outlive it
         self.pc.on("track", self._on_track)
         self.pc.on("datachannel", self._on_datachannel)
         self.pc.on("connectionstatechange", self._on_connection_state)
@@ -89,6 +102,11 @@ class Participant:
         """The client's own offer has been answered: the server may now offer."""
         return self._initial_answer_sent
 
+    @property
+    def media_open(self) -> bool:
+        """The peer connection can still be used: nothing may call into it otherwise."""
+        return not self.closed and not self.media_ended
+
     def info(self) -> messages.ParticipantInfo:
         return messages.ParticipantInfo(id=self.id, name=self.name, role=self.role)
 
@@ -96,6 +114,8 @@ class Participant:
 
     async def accept_offer(self, sdp: str) -> None:
         async with self._negotiation_lock:
+            if not self.media_open:
+                raise NegotiationError(CONNECTION_GONE)
             if self._initial_answer_sent:
                 raise NegotiationError("only the first offer comes from the client; later ones come from the server")
             problem = aiortc_adapter.offer_problem(sdp)
@@ -121,6 +141,8 @@ class Participant:
 
     async def accept_answer(self, sdp: str) -> None:
         async with self._negotiation_lock:
+            if not self.media_open:
+                raise NegotiationError(CONNECTION_GONE)
             if not self._offer_outstanding:
                 raise NegotiationError("no offer is waiting for an answer")
             try:
@@ -135,16 +157,19 @@ class Participant:
         # Wait for DTLS: aiortc starts new senders only in the connect step of a negotiation that finds
         # the transport already connected; a renegotiation during the handshake would leave them idle.
         if (self._needs_offer and self._initial_answer_sent and not self._offer_outstanding
-                and not self.closed and self._transport is not None and self._transport.state == "connected"):
+                and self.media_open and self._transport is not None and self._transport.state == "connected"):
             self._offer_task = asyncio.ensure_future(self._send_offer())
 
     async def _send_offer(self) -> None:
         async with self._negotiation_lock:
-            if not self._needs_offer or self._offer_outstanding or self.closed:
+            if not self._needs_offer or self._offer_outstanding or not self.media_open:
                 return
             self._needs_offer = False
             self._offer_outstanding = True
-            await self.pc.setLocalDescription(await aiortc_adapter.create_offer(self.pc))
+            try:
+                await self.pc.setLocalDescription(await aiortc_adapter.create_offer(self.pc))
+            except InvalidStateError:  # closed meanwhile: _on_connection_state ends the media
+                return
             tracks = {
                 slot.transceiver.mid: messages.TrackInfo(
                     participant_id=slot.subscription.publication.participant_id, kind=slot.subscription.kind)
@@ -178,7 +203,7 @@ class Participant:
     def subscribe(self, publication: Publication) -> None:
         # Before our answer to the client's offer, a new transceiver would be matched to the client's
         # own m-lines; subscribe_to_everyone() catches up once the answer is out.
-        if self.closed or not self.ready or publication.codec is None or self.subscription_for(publication):
+        if not self.media_open or not self.ready or publication.codec is None or self.subscription_for(publication):
             return
         mime = publication.codec.mimeType.lower()
         slot = next((s for s in self.slots if s.subscription.publication is None
@@ -231,11 +256,20 @@ class Participant:
             channel.close()  # one channel per participant
             return
         self.channel = channel
-        channel.on("message", lambda raw: self.on_request(raw))
+        channel.on("message", self._on_channel_message)
         if channel.readyState == "open":
             self._flush_backlog()
         else:
             channel.on("open", self._flush_backlog)
+
+    def _on_channel_message(self, raw: str | bytes) -> None:
+        # Runs inside aiortc's SCTP receive path: anything raised here would close this connection.
+        try:
+            self.on_request(raw)
+        except Exception as exc:
+            logger.error("request from %s failed: %s", self.id, type(exc).__name__)  # never the content
+            self.send_event(messages.ChannelError(code="server-error",
+                                                  message="the server could not handle that request"))
 
     def _flush_backlog(self) -> None:
         backlog, self._channel_backlog = self._channel_backlog, []
@@ -262,7 +296,34 @@ class Participant:
     # --- lifetime ----------------------------------------------------------------------------
 
     def _on_connection_state(self) -> None:
-        logger.info("participant %s connection %s", self.id, self.pc.connectionState)
+        state = self.pc.connectionState
+        logger.info("participant %s connection %s", self.id, state)
+        if state in ("closed", "failed") and not self.media_ended and not self.closed:
+            self.end_media()
+            if state == "failed":
+                self._spawn_close()
+
+    def end_media(self) -> None:
+        """The connection is gone (tab closed, network lost): stop forwarding to and from it at once.
+
+        The participant keeps its place (the seat's resume grace decides when it goes); the room makes
+        other people's slots for its tracks idle.
+        """
+        if self.media_ended:
+            return
+        self.media_ended = True
+        ended = list(self.publications.values())
+        self.publications.clear()
+        for slot in self.slots:
+            slot.subscription.stop()
+        self.room.media_ended(self, ended)
+        for publication in ended:
+            publication.close()
+
+    def _spawn_close(self) -> None:
+        task = asyncio.ensure_future(self.pc.close())
+        _closing.add(task)
+        task.add_done_callback(_closing.discard)
 
     async def close(self) -> None:
         if self.closed:

@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 RECENT_FINALS = 50  # captions a late joiner gets
 RECENT_CHAT = 100
+FACILITATOR_SEATS = 3  # facilitators in a room, on top of the group's max_participants
+LOBBY_SEATS = 20  # people waiting at once; the lobby never counts toward max_participants
 HIDDEN_NAME = "a participant"
 
 
@@ -76,6 +78,21 @@ class Room:
     @property
     def facilitators(self) -> list[Participant]:
         return [p for p in self.participants.values() if p.role == "facilitator"]
+
+    def seat_refusal(self, role: str) -> str | None:
+        """Why someone with `role` cannot take a new seat now (None: they can).
+
+        max_participants counts admitted members only; facilitators have their own FACILITATOR_SEATS.
+        """
+        assert self.group is not None
+        if role == "facilitator":
+            if len(self.facilitators) >= FACILITATOR_SEATS:
+                return f"this group already has {FACILITATOR_SEATS} facilitators in the room"
+            return None
+        members = sum(1 for p in self.participants.values() if p.role != "facilitator")
+        if members >= self.group.max_participants:
+            return f"this group is full ({self.group.max_participants} people)"
+        return None
 
     # --- membership --------------------------------------------------------------------------
 
@@ -152,9 +169,9 @@ class Room:
         publisher = self.participants.get(publication.participant_id)
         if publisher is None:
             return
-        for other in self.participants.values():
+        for other in list(self.participants.values()):
             if other is not publisher:
-                other.subscribe(publication)
+                self._subscribe(other, publication)
         if publication.kind == "audio":
             for observer in self.observers:
                 observer.audio_published(self, publisher, publication)
@@ -163,8 +180,23 @@ class Room:
         for other in self.participants.values():
             if other is participant or not other.ready:
                 continue
-            for publication in other.publications.values():
-                participant.subscribe(publication)
+            for publication in list(other.publications.values()):
+                self._subscribe(participant, publication)
+
+    def _subscribe(self, subscriber: Participant, publication: Publication) -> None:
+        """One subscriber's broken connection must not stop the others (or the publisher) from being wired."""
+        try:
+            subscriber.subscribe(publication)
+        except Exception:
+            logger.exception("subscribing %s failed; ending its media", subscriber.id)
+            subscriber.end_media()
+
+    def media_ended(self, participant: Participant, publications: list[Publication]) -> None:
+        """`participant`'s connection is gone: everyone else's slots for its tracks go idle."""
+        for publication in publications:
+            for other in self.participants.values():
+                if other is not participant:
+                    other.unsubscribe(publication)
 
     # --- events ------------------------------------------------------------------------------
 

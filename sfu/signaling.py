@@ -19,7 +19,7 @@ from sfu.config import ServerConfig
 from sfu.control import RoomControl
 from sfu.participant import NegotiationError, Participant
 from sfu.ratelimit import message_bucket
-from sfu.room import Room, RoomObserver
+from sfu.room import LOBBY_SEATS, Room, RoomObserver
 
 if TYPE_CHECKING:
     from peerwell.groups import Group
@@ -177,7 +177,11 @@ class SignalingSession:
                 except messages.InvalidMessage as exc:
                     await self.error("invalid-message", str(exc))
                     continue
-                await self.handle(message)
+                try:
+                    await self.handle(message)
+                except Exception as exc:  # a bug must cost this request, not the socket or the seat
+                    logger.error("signaling %s failed: %s", type(message).__name__, type(exc).__name__)
+                    await self.error("server-error", "the server could not handle that request")
                 if self.left:
                     break
         finally:
@@ -223,6 +227,10 @@ class SignalingSession:
         if isinstance(message, messages.Deny):
             await self.rooms.kick(waiting, "denied")
             return
+        refusal = room.seat_refusal(waiting.role)
+        if refusal is not None:
+            await self.error("room-full", f"{refusal}; they keep waiting")
+            return
         await room.add(waiting)
         others = [p for p in room.participant_list() if p.id != waiting.id]
         await waiting.send_signal(messages.Admitted(participants=others))
@@ -250,11 +258,14 @@ class SignalingSession:
             resumed = self.rooms.seat_for_resume(room, request.resume)
             if resumed is None or resumed.participant.id in room.removed_ids:
                 raise JoinRefused("resume-failed", "that place is no longer held; join again without resume")
-        elif role != "facilitator":
-            if room.locked:
+        else:
+            if role != "facilitator" and room.locked:
                 raise JoinRefused("room-locked", "the facilitator has locked this room")
-            if len(room.participants) + len(room.lobby) >= room.group.max_participants:
-                raise JoinRefused("room-full", f"this group is full ({room.group.max_participants} people)")
+            refusal = room.seat_refusal(role)
+            if refusal is not None:
+                raise JoinRefused("room-full", refusal)
+            if room.lobby_enabled and role != "facilitator" and len(room.lobby) >= LOBBY_SEATS:
+                raise JoinRefused("lobby-full", "too many people are waiting to be let in; try again soon")
 
         participant_id = secrets.token_urlsafe(6)
         previous: Participant | None = None
@@ -305,7 +316,8 @@ class SignalingSession:
 
 
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
-    ws = web.WebSocketResponse(heartbeat=15.0, max_msg_size=messages.MAX_SIGNALING_BYTES)
+    # Frames up to MAX_SIGNALING_FRAME are read so an oversized message gets an `error`, not a 1009 close.
+    ws = web.WebSocketResponse(heartbeat=15.0, max_msg_size=messages.MAX_SIGNALING_FRAME)
     await ws.prepare(request)
     session = SignalingSession(request.app[ROOMS_KEY], ws, request.cookies.get(BROWSER_KEY_COOKIE))
     await session.run()

@@ -13,6 +13,7 @@ import pytest
 from aiortc import RTCPeerConnection
 
 from peerwell.groups import Group, GroupsConfig, ServerSettings
+from sfu import messages
 from sfu.client import RoomClient, encode_vp8_clip
 from sfu.config import ServerConfig
 from tests.conftest import RunningServer, start_server
@@ -207,9 +208,11 @@ async def test_abuse_inside_a_room_leaves_it_and_its_media_intact(
         await outsider.expect_error("not-joined")
         await outsider.close()
 
-        # A message over the size limit ends that connection only.
+        # A message over the size limit gets an error; a frame over the frame limit ends that connection only.
         oversized = await Socket.open(session, server)
         await oversized.send(json.dumps(join_message("circle", "x" * 300_000)))
+        await oversized.expect_error("invalid-message")
+        await oversized.send(json.dumps(join_message("circle", "x" * (messages.MAX_SIGNALING_FRAME + 1))))
         closing = await oversized.ws.receive(timeout=10)
         assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
         assert oversized.ws.close_code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
@@ -401,6 +404,58 @@ async def test_resume_into_a_full_room_takes_back_the_held_place(session: aiohtt
 
 
 # --- room policy -------------------------------------------------------------------------------
+
+
+async def test_cap_counts_admitted_members_and_facilitators_have_their_own_seats(
+        session: aiohttp.ClientSession) -> None:
+    from sfu.room import FACILITATOR_SEATS
+
+    config = ServerConfig(reconnect_grace=0, ice_hosts=("127.0.0.1",), groups=groups(group("small", 2, lobby=True)))
+    runner, server = await start_server(config)
+    sockets: list[Socket] = []
+    try:
+        async def opened() -> Socket:
+            sock = await Socket.open(session, server)
+            sockets.append(sock)
+            return sock
+
+        waiting = []
+        for i in range(4):  # four strangers in the lobby do not make the group full
+            sock = await opened()
+            joined = await sock.join("small", f"waiting{i}")
+            assert joined["type"] == "joined", joined
+            assert (await sock.recv())["type"] == "lobby"
+            waiting.append((sock, joined["participant_id"]))
+        facilitators = []
+        for i in range(FACILITATOR_SEATS):
+            sock = await opened()
+            joined = await sock.join("small", f"host{i}", secret="facilitator-secret-small")
+            assert joined["type"] == "joined" and joined["role"] == "facilitator", joined
+            facilitators.append(sock)
+        extra = await opened()
+        await extra.send(join_message("small", "host-extra", secret="facilitator-secret-small"))
+        error = await extra.expect_error("room-full")
+        assert "facilitators" in error["message"]
+
+        host = facilitators[0]
+        for sock, pid in waiting[:2]:
+            await host.send({"type": "admit", "participant_id": pid})
+            while (await sock.recv())["type"] != "admitted":
+                pass
+        room = server.rooms.rooms["small"]
+        assert len(room.participants) == 2 + FACILITATOR_SEATS
+        await host.send({"type": "admit", "participant_id": waiting[2][1]})  # the members' cap is reached
+        while (reply := await host.recv(skip={*NOISE, "lobby-update"}))["type"] != "error":
+            pass
+        assert reply["code"] == "room-full" and "keep waiting" in reply["message"]
+        assert waiting[2][1] in room.lobby
+        newcomer = await opened()
+        await newcomer.send(join_message("small", "late"))
+        await newcomer.expect_error("room-full")
+    finally:
+        for sock in sockets:
+            await sock.close()
+        await runner.cleanup()
 
 
 async def test_adhoc_rooms_disabled_refuses_unknown_rooms(session: aiohttp.ClientSession) -> None:
