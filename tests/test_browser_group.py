@@ -141,7 +141,7 @@ async def test_facilitator_admits_denies_mutes_removes_and_locks(group_server: R
     # Lock the room: everyone sees it, and a newcomer is refused.
     await fran.click("#lock-room")
     await alice.wait_for_selector("#lock-status:not([hidden])")
-    assert await fran.get_attribute("#lock-room", "aria-pressed") == "true"
+    await fran.wait_for_selector('#lock-room[aria-pressed="true"]')
     dave = await person(browser, server)
     await join(dave, "Dave", SLUG, expect="error")
     assert "locked" in await dave.text_content("#join-error")

@@ -1,0 +1,123 @@
+"""Real Chromium: a closed tab leaves a held seat that breaks nobody's join; a member with neither camera nor
+microphone receives everyone."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from playwright.async_api import Browser, Page
+
+from sfu.client import RoomClient, encode_opus_clip, encode_vp8_clip
+from sfu.config import ServerConfig
+from tests.conftest import RunningServer, start_server
+from tests.support.browser import AUDIO_BYTES, PARTICIPANT_ID, TILE_STATE, join, new_page, poll, uncaught
+
+pytestmark = pytest.mark.browser
+
+GRACE = 8.0
+
+# Video frames decoded and audio bytes received, per publisher, from the page's own transceivers.
+RECEIVED = """async () => {
+  const call = window.peerwell.call;
+  const out = {};
+  for (const t of call.pc.getTransceivers()) {
+    const info = t.mid !== null ? call.tracks[t.mid] : undefined;
+    if (!info) continue;
+    const stats = await t.receiver.getStats();
+    stats.forEach(s => {
+      if (s.type !== 'inbound-rtp') return;
+      const entry = out[info.participant_id] = out[info.participant_id] || {video: 0, audio: 0};
+      entry[info.kind] += info.kind === 'video' ? (s.framesDecoded || 0) : s.bytesReceived;
+    });
+  }
+  return out;
+}"""
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[RunningServer]:
+    runner, running = await start_server(ServerConfig(ice_hosts=("127.0.0.1",), reconnect_grace=GRACE))
+    yield running
+    await runner.cleanup()
+
+
+async def sees_and_hears(page: Page, name: str, participant_id: str, timeout: float) -> None:
+    """`page` shows `name`'s video moving and receives more of their audio."""
+    first = await poll(page, TILE_STATE, name, lambda v: v is not None and v["width"] > 0 and v["time"] > 0,
+                       timeout=timeout)
+    audio = await page.evaluate(AUDIO_BYTES, participant_id)
+    await poll(page, TILE_STATE, name, lambda v: v is not None and v["time"] > first["time"], timeout=timeout)
+    await poll(page, AUDIO_BYTES, participant_id, lambda b: b > audio, timeout=timeout)
+
+
+async def test_closed_tab_holds_a_seat_that_breaks_no_later_join(server: RunningServer, browser: Browser) -> None:
+    alice = await new_page(browser, server.http_url)
+    await join(alice, "Alice", room="tab-room", mic=True, camera=True)
+    bob = await new_page(browser, server.http_url)
+    await join(bob, "Bob", room="tab-room", mic=True, camera=True)
+    await poll(bob, TILE_STATE, "Alice", lambda v: v is not None and v["width"] > 0)
+    alice_id = await alice.evaluate(PARTICIPANT_ID)
+    bob_id = await bob.evaluate(PARTICIPANT_ID)
+    room = server.rooms.rooms["tab-room"]
+    alice_seat = room.participants[alice_id]
+
+    # The tab goes without a word (crash, lost network, or a `leave` that never arrived): only the media
+    # connection closes, the signaling socket with it, and the seat is held for the resume grace.
+    await alice.evaluate("() => { WebSocket.prototype.send = function () {}; }")
+    await alice.close()
+    deadline = time.monotonic() + 5
+    while not alice_seat.media_ended:
+        assert time.monotonic() < deadline, "the closed tab's connection was not noticed"
+        await asyncio.sleep(0.05)
+    assert alice_id in room.participants
+
+    carol = await new_page(browser, server.http_url)
+    await join(carol, "Carol", room="tab-room", mic=True, camera=True)
+    carol_id = await carol.evaluate(PARTICIPANT_ID)
+    joined_at = time.monotonic()
+    await asyncio.gather(sees_and_hears(bob, "Carol", carol_id, timeout=10),
+                         sees_and_hears(carol, "Bob", bob_id, timeout=10))
+    took = time.monotonic() - joined_at
+    assert took <= 2.0 + 1.0, f"Bob and Carol took {took:.1f} s to see and hear each other"  # 1 s for polling
+
+    # The seat expires; Bob and Carol notice nothing but Alice leaving the list.
+    while alice_id in room.participants:
+        assert time.monotonic() < joined_at + GRACE + 10, "the held seat never expired"
+        await asyncio.sleep(0.1)
+    before = {"bob": await bob.evaluate(RECEIVED), "carol": await carol.evaluate(RECEIVED)}
+    await asyncio.sleep(1.5)
+    after = {"bob": await bob.evaluate(RECEIVED), "carol": await carol.evaluate(RECEIVED)}
+    assert after["bob"][carol_id]["video"] > before["bob"][carol_id]["video"]
+    assert after["bob"][carol_id]["audio"] > before["bob"][carol_id]["audio"]
+    assert after["carol"][bob_id]["video"] > before["carol"][bob_id]["video"]
+    assert await bob.locator(".tile .name", has_text="Alice").count() == 0
+    assert await bob.evaluate("() => window.peerwell.call.pc.connectionState") == "connected"
+    assert not uncaught(bob, carol)
+
+
+async def test_member_without_camera_or_microphone_receives_three_publishers(
+        server: RunningServer, browser: Browser) -> None:
+    vp8 = encode_vp8_clip(frames=60, width=320, height=240, keyframe_interval=30)
+    opus = encode_opus_clip(seconds=1.0)
+    publishers = [RoomClient(server.ws_url, "listen-room", f"Speaker{i}", vp8, opus, tag=i + 1) for i in range(3)]
+    listener = await new_page(browser, server.http_url)
+    try:
+        for publisher in publishers:
+            await publisher.join()
+        await join(listener, "Quiet", room="listen-room", mic=False, camera=False)
+        ids = [p.participant_id for p in publishers]
+
+        def everyone(received: dict) -> bool:
+            return all(pid in received and received[pid]["video"] > 10 and received[pid]["audio"] > 2000
+                       for pid in ids)
+
+        await poll(listener, RECEIVED, None, everyone, timeout=20)
+        for publisher in publishers:
+            await poll(listener, TILE_STATE, publisher.name, lambda v: v is not None and v["width"] == 320)
+        assert not uncaught(listener)
+    finally:
+        for publisher in publishers:
+            await publisher.leave()
