@@ -83,12 +83,17 @@ def check_compatibility() -> None:
         problems.append("RTCRtpReceiver._send_rtcp_pli is gone")
     if "_send_keyframe" not in RTCRtpSender._handle_rtcp_packet.__code__.co_names:
         problems.append("RTCRtpSender no longer routes PLI/FIR through _send_keyframe")
+    if "_next_encoded_frame" not in RTCRtpSender._run_rtp.__code__.co_names or "audio_level" not in (
+            RTCRtpSender._run_rtp.__code__.co_names):
+        problems.append("RTCRtpSender._run_rtp no longer takes frames (and their audio_level) from _next_encoded_frame")
     if "pack" not in RTCRtpSender._next_encoded_frame.__code__.co_names:
         problems.append("RTCRtpSender no longer packs pre-encoded av.Packet data")
     if "_query_consent_task" not in _original_connect.__code__.co_names:
         problems.append("aioice Connection.connect no longer starts _query_consent_task")
     if "filter_preferred_codecs" not in aiortc_pc.RTCPeerConnection.createOffer.__code__.co_names:
         problems.append("RTCPeerConnection.createOffer no longer filters codecs via filter_preferred_codecs")
+    if "_codecs" not in aiortc_pc.RTCPeerConnection._RTCPeerConnection__localRtp.__code__.co_names:
+        problems.append("answers are no longer built from transceiver._codecs (ask_for_opus_dtx)")
     if "HEADER_EXTENSIONS" not in aiortc_pc.RTCPeerConnection.createOffer.__code__.co_names:
         problems.append("RTCPeerConnection.createOffer no longer reads HEADER_EXTENSIONS")
     if any(i.opname == "GET_AWAITABLE" for i in dis.get_instructions(aiortc_pc.RTCPeerConnection.createOffer)):
@@ -207,6 +212,15 @@ def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[RTCRtpCodecParamet
     return list(transceiver._codecs)
 
 
+def ask_for_opus_dtx(transceiver: RTCRtpTransceiver) -> None:
+    """Put ``usedtx=1`` in the Opus fmtp of our answer for the client's own audio: a browser then sends
+    almost nothing while its person is silent. aiortc builds the answer from the negotiated codecs, which
+    copy the offer's parameters; pinned re-offers reuse the same objects, so DTX survives renegotiation."""
+    for codec in transceiver._codecs:
+        if codec.mimeType.lower() == "audio/opus":
+            codec.parameters["usedtx"] = 1
+
+
 def _session_header_extensions(pc: RTCPeerConnection) -> dict[str, list[RTCRtpHeaderExtensionParameters]]:
     """aiortc's header extensions, renumbered to the IDs already negotiated on this connection."""
     negotiated: dict[str, int] = {}
@@ -265,6 +279,23 @@ async def _receive_bad_text_as_bytes(self: aiortc_sctp.RTCSctpTransport, stream_
         except UnicodeDecodeError:
             pp_id = aiortc_sctp.WEBRTC_BINARY
     await _original_data_channel_receive(self, stream_id, pp_id, data)
+
+
+def stamp_audio_level(sender: RTCRtpSender, level_of: Callable[[bytes], int]) -> None:
+    """Give pre-encoded audio an RFC 6464 level (-dBov, 0 loudest .. 127 silence), as a browser's does.
+
+    aiortc computes the level only for audio it encodes itself; for our replayed Opus (test and benchmark
+    publishers) ``level_of`` says it from the encoded frame.
+    """
+    original = sender._next_encoded_frame
+
+    async def stamped(codec: RTCRtpCodecParameters) -> object:
+        frame = await original(codec)
+        if frame is not None and frame.audio_level is None and frame.payloads:
+            frame.audio_level = -level_of(frame.payloads[0])  # aiortc keeps it negative, as computed
+        return frame
+
+    sender._next_encoded_frame = stamped  # type: ignore[method-assign]
 
 
 async def send_raw_text_frame(channel: RTCDataChannel, data: bytes) -> None:

@@ -93,6 +93,11 @@ def encode_h264_clip(frames: int = 60, width: int = 640, height: int = 480, fps:
             for p in packets]
 
 
+def opus_silence_frame() -> bytes:
+    """What an Opus encoder with DTX sends for silence: a packet of a few bytes."""
+    return min(encode_opus_clip(np.zeros(48000, np.int16)), key=len)
+
+
 def encode_opus_clip(pcm: np.ndarray | None = None, seconds: float = 2.0) -> list[bytes]:
     """20 ms Opus packets from 48 kHz mono int16 (a quiet tone if none is given)."""
     if pcm is None:
@@ -124,8 +129,11 @@ class ReplayTrack(MediaStreamTrack):
     """Sends pre-encoded frames in real time, looping; each video frame carries a trailer with its
     publisher tag and number (VP8 decoders ignore trailing bytes) so receivers can match it."""
 
+    DTX_INTERVAL = 20  # frames: with Opus DTX a silent browser sends one packet per 400 ms
+
     def __init__(self, kind: str, frames: Sequence[bytes], fps: float, tag: int, mark: bool,
-                 loop: bool = True) -> None:
+                 loop: bool = True, talking: Callable[[], bool] | None = None,
+                 silence: bytes | None = None) -> None:
         super().__init__()
         self.kind = kind
         self._frames = list(frames)
@@ -137,6 +145,9 @@ class ReplayTrack(MediaStreamTrack):
         self._loop = loop  # False: play once, then repeat the last frame (silence at the end of a clip)
         self._count = 0
         self._start: float | None = None
+        self._talking = talking  # audio: while this says False, send `silence` as Opus DTX does
+        self._silence = silence
+        self.sent = 0  # frames handed to the sender
         self.sent_at: dict[int, float] = {}
 
     async def recv(self) -> av.Packet:
@@ -146,8 +157,12 @@ class ReplayTrack(MediaStreamTrack):
         delay = due - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        index = self._count % len(self._frames) if self._loop else min(self._count, len(self._frames) - 1)
-        data = self._frames[index]
+        step = 1
+        if self._talking is not None and self._silence is not None and not self._talking():
+            data, step = self._silence, self.DTX_INTERVAL  # the RTP clock runs on over the gap
+        else:
+            index = self._count % len(self._frames) if self._loop else min(self._count, len(self._frames) - 1)
+            data = self._frames[index]
         if self._mark:
             data = add_trailer(data, self._tag, self._count)
         packet = av.Packet(data)
@@ -156,7 +171,8 @@ class ReplayTrack(MediaStreamTrack):
         self.sent_at[self._count] = time.perf_counter()
         if len(self.sent_at) > 2000:
             self.sent_at.pop(next(iter(self.sent_at)))
-        self._count += 1
+        self._count += step
+        self.sent += 1
         return packet
 
 
@@ -183,6 +199,8 @@ class RoomClient:
     keep_frames: bool = True  # keep received bytes (tests); benchmarks only count
     on_frame: Callable[[str, str, bytes, float], None] | None = None  # (mid, kind, data, perf_counter)
     on_event: Callable[[dict], None] | None = None  # each data-channel event, as it arrives
+    talking: Callable[[], bool] | None = None  # audio: False = silent, sent as Opus DTX (needs silence_frame)
+    silence_frame: bytes | None = None
     secret: str | None = None  # facilitator secret
     browser_key: str | None = None  # what a browser's pw_key cookie would carry
     participant_id: str | None = None
@@ -244,8 +262,10 @@ class RoomClient:
         assert self._answer is not None
         if self.audio_frames:
             self.audio_track = ReplayTrack("audio", self.audio_frames, 50.0, self.tag, mark=False,
-                                           loop=self.loop_audio)
-            self.pc.addTransceiver(self.audio_track, direction="sendonly")
+                                           loop=self.loop_audio, talking=self.talking, silence=self.silence_frame)
+            audio = self.pc.addTransceiver(self.audio_track, direction="sendonly")
+            # Loud while it has something to say; a DTX silence packet (a few bytes) is silence.
+            aiortc_adapter.stamp_audio_level(audio.sender, lambda frame: 127 if len(frame) <= 3 else 30)
         if self.video_frames:
             self.video_track = ReplayTrack("video", self.video_frames, self.fps, self.tag, self.mark_frames)
             transceiver = self.pc.addTransceiver(self.video_track, direction="sendonly")
@@ -316,6 +336,14 @@ class RoomClient:
                 self.on_frame(mid, track.kind, frame.data, now)
 
         aiortc_adapter.tap_receiver(transceiver.receiver, track.kind, count)
+
+    async def packets_received(self) -> int:
+        """RTP packets received on every transceiver (aiortc's inbound-rtp statistics)."""
+        total = 0
+        for transceiver in self.pc.getTransceivers():
+            stats = await transceiver.receiver.getStats()
+            total += sum(s.packetsReceived for s in stats.values() if s.type == "inbound-rtp")
+        return total
 
     def frames_from(self, participant_id: str, kind: str) -> list[ReceivedFrame]:
         return [f for mid, info in self.tracks.items()

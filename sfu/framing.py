@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class RtpLike(Protocol):
@@ -27,6 +27,7 @@ class RtpLike(Protocol):
     payload_type: int
     ssrc: int
     _data: bytes  # depayloaded by aiortc before the jitter buffer
+    extensions: Any  # parsed header extensions; .audio_level is (voice, dBov) or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,7 @@ class AssembledFrame:
     payload_type: int
     ssrc: int
     discontinuity: bool  # frames were lost before this one
+    audio_level: int | None = None  # RFC 6464 level in -dBov (0 loudest, 127 silence), when the sender gave one
 
 
 FrameSink = Callable[[AssembledFrame], None]
@@ -66,9 +68,10 @@ class AudioFrameAssembler:
                 self._pending_gap = True
         self._last_seq = seq
         if packet._data:
+            level = packet.extensions.audio_level if packet.extensions is not None else None
             self._emit(
                 AssembledFrame(packet._data, packet.timestamp, packet.payload_type, packet.ssrc,
-                               self._pending_gap)
+                               self._pending_gap, level[1] if level is not None else None)
             )
             self._pending_gap = False
         return False, None

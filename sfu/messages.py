@@ -284,6 +284,10 @@ class UnmuteRequested(Struct, tag="unmute-requested"):
     name: str
 
 
+class DominantSpeakerChanged(Struct, tag="dominant-speaker"):
+    participant_id: str
+
+
 class RoomState(Struct, tag="room-state"):
     locked: bool
 

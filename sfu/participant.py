@@ -123,6 +123,8 @@ class Participant:
                 raise NegotiationError(f"cannot use this offer: {problem}")
             try:
                 await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+                for transceiver in self.pc.getTransceivers():
+                    aiortc_adapter.ask_for_opus_dtx(transceiver)
                 answer = await self.pc.createAnswer()
                 await self.pc.setLocalDescription(answer)
             except Exception as exc:  # aiortc raises several types for bad SDP

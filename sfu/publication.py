@@ -59,6 +59,7 @@ class Publication:
         self.frames_received = 0
         self.keyframe_requests_sent = 0
         self.closed = False
+        self.on_audio_level: Callable[[int, float], None] | None = None  # (RFC 6464 -dBov, received_at)
 
     @property
     def paused(self) -> bool:
@@ -133,6 +134,8 @@ class Publication:
         frame = EncodedFrame(assembled.data, assembled.timestamp, keyframe, self._clock())
         for sink in self._sinks:
             sink.deliver(frame)
+        if assembled.audio_level is not None and self.on_audio_level is not None:
+            self.on_audio_level(assembled.audio_level, frame.received_at)
 
     def close(self) -> None:
         self.closed = True

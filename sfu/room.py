@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 import msgspec
 
 from sfu import messages
+from sfu.dominant_speaker import DominantSpeaker
 from sfu.participant import Participant
 from sfu.publication import Publication
 from sfu.ratelimit import chat_bucket
@@ -66,6 +67,7 @@ class Room:
         self.recent_captions: deque[messages.Caption] = deque(maxlen=RECENT_FINALS)
         self.chat: deque[messages.ChatMessage] = deque(maxlen=RECENT_CHAT)
         self._chat_ids = itertools.count(1)
+        self.speakers = DominantSpeaker()
 
     def room_time(self, monotonic: float | None = None) -> float:
         """Seconds since the room opened: the clock captions and chat are stamped with."""
@@ -112,6 +114,8 @@ class Room:
             if other.video_stopped_by_facilitator:
                 participant.send_event(messages.Moderation(action="video-stopped", participant_id=other.id))
         participant.send_event(self._hands_event())
+        if self.speakers.current is not None:
+            participant.send_event(messages.DominantSpeakerChanged(participant_id=self.speakers.current))
         for observer in self.observers:
             observer.participant_joined(self, participant)
         await self.update_lobby()
@@ -140,6 +144,7 @@ class Room:
         if self.participants.get(participant.id) is not participant:
             return
         del self.participants[participant.id]
+        self.speakers.forget(participant.id)
         for publication in participant.publications.values():
             for other in self.participants.values():
                 other.unsubscribe(publication)
@@ -173,8 +178,17 @@ class Room:
             if other is not publisher:
                 self._subscribe(other, publication)
         if publication.kind == "audio":
+            publication.on_audio_level = lambda level, at: self._heard(publisher.id, level, at)
             for observer in self.observers:
                 observer.audio_published(self, publisher, publication)
+
+    def _heard(self, participant_id: str, level: int, at: float) -> None:
+        """Every audio packet's level (no decoding); the room says when the dominant speaker changes."""
+        self.speakers.heard(participant_id, level, at)
+        if self.speakers.due(at):
+            changed = self.speakers.evaluate(at)
+            if changed is not None:
+                self.broadcast_event(messages.DominantSpeakerChanged(participant_id=changed))
 
     def subscribe_to_everyone(self, participant: Participant) -> None:
         for other in self.participants.values():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sfu.framing import AssembledFrame, AudioFrameAssembler, VideoFrameAssembler, seq_after
 
@@ -18,6 +19,7 @@ class Pkt:
     payload_type: int = PT
     ssrc: int = SSRC
     _data: bytes = b""
+    extensions: Any = None
 
 
 class FakeClock:
@@ -267,3 +269,15 @@ def test_audio_gap_before_an_empty_packet_is_flagged_on_the_next_real_frame() ->
     h.add(4)
     assert h.seqs() == [1, 4]
     assert [f.discontinuity for f in h.frames] == [False, True]
+
+
+def test_audio_level_from_the_header_extension_rides_with_the_frame() -> None:
+    from aiortc.rtp import HeaderExtensions
+
+    frames: list[AssembledFrame] = []
+    assembler = AudioFrameAssembler(frames.append)
+    loud = HeaderExtensions()
+    loud.audio_level = (True, 25)
+    assembler.add(Pkt(1, 960, 0, 111, 42, b"a", loud))
+    assembler.add(Pkt(2, 1920, 0, 111, 42, b"b", HeaderExtensions()))
+    assert [f.audio_level for f in frames] == [25, None]
