@@ -531,6 +531,9 @@ function handleEvent(event) {
     case "room-state":
       setLocked(Boolean(event.locked));
       break;
+    case "dominant-speaker":
+      tiles.setSpeaking(event.participant_id);
+      break;
     case "safety-alert":
       if (state.facilitator) state.facilitator.addSafetyAlert(event); // never shown to anyone else
       break;

@@ -69,6 +69,11 @@ export class Tiles {
     this.renderVideoState(tile);
   }
 
+  // The dominant speaker (from the server's "dominant-speaker" event): one highlighted tile at most.
+  setSpeaking(id) {
+    for (const [tileId, tile] of this.tiles) tile.element.classList.toggle("speaking", tileId === id);
+  }
+
   renderVideoState(tile) {
     // A stopped video would otherwise freeze on its last frame.
     tile.element.classList.toggle("no-video", !tile.hasVideo || Boolean(tile.state.videoStopped));

@@ -1,5 +1,6 @@
-"""Real Chromium: a closed tab leaves a held seat that breaks nobody's join; a member with neither camera nor
-microphone receives everyone."""
+"""Real Chromium on the media path: a closed tab leaves a held seat that breaks nobody's join; a member with
+neither camera nor microphone receives everyone; Opus DTX and audio levels are negotiated, and the level on a
+talker's packets highlights them at the others."""
 
 from __future__ import annotations
 
@@ -121,3 +122,59 @@ async def test_member_without_camera_or_microphone_receives_three_publishers(
     finally:
         for publisher in publishers:
             await publisher.leave()
+
+
+# Audio RTP packets the page has sent so far (its own microphone).
+AUDIO_PACKETS_SENT = """async () => {
+  const call = window.peerwell.call;
+  let packets = 0;
+  for (const t of call.pc.getTransceivers()) {
+    if (!t.sender.track || t.sender.track.kind !== 'audio') continue;
+    (await t.sender.getStats()).forEach(s => { if (s.type === 'outbound-rtp') packets += s.packetsSent; });
+  }
+  return packets;
+}"""
+
+
+async def test_browsers_negotiate_dtx_and_audio_level_and_the_speaker_is_highlighted(
+        server: RunningServer, browser: Browser, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from playwright.async_api import async_playwright
+
+    from tests.support.browser import launch_chromium, write_tone_wav
+
+    silent_wav = write_tone_wav(tmp_path / "silence.wav", frequency=0.0)  # sin(0) = 0: digital silence
+    async with async_playwright() as playwright:
+        quiet_browser = await launch_chromium(playwright, silent_wav)
+        try:
+            talker = await new_page(browser, server.http_url)  # a steady tone on the microphone
+            await join(talker, "Talker", room="dtx-room", mic=True, camera=False)
+            quiet = await new_page(quiet_browser, server.http_url)
+            await join(quiet, "Quiet", room="dtx-room", mic=True, camera=False)
+            talker_id = await talker.evaluate(PARTICIPANT_ID)
+            quiet_id = await quiet.evaluate(PARTICIPANT_ID)
+
+            for page in (talker, quiet):
+                await poll(page, "() => window.peerwell.call.pc && window.peerwell.call.pc.connectionState", None,
+                           lambda state: state == "connected")
+            room = server.rooms.rooms["dtx-room"]
+            for pid in (talker_id, quiet_id):  # the latest of our descriptions: re-offers keep both
+                answer = room.participants[pid].pc.localDescription.sdp
+                opus_fmtp = [line for line in answer.splitlines() if line.startswith("a=fmtp:111")]
+                assert opus_fmtp and "usedtx=1" in opus_fmtp[0], opus_fmtp
+                assert "urn:ietf:params:rtp-hdrext:ssrc-audio-level" in answer
+
+            # The silent browser sends a trickle (DTX), the talking one 50 packets a second.
+            await poll(quiet, AUDIO_PACKETS_SENT, None, lambda n: n > 0)
+            rates = {}
+            for name, page in (("talker", talker), ("quiet", quiet)):
+                before = await page.evaluate(AUDIO_PACKETS_SENT)
+                await asyncio.sleep(2.0)
+                rates[name] = (await page.evaluate(AUDIO_PACKETS_SENT) - before) / 2.0
+            assert rates["talker"] >= 40 and rates["quiet"] <= 10, rates
+
+            # The level on the talker's packets makes it the dominant speaker: highlighted at the other page.
+            await quiet.wait_for_selector(f'.tile.speaking[data-participant-id="{talker_id}"]', timeout=5000)
+            assert room.speakers.current == talker_id
+            assert not uncaught(talker, quiet)
+        finally:
+            await quiet_browser.close()
