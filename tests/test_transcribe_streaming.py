@@ -170,3 +170,10 @@ async def test_gate_catches_noise_when_vad_is_fooled(base_model) -> None:  # typ
     stats = service.stats()
     assert stats["decodes_run"] >= 2  # Whisper really was asked
     assert [e.text for e in rec.events if e.text] == []
+
+
+def test_detection_prefers_a_language_people_speak() -> None:
+    from transcribe.engine import spoken_language
+
+    assert spoken_language([("la", 0.5), ("es", 0.4), ("it", 0.1)]) == ("es", 0.4)
+    assert spoken_language([("es", 0.9), ("la", 0.1)]) == ("es", 0.9)

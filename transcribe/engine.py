@@ -27,6 +27,16 @@ if TYPE_CHECKING:
     from faster_whisper.transcribe import Segment, TranscriptionInfo
 
 
+# Whisper knows classical languages nobody speaks in a group; on a few seconds of Spanish or Italian base
+# sometimes ranks Latin first. Detection picks the most likely language people actually speak.
+NOT_CONVERSATIONAL = frozenset({"la", "sa"})  # Latin, Sanskrit
+
+
+def spoken_language(ranked: list[tuple[str, float]]) -> tuple[str, float]:
+    """The most probable language from Whisper's ranking (best first) that people speak today."""
+    return next(((code, p) for code, p in ranked if code not in NOT_CONVERSATIONAL), ranked[0])
+
+
 @dataclass(frozen=True)
 class DecodeRequest:
     audio: np.ndarray  # float32, 16 kHz mono, an owned copy
@@ -88,7 +98,8 @@ class WhisperEngine:
             # Language detection needs the full window (with a short one base heard Spanish as Latin);
             # the transcription that follows does not.
             with model.full_window():
-                language, probability, _ = model.detect_language(req.audio)
+                _, _, ranked = model.detect_language(req.audio)
+            language, probability = spoken_language(ranked)
             detected = (language, float(probability))
             req = replace(req, language=language)
         decoded, info = self._transcribe(req, full_window=False)
