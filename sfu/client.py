@@ -264,8 +264,8 @@ class RoomClient:
             self.audio_track = ReplayTrack("audio", self.audio_frames, 50.0, self.tag, mark=False,
                                            loop=self.loop_audio, talking=self.talking, silence=self.silence_frame)
             audio = self.pc.addTransceiver(self.audio_track, direction="sendonly")
-            # Loud while it has something to say; a DTX silence packet (a few bytes) is silence.
-            aiortc_adapter.stamp_audio_level(audio.sender, lambda frame: 127 if len(frame) <= 3 else 30)
+            # Loud while it has something to say; the DTX silence packet is silence.
+            aiortc_adapter.stamp_audio_level(audio.sender, lambda frame: 127 if frame == self.silence_frame else 30)
         if self.video_frames:
             self.video_track = ReplayTrack("video", self.video_frames, self.fps, self.tag, self.mark_frames)
             transceiver = self.pc.addTransceiver(self.video_track, direction="sendonly")

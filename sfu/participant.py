@@ -314,13 +314,12 @@ class Participant:
         if self.media_ended:
             return
         self.media_ended = True
-        ended = list(self.publications.values())
-        self.publications.clear()
         for slot in self.slots:
             slot.subscription.stop()
-        self.room.media_ended(self, ended)
-        for publication in ended:
+        self.room.media_ended(self)
+        for publication in self.publications.values():
             publication.close()
+        self.publications.clear()
 
     def _spawn_close(self) -> None:
         task = asyncio.ensure_future(self.pc.close())

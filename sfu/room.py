@@ -81,19 +81,22 @@ class Room:
     def facilitators(self) -> list[Participant]:
         return [p for p in self.participants.values() if p.role == "facilitator"]
 
-    def seat_refusal(self, role: str) -> str | None:
-        """Why someone with `role` cannot take a new seat now (None: they can).
+    def seat_refusal(self, role: str, *, into_lobby: bool = False) -> tuple[str, str] | None:
+        """(error code, message) when someone with `role` cannot take a new seat now; None when they can.
 
-        max_participants counts admitted members only; facilitators have their own FACILITATOR_SEATS.
+        max_participants counts admitted members only; facilitators have their own FACILITATOR_SEATS, and
+        the lobby its own LOBBY_SEATS.
         """
         assert self.group is not None
         if role == "facilitator":
             if len(self.facilitators) >= FACILITATOR_SEATS:
-                return f"this group already has {FACILITATOR_SEATS} facilitators in the room"
+                return "room-full", f"this group already has {FACILITATOR_SEATS} facilitators in the room"
             return None
         members = sum(1 for p in self.participants.values() if p.role != "facilitator")
         if members >= self.group.max_participants:
-            return f"this group is full ({self.group.max_participants} people)"
+            return "room-full", f"this group is full ({self.group.max_participants} people)"
+        if into_lobby and len(self.lobby) >= LOBBY_SEATS:
+            return "lobby-full", "too many people are waiting to be let in; try again soon"
         return None
 
     # --- membership --------------------------------------------------------------------------
@@ -205,9 +208,9 @@ class Room:
             logger.exception("subscribing %s failed; ending its media", subscriber.id)
             subscriber.end_media()
 
-    def media_ended(self, participant: Participant, publications: list[Publication]) -> None:
+    def media_ended(self, participant: Participant) -> None:
         """`participant`'s connection is gone: everyone else's slots for its tracks go idle."""
-        for publication in publications:
+        for publication in participant.publications.values():
             for other in self.participants.values():
                 if other is not participant:
                     other.unsubscribe(publication)

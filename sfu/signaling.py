@@ -19,7 +19,7 @@ from sfu.config import ServerConfig
 from sfu.control import RoomControl
 from sfu.participant import NegotiationError, Participant
 from sfu.ratelimit import message_bucket
-from sfu.room import LOBBY_SEATS, Room, RoomObserver
+from sfu.room import Room, RoomObserver
 
 if TYPE_CHECKING:
     from peerwell.groups import Group
@@ -229,7 +229,8 @@ class SignalingSession:
             return
         refusal = room.seat_refusal(waiting.role)
         if refusal is not None:
-            await self.error("room-full", f"{refusal}; they keep waiting")
+            code, text = refusal
+            await self.error(code, f"{text}; they keep waiting")
             return
         await room.add(waiting)
         others = [p for p in room.participant_list() if p.id != waiting.id]
@@ -261,11 +262,9 @@ class SignalingSession:
         else:
             if role != "facilitator" and room.locked:
                 raise JoinRefused("room-locked", "the facilitator has locked this room")
-            refusal = room.seat_refusal(role)
+            refusal = room.seat_refusal(role, into_lobby=room.lobby_enabled)
             if refusal is not None:
-                raise JoinRefused("room-full", refusal)
-            if room.lobby_enabled and role != "facilitator" and len(room.lobby) >= LOBBY_SEATS:
-                raise JoinRefused("lobby-full", "too many people are waiting to be let in; try again soon")
+                raise JoinRefused(*refusal)
 
         participant_id = secrets.token_urlsafe(6)
         previous: Participant | None = None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +49,14 @@ async def start_server(config: ServerConfig | None = None, observers: list | Non
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     return runner, RunningServer(app, port)
+
+
+async def wait_for(predicate: Callable[[], object], timeout: float = 15.0) -> None:
+    """Poll `predicate` until it holds; fails the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
 
 
 @pytest.fixture

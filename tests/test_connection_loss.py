@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator
 
 import pytest
 
 from sfu.client import RoomClient, encode_opus_clip, encode_vp8_clip
 from sfu.config import ServerConfig
-from tests.conftest import RunningServer, start_server
+from tests.conftest import RunningServer, start_server, wait_for
 
 GRACE = 4.0
 
@@ -27,13 +26,6 @@ async def server() -> AsyncIterator[RunningServer]:
     runner, running = await start_server(ServerConfig(ice_hosts=("127.0.0.1",), reconnect_grace=GRACE))
     yield running
     await runner.cleanup()
-
-
-async def wait_for(predicate, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 def receives(listener: RoomClient, publisher: RoomClient, kind: str, at_least: int) -> bool:

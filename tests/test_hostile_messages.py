@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -17,9 +16,10 @@ from hypothesis import strategies as st
 from sfu import aiortc_adapter, messages
 from sfu.client import RoomClient, encode_opus_clip, encode_vp8_clip
 from sfu.config import ServerConfig
+from sfu.control import RoomControl
 from sfu.participant import Participant
 from sfu.room import Room
-from tests.conftest import RunningServer, start_server
+from tests.conftest import RunningServer, start_server, wait_for
 
 NESTED = b'{"a":' * 1000 + b"1" + b"}" * 1000
 HOSTILE_FRAMES: list[tuple[str, bytes, bool]] = [  # (what, bytes, sent as a text frame)
@@ -57,7 +57,6 @@ def test_any_bytes_get_a_reply_and_never_raise(raw: bytes, as_text: bool) -> Non
         room = Room("fuzz")
         sender = Participant("p1", "Sender", room, send_signal=lambda m: asyncio.sleep(0))
         room.participants[sender.id] = sender
-        from sfu.control import RoomControl
 
         async def nothing(*_: object) -> None:
             return None
@@ -92,13 +91,6 @@ async def server() -> AsyncIterator[RunningServer]:
     runner, running = await start_server(ServerConfig(ice_hosts=("127.0.0.1",), reconnect_grace=20))
     yield running
     await runner.cleanup()
-
-
-async def wait_for(predicate, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 async def test_hostile_frames_get_errors_and_break_nothing(
