@@ -364,19 +364,22 @@ async def run_room(label: str, clip: Clip, opus: list[bytes], offline: Offline, 
     from sfu.signaling import ROOMS_KEY
     from transcribe.events import Caption
     from transcribe.service import CaptionService
+    from transcribe.transcriber import LocalTranscriber
 
     wall_start = time.perf_counter()
-    observer = CaptionsObserver(None, None)
     timer = DecodeTimer()
 
-    def on_caption(caption: Caption) -> None:
-        timer.caption_emitted(caption)
-        observer.on_caption(caption)
+    class TimedTranscriber(LocalTranscriber):
+        def open_stream(self, speaker_id, language, *, english, on_caption, on_english):  # type: ignore[no-untyped-def]
+            def timed(caption: Caption) -> None:
+                timer.caption_emitted(caption)
+                on_caption(caption)
+            return super().open_stream(speaker_id, language, english=english, on_caption=timed, on_english=on_english)
 
-    service = await asyncio.to_thread(CaptionService.from_model_name, on_caption, model,
+    service = await asyncio.to_thread(CaptionService.from_model_name, None, model,
                                       workers=workers, cpu_threads=cpu_threads)
     timer.attach(service)
-    observer.captions = service
+    observer = CaptionsObserver(TimedTranscriber(service), None)
     app = create_app(ServerConfig(ice_hosts=("127.0.0.1",), reconnect_grace=0), [observer])
     runner = web.AppRunner(app)
     await runner.setup()

@@ -6,13 +6,15 @@
 Every participant publishes VP8 (~500 kbps, 640x480 at 30 fps, encoded once beforehand) and Opus, and
 subscribes to everyone else. `conversation`: one speaker at a time, changing every 4 s; the others are
 silent and send what a browser with Opus DTX sends (a 3-byte packet every 400 ms). `all-talk`: everyone's
-audio runs all the time (today's worst case). `--captions` runs the real caption service (Whisper base) in
-the server process on the speakers' audio (espeak-ng speech), so its cost shows in the same figures.
+audio runs all the time (today's worst case). `--captions` runs the real caption service (Whisper base, in
+the server's transcription worker process, as in production) on the speakers' audio (espeak-ng speech):
+forwarding figures are taken with it running, and its own CPU is reported apart.
 
 The server runs in its own process so its CPU is measured alone; listeners count what arrives without
 decoding it. Reported: delivered fraction of video and audio frames (received / sent x listeners), added
-video latency (trailer-stamped frames), server CPU cores, and server CPU microseconds per RTP packet
-delivered to a listener. `--baseline` runs the same room through aiortc's MediaRelay (decode once, encode
+video latency (trailer-stamped frames), CPU cores of the forwarding process and of the transcription
+worker, server CPU microseconds per RTP packet delivered to a listener (forwarding process), and the final
+captions one listener received. `--baseline` runs the same room through aiortc's MediaRelay (decode once, encode
 per subscriber) in the same run: cpu_ratio = its CPU per delivered video frame / ours. Loopback only.
 """
 
@@ -50,11 +52,17 @@ class RunResult:
     video_sent_x_listeners: int = 0
     audio_sent_x_listeners: int = 0
     packets_received: int = 0
+    caption_cpu_seconds: float = 0.0
+    captions_final: int = 0
     latencies_ms: list[float] = field(default_factory=list)
 
     @property
     def cpu_cores(self) -> float:
         return self.cpu_seconds / self.wall_seconds
+
+    @property
+    def caption_cpu_cores(self) -> float:
+        return self.caption_cpu_seconds / self.wall_seconds
 
     @property
     def delivered_video(self) -> float:
@@ -156,10 +164,14 @@ async def run(mode: str, scenario: str, participants: int, captions: bool, warmu
         def speaker_now() -> int:
             return int((time.monotonic() - started) / TURN_SECONDS) % participants
 
+        def on_event(event: dict) -> None:
+            if measuring and event.get("type") == "caption" and event.get("final"):
+                result.captions_final += 1
+
         for i in range(participants):
             talking = None if scenario == "all-talk" else (lambda i=i: speaker_now() == i)
             client = RoomClient(url, "bench", f"p{i}", vp8, opus, tag=i, keep_frames=False, on_frame=on_frame,
-                                talking=talking, silence_frame=silence)
+                                talking=talking, silence_frame=silence, on_event=on_event if i == 0 else None)
             clients.append(client)
             await client.join()
         await asyncio.sleep(warmup)
@@ -172,11 +184,17 @@ async def run(mode: str, scenario: str, participants: int, captions: bool, warmu
             return sum(await asyncio.gather(*(c.packets_received() for c in clients)))
 
         packets_start, sent_start = await packets(), {k: sent(k) for k in ("video", "audio")}
+        workers = process.children(recursive=True)  # the transcription worker, when captions are on
+
+        def worker_cpu() -> float:
+            return sum(sum(w.cpu_times()[:2]) for w in workers if w.is_running())
+
         measuring = True
-        cpu_start = sum(process.cpu_times()[:2])
+        cpu_start, worker_start = sum(process.cpu_times()[:2]), worker_cpu()
         wall_start = time.perf_counter()
         await asyncio.sleep(window)
         result.cpu_seconds = sum(process.cpu_times()[:2]) - cpu_start
+        result.caption_cpu_seconds = worker_cpu() - worker_start
         result.wall_seconds = time.perf_counter() - wall_start
         measuring = False
         result.packets_received = await packets() - packets_start
@@ -231,11 +249,13 @@ def main() -> None:
           f"{' (one speaker at a time, the rest DTX)' if args.scenario == 'conversation' else ''}; "
           f"{args.window:.0f} s window after {args.warmup:.0f} s warm-up")
     print(f"{'server':<10}{'cpu cores':>10}{'video deliv.':>14}{'audio deliv.':>14}{'packets':>10}"
-          f"{'us/packet':>11}{'lat p50 ms':>12}{'lat p95 ms':>12}")
+          f"{'us/packet':>11}{'lat p50 ms':>12}{'lat p95 ms':>12}{'captions cpu':>14}{'finals':>8}")
     for r in runs:
         print(f"{r.mode:<10}{r.cpu_cores:>10.3f}{r.delivered_video:>14.1%}{r.delivered_audio:>14.1%}"
               f"{r.packets_received:>10}{r.us_per_packet:>11.1f}{fmt(r.percentile(0.5)):>12}"
-              f"{fmt(r.percentile(0.95)):>12}")
+              f"{fmt(r.percentile(0.95)):>12}{r.caption_cpu_cores:>14.3f}{r.captions_final:>8}")
+    if captions and not ours.captions_final:
+        print("!!! NO FINAL CAPTIONS ARRIVED: the caption path did not run !!!")
     short = [f"{kind} {value:.1%}" for kind, value in (("video", ours.delivered_video), ("audio", ours.delivered_audio))
              if value < 0.99]
     if short:
@@ -252,6 +272,8 @@ def main() -> None:
         "latency_p95_ms": round(ours.percentile(0.95), 2) if ours.latencies_ms else None,  # type: ignore[arg-type]
         "cpu_cores": round(ours.cpu_cores, 3),
         "us_per_packet": round(ours.us_per_packet, 1),
+        "caption_cpu_cores": round(ours.caption_cpu_cores, 3),
+        "captions_final": ours.captions_final,
     }
     if cpu_ratio is not None:
         figures["cpu_ratio"] = round(cpu_ratio, 2)

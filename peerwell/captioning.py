@@ -1,27 +1,28 @@
 """Captions and subtitles for every room: the room observer that connects the SFU to transcribe/ and translate/.
 
-Data flow, one way: a speaker's audio publication -> DecodedAudioTap (decoded once per speaker) ->
-SpeakerStream (VAD, Whisper, commit policy) -> caption -> Room.deliver_caption (everyone) and the room's
-SubtitleRouter (translated once per chosen language, sent only to those listeners). Nothing here is
-written to disk; a room's state goes when the room closes.
+Data flows one way. A speaker's audio publication gets one more sink, which hands each Opus packet
+(still encoded) to that speaker's transcription stream; the stream's captions come back to the room
+that opened it (`Room.deliver_caption`, everyone) and, when final, to that room's `SubtitleRouter`
+(translated once per chosen language, sent only to those listeners). Whisper's English for a
+non-English final has its own path straight to the router. The router alone knows who chose which
+subtitle language. Nothing here is written to disk; a room's state goes when the room closes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
 import msgspec
 
 from sfu import messages
-from sfu.audio_tap import DecodedAudioTap
 from sfu.participant import Participant
-from sfu.publication import Publication
+from sfu.publication import EncodedFrame, Publication
 from sfu.room import Room
 from transcribe.events import Caption
-from transcribe.service import CaptionService
-from transcribe.stream import SpeakerStream
+from transcribe.transcriber import Transcriber, TranscriberStream
 from translate.errors import NoTranslationModel
 from translate.router import SubtitleRouter
 from translate.service import TranslationService
@@ -30,58 +31,68 @@ from translate.subtitle import Subtitle
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class Speaker:
-    stream: SpeakerStream
-    tap: DecodedAudioTap
+class SpeechTap:
+    """A sink on one audio publication: each encoded packet, stamped with room time, to transcription."""
+
+    def __init__(self, room: Room, publication: Publication, stream: TranscriberStream) -> None:
+        self._room = room
+        self.publication = publication
+        self.stream = stream
+        publication.add_sink(self)
+
+    def deliver(self, frame: EncodedFrame) -> None:
+        self.stream.push_opus(frame.data, self._room.room_time(frame.received_at))
+
+    def close(self) -> Awaitable[None]:
+        self.publication.remove_sink(self)
+        return self.stream.close()
 
 
 @dataclass
 class RoomLanguages:
     router: SubtitleRouter | None
-    speakers: dict[str, Speaker] = field(default_factory=dict)
+    speakers: dict[str, SpeechTap] = field(default_factory=dict)
     offered: list[str] = field(default_factory=list)
 
 
 class CaptionsObserver:
-    """Implements sfu.room.RoomObserver."""
+    """Implements sfu.room.RoomObserver. `transcriber` None: rooms run without captions."""
 
-    def __init__(self, captions: CaptionService | None, translation: TranslationService | None) -> None:
-        self.captions = captions
+    def __init__(self, transcriber: Transcriber | None, translation: TranslationService | None) -> None:
+        self.transcriber = transcriber
         self.translation = translation
-        self.rooms: dict[int, tuple[Room, RoomLanguages]] = {}
-        self._speaker_rooms: dict[str, Room] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.rooms: dict[Room, RoomLanguages] = {}
+        self._tasks: set[asyncio.Future[None]] = set()
 
     def _state(self, room: Room) -> RoomLanguages:
-        entry = self.rooms.get(id(room))
-        if entry is None:
+        state = self.rooms.get(room)
+        if state is None:
             router = None
             if self.translation is not None:
                 router = SubtitleRouter(
                     self.translation, lambda listener, sub: self._send_subtitle(room, listener, sub),
-                    whisper_english=self.captions is not None and self.captions.multilingual,
+                    whisper_english=self.transcriber is not None and self.transcriber.multilingual,
                     on_missing_model=lambda listener, err: self._tell_missing(room, listener, err))
             if router is not None and room.group is not None:
                 router.set_source_languages([room.group.language])  # until someone speaks another
-            entry = (room, RoomLanguages(router))
-            self.rooms[id(room)] = entry
-        return entry[1]
+            state = self.rooms[room] = RoomLanguages(router)
+        return state
 
     # --- RoomObserver ------------------------------------------------------------------------
 
     def audio_published(self, room: Room, participant: Participant, publication: Publication) -> None:
-        if self.captions is None:
+        if self.transcriber is None:
             return
         state = self._state(room)
         old = state.speakers.pop(participant.id, None)
         if old is not None:
-            self._close_speaker(old)
-        stream = self.captions.open_stream(participant.id, participant.name, participant.spoken_language,
-                                           also_translate_to_english=self._wants_english(state))
-        tap = DecodedAudioTap(publication, lambda pcm, received_at: stream.push(pcm, room.room_time(received_at)))
-        state.speakers[participant.id] = Speaker(stream, tap)
-        self._speaker_rooms[participant.id] = room
+            self._spawn(old.close())
+        name = participant.name
+        stream = self.transcriber.open_stream(
+            participant.id, participant.spoken_language, english=self._wants_english(state),
+            on_caption=lambda caption: self._caption(room, state, name, caption),
+            on_english=lambda caption: self._whisper_english(room, state, caption))
+        state.speakers[participant.id] = SpeechTap(room, publication, stream)
 
     def participant_joined(self, room: Room, participant: Participant) -> None:
         state = self._state(room)
@@ -92,9 +103,7 @@ class CaptionsObserver:
         state = self._state(room)
         speaker = state.speakers.pop(participant.id, None)
         if speaker is not None:
-            self._close_speaker(speaker)
-        if self._speaker_rooms.get(participant.id) is room:
-            del self._speaker_rooms[participant.id]
+            self._spawn(speaker.close())  # what they said last is still captioned
         if state.router is not None:
             state.router.remove_listener(participant.id)
 
@@ -108,31 +117,32 @@ class CaptionsObserver:
             self._choose_subtitles(room, state, participant, request.language)
 
     def room_closed(self, room: Room) -> None:
-        entry = self.rooms.pop(id(room), None)
-        if entry is None:
+        state = self.rooms.pop(room, None)
+        if state is None:
             return
-        for speaker_id, speaker in entry[1].speakers.items():
-            self._close_speaker(speaker)
-            self._speaker_rooms.pop(speaker_id, None)
+        for speaker in state.speakers.values():
+            self._spawn(speaker.close())
+        state.speakers.clear()
 
     # --- captions ----------------------------------------------------------------------------
 
-    def on_caption(self, caption: Caption) -> None:
-        """CaptionService callback, on the event loop."""
-        room = self._speaker_rooms.get(caption.speaker_id)
-        if room is None or room.ended:
+    def _caption(self, room: Room, state: RoomLanguages, speaker_name: str, caption: Caption) -> None:
+        if room.ended:
             return
-        state = self._state(room)
-        if caption.task == "transcribe":
-            room.deliver_caption(messages.Caption(
-                segment_id=caption.segment_id, speaker_id=caption.speaker_id, speaker_name=caption.speaker_name,
-                text=caption.text, final=caption.final, start=round(caption.start, 3),
-                end=round(caption.end, 3), language=caption.language))
-        if state.router is not None and caption.final:
-            self._spawn(state.router.on_caption(caption))
-            if caption.task == "transcribe" and caption.language not in state.router.source_languages:
-                state.router.source_languages.add(caption.language)
-                self._offer_languages(room, state)
+        room.deliver_caption(messages.Caption(
+            segment_id=caption.segment_id, speaker_id=caption.speaker_id, speaker_name=speaker_name,
+            text=caption.text, final=caption.final, start=round(caption.start, 3),
+            end=round(caption.end, 3), language=caption.language))
+        if state.router is None or not caption.final:
+            return
+        self._spawn(state.router.on_final_caption(caption))
+        if caption.language not in state.router.source_languages:
+            state.router.source_languages.add(caption.language)
+            self._offer_languages(room, state)
+
+    def _whisper_english(self, room: Room, state: RoomLanguages, caption: Caption) -> None:
+        if not room.ended and state.router is not None:
+            self._spawn(state.router.on_whisper_translation(caption))
 
     # --- subtitles ---------------------------------------------------------------------------
 
@@ -145,7 +155,6 @@ class CaptionsObserver:
         try:
             choice = state.router.set_choice(participant.id, language)
         except NoTranslationModel as err:
-            participant.subtitle_language = None
             participant.send_event(messages.SubtitleStatus(language=language, available=False, message=str(err)))
             return
         if language is None:
@@ -157,11 +166,11 @@ class CaptionsObserver:
         participant.send_event(messages.SubtitleStatus(language=language, available=True, message=message))
         wants_english = self._wants_english(state)
         for speaker in state.speakers.values():
-            speaker.stream.also_translate_to_english = wants_english
+            speaker.stream.set_english(wants_english)
 
     def _wants_english(self, state: RoomLanguages) -> bool:
         """Whisper's own English translation costs a decode per final; run it only while someone wants it."""
-        return (self.captions is not None and self.captions.multilingual and state.router is not None
+        return (self.transcriber is not None and self.transcriber.multilingual and state.router is not None
                 and "en" in state.router.choices.values())
 
     def _offer_languages(self, room: Room, state: RoomLanguages) -> None:
@@ -173,30 +182,31 @@ class CaptionsObserver:
 
     def _send_subtitle(self, room: Room, listener_id: str, subtitle: Subtitle) -> None:
         listener = room.participants.get(listener_id)
-        if listener is not None and subtitle.final:
+        if listener is not None:
             listener.send_event(messages.Subtitle(
                 segment_id=str(subtitle.segment_id), language=subtitle.language, text=subtitle.text,
                 source_language=subtitle.source_language))
 
     def _tell_missing(self, room: Room, listener_id: str, err: NoTranslationModel) -> None:
         listener = room.participants.get(listener_id)
-        if listener is not None:
-            listener.send_event(messages.SubtitleStatus(language=listener.subtitle_language, available=False,
-                                                        message=str(err)))
+        state = self.rooms.get(room)
+        if listener is not None and state is not None and state.router is not None:
+            listener.send_event(messages.SubtitleStatus(language=state.router.choice_of(listener_id),
+                                                        available=False, message=str(err)))
 
     # --- housekeeping ------------------------------------------------------------------------
 
-    def _close_speaker(self, speaker: Speaker) -> None:
-        speaker.tap.close()
-        self._spawn(speaker.stream.close())
-
-    def _spawn(self, work: object) -> None:
-        task = asyncio.ensure_future(work)  # type: ignore[arg-type]
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
+        for state in self.rooms.values():
+            for speaker in state.speakers.values():
+                self._spawn(speaker.close())
+        self.rooms.clear()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.captions is not None:
-            await self.captions.close()
+        if self.transcriber is not None:
+            await self.transcriber.close()

@@ -17,6 +17,7 @@ from sfu.config import ServerConfig, parse_ice_server
 from sfu.signaling import ROOMS_KEY
 
 logger = logging.getLogger("peerwell")
+CAPTIONS_KEY: web.AppKey[CaptionsObserver] = web.AppKey("captions", CaptionsObserver)
 
 
 class ServeError(Exception):
@@ -51,22 +52,21 @@ def caption_options_from_args(args: argparse.Namespace) -> CaptionOptions:
                           full_window=args.whisper_full_window)
 
 
-def load_captions(options: CaptionOptions, observer: CaptionsObserver) -> messages.CaptionsStatus:
-    """Load Whisper once; if that fails, say exactly why and keep rooms running without captions."""
+async def start_captions(options: CaptionOptions, observer: CaptionsObserver) -> messages.CaptionsStatus:
+    """Start the transcription worker; if its model does not load, say exactly why and run without captions."""
     if not options.enabled:
         return messages.CaptionsStatus(enabled=False, reason="captions were turned off by the server operator")
-    from models.whisper import ModelUnavailable
-    from transcribe.service import CaptionService
+    from transcribe.process import TranscriberProcess, TranscriptionUnavailable
+    from transcribe.worker import WorkerOptions
 
+    process = TranscriberProcess(WorkerOptions(model=options.model, workers=options.workers,
+                                               full_window=options.full_window))
     try:
-        observer.captions = CaptionService.from_model_name(
-            observer.on_caption, options.model, workers=options.workers, full_window=options.full_window)
-    except ModelUnavailable as exc:
+        await process.start()
+    except TranscriptionUnavailable as exc:
         logger.error("captions are off: %s", exc)
-        return messages.CaptionsStatus(enabled=False, reason=f"no speech model could be loaded ({exc.name})")
-    except Exception as exc:  # a corrupt model directory surfaces as many error types
-        logger.exception("captions are off: the Whisper model failed to load")
-        return messages.CaptionsStatus(enabled=False, reason=f"the speech model failed to load: {exc}")
+        return messages.CaptionsStatus(enabled=False, reason=str(exc))
+    observer.transcriber = process
     return messages.CaptionsStatus(enabled=True, model=options.model)
 
 
@@ -86,15 +86,19 @@ def load_translation() -> object | None:
 def build_app(config: ServerConfig, captions: CaptionOptions, *, translation: bool = True) -> web.Application:
     service = load_translation() if translation else None
     observer = CaptionsObserver(None, service)  # type: ignore[arg-type]
-    status = load_captions(captions, observer)
     detector = CrisisDetector.from_config()
     app = create_app(config, [observer], detector=detector)
-    app[ROOMS_KEY].captions_status = status
+
+    async def start_services(app: web.Application) -> None:
+        # Before the first join: `joined` tells everyone whether captions are on, and why not.
+        app[ROOMS_KEY].captions_status = await start_captions(captions, observer)
 
     async def stop_services(app: web.Application) -> None:
         await observer.close()
 
+    app.on_startup.append(start_services)
     app.on_cleanup.append(stop_services)
+    app[CAPTIONS_KEY] = observer
     return app
 
 

@@ -15,6 +15,7 @@ from tests.conftest import RunningServer, start_server
 from tests.support.browser import join, launch_chromium, new_page, poll, uncaught, write_tone_wav
 from tests.support.speech import espeak, load_48k, normalize_for_wer, silence, to_int16
 from transcribe.service import CaptionService
+from transcribe.transcriber import LocalTranscriber
 
 pytestmark = [pytest.mark.browser, pytest.mark.model]
 
@@ -27,8 +28,7 @@ CAPTIONS = """(speaker) => [...document.querySelectorAll('#captions-live .captio
 
 @pytest.fixture
 def observer() -> CaptionsObserver:
-    observer = CaptionsObserver(None, None)
-    observer.captions = CaptionService.from_model_name(observer.on_caption, "base")
+    observer = CaptionsObserver(LocalTranscriber(CaptionService.from_model_name(None, "base")), None)
     return observer
 
 

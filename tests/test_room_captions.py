@@ -21,6 +21,7 @@ from sfu.client import RoomClient, encode_opus_clip
 from tests.conftest import RunningServer, start_server
 from tests.support.speech import audioeval_clips, espeak, load_48k, pink_noise, silence, to_int16, wer, white_noise
 from transcribe.service import CaptionService
+from transcribe.transcriber import LocalTranscriber
 
 pytestmark = pytest.mark.model
 
@@ -43,8 +44,7 @@ def whisper_base() -> WhisperModel:
 @pytest.fixture
 def caption_observer(whisper_base: WhisperModel) -> CaptionsObserver:
     # The model is shared; the service (bound to this test's event loop) is not.
-    observer = CaptionsObserver(None, None)
-    observer.captions = CaptionService(whisper_base, observer.on_caption)
+    observer = CaptionsObserver(LocalTranscriber(CaptionService(whisper_base)), None)
     return observer
 
 

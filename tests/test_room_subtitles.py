@@ -25,6 +25,7 @@ from tests.conftest import RunningServer, start_server
 from tests.support.argos_package import cached_package
 from tests.support.speech import espeak, load_48k, normalize_for_wer, silence, to_int16
 from transcribe.service import CaptionService
+from transcribe.transcriber import LocalTranscriber
 from translate.service import TranslationService
 
 pytestmark = pytest.mark.model
@@ -48,8 +49,7 @@ def argos_packages(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def observer(whisper_base: WhisperModel, argos_packages: Path) -> CaptionsObserver:
     # The models are shared; the services (bound to this test's event loop) are not.
-    observer = CaptionsObserver(None, TranslationService([argos_packages]))
-    observer.captions = CaptionService(whisper_base, observer.on_caption)
+    observer = CaptionsObserver(LocalTranscriber(CaptionService(whisper_base)), TranslationService([argos_packages]))
     return observer
 
 

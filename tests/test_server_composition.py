@@ -48,10 +48,10 @@ async def test_rooms_work_and_say_captions_are_off_when_no_model_loads(tmp_path:
     config = config_from_args(serve_args("--ice-host", "127.0.0.1"))
     missing = tmp_path / "no-such-model"
     app = build_app(config, CaptionOptions(enabled=True, model=str(missing)), translation=False)
-    status = app[ROOMS_KEY].captions_status
-    assert status.enabled is False and "no-such-model" in (status.reason or "")
-    runner, server = await start_server(app=app)
+    runner, server = await start_server(app=app)  # the transcription worker starts (and fails) here
     try:
+        status = app[ROOMS_KEY].captions_status
+        assert status.enabled is False and "no-such-model" in (status.reason or "")
         group = config.groups.groups[0].slug
         client = RoomClient(server.ws_url, group, "Guest", secret=config.groups.groups[0].facilitator_secret)
         await client.join()
@@ -65,16 +65,18 @@ async def test_rooms_work_and_say_captions_are_off_when_no_model_loads(tmp_path:
 @pytest.mark.model
 @pytest.mark.parametrize("full_window", [False, True])
 async def test_whisper_window_option_reaches_the_model(full_window: bool) -> None:
-    from peerwell.captioning import CaptionsObserver
-    from peerwell.server import caption_options_from_args, load_captions
+    from peerwell.server import caption_options_from_args
     from transcribe.whisper_adapter import ShortWindowWhisperModel
+    from transcribe.worker import WorkerOptions, load_transcriber
 
     args = serve_args("--whisper-model", "tiny.en", *(["--whisper-full-window"] if full_window else []))
-    observer = CaptionsObserver(None, None)  # type: ignore[arg-type]
-    status = load_captions(caption_options_from_args(args), observer)
+    options = caption_options_from_args(args)
+    worker_options = WorkerOptions(model=options.model, workers=options.workers, full_window=options.full_window)
+    # What the server passes on the worker's command line is what the worker parses.
+    assert ("--full-window" in worker_options.arguments()) is full_window
+    transcriber = load_transcriber(worker_options)
     try:
-        assert status.enabled
-        model = observer.captions._scheduler.engine.model  # type: ignore[union-attr]
+        model = transcriber.service._scheduler.engine.model
         assert isinstance(model, ShortWindowWhisperModel) is not full_window
     finally:
-        await observer.close()
+        await transcriber.close()

@@ -131,33 +131,6 @@ async def test_removed_listener_gets_nothing(service: TranslationService) -> Non
     assert [lid for lid, _ in inbox.got] == ["b"]
 
 
-async def test_partials_are_off_by_default_and_rate_limited_when_on(service: TranslationService) -> None:
-    inbox = Inbox()
-    router = SubtitleRouter(service, inbox)
-    router.set_choice("a", "es")
-    await router.on_caption(caption(1, "I want to", final=False))
-    assert inbox.got == [] and service.stats.requests == 0
-
-    now = [100.0]
-    router = SubtitleRouter(service, inbox, partial_interval=1.0, clock=lambda: now[0])
-    router.set_choice("a", "es")
-    for words, t in (
-        ("I want", 100.0),
-        ("I want to", 100.4),
-        ("I want to share", 100.9),
-        ("I want to share something", 101.1),
-    ):
-        now[0] = t
-        await router.on_caption(caption(1, words, final=False))
-    partials = [s for _, s in inbox.got if not s.final]
-    assert len(partials) == 2 and router.stats.partial_translations == 2  # at 100.0 and 101.1
-    await router.on_caption(caption(1, LINES[0]))
-    now[0] = 105.0
-    await router.on_caption(caption(1, "late partial of a finished segment", final=False))
-    assert [s.final for _, s in inbox.got] == [False, False, True]
-    assert router.stats.translations_run == 1 and router.stats.partials_sent == 2
-
-
 async def test_whisper_english_covers_pairs_argos_cannot(service: TranslationService) -> None:
     told: list[str] = []
     inbox = Inbox()
@@ -169,10 +142,10 @@ async def test_whisper_english_covers_pairs_argos_cannot(service: TranslationSer
         router.set_choice(listener, language)
     assert router.reachable_targets() == ["en", "es", "yy"]
 
-    await router.on_caption(caption(1, "Merci à tous d'être là.", language="fr"))
+    await router.on_final_caption(caption(1, "Merci à tous d'être là.", language="fr"))
     assert inbox.got == [] and told == []  # waiting for Whisper's English
     english = "Thank you all for being here."
-    await router.on_caption(caption(1, english, language="en", task="translate"))
+    await router.on_whisper_translation(caption(1, english, language="en", task="translate"))
     by_listener = {lid: sub for lid, sub in inbox.got}
     assert set(by_listener) == {"a", "b"}
     assert by_listener["a"].text == english and by_listener["a"].source_language == "fr"
@@ -184,11 +157,11 @@ async def test_whisper_english_never_duplicates_an_argos_subtitle(service: Trans
     inbox = Inbox()
     router = SubtitleRouter(service, inbox, whisper_english=True)
     router.set_choice("a", "en")
-    await router.on_caption(caption(1, "Thank you all.", language="xx"))  # Argos has xx->en
-    await router.on_caption(caption(1, "Thanks, everyone.", language="en", task="translate"))
+    await router.on_final_caption(caption(1, "Thank you all.", language="xx"))  # Argos has xx->en
+    await router.on_whisper_translation(caption(1, "Thanks, everyone.", language="en", task="translate"))
     assert [(lid, s.text != "Thanks, everyone.") for lid, s in inbox.got] == [("a", True)]
 
     ignoring = SubtitleRouter(service, Inbox())  # whisper_english off: translation events are ignored
     ignoring.set_choice("a", "es")
-    await ignoring.on_caption(caption(2, "Thanks, everyone.", language="en", task="translate"))
+    await ignoring.on_whisper_translation(caption(2, "Thanks, everyone.", language="en", task="translate"))
     assert ignoring.stats.subtitles_sent == 0 and ignoring.stats.translations_run == 0

@@ -109,7 +109,7 @@ async def test_translation_runs_off_the_event_loop(
     assert threading.current_thread() is threading.main_thread()
 
 
-async def test_sentences_are_cached_and_partials_keep_only_finished_ones(
+async def test_sentences_are_cached_one_by_one(
     service: TranslationService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sent_to_model: list[list[str]] = []
@@ -120,14 +120,9 @@ async def test_sentences_are_cached_and_partials_keep_only_finished_ones(
         return original(self, sentences)
 
     monkeypatch.setattr(PackageEngine, "translate_sentences", spy)
-    await service.translate_result("I slept better on Tuesday. And then", "en", "es", partial=True)
-    await service.translate_result("I slept better on Tuesday. And then my sister", "en", "es", partial=True)
+    await service.translate_result("I slept better on Tuesday.", "en", "es")
     final = await service.translate_result("I slept better on Tuesday. And then my sister called.", "en", "es")
-    assert sent_to_model == [
-        ["I slept better on Tuesday.", "And then"],
-        ["And then my sister"],
-        ["And then my sister called."],
-    ]
+    assert sent_to_model == [["I slept better on Tuesday."], ["And then my sister called."]]
     assert not final.cached
     again = await service.translate_result("And then my sister called. Thank you.", "en", "es")
     assert sent_to_model[-1] == ["Thank you."] and not again.cached

@@ -39,7 +39,8 @@ _STREAM_COUNTERS = (
 class CaptionService:
     """Streams captions for many speakers with one model.
 
-    ``on_caption`` is always called on the event loop thread. ``workers`` decode threads share the model;
+    Captions go to the stream's own ``on_caption`` (``open_stream``), else to the service-wide one; always
+    called on the event loop thread. ``workers`` decode threads share the model;
     give the model at least as many CTranslate2 workers (``load_whisper_model(..., num_workers=workers)``)
     or the threads take turns. ``also_translate_to_english`` is the default for new streams: finals in
     another language are followed by Whisper's English translation (same segment_id, task "translate").
@@ -48,7 +49,7 @@ class CaptionService:
     def __init__(
         self,
         model: WhisperModel,
-        on_caption: Callable[[Caption], None],
+        on_caption: Callable[[Caption], None] | None = None,
         *,
         workers: int = 1,
         config: StreamConfig | None = None,
@@ -95,6 +96,7 @@ class CaptionService:
         language: str | None = None,
         *,
         also_translate_to_english: bool | None = None,
+        on_caption: Callable[[Caption], None] | None = None,
     ) -> SpeakerStream:
         """A caption stream for one participant; ``language`` None means detect it per utterance."""
         if self._closed:
@@ -106,7 +108,7 @@ class CaptionService:
             language=language,
             also_translate_to_english=translate,
             scheduler=self._scheduler,
-            emit=self._emit,
+            emit=self._emit if on_caption is None else self._guarded(on_caption),
             counters=self._counters,
             config=self._config,
             on_closed=self._streams.discard,
@@ -133,7 +135,14 @@ class CaptionService:
         await self._scheduler.close()
 
     def _emit(self, caption: Caption) -> None:
-        try:
-            self._on_caption(caption)
-        except Exception:
-            log.exception("on_caption callback failed")
+        if self._on_caption is not None:
+            self._guarded(self._on_caption)(caption)
+
+    @staticmethod
+    def _guarded(on_caption: Callable[[Caption], None]) -> Callable[[Caption], None]:
+        def emit(caption: Caption) -> None:
+            try:
+                on_caption(caption)
+            except Exception as exc:  # a consumer's bug must not stop the stream; never log the text
+                log.error("on_caption callback failed: %s", type(exc).__name__)
+        return emit

@@ -3,20 +3,20 @@
 Each final caption is translated once per target language some listener chose, never once per listener,
 and each result goes only to the listeners of that language. Listeners who chose the caption's own
 language, or nothing, get nothing (they read the original). Finals for a target are sent in caption
-order. Partial (in-progress) captions can optionally be translated too, at most once per segment, target
-and ``partial_interval`` seconds; a partial that finishes after its segment's final is discarded.
+order. Only finals are translated: a subtitle that rewrites itself is harder to read than one that comes
+a moment later.
 
-Whisper can follow a non-English final with its own English translation (a caption with ``task ==
-"translate"``, same segment_id). With ``whisper_english=True`` the router uses it for the pairs Argos
-cannot do: English listeners get it as is, other languages get it translated from English. A segment is
-never subtitled twice in one language.
+Whisper can follow a non-English final with its own English translation (same segment_id), which
+arrives on its own path, ``on_whisper_translation``. With ``whisper_english=True`` the router uses it
+for the pairs Argos cannot do: English listeners get it as is, other languages get it translated from
+English. A segment is never subtitled twice in one language. The router alone owns each listener's
+subtitle language.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Hashable, Iterable
 from dataclasses import dataclass, field
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 SendFn = Callable[[str, Subtitle], None]
 MissingFn = Callable[[str, NoTranslationModel], None]
 
-_RECENT_SEGMENTS = 512  # segments remembered (late partials, Whisper translations, duplicates)
+_RECENT_SEGMENTS = 512  # segments remembered (Whisper translations, duplicates)
 ENGLISH = "en"
 
 
@@ -40,8 +40,6 @@ class RouterStats:
     translations_run: int = 0  # final caption x target translations that ran a model
     cache_hits: int = 0  # final caption x target translations served from the cache
     subtitles_sent: int = 0
-    partial_translations: int = 0
-    partials_sent: int = 0
     dropped_busy: int = 0  # translation queue full: subtitle skipped rather than delayed
     missing_model: int = 0
     errors: int = 0
@@ -65,14 +63,10 @@ class SubtitleRouter:
         service: TranslationService,
         send: SendFn,
         *,
-        partial_interval: float | None = None,
         whisper_english: bool = False,
         on_missing_model: MissingFn | None = None,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """``partial_interval`` (seconds) enables partial translation; None (default) disables it.
-
-        ``whisper_english``: the transcriber sends Whisper's English translation after non-English finals
+        """``whisper_english``: the transcriber sends Whisper's English translation after non-English finals
         (CaptionService ``also_translate_to_english``), so English, and whatever Argos reaches from
         English, can be offered for every speaker language.
 
@@ -81,18 +75,14 @@ class SubtitleRouter:
         """
         self.service = service
         self.send = send
-        self.partial_interval = partial_interval
         self.whisper_english = whisper_english
         self.on_missing_model = on_missing_model
-        self.clock = clock
         self.stats = RouterStats()
         self.source_languages: set[str] = set()
         self._choices: dict[str, str] = {}
         self._target_locks: dict[str, asyncio.Lock] = {}
         self._finalized: OrderedDict[Hashable, str] = OrderedDict()  # segment -> its language
         self._delivered: OrderedDict[tuple[Hashable, str], None] = OrderedDict()
-        self._partial_last: dict[tuple[Hashable, str], float] = {}
-        self._partial_busy: set[tuple[Hashable, str]] = set()
         self._told_missing: set[tuple[str, str, str]] = set()
         self._background: set[asyncio.Task[None]] = set()
 
@@ -101,6 +91,9 @@ class SubtitleRouter:
     @property
     def choices(self) -> dict[str, str]:
         return dict(self._choices)
+
+    def choice_of(self, listener_id: str) -> str | None:
+        return self._choices.get(listener_id)
 
     def listeners_for(self, language: str) -> list[str]:
         return [lid for lid, lang in self._choices.items() if lang == language]
@@ -149,16 +142,8 @@ class SubtitleRouter:
 
     # -- captions ---------------------------------------------------------------------------------
 
-    async def on_caption(self, caption: CaptionLike) -> None:
-        if caption.final:
-            await self.on_final_caption(caption)
-        else:
-            await self.on_partial_caption(caption)
-
     async def on_final_caption(self, caption: CaptionLike) -> None:
-        if getattr(caption, "task", "transcribe") == "translate":
-            await self.on_whisper_translation(caption)
-            return
+        """A final caption in its speaker's language: translated once per language some listener chose."""
         source = caption.language
         self._mark_final(caption.segment_id, source or "")
         if not source or not caption.text.strip():
@@ -189,26 +174,9 @@ class SubtitleRouter:
         jobs = []
         for target in targets:
             if target == ENGLISH:
-                self._deliver(caption, source, target, text, final=True)
+                self._deliver(caption, source, target, text)
             else:
                 jobs.append(self._final_for_target(caption, source, text, target, via=ENGLISH))
-        await asyncio.gather(*jobs)
-
-    async def on_partial_caption(self, caption: CaptionLike) -> None:
-        source = caption.language
-        if self.partial_interval is None or not source or not caption.text.strip():
-            return
-        if caption.segment_id in self._finalized:
-            return
-        now = self.clock()
-        jobs = []
-        for target in sorted({lang for lang in self._choices.values() if lang != source}):
-            key = (caption.segment_id, target)
-            if key in self._partial_busy or now - self._partial_last.get(key, -1e18) < self.partial_interval:
-                continue
-            self._partial_last[key] = now
-            self._partial_busy.add(key)
-            jobs.append(self._partial_for_target(caption, source, target, key))
         await asyncio.gather(*jobs)
 
     # -- internals --------------------------------------------------------------------------------
@@ -218,24 +186,13 @@ class SubtitleRouter:
     ) -> None:
         lock = self._target_locks.setdefault(target, asyncio.Lock())
         async with lock:  # keep each language's subtitles in caption order
-            translated = await self._translate(text, via or source, target, final=True)
+            translated = await self._translate(text, via or source, target)
             if translated is not None:
-                self._deliver(caption, source, target, translated, final=True)
+                self._deliver(caption, source, target, translated)
 
-    async def _partial_for_target(
-        self, caption: CaptionLike, source: str, target: str, key: tuple[Hashable, str]
-    ) -> None:
+    async def _translate(self, text: str, source: str, target: str) -> str | None:
         try:
-            text = await self._translate(caption.text, source, target, final=False)
-        finally:
-            self._partial_busy.discard(key)
-        if text is not None and caption.segment_id not in self._finalized:
-            self._deliver(caption, source, target, text, final=False)
-
-    async def _translate(self, text: str, source: str, target: str, *, final: bool) -> str | None:
-        try:
-            # Partials cache only their finished sentences, which the final caption then reuses.
-            result = await self.service.translate_result(text, source, target, partial=not final)
+            result = await self.service.translate_result(text, source, target)
         except NoTranslationModel as err:
             self.stats.missing_model += 1
             self._tell_missing(source, target, err)
@@ -248,15 +205,13 @@ class SubtitleRouter:
             self.stats.errors += 1
             log.exception("translating a caption %s->%s failed", source, target)
             return None
-        if not final:
-            self.stats.partial_translations += 1
-        elif result.cached:
+        if result.cached:
             self.stats.cache_hits += 1
         else:
             self.stats.translations_run += 1
         return result.text
 
-    def _deliver(self, caption: CaptionLike, source: str, target: str, text: str, *, final: bool) -> None:
+    def _deliver(self, caption: CaptionLike, source: str, target: str, text: str) -> None:
         subtitle = Subtitle(
             segment_id=caption.segment_id,
             language=target,
@@ -266,12 +221,11 @@ class SubtitleRouter:
             speaker_name=caption.speaker_name,
             start=caption.start,
             end=caption.end,
-            final=final,
+            final=True,
         )
-        if final:
-            self._delivered[(caption.segment_id, target)] = None
-            while len(self._delivered) > _RECENT_SEGMENTS * 4:
-                self._delivered.popitem(last=False)
+        self._delivered[(caption.segment_id, target)] = None
+        while len(self._delivered) > _RECENT_SEGMENTS * 4:
+            self._delivered.popitem(last=False)
         # Read the choices now, not when translation started: listeners may have left or switched.
         for listener_id in self.listeners_for(target):
             try:
@@ -280,10 +234,7 @@ class SubtitleRouter:
                 self.stats.errors += 1
                 log.exception("sending a subtitle to %s failed", listener_id)
                 continue
-            if final:
-                self.stats.subtitles_sent += 1
-            else:
-                self.stats.partials_sent += 1
+            self.stats.subtitles_sent += 1
 
     def _reachable(self, source: str, target: str) -> bool:
         if self.service.can_translate(source, target):
@@ -299,8 +250,6 @@ class SubtitleRouter:
         self._finalized.move_to_end(segment_id)
         while len(self._finalized) > _RECENT_SEGMENTS:
             self._finalized.popitem(last=False)
-        for key in [k for k in self._partial_last if k[0] == segment_id]:
-            del self._partial_last[key]
 
     def _missing(self, source: str, target: str) -> NoTranslationModel:
         try:

@@ -4,8 +4,8 @@ Translations run on a small dedicated thread pool, never on the event loop, and 
 requests is bounded: when speech outpaces the CPU, new requests fail fast with ``TranslationBusy`` instead
 of subtitles drifting minutes behind. Translations are cached per sentence and per hop of a route (a pivot
 ``es->en->fr`` has two): repeated phrases are free, a caption translated into several targets through
-English is translated into English once, and sentences already translated while the caption was partial
-are not translated again when it becomes final. Model execution is in translate/engine.py, which explains
+English is translated into English once, and a sentence seen in an earlier caption is not translated
+again. Model execution is in translate/engine.py, which explains
 why we bypass ``argostranslate.translate`` (it downloads at translate time).
 """
 
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from translate.cache import LRUCache
 from translate.catalog import Catalog, InstalledPair
-from translate.engine import DecodeOptions, PackageEngine, is_complete, join_sentences, split_sentences
+from translate.engine import DecodeOptions, PackageEngine, join_sentences, split_sentences
 from translate.errors import NoTranslationModel, TranslationBusy
 
 log = logging.getLogger(__name__)
@@ -133,11 +133,10 @@ class TranslationService:
         return (await self.translate_result(text, source, target)).text
 
     async def translate_result(
-        self, text: str, source: str, target: str, *, partial: bool = False, use_cache: bool = True
+        self, text: str, source: str, target: str, *, use_cache: bool = True
     ) -> TranslationResult:
         """Translate off the event loop. Raises ``NoTranslationModel`` or ``TranslationBusy``.
 
-        ``partial``: the text is still growing; only its finished sentences are cached.
         ``use_cache=False`` neither reads nor writes the cache (benchmarks).
         """
         hops = self.catalog.route(source, target)  # fail fast, before queueing
@@ -155,7 +154,7 @@ class TranslationService:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(
                 self._executor,
-                functools.partial(self.translate_sync, text, source, target, partial=partial, use_cache=use_cache),
+                functools.partial(self.translate_sync, text, source, target, use_cache=use_cache),
             )
         finally:
             self._pending -= 1
@@ -168,14 +167,14 @@ class TranslationService:
             await loop.run_in_executor(self._executor, self._engine(pair).load)
 
     def translate_sync(
-        self, text: str, source: str, target: str, *, partial: bool = False, use_cache: bool = True
+        self, text: str, source: str, target: str, *, use_cache: bool = True
     ) -> TranslationResult:
         """Blocking translation (worker threads, benchmarks, scripts)."""
         hops = self.catalog.route(source, target)
         text = normalize(text)
         cached = True
         for pair in hops:
-            text, hop_cached = self._run_hop(pair, text, use_cache=use_cache, partial=partial)
+            text, hop_cached = self._run_hop(pair, text, use_cache=use_cache)
             cached = cached and hop_cached
         with self._lock:
             self.stats.requests += 1
@@ -222,7 +221,7 @@ class TranslationService:
                 self._engines[pair.key] = engine
             return engine
 
-    def _run_hop(self, pair: InstalledPair, text: str, *, use_cache: bool, partial: bool) -> tuple[str, bool]:
+    def _run_hop(self, pair: InstalledPair, text: str, *, use_cache: bool) -> tuple[str, bool]:
         """Translate one hop; returns (text, True if no model ran)."""
         sentences = split_sentences(text)
         if not sentences:
@@ -238,7 +237,7 @@ class TranslationService:
         if waiting is not None:  # the same text and pair is being translated by another worker
             return waiting.result(), True
         try:
-            result, ran = self._translate_missing(pair, sentences, partial)
+            result, ran = self._translate_missing(pair, sentences)
         except BaseException as exc:
             mine.set_exception(exc)
             raise
@@ -249,16 +248,14 @@ class TranslationService:
             with self._lock:
                 self._inflight.pop(key, None)
 
-    def _translate_missing(self, pair: InstalledPair, sentences: list[str], partial: bool) -> tuple[str, bool]:
+    def _translate_missing(self, pair: InstalledPair, sentences: list[str]) -> tuple[str, bool]:
         out: list[str | None] = [self._cache.get((pair.from_code, pair.to_code, s)) for s in sentences]
         missing = [i for i, value in enumerate(out) if value is None]
         if missing:
             translated = self._run_model(pair, [sentences[i] for i in missing])
             for i, value in zip(missing, translated, strict=True):
                 out[i] = value
-                # A partial caption's unfinished last fragment will change: do not cache it.
-                if not partial or is_complete(sentences[i]):
-                    self._cache.put((pair.from_code, pair.to_code, sentences[i]), value)
+                self._cache.put((pair.from_code, pair.to_code, sentences[i]), value)
         return join_sentences([v or "" for v in out], pair.to_code), bool(missing)
 
     def _run_model(self, pair: InstalledPair, sentences: list[str]) -> list[str]:
