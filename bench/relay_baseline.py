@@ -7,7 +7,7 @@ from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamTrack
 
 from sfu import aiortc_adapter
-from sfu.participant import Participant, Slot
+from sfu.peer_session import PeerSession, Slot
 from sfu.publication import Publication
 from sfu.subscription import Subscription
 
@@ -18,10 +18,10 @@ class RelayPublication(Publication):
     remote_track: MediaStreamTrack
 
 
-class RelayParticipant(Participant):
+class RelayPeerSession(PeerSession):
     def _on_track(self, track: MediaStreamTrack) -> None:
         transceiver = next(t for t in self.pc.getTransceivers() if t.receiver.track is track)
-        publication = RelayPublication(self.id, track.kind, lambda ssrc: None)
+        publication = RelayPublication(self.owner_id, track.kind, lambda ssrc: None)
         publication.codec = aiortc_adapter.negotiated_codec(transceiver)
         publication.remote_track = track  # left untapped: aiortc decodes it
         self.publications[track.kind] = publication
@@ -31,7 +31,7 @@ class RelayParticipant(Participant):
             return
         transceiver = self.pc.addTransceiver(publication.kind, direction="sendonly")
         transceiver.sender.replaceTrack(RELAY.subscribe(publication.remote_track))
-        marker = Subscription(publication.kind, self.id)  # bookkeeping only; the relay track sends
+        marker = Subscription(publication.kind, self.owner_id)  # bookkeeping only; the relay track sends
         marker.publication = publication
         self.slots.append(Slot(transceiver, marker, publication.codec.mimeType.lower() if publication.codec else ""))
         self._schedule_offer(changed=True)

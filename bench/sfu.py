@@ -101,9 +101,9 @@ def serve(mode: str, port: int, captions: bool) -> None:
                           groups=GroupsConfig(server=ServerSettings(allow_adhoc_rooms=False), groups=(group,)))
     app = build_app(config, CaptionOptions(enabled=captions, model="base"), translation=False)
     if mode == "baseline":
-        from bench.relay_baseline import RelayParticipant
+        from bench.relay_baseline import RelayPeerSession
 
-        app[ROOMS_KEY].participant_class = RelayParticipant
+        app[ROOMS_KEY].session_class = RelayPeerSession
     web.run_app(app, host="127.0.0.1", port=port, print=lambda *_: print("ready", flush=True))
 
 

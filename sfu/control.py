@@ -16,7 +16,7 @@ from sfu.room import Room
 
 logger = logging.getLogger(__name__)
 
-Kick = Callable[[Participant, str], Awaitable[None]]  # (who, reason) -> bye, close, release the seat
+Kick = Callable[[Room, Participant, str], Awaitable[None]]  # (room, who, reason) -> bye, close, release the seat
 EndSession = Callable[[Room], Awaitable[None]]
 
 
@@ -53,8 +53,8 @@ class RoomControl:
         match request:
             case messages.SetSpokenLanguage(language=language):
                 sender.spoken_language = language
-            case messages.SetSubtitleLanguage(language=language):
-                sender.subtitle_language = language  # the translation service answers with subtitle-status
+            case messages.SetSubtitleLanguage():
+                pass  # the subtitle router (an observer) owns the choice and answers with subtitle-status
             case messages.SetCaptionNameHidden(hidden=hidden):
                 sender.caption_name_hidden = hidden
             case messages.SendChat(text=text):
@@ -105,7 +105,7 @@ class RoomControl:
                 if target.browser_key:
                     room.removed_keys.add(target.browser_key)
                 room.removed_ids.add(target.id)
-                self._spawn(self._kick(target, "removed"))
+                self._spawn(self._kick(room, target, "removed"))
             case _:
                 return "invalid-message", f"unhandled request {type(request).__name__}"
         return None

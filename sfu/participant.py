@@ -1,337 +1,55 @@
-"""A Participant is one person in a room: one peer connection, renegotiated by the server.
+"""A Participant is one person in a room: who they are, what they chose, and what the facilitator decided.
 
-Layout: the client makes the first offer (its own audio/video, sendonly, and the data channel). After
-that only the server offers, whenever forwarded tracks come or go, so there is never glare. Each
-forwarded track gets a sendonly transceiver ("slot"); when its publisher leaves the slot goes
-inactive and is reused for the next publication of the same kind and codec.
+Their media connection is a `MediaSession` (sfu/media_session.py) they hold but do not run: the room
+wires publications and subscriptions through it, and the facilitator's mute applies to its publications
+(`Room.set_paused`). Nothing here touches WebRTC, so room, lobby and moderation logic can be tested
+with a fake session.
 """
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
-import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from aiortc import (
-    RTCBundlePolicy,
-    RTCConfiguration,
-    RTCDataChannel,
-    RTCPeerConnection,
-    RTCRtpTransceiver,
-    RTCSessionDescription,
-)
-from aiortc.exceptions import InvalidStateError
-from aiortc.mediastreams import MediaStreamTrack
-from aiortc.rtcdtlstransport import RTCDtlsTransport
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-
-from sfu import aiortc_adapter, messages
-from sfu.codecs import FORWARDABLE, same_codec, subscriber_codecs
-from sfu.publication import Publication
+from sfu import messages
+from sfu.media_session import MediaSession
 from sfu.ratelimit import TokenBucket, message_bucket
-from sfu.subscription import Subscription
 
-if TYPE_CHECKING:
-    from sfu.room import Room
-
-logger = logging.getLogger(__name__)
-
-_closing: set[asyncio.Future[None]] = set()  # pc.close() of failed connections, kept until done
 SignalSender = Callable[[messages.Struct], Awaitable[None]]
-CHANNEL_BACKLOG = 256  # events kept while the data channel opens: history (50 captions, 100 chat) and more
-
-
-CONNECTION_GONE = "your media connection has closed; join again with your resume token"
-
-
-class NegotiationError(Exception):
-    pass
-
-
-@dataclass
-class Slot:
-    transceiver: RTCRtpTransceiver
-    subscription: Subscription
-    mime_type: str
 
 
 class Participant:
-    def __init__(self, participant_id: str, name: str, room: Room, send_signal: SignalSender,
-                 rtc_configuration: RTCConfiguration | None = None, role: str = "participant") -> None:
+    def __init__(self, participant_id: str, name: str, media: MediaSession, send_signal: SignalSender,
+                 role: str = "participant") -> None:
         self.id = participant_id
         self.name = name
         self.role = role
-        self.room = room
+        self.media = media
+        self._send_signal = send_signal
         self.spoken_language: str | None = None
-        self.subtitle_language: str | None = None
         self.caption_name_hidden = False
         self.muted_by_facilitator = False
         self.video_stopped_by_facilitator = False
         self.browser_key: str | None = None  # from the pw_key cookie: lets a removal stick for the session
         self.message_limit = message_bucket()
         self.chat_limit: TokenBucket | None = None
-        self.on_request: Callable[[str | bytes], None] = lambda raw: None
-        self._send_signal = send_signal
-        # max-bundle: with aiortc's default ("balanced") a transceiver added after the first answer is
-        # tied to a transport that BUNDLE then discards, so its sender never starts. Offers must BUNDLE
-        # every section (aiortc_adapter.offer_problem checks), as browsers do by default.
-        configuration = dataclasses.replace(rtc_configuration or RTCConfiguration(),
-                                            bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
-        self.pc = RTCPeerConnection(configuration)
-        self.publications: dict[str, Publication] = {}  # by kind
-        self.slots: list[Slot] = []
-        self.channel: RTCDataChannel | None = None
-        self._channel_backlog: list[str] = []
-        self._negotiation_lock = asyncio.Lock()
-        self._initial_answer_sent = False
-        self._needs_offer = False
-        self._offer_outstanding = False
-        self._offer_task: asyncio.Future[None] | None = None
-        self._transport: RTCDtlsTransport | None = None
-        self.closed = False
-        self.media_ended = False  # the peer connection closed or failed; the seat may outlive it
-        self.pc.on("track", self._on_track)
-        self.pc.on("datachannel", self._on_datachannel)
-        self.pc.on("connectionstatechange", self._on_connection_state)
-
-    @property
-    def ready(self) -> bool:
-        """The client's own offer has been answered: the server may now offer."""
-        return self._initial_answer_sent
-
-    @property
-    def media_open(self) -> bool:
-        """The peer connection can still be used: nothing may call into it otherwise."""
-        return not self.closed and not self.media_ended
 
     def info(self) -> messages.ParticipantInfo:
         return messages.ParticipantInfo(id=self.id, name=self.name, role=self.role)
 
-    # --- negotiation -------------------------------------------------------------------------
+    def paused_by_facilitator(self, kind: str) -> bool:
+        return self.muted_by_facilitator if kind == "audio" else self.video_stopped_by_facilitator
 
-    async def accept_offer(self, sdp: str) -> None:
-        async with self._negotiation_lock:
-            if not self.media_open:
-                raise NegotiationError(CONNECTION_GONE)
-            if self._initial_answer_sent:
-                raise NegotiationError("only the first offer comes from the client; later ones come from the server")
-            problem = aiortc_adapter.offer_problem(sdp)
-            if problem is not None:
-                raise NegotiationError(f"cannot use this offer: {problem}")
-            try:
-                await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-                for transceiver in self.pc.getTransceivers():
-                    aiortc_adapter.ask_for_opus_dtx(transceiver)
-                answer = await self.pc.createAnswer()
-                await self.pc.setLocalDescription(answer)
-            except Exception as exc:  # aiortc raises several types for bad SDP
-                raise NegotiationError(f"cannot use this offer: {exc}") from None
-            for transceiver in self.pc.getTransceivers():
-                aiortc_adapter.pin_codecs(transceiver, aiortc_adapter.negotiated_codecs(transceiver))
-            await self._send_signal(messages.ServerAnswer(sdp=self.pc.localDescription.sdp))
-            self._initial_answer_sent = True
-            self._transport = aiortc_adapter.bundle_transport(self.pc)
-            if self._transport is not None:
-                self._transport.on("statechange", self._schedule_offer)
-        for publication in self.publications.values():
-            self.room.publication_started(publication)
-        self.room.subscribe_to_everyone(self)
-        self._schedule_offer()
-
-    async def accept_answer(self, sdp: str) -> None:
-        async with self._negotiation_lock:
-            if not self.media_open:
-                raise NegotiationError(CONNECTION_GONE)
-            if not self._offer_outstanding:
-                raise NegotiationError("no offer is waiting for an answer")
-            try:
-                await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
-            except Exception as exc:
-                raise NegotiationError(f"cannot use this answer: {exc}") from None
-            self._offer_outstanding = False
-        self._schedule_offer()
-
-    def _schedule_offer(self, changed: bool = False) -> None:
-        self._needs_offer = self._needs_offer or changed
-        # Wait for DTLS: aiortc starts new senders only in the connect step of a negotiation that finds
-        # the transport already connected; a renegotiation during the handshake would leave them idle.
-        if (self._needs_offer and self._initial_answer_sent and not self._offer_outstanding
-                and self.media_open and self._transport is not None and self._transport.state == "connected"):
-            self._offer_task = asyncio.ensure_future(self._send_offer())
-
-    async def _send_offer(self) -> None:
-        async with self._negotiation_lock:
-            if not self._needs_offer or self._offer_outstanding or not self.media_open:
-                return
-            self._needs_offer = False
-            self._offer_outstanding = True
-            try:
-                await self.pc.setLocalDescription(await aiortc_adapter.create_offer(self.pc))
-            except InvalidStateError:  # closed meanwhile: _on_connection_state ends the media
-                return
-            tracks = {
-                slot.transceiver.mid: messages.TrackInfo(
-                    participant_id=slot.subscription.publication.participant_id, kind=slot.subscription.kind)
-                for slot in self.slots
-                if slot.subscription.publication is not None and slot.transceiver.mid is not None
-            }
-            await self._send_signal(messages.ServerOffer(sdp=self.pc.localDescription.sdp, tracks=tracks))
-
-    # --- publishing --------------------------------------------------------------------------
-
-    def _on_track(self, track: MediaStreamTrack) -> None:
-        transceiver = next(t for t in self.pc.getTransceivers() if t.receiver.track is track)
-        receiver = transceiver.receiver
-        publication = Publication(self.id, track.kind,
-                                  lambda ssrc: aiortc_adapter.request_keyframe(receiver, ssrc))
-        aiortc_adapter.tap_receiver(
-            receiver, track.kind,
-            lambda frame: publication.on_assembled(frame, aiortc_adapter.receiver_codec(receiver,
-                                                                                       frame.payload_type)))
-        publication.codec = aiortc_adapter.negotiated_codec(transceiver)
-        if publication.codec is None or publication.codec.mimeType.lower() not in FORWARDABLE:
-            logger.warning("participant %s offered no forwardable %s codec", self.id, track.kind)
-            publication.close()
-            return
-        publication.paused = (self.muted_by_facilitator if track.kind == "audio"
-                              else self.video_stopped_by_facilitator)
-        self.publications[track.kind] = publication
-
-    # --- subscribing -------------------------------------------------------------------------
-
-    def subscribe(self, publication: Publication) -> None:
-        # Before our answer to the client's offer, a new transceiver would be matched to the client's
-        # own m-lines; subscribe_to_everyone() catches up once the answer is out.
-        if not self.media_open or not self.ready or publication.codec is None or self.subscription_for(publication):
-            return
-        mime = publication.codec.mimeType.lower()
-        slot = next((s for s in self.slots if s.subscription.publication is None
-                     and s.subscription.kind == publication.kind and s.mime_type == mime), None)
-        if slot is None:
-            codecs = self._codecs_like(publication.codec)
-            transceiver = self.pc.addTransceiver(publication.kind, direction="sendonly")
-            if codecs:
-                aiortc_adapter.pin_codecs(transceiver, codecs)
-            else:
-                transceiver.setCodecPreferences(subscriber_codecs(publication.codec))
-            subscription = Subscription(publication.kind, self.id)
-            transceiver.sender.replaceTrack(subscription)
-            aiortc_adapter.redirect_keyframe_requests(transceiver.sender, subscription.request_keyframe)
-            slot = Slot(transceiver, subscription, mime)
-            self.slots.append(slot)
-        else:
-            slot.transceiver.direction = "sendonly"
-        slot.subscription.bind(publication)
-        self._schedule_offer(changed=True)
-
-    def _codecs_like(self, codec: RTCRtpCodecParameters) -> list[RTCRtpCodecParameters]:
-        """The subscriber's own negotiated payload types for `codec` (and its RTX), if it has any."""
-        own = [t for t in self.pc.getTransceivers() if all(s.transceiver is not t for s in self.slots)]
-        for transceiver in own:
-            if transceiver.kind != codec.mimeType.split("/")[0].lower():
-                continue
-            negotiated = aiortc_adapter.negotiated_codecs(transceiver)
-            matches = [c for c in negotiated if same_codec(c, codec)]
-            if matches:
-                rtx = [c for c in negotiated
-                       if c.mimeType.lower().endswith("/rtx") and c.parameters.get("apt") == matches[0].payloadType]
-                return [matches[0], *rtx[:1]]
-        return []
-
-    def unsubscribe(self, publication: Publication) -> None:
-        for slot in self.slots:
-            if slot.subscription.publication is publication:
-                slot.subscription.unbind()
-                slot.transceiver.direction = "inactive"
-                self._schedule_offer(changed=True)
-
-    def subscription_for(self, publication: Publication) -> Subscription | None:
-        return next((s.subscription for s in self.slots if s.subscription.publication is publication), None)
-
-    # --- data channel ------------------------------------------------------------------------
-
-    def _on_datachannel(self, channel: RTCDataChannel) -> None:
-        if self.channel is not None:
-            channel.close()  # one channel per participant
-            return
-        self.channel = channel
-        channel.on("message", self._on_channel_message)
-        if channel.readyState == "open":
-            self._flush_backlog()
-        else:
-            channel.on("open", self._flush_backlog)
-
-    def _on_channel_message(self, raw: str | bytes) -> None:
-        # Runs inside aiortc's SCTP receive path: anything raised here would close this connection.
-        try:
-            self.on_request(raw)
-        except Exception as exc:
-            logger.error("request from %s failed: %s", self.id, type(exc).__name__)  # never the content
-            self.send_event(messages.ChannelError(code="server-error",
-                                                  message="the server could not handle that request"))
-
-    def _flush_backlog(self) -> None:
-        backlog, self._channel_backlog = self._channel_backlog, []
-        for text in backlog:
-            self._send_text(text)
+    def carry_over(self, previous: Participant) -> None:
+        """A resumed seat keeps the facilitator's decisions and the person's own preferences."""
+        self.muted_by_facilitator = previous.muted_by_facilitator
+        self.video_stopped_by_facilitator = previous.video_stopped_by_facilitator
+        self.caption_name_hidden = previous.caption_name_hidden
+        self.spoken_language = previous.spoken_language
 
     def send_event(self, message: messages.Struct) -> None:
-        text = messages.encode(message)
-        if self.channel is not None and self.channel.readyState == "open":
-            self._send_text(text)
-        elif len(self._channel_backlog) < CHANNEL_BACKLOG:
-            self._channel_backlog.append(text)
-
-    def _send_text(self, text: str) -> None:
-        assert self.channel is not None
-        try:
-            self.channel.send(text)
-        except Exception:  # closing transport; the participant is on its way out
-            logger.debug("data channel send failed for %s", self.id)
+        """Over the data channel (in-room activity)."""
+        self.media.send_event(message)
 
     async def send_signal(self, message: messages.Struct) -> None:
+        """Over the WebSocket (session lifecycle)."""
         await self._send_signal(message)
-
-    # --- lifetime ----------------------------------------------------------------------------
-
-    def _on_connection_state(self) -> None:
-        state = self.pc.connectionState
-        logger.info("participant %s connection %s", self.id, state)
-        if state in ("closed", "failed") and not self.media_ended and not self.closed:
-            self.end_media()
-            if state == "failed":
-                self._spawn_close()
-
-    def end_media(self) -> None:
-        """The connection is gone (tab closed, network lost): stop forwarding to and from it at once.
-
-        The participant keeps its place (the seat's resume grace decides when it goes); the room makes
-        other people's slots for its tracks idle.
-        """
-        if self.media_ended:
-            return
-        self.media_ended = True
-        for slot in self.slots:
-            slot.subscription.stop()
-        self.room.media_ended(self)
-        for publication in self.publications.values():
-            publication.close()
-        self.publications.clear()
-
-    def _spawn_close(self) -> None:
-        task = asyncio.ensure_future(self.pc.close())
-        _closing.add(task)
-        task.add_done_callback(_closing.discard)
-
-    async def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        for slot in self.slots:
-            slot.subscription.stop()
-        for publication in self.publications.values():
-            publication.close()
-        await self.pc.close()

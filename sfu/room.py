@@ -141,23 +141,23 @@ class Room:
     async def remove(self, participant: Participant) -> None:
         if self.lobby.get(participant.id) is participant:
             del self.lobby[participant.id]
-            await participant.close()
+            await participant.media.close()
             await self.update_lobby()
             return
         if self.participants.get(participant.id) is not participant:
             return
         del self.participants[participant.id]
         self.speakers.forget(participant.id)
-        for publication in participant.publications.values():
+        for publication in participant.media.publications.values():
             for other in self.participants.values():
-                other.unsubscribe(publication)
+                other.media.unsubscribe(publication)
         for observer in self.observers:
             observer.participant_left(self, participant)
         if participant.id in self.hands:
             self.hands.remove(participant.id)
             self.broadcast_event(self._hands_event())
         await self.broadcast_signal(messages.ParticipantLeft(participant_id=participant.id))
-        await participant.close()
+        await participant.media.close()
 
     @property
     def empty(self) -> bool:
@@ -173,10 +173,16 @@ class Room:
 
     # --- media wiring ------------------------------------------------------------------------
 
-    def publication_started(self, publication: Publication) -> None:
-        publisher = self.participants.get(publication.participant_id)
-        if publisher is None:
+    def media_ready(self, participant: Participant) -> None:
+        """`participant`'s first offer is answered: forward their tracks to everyone, and everyone's to them."""
+        for publication in participant.media.publications.values():
+            self.publication_started(participant, publication)
+        self.subscribe_to_everyone(participant)
+
+    def publication_started(self, publisher: Participant, publication: Publication) -> None:
+        if self.participants.get(publisher.id) is not publisher:
             return
+        publication.paused = publisher.paused_by_facilitator(publication.kind)
         for other in list(self.participants.values()):
             if other is not publisher:
                 self._subscribe(other, publication)
@@ -195,25 +201,25 @@ class Room:
 
     def subscribe_to_everyone(self, participant: Participant) -> None:
         for other in self.participants.values():
-            if other is participant or not other.ready:
+            if other is participant or not other.media.ready:
                 continue
-            for publication in list(other.publications.values()):
+            for publication in list(other.media.publications.values()):
                 self._subscribe(participant, publication)
 
     def _subscribe(self, subscriber: Participant, publication: Publication) -> None:
         """One subscriber's broken connection must not stop the others (or the publisher) from being wired."""
         try:
-            subscriber.subscribe(publication)
+            subscriber.media.subscribe(publication)
         except Exception:
             logger.exception("subscribing %s failed; ending its media", subscriber.id)
-            subscriber.end_media()
+            subscriber.media.end_media()
 
     def media_ended(self, participant: Participant) -> None:
         """`participant`'s connection is gone: everyone else's slots for its tracks go idle."""
-        for publication in participant.publications.values():
+        for publication in participant.media.publications.values():
             for other in self.participants.values():
                 if other is not participant:
-                    other.unsubscribe(publication)
+                    other.media.unsubscribe(publication)
 
     # --- events ------------------------------------------------------------------------------
 
@@ -304,7 +310,7 @@ class Room:
             target.muted_by_facilitator = paused
         else:
             target.video_stopped_by_facilitator = paused
-        publication = target.publications.get(kind)
+        publication = target.media.publications.get(kind)
         if publication is not None:
             publication.paused = paused
         action = {("audio", True): "muted", ("audio", False): "unmuted",

@@ -17,7 +17,9 @@ from aiohttp import WSMsgType, web
 from sfu import messages
 from sfu.config import ServerConfig
 from sfu.control import RoomControl
-from sfu.participant import NegotiationError, Participant
+from sfu.media_session import SessionEvents
+from sfu.participant import Participant
+from sfu.peer_session import NegotiationError, PeerSession
 from sfu.ratelimit import message_bucket
 from sfu.room import Room, RoomObserver
 
@@ -43,9 +45,11 @@ def group_info(group: Group) -> messages.GroupInfo:
 
 @dataclass
 class Seat:
-    """What lets a dropped participant come back: their token and pending removal."""
+    """One person's place in a room: who they are, their media connection, their socket and resume token."""
 
     participant: Participant
+    room: Room
+    peer: PeerSession
     token: str
     session: SignalingSession
     removal: asyncio.TimerHandle | None = None
@@ -62,7 +66,7 @@ class Rooms:
         default_factory=lambda: messages.CaptionsStatus(enabled=False, reason="captions are not configured"))
     rooms: dict[str, Room] = field(default_factory=dict)
     seats: dict[str, Seat] = field(default_factory=dict)  # by participant id
-    participant_class: type[Participant] = Participant  # benchmarks swap in a transcoding baseline
+    session_class: type[PeerSession] = PeerSession  # benchmarks swap in a transcoding baseline
     public_url: str = ""
 
     def __post_init__(self) -> None:
@@ -90,7 +94,7 @@ class Rooms:
 
     def seat_for_resume(self, room: Room, token: str) -> Seat | None:
         for seat in self.seats.values():
-            if seat.participant.room is room and secrets_match(token, seat.token):
+            if seat.room is room and secrets_match(token, seat.token):
                 return seat
         return None
 
@@ -99,7 +103,7 @@ class Rooms:
             del self.seats[seat.participant.id]
         if seat.removal is not None:
             seat.removal.cancel()
-        room = seat.participant.room
+        room = seat.room
         await room.remove(seat.participant)
         if room.empty and self.rooms.get(room.name) is room:
             del self.rooms[room.name]
@@ -111,11 +115,11 @@ class Rooms:
             del self.rooms[slug]
             room.close()
 
-    async def kick(self, participant: Participant, reason: str) -> None:
+    async def kick(self, room: Room, participant: Participant, reason: str) -> None:
         """Say goodbye, close their connection and free the seat at once (no reconnect grace)."""
         seat = self.seats.get(participant.id)
-        if seat is None:
-            await participant.room.remove(participant)
+        if seat is None or seat.participant is not participant:
+            await room.remove(participant)
             return
         await seat.session.send(messages.Bye(reason=reason))
         seat.session.left = True
@@ -124,8 +128,8 @@ class Rooms:
 
     async def end_session(self, room: Room) -> None:
         room.ended = True
-        for seat in [s for s in self.seats.values() if s.participant.room is room]:
-            await self.kick(seat.participant, "ended")
+        for seat in [s for s in self.seats.values() if s.room is room]:
+            await self.kick(room, seat.participant, "ended")
         if self.rooms.get(room.name) is room:
             del self.rooms[room.name]
             room.close()
@@ -133,6 +137,13 @@ class Rooms:
     async def close(self) -> None:
         for seat in list(self.seats.values()):
             await self.release(seat)
+
+
+def seat_events(control: RoomControl, room: Room, participant: Participant) -> SessionEvents:
+    """What a person's media connection reports goes to their room (and requests to the room's control)."""
+    return SessionEvents(ready=lambda: room.media_ready(participant),
+                         ended=lambda: room.media_ended(participant),
+                         message=lambda raw: control.handle_raw(room, participant, raw))
 
 
 class JoinRefused(Exception):
@@ -198,25 +209,24 @@ class SignalingSession:
         if self.seat is None:
             await self.error("not-joined", "send join first")
             return
-        participant = self.seat.participant
-        room = participant.room
+        seat = self.seat
+        participant, room = seat.participant, seat.room
         try:
             if isinstance(message, messages.Offer):
                 if participant.id in room.lobby:
                     await self.error("in-lobby", "wait until the facilitator lets you in")
                     return
-                await participant.accept_offer(message.sdp)
+                await seat.peer.accept_offer(message.sdp)
             elif isinstance(message, messages.Answer):
-                await participant.accept_answer(message.sdp)
+                await seat.peer.accept_answer(message.sdp)
             elif isinstance(message, messages.Leave):
                 self.left = True
             elif isinstance(message, messages.Admit | messages.Deny):
-                await self.admission(participant, message)
+                await self.admission(room, participant, message)
         except NegotiationError as exc:
             await self.error("negotiation-failed", str(exc))
 
-    async def admission(self, facilitator: Participant, message: messages.Admit | messages.Deny) -> None:
-        room = facilitator.room
+    async def admission(self, room: Room, facilitator: Participant, message: messages.Admit | messages.Deny) -> None:
         if facilitator.role != "facilitator" or facilitator.id not in room.participants:
             await self.error("not-allowed", "only the facilitator can admit or deny people")
             return
@@ -225,7 +235,7 @@ class SignalingSession:
             await self.error("no-such-participant", "nobody with that id is waiting")
             return
         if isinstance(message, messages.Deny):
-            await self.rooms.kick(waiting, "denied")
+            await self.rooms.kick(room, waiting, "denied")
             return
         refusal = room.seat_refusal(waiting.role)
         if refusal is not None:
@@ -274,16 +284,14 @@ class SignalingSession:
             role = previous.role
             await self.rooms.release(resumed)
             room = self.rooms.room_for_join(request.room)
-        participant = self.rooms.participant_class(
-            participant_id, name, room, self.send, self.rooms.config.rtc_configuration(), role=role)
+        peer = self.rooms.session_class(participant_id, self.send, self.rooms.config.rtc_configuration())
+        participant = Participant(participant_id, name, peer, self.send, role=role)
         participant.spoken_language = request.language
         participant.browser_key = self.browser_key
-        participant.on_request = lambda raw: self.rooms.control.handle_raw(participant.room, participant, raw)
         if previous is not None:  # moderation and preferences survive a reconnect
-            for attribute in ("muted_by_facilitator", "video_stopped_by_facilitator", "caption_name_hidden",
-                              "subtitle_language", "spoken_language"):
-                setattr(participant, attribute, getattr(previous, attribute))
-        self.seat = Seat(participant, secrets.token_urlsafe(24), self)
+            participant.carry_over(previous)
+        peer.events = seat_events(self.rooms.control, room, participant)
+        self.seat = Seat(participant, room, peer, secrets.token_urlsafe(24), self)
         self.rooms.seats[participant.id] = self.seat
         in_lobby = room.lobby_enabled and role != "facilitator" and previous is None
         await self.send(messages.Joined(
@@ -305,7 +313,7 @@ class SignalingSession:
         seat = self.seat
         if seat is None or self.rooms.seats.get(seat.participant.id) is not seat:
             return
-        if self.left or self.rooms.config.reconnect_grace <= 0 or seat.participant.id in seat.participant.room.lobby:
+        if self.left or self.rooms.config.reconnect_grace <= 0 or seat.participant.id in seat.room.lobby:
             await self.rooms.release(seat)
             return
         # Keep the place for a while: a phone switching networks comes back with its resume token.

@@ -56,8 +56,8 @@ async def test_two_browsers_see_and_hear_each_other(server: RunningServer, brows
     room = server.rooms.rooms["e2e-room"]
     assert {p.name for p in room.participants.values()} == {"Alice", "Bob"}
     for participant in room.participants.values():
-        assert participant.publications["video"].codec.mimeType == "video/VP8"
-        assert participant.publications["audio"].codec.mimeType == "audio/opus"
+        assert participant.media.publications["video"].codec.mimeType == "video/VP8"
+        assert participant.media.publications["audio"].codec.mimeType == "audio/opus"
 
     await bob.click("#leave")
     await bob.wait_for_selector("#goodbye:not([hidden])")

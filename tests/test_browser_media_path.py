@@ -70,7 +70,7 @@ async def test_closed_tab_holds_a_seat_that_breaks_no_later_join(server: Running
     await alice.evaluate("() => { WebSocket.prototype.send = function () {}; }")
     await alice.close()
     deadline = time.monotonic() + 5
-    while not alice_seat.media_ended:
+    while not alice_seat.media.media_ended:
         assert time.monotonic() < deadline, "the closed tab's connection was not noticed"
         await asyncio.sleep(0.05)
     assert alice_id in room.participants
@@ -158,7 +158,7 @@ async def test_browsers_negotiate_dtx_and_audio_level_and_the_speaker_is_highlig
                            lambda state: state == "connected")
             room = server.rooms.rooms["dtx-room"]
             for pid in (talker_id, quiet_id):  # the latest of our descriptions: re-offers keep both
-                answer = room.participants[pid].pc.localDescription.sdp
+                answer = room.participants[pid].media.pc.localDescription.sdp
                 opus_fmtp = [line for line in answer.splitlines() if line.startswith("a=fmtp:111")]
                 assert opus_fmtp and "usedtx=1" in opus_fmtp[0], opus_fmtp
                 assert "urn:ietf:params:rtp-hdrext:ssrc-audio-level" in answer

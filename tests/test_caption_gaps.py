@@ -121,7 +121,7 @@ async def test_a_dtx_speaker_gets_the_final_soon_after_speaking_and_no_text_for_
         assert ended and final["_arrived"] - ended[0] < 2.5, final["_arrived"] - ended[0]
         assert not [e for e in finals_of(listener, quiet) if e["text"].strip()]
         room = server.rooms.rooms["gaps"]
-        assert room.participants[quiet.participant_id].publications["audio"].frames_received > 10
+        assert room.participants[quiet.participant_id].media.publications["audio"].frames_received > 10
     finally:
         for client in (quiet, speaker, listener):
             await client.leave()

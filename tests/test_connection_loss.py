@@ -70,24 +70,24 @@ async def test_closed_connection_keeps_only_its_seat_and_newcomers_get_media(
         await wait_for(lambda: receives(stays, gone, "video", 10) and receives(gone, stays, "video", 10))
         room = server.rooms.rooms["circle"]
         seat = room.participants[gone.participant_id]  # type: ignore[index]
-        slots_before = len(seat.slots)
+        slots_before = len(seat.media.slots)
 
         await vanish(gone)
-        await wait_for(lambda: seat.media_ended, 5)
+        await wait_for(lambda: seat.media.media_ended, 5)
         # At once: the seat stays (for resume) but stops being a forwarding target or source.
         assert gone.participant_id in room.participants
-        assert not seat.publications
+        assert not seat.media.publications
         stays_seat = room.participants[stays.participant_id]  # type: ignore[index]
         assert all(slot.subscription.publication is None
-                   for slot in stays_seat.slots if slot.transceiver.direction == "inactive")
-        assert sum(1 for slot in stays_seat.slots if slot.subscription.publication is not None) == 0
+                   for slot in stays_seat.media.slots if slot.transceiver.direction == "inactive")
+        assert sum(1 for slot in stays_seat.media.slots if slot.subscription.publication is not None) == 0
 
         for newcomer in newcomers:  # every one of them publishes while the dead seat is held
             await newcomer.join(timeout=10)
         for newcomer in newcomers:
             await flowing(stays, newcomer)
             await flowing(newcomer, stays)
-        assert len(seat.slots) == slots_before, "nothing may be added to a closed connection"
+        assert len(seat.media.slots) == slots_before, "nothing may be added to a closed connection"
         assert not any(c.errors for c in (stays, *newcomers)), [c.errors for c in (stays, *newcomers)]
 
         # The grace runs out: the seat goes, and nobody's media or negotiation notices.
@@ -118,7 +118,7 @@ async def test_resume_after_connection_loss_brings_media_back(
     token = first.joined["resume"]
     await vanish(first)
     room = server.rooms.rooms["circle"]
-    await wait_for(lambda: room.participants[first.participant_id].media_ended, 5)  # type: ignore[index]
+    await wait_for(lambda: room.participants[first.participant_id].media.media_ended, 5)  # type: ignore[index]
 
     again = RoomClient(server.ws_url, "circle", "Phone", vp8, opus, tag=3, resume=token)
     try:
@@ -144,8 +144,8 @@ async def test_members_who_do_not_publish_everything_receive_every_publisher(
         for publisher in publishers:
             await flowing(listener, publisher)
         seat = server.rooms.rooms["circle"].participants[listener.participant_id]  # type: ignore[index]
-        assert len(seat.slots) == 6
-        assert all(slot.subscription.frames_forwarded > 0 for slot in seat.slots)
+        assert len(seat.media.slots) == 6
+        assert all(slot.subscription.frames_forwarded > 0 for slot in seat.media.slots)
         if what == "audio-only":
             for publisher in publishers:
                 await flowing(publisher, listener, ("audio",))

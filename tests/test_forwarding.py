@@ -79,9 +79,9 @@ async def test_three_publishers_forwarded_byte_for_byte_without_transcoding(
         speaker = room.participants[clients[0].participant_id]
         tapped: list[EncodedFrame] = []
         tap = Recorder(tapped)
-        speaker.publications["audio"].add_sink(tap)
+        speaker.media.publications["audio"].add_sink(tap)
         await asyncio.sleep(1.0)
-        speaker.publications["audio"].remove_sink(tap)
+        speaker.media.publications["audio"].remove_sink(tap)
     finally:
         for client in clients:
             await client.leave()
@@ -121,12 +121,12 @@ async def test_leaving_releases_peer_connection_and_tasks(
     await leaver.leave()
 
     await wait_for(lambda: leaver.participant_id not in room.participants)
-    assert server_side.pc.connectionState == "closed"
-    assert all(s.subscription.readyState == "ended" for s in server_side.slots)
-    assert all(p.closed for p in server_side.publications.values())
+    assert server_side.media.pc.connectionState == "closed"
+    assert all(s.subscription.readyState == "ended" for s in server_side.media.slots)
+    assert all(p.closed for p in server_side.media.publications.values())
     # The stayer's copy of the leaver's media is unbound and renegotiated away.
     stayer_side = room.participants[stayer.participant_id]
-    await wait_for(lambda: all(s.subscription.publication is None for s in stayer_side.slots))
+    await wait_for(lambda: all(s.subscription.publication is None for s in stayer_side.media.slots))
     await wait_for(lambda: all(t["participant_id"] != leaver.participant_id for t in stayer.tracks.values()))
     await wait_for(lambda: any(m.get("type") == "participant-left" and m["participant_id"] == leaver.participant_id
                                for m in stayer.signals))
@@ -139,11 +139,11 @@ async def test_leaving_releases_peer_connection_and_tasks(
     assert after_first_leave <= baseline_tasks + 2 * 3
 
     # A newcomer reuses the stayer's idle slots instead of growing the SDP, and leaves no tasks behind.
-    slots_before = len(stayer_side.slots)
+    slots_before = len(stayer_side.media.slots)
     newcomer = RoomClient(server.ws_url, "room2", "newcomer", vp8, opus_frames, tag=3)
     await newcomer.join()
     await wait_for(lambda: stayer.count_from(newcomer.participant_id, "video") > 10)
-    assert len(stayer_side.slots) == slots_before
+    assert len(stayer_side.media.slots) == slots_before
     await newcomer.leave()
     await wait_for(lambda: newcomer.participant_id not in room.participants)
     await asyncio.sleep(2.0)
@@ -160,7 +160,7 @@ async def test_new_subscriber_triggers_rate_limited_keyframe_request(
     publisher = RoomClient(server.ws_url, "kf", "publisher", vp8, None, tag=1)
     await publisher.join()
     await asyncio.sleep(1.0)
-    publication = server.rooms.rooms["kf"].participants[publisher.participant_id].publications["video"]
+    publication = server.rooms.rooms["kf"].participants[publisher.participant_id].media.publications["video"]
     before = publication.keyframe_requests_sent
     watchers = [RoomClient(server.ws_url, "kf", f"w{i}", None, None) for i in range(3)]
     for watcher in watchers:
@@ -180,7 +180,7 @@ async def test_h264_is_forwarded_when_offered(server: RunningServer, codec_calls
     await publisher.join()
     await watcher.join()
     await wait_for(lambda: watcher.count_from(publisher.participant_id, "video") >= 30, timeout=20)
-    publication = server.rooms.rooms["h264"].participants[publisher.participant_id].publications["video"]
+    publication = server.rooms.rooms["h264"].participants[publisher.participant_id].media.publications["video"]
     assert publication.codec is not None and publication.codec.mimeType == "video/H264"
 
     def nal_units(stream: bytes) -> list[bytes]:

@@ -17,7 +17,9 @@ from sfu import aiortc_adapter, messages
 from sfu.client import RoomClient, encode_opus_clip, encode_vp8_clip
 from sfu.config import ServerConfig
 from sfu.control import RoomControl
+from sfu.media_session import SessionEvents
 from sfu.participant import Participant
+from sfu.peer_session import PeerSession
 from sfu.room import Room
 from tests.conftest import RunningServer, start_server, wait_for
 
@@ -55,23 +57,24 @@ def test_any_bytes_get_a_reply_and_never_raise(raw: bytes, as_text: bool) -> Non
     """The channel handler runs inside aiortc's receive path: whatever arrives, it must not raise."""
     async def scenario() -> list[dict]:
         room = Room("fuzz")
-        sender = Participant("p1", "Sender", room, send_signal=lambda m: asyncio.sleep(0))
+        peer = PeerSession("p1", send_signal=lambda m: asyncio.sleep(0))
+        sender = Participant("p1", "Sender", peer, send_signal=lambda m: asyncio.sleep(0))
         room.participants[sender.id] = sender
 
         async def nothing(*_: object) -> None:
             return None
 
         control = RoomControl(nothing, nothing)
-        sender.on_request = lambda data: control.handle_raw(room, sender, data)
+        peer.events = SessionEvents(message=lambda data: control.handle_raw(room, sender, data))
         data: str | bytes = raw
         if as_text:
             try:
                 data = raw.decode("utf8")
             except UnicodeDecodeError:
                 pass  # what the adapter hands on for a text frame that is not UTF-8
-        sender._on_channel_message(data)
-        events = [json.loads(text) for text in sender._channel_backlog]
-        await sender.close()
+        peer._on_channel_message(data)
+        events = [json.loads(text) for text in peer._channel_backlog]
+        await peer.close()
         return events
 
     events = asyncio.run(scenario())
@@ -117,7 +120,7 @@ async def test_hostile_frames_get_errors_and_break_nothing(
 
         # Everything still works: the sender's connection, its media to others, its requests.
         seat = server.rooms.rooms["circle"].participants[sender.participant_id]  # type: ignore[index]
-        assert seat.pc.connectionState == "connected" and not seat.media_ended
+        assert seat.media.pc.connectionState == "connected" and not seat.media.media_ended
         before = bystander.count_from(sender.participant_id, "video")  # type: ignore[arg-type]
         await wait_for(lambda: bystander.count_from(sender.participant_id, "video") > before + 10, 5)  # type: ignore[arg-type]
         sender.send_channel({"type": "chat", "text": "still here"})

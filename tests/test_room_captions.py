@@ -141,6 +141,7 @@ async def test_silence_and_noise_produce_no_caption_text(caption_server: Running
     assert texts == [], f"captions invented from silence/noise: {texts}"
     # The audio did arrive and was decoded for captioning: this is not a silent pass.
     room = caption_server.rooms.rooms["quiet"]
-    assert all(room.participants[c.participant_id].publications["audio"].frames_received > 1000 for c in (quiet, fan))
+    assert all(room.participants[c.participant_id].media.publications["audio"].frames_received > 1000
+               for c in (quiet, fan))
     for client in (quiet, fan, listener):
         await client.leave()

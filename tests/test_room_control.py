@@ -116,7 +116,7 @@ async def test_participant_cannot_act_as_facilitator(server: RunningServer, clip
         await client.join()
         await channel_open(client)
     room = server.rooms.rooms[OPEN_GROUP]
-    await wait_until(lambda: "audio" in room.participants[alice.participant_id].publications)
+    await wait_until(lambda: "audio" in room.participants[alice.participant_id].media.publications)
     alice.send_channel({"type": "chat", "text": "hello"})
     alice.send_channel({"type": "raise-hand"})
     await wait_until(lambda: len(room.chat) == 1 and room.hands == [alice.participant_id])
@@ -147,8 +147,8 @@ async def test_participant_cannot_act_as_facilitator(server: RunningServer, clip
     alice_side = room.participants[alice.participant_id]
     assert not room.locked and not room.ended
     assert alice.participant_id in room.participants
-    assert not alice_side.muted_by_facilitator and not alice_side.publications["audio"].paused
-    assert not alice_side.publications["video"].paused
+    assert not alice_side.muted_by_facilitator and not alice_side.media.publications["audio"].paused
+    assert not alice_side.media.publications["video"].paused
     assert [m.message_id for m in room.chat] == [message_id] and room.hands == [alice.participant_id]
     assert not signals(alice, "bye") and not events(alice, "moderation")
     assert server.rooms.rooms[OPEN_GROUP] is room and not room.locked

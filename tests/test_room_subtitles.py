@@ -95,7 +95,7 @@ async def test_each_final_translated_once_per_language_and_sent_only_to_its_list
                          loop_audio=False)
     await speaker.join()
     room = server.rooms.rooms["subs"]
-    router = observer.rooms[id(room)][1].router
+    router = observer.rooms[room].router
     assert router is not None
 
     def finals() -> list[dict]:

@@ -1,0 +1,58 @@
+"""A media session without WebRTC, for testing room, lobby and moderation logic alone.
+
+It implements sfu.media_session.MediaSession and records what the room asked of it. Nothing real can
+stand in here without a browser or an aiortc peer on each side; the WebRTC tests cover the real one.
+"""
+
+from __future__ import annotations
+
+from sfu import messages
+from sfu.media_session import SessionEvents
+from sfu.publication import Publication
+
+
+class FakeSession:
+    def __init__(self, owner_id: str, *, ready: bool = True) -> None:
+        self.owner_id = owner_id
+        self.events = SessionEvents()
+        self.publications: dict[str, Publication] = {}
+        self.ready = ready
+        self.media_open = True
+        self.subscribed: list[Publication] = []
+        self.sent: list[messages.Struct] = []
+        self.closed = False
+        self.fail_subscribe = False  # the next subscribe raises, as a broken connection would
+
+    def publish(self, kind: str) -> Publication:
+        publication = Publication(self.owner_id, kind, lambda ssrc: None)
+        self.publications[kind] = publication
+        return publication
+
+    def subscribe(self, publication: Publication) -> None:
+        if self.fail_subscribe:
+            raise RuntimeError("connection broke while adding a transceiver")
+        if self.media_open and self.ready and publication not in self.subscribed:
+            self.subscribed.append(publication)
+
+    def unsubscribe(self, publication: Publication) -> None:
+        if publication in self.subscribed:
+            self.subscribed.remove(publication)
+
+    def end_media(self) -> None:
+        if self.media_open:
+            self.media_open = False
+            self.subscribed.clear()
+            self.events.ended()
+            for publication in self.publications.values():  # as PeerSession does: its tracks are gone
+                publication.close()
+            self.publications.clear()
+
+    def send_event(self, message: messages.Struct) -> None:
+        self.sent.append(message)
+
+    def events_of(self, kind: type) -> list:
+        return [m for m in self.sent if isinstance(m, kind)]
+
+    async def close(self) -> None:
+        self.closed = True
+        self.media_open = False
