@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import pickle
 import subprocess
 import sys
 import tempfile
@@ -127,13 +128,80 @@ def speech_clip() -> list[bytes]:
     return encode_opus_clip(to_int16(np.asarray(audio)))
 
 
+LATENCY_SAMPLE_EVERY = 4  # every 4th video frame number is timed end to end
+
+
+async def generate(url: str, tags: list[int], participants: int, scenario: str, t0: float,
+                   clips: tuple[list[bytes], list[bytes]], count_captions: bool) -> None:
+    """Child process: some of the room's participants. Prints "joined", reads the measuring window from
+    stdin, then prints what it sent and received in that window as one JSON line."""
+    vp8, opus = clips
+    aiortc_adapter.set_ice_host_addresses(["127.0.0.1"])
+    silence = opus_silence_frame()
+    measuring = False
+    got = {"video": 0, "audio": 0, "captions_final": 0}
+    samples: list[tuple[int, int, float]] = []  # (publisher tag, frame number, received at)
+
+    def on_frame(mid: str, kind: str, data: bytes, now: float) -> None:
+        if not measuring:
+            return
+        got[kind] += 1
+        if kind == "video":
+            mark = read_trailer(data)
+            if mark is not None and mark[1] % LATENCY_SAMPLE_EVERY == 0:
+                samples.append((mark[0], mark[1], now))
+
+    def on_event(event: dict) -> None:
+        if measuring and event.get("type") == "caption" and event.get("final"):
+            got["captions_final"] += 1
+
+    def speaker_now() -> int:
+        return int((time.monotonic() - t0) / TURN_SECONDS) % participants
+
+    clients: list[RoomClient] = []
+    for tag in tags:
+        talking = None if scenario == "all-talk" else (lambda tag=tag: speaker_now() == tag)
+        client = RoomClient(url, "bench", f"p{tag}", vp8, opus, tag=tag, keep_frames=False, on_frame=on_frame,
+                            talking=talking, silence_frame=silence,
+                            on_event=on_event if count_captions and tag == 0 else None)
+        clients.append(client)
+        await client.join()
+    print("joined", flush=True)
+    window_from, window_until = map(float, (await asyncio.to_thread(sys.stdin.readline)).split())
+
+    def sent(kind: str) -> int:
+        tracks = [c.video_track if kind == "video" else c.audio_track for c in clients]
+        return sum(t.sent for t in tracks if t is not None)
+
+    async def packets() -> int:
+        return sum(await asyncio.gather(*(c.packets_received() for c in clients)))
+
+    await asyncio.sleep(max(0.0, window_from - time.monotonic()))
+    packets_start, sent_start = await packets(), {k: sent(k) for k in ("video", "audio")}
+    measuring = True
+    await asyncio.sleep(max(0.0, window_until - time.monotonic()))
+    measuring = False
+    report = {
+        "video_received": got["video"], "audio_received": got["audio"], "captions_final": got["captions_final"],
+        "packets": await packets() - packets_start,
+        "video_sent": sent("video") - sent_start["video"], "audio_sent": sent("audio") - sent_start["audio"],
+        "samples": samples,
+        "sent_at": {c.tag: {n: t for n, t in c.video_track.sent_at.items() if n % LATENCY_SAMPLE_EVERY == 0}
+                    for c in clients if c.video_track is not None},
+    }
+    print(json.dumps(report), flush=True)
+    for client in clients:
+        await client.leave()
+
+
 async def run(mode: str, scenario: str, participants: int, captions: bool, warmup: float, window: float,
-              vp8: list[bytes], opus: list[bytes]) -> RunResult:
+              clips: Path, client_processes: int) -> RunResult:
     port = free_port()
     command = [sys.executable, "-m", "bench.sfu", "--serve", mode, "--port", str(port)]
     if captions:
         command.append("--captions")
     server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)  # noqa: ASYNC220 - once, before measuring
+    generators: list[asyncio.subprocess.Process] = []
     try:
         assert server.stdout is not None
         line = await asyncio.to_thread(server.stdout.readline)
@@ -141,70 +209,64 @@ async def run(mode: str, scenario: str, participants: int, captions: bool, warmu
             raise RuntimeError(f"{mode} server did not start")
         process = psutil.Process(server.pid)
         url = f"ws://127.0.0.1:{port}/ws"
-        measuring = False
-        result = RunResult(mode)
-        clients: list[RoomClient] = []
-        started = time.monotonic()
-        silence = opus_silence_frame()
-
-        def on_frame(mid: str, kind: str, data: bytes, now: float) -> None:
-            if not measuring:
-                return
-            if kind == "audio":
-                result.audio_received += 1
-                return
-            result.video_received += 1
-            mark = read_trailer(data)
-            if mark is not None:
-                tag, number = mark
-                sent = clients[tag].video_track.sent_at.get(number) if clients[tag].video_track else None
-                if sent is not None:
-                    result.latencies_ms.append((now - sent) * 1000)
-
-        def speaker_now() -> int:
-            return int((time.monotonic() - started) / TURN_SECONDS) % participants
-
-        def on_event(event: dict) -> None:
-            if measuring and event.get("type") == "caption" and event.get("final"):
-                result.captions_final += 1
-
-        for i in range(participants):
-            talking = None if scenario == "all-talk" else (lambda i=i: speaker_now() == i)
-            client = RoomClient(url, "bench", f"p{i}", vp8, opus, tag=i, keep_frames=False, on_frame=on_frame,
-                                talking=talking, silence_frame=silence, on_event=on_event if i == 0 else None)
-            clients.append(client)
-            await client.join()
-        await asyncio.sleep(warmup)
-
-        def sent(kind: str) -> int:
-            tracks = [c.video_track if kind == "video" else c.audio_track for c in clients]
-            return sum(t.sent for t in tracks if t is not None)
-
-        async def packets() -> int:
-            return sum(await asyncio.gather(*(c.packets_received() for c in clients)))
-
-        packets_start, sent_start = await packets(), {k: sent(k) for k in ("video", "audio")}
+        t0 = time.monotonic()
+        for k in range(client_processes):
+            tags = list(range(participants))[k::client_processes]
+            generators.append(await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bench.sfu", "--generate", url, "--tags", ",".join(map(str, tags)),
+                "--participants", str(participants), "--scenario", scenario, "--t0", repr(t0),
+                "--clips", str(clips), *(["--captions"] if captions else []),
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=64 * 1024 * 1024))
+        for generator in generators:
+            assert generator.stdout is not None
+            if (await generator.stdout.readline()).strip() != b"joined":
+                raise RuntimeError("a load generator did not join")
+        window_from = time.monotonic() + warmup
+        window_until = window_from + window
+        for generator in generators:
+            assert generator.stdin is not None
+            generator.stdin.write(f"{window_from!r} {window_until!r}\n".encode())
+            await generator.stdin.drain()
         workers = process.children(recursive=True)  # the transcription worker, when captions are on
 
         def worker_cpu() -> float:
             return sum(sum(w.cpu_times()[:2]) for w in workers if w.is_running())
 
-        measuring = True
+        await asyncio.sleep(max(0.0, window_from - time.monotonic()))
         cpu_start, worker_start = sum(process.cpu_times()[:2]), worker_cpu()
         wall_start = time.perf_counter()
-        await asyncio.sleep(window)
+        await asyncio.sleep(max(0.0, window_until - time.monotonic()))
+        result = RunResult(mode)
         result.cpu_seconds = sum(process.cpu_times()[:2]) - cpu_start
         result.caption_cpu_seconds = worker_cpu() - worker_start
         result.wall_seconds = time.perf_counter() - wall_start
-        measuring = False
-        result.packets_received = await packets() - packets_start
+        reports = []
+        for generator in generators:
+            assert generator.stdout is not None
+            reports.append(json.loads(await generator.stdout.readline()))
+        sent_at: dict[int, dict[int, float]] = {}
+        for report in reports:
+            for tag, times in report["sent_at"].items():
+                sent_at[int(tag)] = {int(n): t for n, t in times.items()}
         listeners = participants - 1
-        result.video_sent_x_listeners = (sent("video") - sent_start["video"]) * listeners
-        result.audio_sent_x_listeners = (sent("audio") - sent_start["audio"]) * listeners
-        for client in clients:
-            await client.leave()
+        for report in reports:
+            result.video_received += report["video_received"]
+            result.audio_received += report["audio_received"]
+            result.captions_final += report["captions_final"]
+            result.packets_received += report["packets"]
+            result.video_sent_x_listeners += report["video_sent"] * listeners
+            result.audio_sent_x_listeners += report["audio_sent"] * listeners
+            for tag, number, received in report["samples"]:
+                sent_time = sent_at.get(tag, {}).get(number)
+                if sent_time is not None:
+                    result.latencies_ms.append((received - sent_time) * 1000)
+        for generator in generators:
+            await generator.wait()
         return result
     finally:
+        for generator in generators:
+            if generator.returncode is None:
+                generator.kill()
         server.terminate()
         server.wait(timeout=15)
 
@@ -222,22 +284,38 @@ def main() -> None:
     parser.add_argument("--baseline", action="store_true", help="also run aiortc's MediaRelay for cpu_ratio")
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--window", type=float, default=12.0)
+    parser.add_argument("--client-processes", type=int, default=2,
+                        help="load-generator processes the participants are spread over (one Python process "
+                             "receiving 16 people's media saturates its core before the server does)")
     parser.add_argument("--serve", choices=["forward", "baseline"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--generate", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument("--tags", help=argparse.SUPPRESS)
+    parser.add_argument("--t0", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--clips", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     captions = args.captions if args.captions is not None else args.scenario == "conversation"
     if args.serve:
         serve(args.serve, args.port, bool(args.captions))
         return
+    if args.generate:
+        clips = pickle.loads(args.clips.read_bytes())  # our own file, written by the parent process
+        asyncio.run(generate(args.generate, [int(t) for t in args.tags.split(",")], args.participants,
+                             args.scenario, args.t0, clips, bool(args.captions)))
+        return
 
-    aiortc_adapter.set_ice_host_addresses(["127.0.0.1"])  # the load generator's candidates too
     vp8 = encode_vp8_clip(frames=90, bitrate=500_000)
     opus = speech_clip() if captions else encode_opus_clip(seconds=2.0)
     kbps = sum(len(f) for f in vp8) * 8 / (len(vp8) / FPS) / 1000
     n = args.participants
-    runs = [asyncio.run(run("forward", args.scenario, n, captions, args.warmup, args.window, vp8, opus))]
-    if args.baseline:
-        runs.append(asyncio.run(run("baseline", args.scenario, n, captions, args.warmup, args.window, vp8, opus)))
+    with tempfile.TemporaryDirectory() as tmp:
+        clips = Path(tmp) / "clips.pickle"
+        clips.write_bytes(pickle.dumps((vp8, opus)))
+        runs = [asyncio.run(run("forward", args.scenario, n, captions, args.warmup, args.window, clips,
+                                args.client_processes))]
+        if args.baseline:
+            runs.append(asyncio.run(run("baseline", args.scenario, n, captions, args.warmup, args.window, clips,
+                                        args.client_processes)))
     ours = runs[0]
 
     def per_frame(r: RunResult) -> float:
@@ -247,7 +325,8 @@ def main() -> None:
     print(f"SFU benchmark: {args.scenario}, {n} participants, captions {'on' if captions else 'off'}; "
           f"VP8 640x480 {FPS} fps ~{kbps:.0f} kbps + Opus"
           f"{' (one speaker at a time, the rest DTX)' if args.scenario == 'conversation' else ''}; "
-          f"{args.window:.0f} s window after {args.warmup:.0f} s warm-up")
+          f"{args.window:.0f} s window after {args.warmup:.0f} s warm-up; participants in "
+          f"{args.client_processes} load-generator processes")
     print(f"{'server':<10}{'cpu cores':>10}{'video deliv.':>14}{'audio deliv.':>14}{'packets':>10}"
           f"{'us/packet':>11}{'lat p50 ms':>12}{'lat p95 ms':>12}{'captions cpu':>14}{'finals':>8}")
     for r in runs:
