@@ -397,3 +397,26 @@ async def test_tap_chooses_the_assembler_by_kind() -> None:
         assert isinstance(video._RTCRtpReceiver__jitter_buffer, VideoFrameAssembler)
     finally:
         await pc.close()
+
+
+def test_fast_clock_is_installed_and_agrees_with_aiortcs_own() -> None:
+    import aiortc.clock
+
+    assert aiortc.clock.current_ms is aiortc_adapter._fast_current_ms
+    assert aiortc.clock.current_ntp_time is aiortc_adapter._fast_current_ntp_time
+    assert abs(aiortc_adapter._original_current_ms() - aiortc.clock.current_ms()) <= 2
+    ntp_difference = aiortc_adapter._original_current_ntp_time() - aiortc.clock.current_ntp_time()
+    assert abs(ntp_difference) / 2**32 < 0.002  # seconds
+    # Round trip through aiortc's own NTP helpers: the same instant.
+    then = aiortc.clock.datetime_from_ntp(aiortc.clock.current_ntp_time())
+    assert abs((aiortc.clock.current_datetime() - then).total_seconds()) < 0.01
+
+
+def test_clock_callers_and_epoch_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def recv_next(self):  # type: ignore[no-untyped-def]
+        return time.monotonic()
+
+    monkeypatch.setattr(aiortc_adapter.RTCDtlsTransport, "_recv_next", recv_next)
+    monkeypatch.setattr(aiortc_adapter, "_original_current_ms", lambda: int(time.time() * 1000))  # a Unix epoch
+    message = problems()
+    assert "clock.current_ms" in message and "NTP epoch" in message
