@@ -1,10 +1,14 @@
 """SFU benchmark: a room that looks like a group, measured from the server's process and every listener.
 
     python -m bench.sfu [--scenario conversation|all-talk] [--participants 12] [--captions | --no-captions]
-                        [--baseline] [--warmup 5] [--window 10]
+                        [--baseline] [--fixed-video] [--warmup 5] [--window 10]
 
-Every participant publishes VP8 (~500 kbps, 640x480 at 30 fps, encoded once beforehand) and Opus, and
-subscribes to everyone else. `conversation`: one speaker at a time, changing every 4 s; the others are
+Every participant publishes VP8 and Opus, encoded once beforehand, and subscribes to everyone else. The
+video is sent at the quality the server asks for: the clip is pre-encoded once per cap on the ladder
+(sfu/video_quality.py) and each publisher replays the largest version its latest `video-cap` allows,
+switching at that version's first keyframe, as a browser's encoder would (nothing is encoded during the
+run). `--fixed-video` ignores the caps and sends one 640x480 30 fps ~500 kbps clip (the figures before the
+ladder). `conversation`: one speaker at a time, changing every 4 s; the others are
 silent and send what a browser with Opus DTX sends (a 3-byte packet every 400 ms). `all-talk`: everyone's
 audio runs all the time (today's worst case). `--captions` runs the real caption service (Whisper base) in
 the server process on the speakers' audio (espeak-ng speech), so its cost shows in the same figures.
@@ -32,7 +36,16 @@ import numpy as np
 import psutil
 
 from sfu import aiortc_adapter
-from sfu.client import RoomClient, encode_opus_clip, encode_vp8_clip, opus_silence_frame, read_trailer
+from sfu.client import (
+    RoomClient,
+    VideoVariant,
+    encode_opus_clip,
+    encode_vp8_clip,
+    encode_vp8_variants,
+    opus_silence_frame,
+    read_trailer,
+)
+from sfu.video_quality import LADDER
 
 TURN_SECONDS = 4.0  # conversation: how long each person speaks before the next one does
 FPS = 30
@@ -120,7 +133,7 @@ def speech_clip() -> list[bytes]:
 
 
 async def run(mode: str, scenario: str, participants: int, captions: bool, warmup: float, window: float,
-              vp8: list[bytes], opus: list[bytes]) -> RunResult:
+              vp8: list[bytes], opus: list[bytes], variants: list[VideoVariant]) -> RunResult:
     port = free_port()
     command = [sys.executable, "-m", "bench.sfu", "--serve", mode, "--port", str(port)]
     if captions:
@@ -159,7 +172,7 @@ async def run(mode: str, scenario: str, participants: int, captions: bool, warmu
         for i in range(participants):
             talking = None if scenario == "all-talk" else (lambda i=i: speaker_now() == i)
             client = RoomClient(url, "bench", f"p{i}", vp8, opus, tag=i, keep_frames=False, on_frame=on_frame,
-                                talking=talking, silence_frame=silence)
+                                talking=talking, silence_frame=silence, video_variants=variants)
             clients.append(client)
             await client.join()
         await asyncio.sleep(warmup)
@@ -202,6 +215,8 @@ def main() -> None:
     parser.add_argument("--captions", action=argparse.BooleanOptionalAction, default=None,
                         help="real caption service in the server (default: on for conversation)")
     parser.add_argument("--baseline", action="store_true", help="also run aiortc's MediaRelay for cpu_ratio")
+    parser.add_argument("--fixed-video", action="store_true",
+                        help="ignore the server's video caps: everyone sends 640x480 30 fps ~500 kbps")
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--window", type=float, default=12.0)
     parser.add_argument("--serve", choices=["forward", "baseline"], help=argparse.SUPPRESS)
@@ -214,20 +229,25 @@ def main() -> None:
 
     aiortc_adapter.set_ice_host_addresses(["127.0.0.1"])  # the load generator's candidates too
     vp8 = encode_vp8_clip(frames=90, bitrate=500_000)
+    variants = [] if args.fixed_video else encode_vp8_variants([c for r in LADDER for c in (r.gallery, r.speaker)])
     opus = speech_clip() if captions else encode_opus_clip(seconds=2.0)
     kbps = sum(len(f) for f in vp8) * 8 / (len(vp8) / FPS) / 1000
     n = args.participants
-    runs = [asyncio.run(run("forward", args.scenario, n, captions, args.warmup, args.window, vp8, opus))]
+    runs = [asyncio.run(run("forward", args.scenario, n, captions, args.warmup, args.window, vp8, opus, variants))]
     if args.baseline:
-        runs.append(asyncio.run(run("baseline", args.scenario, n, captions, args.warmup, args.window, vp8, opus)))
+        runs.append(asyncio.run(run("baseline", args.scenario, n, captions, args.warmup, args.window, vp8, opus,
+                                    variants)))
     ours = runs[0]
 
     def per_frame(r: RunResult) -> float:
         return r.cpu_seconds / max(r.video_received, 1)
 
     cpu_ratio = per_frame(runs[1]) / per_frame(ours) if len(runs) > 1 else None
+    video = (f"VP8 640x480 {FPS} fps ~{kbps:.0f} kbps (caps ignored)" if not variants else
+             "VP8 at the server's cap (" + ", ".join(f"{v.height}p{v.fps:.0f} {v.bitrate_bps / 1000:.0f}"
+                                                     for v in variants) + " kbps)")
     print(f"SFU benchmark: {args.scenario}, {n} participants, captions {'on' if captions else 'off'}; "
-          f"VP8 640x480 {FPS} fps ~{kbps:.0f} kbps + Opus"
+          f"{video} + Opus"
           f"{' (one speaker at a time, the rest DTX)' if args.scenario == 'conversation' else ''}; "
           f"{args.window:.0f} s window after {args.warmup:.0f} s warm-up")
     print(f"{'server':<10}{'cpu cores':>10}{'video deliv.':>14}{'audio deliv.':>14}{'packets':>10}"

@@ -10,7 +10,15 @@ from collections.abc import AsyncIterator
 import pytest
 
 from sfu import messages
-from sfu.client import RoomClient, encode_opus_clip, encode_vp8_clip, opus_silence_frame
+from sfu.client import (
+    RoomClient,
+    VideoVariant,
+    encode_opus_clip,
+    encode_vp8_clip,
+    encode_vp8_variants,
+    opus_silence_frame,
+    pick_variant,
+)
 from sfu.config import ServerConfig
 from sfu.video_quality import (
     LADDER,
@@ -193,3 +201,52 @@ async def test_caps_arrive_on_joining_when_the_room_grows_and_when_the_speaker_s
     finally:
         for c in clients:
             await c.leave()
+
+
+def vp8_keyframe_height(frame: bytes) -> int | None:
+    """RFC 6386 9.1: a keyframe's 3-byte tag (bit 0 clear), start code 9d 01 2a, then 14-bit width, height."""
+    if len(frame) < 10 or frame[0] & 1 or frame[3:6] != b"\x9d\x01\x2a":
+        return None
+    return int.from_bytes(frame[8:10], "little") & 0x3FFF
+
+
+def test_the_test_publisher_picks_the_largest_variant_within_its_cap() -> None:
+    variants = [VideoVariant((b"x",), 30, 480, 640_000), VideoVariant((b"x",), 30, 360, 400_000),
+                VideoVariant((b"x",), 15, 180, 90_000)]
+    as_dict = {"max_bitrate_bps": 500_000, "max_framerate": 30, "max_height": 360}
+    assert pick_variant(variants, None).height == 480  # no cap yet: as a browser starts
+    assert pick_variant(variants, as_dict).height == 360
+    assert pick_variant(variants, dict(as_dict, max_framerate=20)).height == 180
+    assert pick_variant(variants, dict(as_dict, max_bitrate_bps=50_000)).height == 180  # none fits: the smallest
+
+
+async def test_a_test_publisher_with_variants_sends_what_the_room_asks_for(server: RunningServer) -> None:
+    first, second = LADDER[0].gallery, LADDER[1].gallery
+    variants = encode_vp8_variants([first, second], seconds=1.0)
+    assert [v.height for v in variants] == [first.max_height, second.max_height]
+    assert all(v.bitrate_bps <= cap.max_bitrate_bps for v, cap in zip(variants, (first, second), strict=True))
+    publisher = RoomClient(server.ws_url, "variants", "Pub", video_variants=variants, tag=1)
+    others = [RoomClient(server.ws_url, "variants", f"L{i}") for i in range(2)]
+
+    def heights(listener: RoomClient) -> list[int]:
+        assert publisher.participant_id is not None
+        found = (vp8_keyframe_height(f.data) for f in listener.frames_from(publisher.participant_id, "video"))
+        return [h for h in found if h is not None]
+
+    async def until(predicate, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            assert time.monotonic() < deadline, (publisher.video_cap, [heights(o) for o in others])
+            await asyncio.sleep(0.05)
+
+    try:
+        await publisher.join()
+        await others[0].join()  # two people: the first rung, 480p
+        await until(lambda: heights(others[0])[-1:] == [first.max_height])
+        await others[1].join()  # three: the next rung; the publisher switches to its 360p clip
+        await until(lambda: publisher.video_cap is not None and publisher.video_cap["max_height"] == second.max_height)
+        await until(lambda: all(heights(o)[-1:] == [second.max_height] for o in others))
+        assert publisher.video_variant is variants[1]
+    finally:
+        for client in (publisher, *others):
+            await client.leave()
