@@ -1,10 +1,14 @@
 """SFU benchmark: a room that looks like a group, measured from the server's process and every listener.
 
     python -m bench.sfu [--scenario conversation|all-talk] [--participants 12] [--captions | --no-captions]
-                        [--baseline] [--warmup 5] [--window 10]
+                        [--baseline] [--fixed-video] [--warmup 5] [--window 10]
 
-Every participant publishes VP8 (~500 kbps, 640x480 at 30 fps, encoded once beforehand) and Opus, and
-subscribes to everyone else. `conversation`: one speaker at a time, changing every 4 s; the others are
+Every participant publishes VP8 and Opus, encoded once beforehand, and subscribes to everyone else. The
+video is sent at the quality the server asks for: the clip is pre-encoded once per cap on the ladder
+(sfu/video_quality.py) and each publisher replays the largest version its latest `video-cap` allows,
+switching at that version's first keyframe, as a browser's encoder would (nothing is encoded during the
+run). `--fixed-video` ignores the caps and sends one 640x480 30 fps ~500 kbps clip (the figures before the
+ladder). `conversation`: one speaker at a time, changing every 4 s; the others are
 silent and send what a browser with Opus DTX sends (a 3-byte packet every 400 ms). `all-talk`: everyone's
 audio runs all the time (today's worst case). `--captions` runs the real caption service (Whisper base, in
 the server's transcription worker process, as in production) on the speakers' audio (espeak-ng speech):
@@ -35,7 +39,16 @@ import numpy as np
 import psutil
 
 from sfu import aiortc_adapter
-from sfu.client import RoomClient, encode_opus_clip, encode_vp8_clip, opus_silence_frame, read_trailer
+from sfu.client import (
+    RoomClient,
+    VideoVariant,
+    encode_opus_clip,
+    encode_vp8_clip,
+    encode_vp8_variants,
+    opus_silence_frame,
+    read_trailer,
+)
+from sfu.video_quality import LADDER
 
 TURN_SECONDS = 4.0  # conversation: how long each person speaks before the next one does
 FPS = 30
@@ -132,10 +145,10 @@ LATENCY_SAMPLE_EVERY = 4  # every 4th video frame number is timed end to end
 
 
 async def generate(url: str, tags: list[int], participants: int, scenario: str, t0: float,
-                   clips: tuple[list[bytes], list[bytes]], count_captions: bool) -> None:
+                   clips: tuple[list[bytes], list[bytes], list[VideoVariant]], count_captions: bool) -> None:
     """Child process: some of the room's participants. Prints "joined", reads the measuring window from
     stdin, then prints what it sent and received in that window as one JSON line."""
-    vp8, opus = clips
+    vp8, opus, variants = clips
     aiortc_adapter.set_ice_host_addresses(["127.0.0.1"])
     silence = opus_silence_frame()
     measuring = False
@@ -162,7 +175,7 @@ async def generate(url: str, tags: list[int], participants: int, scenario: str, 
     for tag in tags:
         talking = None if scenario == "all-talk" else (lambda tag=tag: speaker_now() == tag)
         client = RoomClient(url, "bench", f"p{tag}", vp8, opus, tag=tag, keep_frames=False, on_frame=on_frame,
-                            talking=talking, silence_frame=silence,
+                            talking=talking, silence_frame=silence, video_variants=variants,
                             on_event=on_event if count_captions and tag == 0 else None)
         clients.append(client)
         await client.join()
@@ -282,6 +295,8 @@ def main() -> None:
     parser.add_argument("--captions", action=argparse.BooleanOptionalAction, default=None,
                         help="real caption service in the server (default: on for conversation)")
     parser.add_argument("--baseline", action="store_true", help="also run aiortc's MediaRelay for cpu_ratio")
+    parser.add_argument("--fixed-video", action="store_true",
+                        help="ignore the server's video caps: everyone sends 640x480 30 fps ~500 kbps")
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--window", type=float, default=12.0)
     parser.add_argument("--client-processes", type=int, default=2,
@@ -305,12 +320,13 @@ def main() -> None:
         return
 
     vp8 = encode_vp8_clip(frames=90, bitrate=500_000)
+    variants = [] if args.fixed_video else encode_vp8_variants([c for r in LADDER for c in (r.gallery, r.speaker)])
     opus = speech_clip() if captions else encode_opus_clip(seconds=2.0)
     kbps = sum(len(f) for f in vp8) * 8 / (len(vp8) / FPS) / 1000
     n = args.participants
     with tempfile.TemporaryDirectory() as tmp:
         clips = Path(tmp) / "clips.pickle"
-        clips.write_bytes(pickle.dumps((vp8, opus)))
+        clips.write_bytes(pickle.dumps((vp8, opus, variants)))
         runs = [asyncio.run(run("forward", args.scenario, n, captions, args.warmup, args.window, clips,
                                 args.client_processes))]
         if args.baseline:
@@ -322,8 +338,11 @@ def main() -> None:
         return r.cpu_seconds / max(r.video_received, 1)
 
     cpu_ratio = per_frame(runs[1]) / per_frame(ours) if len(runs) > 1 else None
+    video = (f"VP8 640x480 {FPS} fps ~{kbps:.0f} kbps (caps ignored)" if not variants else
+             "VP8 at the server's cap (" + ", ".join(f"{v.height}p{v.fps:.0f} {v.bitrate_bps / 1000:.0f}"
+                                                     for v in variants) + " kbps)")
     print(f"SFU benchmark: {args.scenario}, {n} participants, captions {'on' if captions else 'off'}; "
-          f"VP8 640x480 {FPS} fps ~{kbps:.0f} kbps + Opus"
+          f"{video} + Opus"
           f"{' (one speaker at a time, the rest DTX)' if args.scenario == 'conversation' else ''}; "
           f"{args.window:.0f} s window after {args.warmup:.0f} s warm-up; participants in "
           f"{args.client_processes} load-generator processes")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import operator
 import re
 import time
 from collections import defaultdict
@@ -82,6 +83,42 @@ def encode_vp8_clip(frames: int = 60, width: int = 640, height: int = 480, fps: 
     return _encode_test_pattern("libvpx", options, frames, width, height, fps, bitrate)
 
 
+@dataclass(frozen=True)
+class VideoVariant:
+    """One pre-encoded version of a clip. A publisher given several replays the best the server's
+    `video-cap` allows, as a browser's encoder would produce it; nothing is encoded while replaying."""
+
+    frames: tuple[bytes, ...]
+    fps: float
+    height: int
+    bitrate_bps: int  # measured: the clip's bytes over its duration
+
+    def fits(self, cap: dict) -> bool:
+        return (self.bitrate_bps <= cap["max_bitrate_bps"] and self.fps <= cap["max_framerate"]
+                and self.height <= cap["max_height"])
+
+
+def encode_vp8_variants(caps: Sequence[tuple[int, int, int]], seconds: float = 3.0) -> list[VideoVariant]:
+    """One VP8 clip per (max bitrate, max frame rate, max height), 4:3, one keyframe a second, aimed at 80%
+    of the bitrate so the measured rate stays under it."""
+    variants = []
+    for bitrate, fps, height in sorted(set(caps), reverse=True):
+        width = round(height * 4 / 3 / 2) * 2
+        frames = encode_vp8_clip(frames=int(seconds * fps), width=width, height=height, fps=fps,
+                                 bitrate=int(bitrate * 0.8), keyframe_interval=fps)
+        measured = int(sum(len(f) for f in frames) * 8 / (len(frames) / fps))
+        variants.append(VideoVariant(tuple(frames), fps, height, measured))
+    return variants
+
+
+def pick_variant(variants: Sequence[VideoVariant], cap: dict | None) -> VideoVariant:
+    """The largest variant within `cap` (height, then frame rate, then bitrate); the smallest if none fits;
+    the largest before any cap came (a browser starts uncapped)."""
+    size = operator.attrgetter("height", "fps", "bitrate_bps")
+    fitting = [v for v in variants if cap is None or v.fits(cap)]
+    return max(fitting, key=size) if fitting else min(variants, key=size)
+
+
 def encode_h264_clip(frames: int = 60, width: int = 640, height: int = 480, fps: int = 30,
                      bitrate: int = 500_000, keyframe_interval: int = 30) -> list[bytes]:
     """Constrained baseline, Annex B, for publishers that prefer H.264."""
@@ -143,31 +180,46 @@ class ReplayTrack(MediaStreamTrack):
         self._tag = tag
         self._mark = mark
         self._loop = loop  # False: play once, then repeat the last frame (silence at the end of a clip)
-        self._count = 0
-        self._start: float | None = None
+        self._count = 0  # frame number (the trailer's), DTX gaps included
+        self._clip_start = 0  # the frame number at which the current clip began
+        self._due: float | None = None
+        self._pts = 0
+        self._next_clip: tuple[list[bytes], float] | None = None
         self._talking = talking  # audio: while this says False, send `silence` as Opus DTX does
         self._silence = silence
         self.sent = 0  # frames handed to the sender
         self.sent_at: dict[int, float] = {}
 
+    def switch(self, frames: Sequence[bytes], fps: float) -> None:
+        """Replay another clip from its first frame (a keyframe) from the next frame on; the RTP clock and
+        the frame numbers run on."""
+        self._next_clip = (list(frames), fps)
+
     async def recv(self) -> av.Packet:
-        if self._start is None:
-            self._start = time.perf_counter()
-        due = self._start + self._count * self._interval
-        delay = due - time.perf_counter()
+        if self._due is None:
+            self._due = time.perf_counter()
+        delay = self._due - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
+        if self._next_clip is not None:
+            (self._frames, fps), self._next_clip = self._next_clip, None
+            self._interval = 1.0 / fps
+            self._clock_step = int(self._time_base.denominator * self._interval)
+            self._clip_start = self._count
         step = 1
         if self._talking is not None and self._silence is not None and not self._talking():
             data, step = self._silence, self.DTX_INTERVAL  # the RTP clock runs on over the gap
         else:
-            index = self._count % len(self._frames) if self._loop else min(self._count, len(self._frames) - 1)
+            position = self._count - self._clip_start
+            index = position % len(self._frames) if self._loop else min(position, len(self._frames) - 1)
             data = self._frames[index]
         if self._mark:
             data = add_trailer(data, self._tag, self._count)
         packet = av.Packet(data)
-        packet.pts = self._count * self._clock_step
+        packet.pts = self._pts
         packet.time_base = self._time_base
+        self._pts += self._clock_step * step
+        self._due += self._interval * step
         self.sent_at[self._count] = time.perf_counter()
         if len(self.sent_at) > 2000:
             self.sent_at.pop(next(iter(self.sent_at)))
@@ -190,6 +242,9 @@ class RoomClient:
     video_frames: Sequence[bytes] | None = None
     audio_frames: Sequence[bytes] | None = None
     fps: float = 30.0
+    # Given: video starts with the largest and follows each `video-cap` (video_frames and fps are ignored).
+    # Without: the one clip is sent whatever the cap (dropping VP8 frames would break the picture).
+    video_variants: Sequence[VideoVariant] = ()
     loop_audio: bool = True
     video_codec: str = "video/VP8"  # or "video/H264"
     resume: str | None = None  # a resume token from an earlier `joined`: take back that place
@@ -209,6 +264,7 @@ class RoomClient:
     frames: dict[str, list[ReceivedFrame]] = field(default_factory=lambda: defaultdict(list))
     frame_counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     events: list[dict] = field(default_factory=list)
+    video_cap: dict | None = None  # the latest `video-cap` from the server
     signals: list[dict] = field(default_factory=list)
     errors: list[dict] = field(default_factory=list)
 
@@ -216,6 +272,7 @@ class RoomClient:
         # max-bundle, as the server: aiortc's "balanced" strands transceivers added by a later offer.
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
         self.video_track: ReplayTrack | None = None
+        self.video_variant: VideoVariant | None = None
         self.audio_track: ReplayTrack | None = None
         self._session: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
@@ -266,6 +323,9 @@ class RoomClient:
             audio = self.pc.addTransceiver(self.audio_track, direction="sendonly")
             # Loud while it has something to say; the DTX silence packet is silence.
             aiortc_adapter.stamp_audio_level(audio.sender, lambda frame: 127 if frame == self.silence_frame else 30)
+        if self.video_variants:
+            self.video_variant = pick_variant(self.video_variants, self.video_cap)
+            self.video_frames, self.fps = self.video_variant.frames, self.video_variant.fps
         if self.video_frames:
             self.video_track = ReplayTrack("video", self.video_frames, self.fps, self.tag, self.mark_frames)
             transceiver = self.pc.addTransceiver(self.video_track, direction="sendonly")
@@ -287,8 +347,19 @@ class RoomClient:
     def _on_event(self, raw: str | bytes) -> None:
         event = json.loads(raw)
         self.events.append(event)
+        if event.get("type") == "video-cap":
+            self._follow_video_cap(event)
         if self.on_event is not None:
             self.on_event(event)
+
+    def _follow_video_cap(self, cap: dict) -> None:
+        self.video_cap = cap
+        if not self.video_variants or self.video_track is None:
+            return
+        variant = pick_variant(self.video_variants, cap)
+        if variant is not self.video_variant:
+            self.video_variant = variant
+            self.video_track.switch(variant.frames, variant.fps)
 
     def send_channel(self, message: dict) -> None:
         assert self.channel is not None, "connect_media() first"

@@ -288,6 +288,14 @@ class DominantSpeakerChanged(Struct, tag="dominant-speaker"):
     participant_id: str
 
 
+class VideoCap(Struct, tag="video-cap"):
+    """The most the receiving publisher's video may use (sfu/video_quality.py decides; protocol.md)."""
+
+    max_bitrate_bps: int
+    max_framerate: int
+    max_height: int
+
+
 class RoomState(Struct, tag="room-state"):
     locked: bool
 

@@ -20,6 +20,7 @@ from sfu.dominant_speaker import DominantSpeaker
 from sfu.participant import Participant
 from sfu.publication import Publication
 from sfu.ratelimit import chat_bucket
+from sfu.video_quality import VideoQuality
 
 if TYPE_CHECKING:
     from peerwell.groups import Group
@@ -68,6 +69,7 @@ class Room:
         self.chat: deque[messages.ChatMessage] = deque(maxlen=RECENT_CHAT)
         self._chat_ids = itertools.count(1)
         self.speakers = DominantSpeaker()
+        self.video_quality = VideoQuality()
 
     def room_time(self, monotonic: float | None = None) -> float:
         """Seconds since the room opened: the clock captions and chat are stamped with."""
@@ -121,6 +123,7 @@ class Room:
             participant.send_event(messages.DominantSpeakerChanged(participant_id=self.speakers.current))
         for observer in self.observers:
             observer.participant_joined(self, participant)
+        self.update_video_caps()
         await self.update_lobby()
 
     async def wait_in_lobby(self, participant: Participant) -> None:
@@ -148,6 +151,7 @@ class Room:
             return
         del self.participants[participant.id]
         self.speakers.forget(participant.id)
+        self.update_video_caps()
         for publication in participant.media.publications.values():
             for other in self.participants.values():
                 other.media.unsubscribe(publication)
@@ -198,6 +202,14 @@ class Room:
             changed = self.speakers.evaluate(at)
             if changed is not None:
                 self.broadcast_event(messages.DominantSpeakerChanged(participant_id=changed))
+            self.update_video_caps(at)
+
+    def update_video_caps(self, now: float | None = None) -> None:
+        """Tell each member its video cap when it changed (room size, settled speaker; sfu/video_quality.py)."""
+        changed = self.video_quality.update(self.participants, self.speakers.current,
+                                            time.monotonic() if now is None else now)
+        for participant_id, cap in changed.items():
+            self.participants[participant_id].send_event(messages.VideoCap(*cap))
 
     def subscribe_to_everyone(self, participant: Participant) -> None:
         for other in self.participants.values():

@@ -51,6 +51,8 @@ export class Call extends EventTarget {
     this.queue = Promise.resolve(); // server messages are handled strictly in order
     this.mediaStarted = false;
     this.outbox = [];
+    this.videoCap = null; // the server's latest `video-cap` for our video
+    this.capQueue = Promise.resolve();
   }
 
   async start() {
@@ -190,6 +192,7 @@ export class Call extends EventTarget {
       } catch {
         return;
       }
+      if (data && data.type === "video-cap") this.setVideoCap(data);
       if (data && typeof data.type === "string") this.emit("event", data);
     });
     this.channel.addEventListener("open", () => {
@@ -256,6 +259,32 @@ export class Call extends EventTarget {
 
   async replaceLocalTrack(kind, track) {
     if (this.senders[kind]) await this.senders[kind].replaceTrack(track);
+    if (kind === "video") this.setVideoCap(this.videoCap); // the scale depends on the camera's height
+  }
+
+  // The most our video may use (docs/protocol.md, `video-cap`). Only the encoder is limited, so the
+  // self-view keeps the camera's quality. Chained: Chrome refuses a setParameters while one is pending.
+  setVideoCap(cap) {
+    const valid = (n) => Number.isFinite(n) && n > 0;
+    if (!cap || !valid(cap.max_bitrate_bps) || !valid(cap.max_framerate) || !valid(cap.max_height)) return;
+    this.videoCap = cap;
+    this.capQueue = this.capQueue
+      .then(() => this.applyVideoCap())
+      .catch((error) => console.warn("peerwell: video cap not applied:", error));
+  }
+
+  async applyVideoCap() {
+    const sender = this.senders.video;
+    const cap = this.videoCap;
+    if (!sender || !cap) return;
+    const parameters = sender.getParameters();
+    if (!parameters.encodings || !parameters.encodings.length) return;
+    const height = sender.track ? sender.track.getSettings().height || 0 : 0;
+    const encoding = parameters.encodings[0];
+    encoding.maxBitrate = cap.max_bitrate_bps;
+    encoding.maxFramerate = cap.max_framerate;
+    encoding.scaleResolutionDownBy = height > cap.max_height ? height / cap.max_height : 1;
+    await sender.setParameters(parameters);
   }
 
   fail(reason) {
