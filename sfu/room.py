@@ -18,6 +18,7 @@ import msgspec
 from sfu import messages
 from sfu.dominant_speaker import DominantSpeaker
 from sfu.participant import Participant
+from sfu.presence import Presence
 from sfu.publication import Publication
 from sfu.ratelimit import chat_bucket
 
@@ -68,6 +69,7 @@ class Room:
         self.chat: deque[messages.ChatMessage] = deque(maxlen=RECENT_CHAT)
         self._chat_ids = itertools.count(1)
         self.speakers = DominantSpeaker()
+        self.presence = Presence()
 
     def room_time(self, monotonic: float | None = None) -> float:
         """Seconds since the room opened: the clock captions and chat are stamped with."""
@@ -116,6 +118,9 @@ class Room:
                 participant.send_event(messages.Moderation(action="muted", participant_id=other.id))
             if other.video_stopped_by_facilitator:
                 participant.send_event(messages.Moderation(action="video-stopped", participant_id=other.id))
+        for other_id, media in self.presence.media_states():
+            participant.send_event(messages.MediaState(participant_id=other_id, microphone=media.microphone,
+                                                       camera=media.camera))
         participant.send_event(self._hands_event())
         if self.speakers.current is not None:
             participant.send_event(messages.DominantSpeakerChanged(participant_id=self.speakers.current))
@@ -148,6 +153,7 @@ class Room:
             return
         del self.participants[participant.id]
         self.speakers.forget(participant.id)
+        self.presence.forget(participant.id)
         for publication in participant.publications.values():
             for other in self.participants.values():
                 other.unsubscribe(publication)
@@ -168,6 +174,7 @@ class Room:
         self.recent_captions.clear()
         self.chat.clear()
         self.hands.clear()
+        self.presence.clear()
         for observer in self.observers:
             observer.room_closed(self)
 
@@ -310,6 +317,37 @@ class Room:
         action = {("audio", True): "muted", ("audio", False): "unmuted",
                   ("video", True): "video-stopped", ("video", False): "video-allowed"}[(kind, paused)]
         self.broadcast_event(messages.Moderation(action=action, participant_id=target.id))
+
+    def mute_all(self) -> None:
+        """Mute every member who is not muted yet; facilitators keep their voice."""
+        for participant in list(self.participants.values()):
+            if participant.role != "facilitator" and not participant.muted_by_facilitator:
+                self.set_paused(participant, "audio", True)
+
+    # --- presence ----------------------------------------------------------------------------
+
+    def set_media_state(self, participant: Participant, microphone: bool, camera: bool) -> None:
+        if self.presence.set_media(participant.id, microphone, camera):
+            self.broadcast_event(messages.MediaState(participant_id=participant.id, microphone=microphone,
+                                                     camera=camera))
+
+    def react(self, participant: Participant, reaction: str) -> str | None:
+        """Returns an error message, or None when the reaction went out to everyone."""
+        if not self.presence.may_react(participant.id):
+            return "you are sending reactions too quickly; wait a moment"
+        self.broadcast_event(messages.ReactionShown(participant_id=participant.id, reaction=reaction))
+        return None
+
+    def ask_for_help(self, participant: Participant, text: str) -> tuple[str, str] | None:
+        """A private request to the facilitators only. Returns (error code, message), or None when it went out."""
+        if not self.facilitators:
+            return "no-facilitator", "no facilitator is in the room right now"
+        if not self.presence.may_ask_for_help(participant.id):
+            return "rate-limited", "your request was already sent; the facilitators will be with you soon"
+        self.send_to_facilitators(messages.HelpRequested(
+            participant_id=participant.id, name=participant.name, text=" ".join(text.split()),
+            at=round(self.room_time(), 2)))
+        return None
 
     def set_locked(self, locked: bool) -> None:
         self.locked = locked
