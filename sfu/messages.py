@@ -329,6 +329,7 @@ class HelpRequested(Struct, tag="help-requested"):
 
 class RoomState(Struct, tag="room-state"):
     locked: bool
+    room_time: float = 0.0  # seconds since the room opened, when sent: lets clients show chat times
 
 
 class SafetyAlert(Struct, tag="safety-alert"):

@@ -108,11 +108,11 @@ class Room:
         self.participants[participant.id] = participant
         await self.broadcast_signal(messages.ParticipantJoined(participant=participant.info()),
                                     exclude=participant.id)
+        participant.send_event(self._room_state())  # first: its room_time dates the chat that follows
         for caption in self.recent_captions:
             participant.send_event(self.caption_for(caption, participant))
         for chat in self.chat:
             participant.send_event(chat)
-        participant.send_event(messages.RoomState(locked=self.locked))
         for other in self.participants.values():
             if other.muted_by_facilitator:
                 participant.send_event(messages.Moderation(action="muted", participant_id=other.id))
@@ -351,4 +351,7 @@ class Room:
 
     def set_locked(self, locked: bool) -> None:
         self.locked = locked
-        self.broadcast_event(messages.RoomState(locked=locked))
+        self.broadcast_event(self._room_state())
+
+    def _room_state(self) -> messages.RoomState:
+        return messages.RoomState(locked=self.locked, room_time=round(self.room_time(), 2))
