@@ -9,7 +9,7 @@ import { $ } from "./dom.js";
 import { chooseLanguage, chosenLanguage, loadCatalogs, onLanguageChange, uiLanguages } from "./i18n.js";
 import { initNotices } from "./notices.js";
 import { chooseGroup, initOnboarding, loadDirectory, renderAgreement, renderDirectory } from "./onboarding.js";
-import { captions, initRoom, renderSubtitleMenu, tiles } from "./room.js";
+import { captions, chat, initRoom, renderSubtitleMenu, tiles } from "./room.js";
 import { resumeFromTab, savedPlace } from "./session.js";
 import { initDisplaySettings } from "./settings.js";
 import { store } from "./store.js";
@@ -47,6 +47,7 @@ function relabel() {
   renderAgreement();
   renderSubtitleMenu();
   tiles.relabel();
+  chat.updateCounter();
   if (ctx.call && ctx.call.joined) captions.setStatus(ctx.call.joined.captions);
   store.update(() => {});
   const view = currentView();
@@ -61,6 +62,12 @@ async function init() {
   initOnboarding();
   initRoom();
   onLanguageChange(relabel);
+  // Reload or tab closed: end the media at once (the server stops forwarding it), but send no `leave`, so
+  // the seat is held for the grace period and a reload takes it back (session.js).
+  window.addEventListener("pagehide", () => {
+    if (ctx.call) ctx.call.close();
+  });
+  chat.updateCounter(); // built before the catalogs arrived
 
   const link = readFragment();
   if (link && link.secret) {

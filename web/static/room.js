@@ -62,6 +62,7 @@ export function enterRoom() {
   ctx.group = ctx.group || group;
   $("room-title").textContent = group.name || call.request.room;
   captions.setStatus(call.joined && call.joined.captions);
+  renderSubtitleMenu();
   setupRole(call);
   store.update(() => {});
   history.replaceState(null, "", `#room=${encodeURIComponent(call.request.room)}`);
