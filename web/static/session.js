@@ -7,7 +7,7 @@
 import { Call } from "./call.js";
 import { ctx } from "./context.js";
 import { $, announce } from "./dom.js";
-import { setGroupLanguage, t } from "./i18n.js";
+import { currentLanguage, setGroupLanguage, t } from "./i18n.js";
 import { clearNotices, notify } from "./notices.js";
 import { enterRoom, handleEvent, resetRoom, sendPreferences, setupRole } from "./room.js";
 import { store } from "./store.js";
@@ -188,7 +188,8 @@ function afterConnect() {
 }
 
 function onLobby(message) {
-  const text = message && message.message ? message.message : t("lobby.waiting");
+  // The server's wording is English; other interface languages use their own.
+  const text = message && message.message && currentLanguage() === "en" ? message.message : t("lobby.waiting");
   $("lobby-message").textContent = text;
   if (currentView() !== "lobby") {
     showView("lobby", { title: t("lobby.title") });
