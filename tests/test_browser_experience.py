@@ -285,6 +285,16 @@ async def test_presence_cues_reach_the_others(server: RunningServer, browser: Br
     await alice.click("#toggle-camera")
     await poll(bob, TILE_STATE, "Alice", lambda v: v["badges"] == [], 5)
 
+    # Device switching in the room: the chosen camera replaces the sent track; Bob keeps seeing Alice.
+    await alice.click("#devices-details > summary")
+    cameras = await poll(alice, "() => [...document.querySelectorAll('#room-camera-device option')].map(o => o.value)",
+                         None, lambda v: len(v) > 0, 5)
+    before = await alice.evaluate("() => window.peerwell.call.senders.video.track.id")
+    await alice.select_option("#room-camera-device", cameras[-1])
+    await poll(alice, "() => window.peerwell.call.senders.video.track.id", None, lambda v: v != before, 5)
+    playing = (await bob.evaluate(TILE_STATE, "Alice"))["time"]
+    await poll(bob, TILE_STATE, "Alice", lambda v: v["time"] > playing + 0.5, 10)
+
     # A reaction shows briefly on the sender's tile at the others.
     await bob.click('#reactions button[data-reaction="heart"]')
     bobs_tile = alice.locator('.tile:has(.name:text-is("Bob"))')
