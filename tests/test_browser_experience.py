@@ -60,7 +60,7 @@ async def server() -> AsyncIterator[RunningServer]:
 # sessionStorage list), so a test can prove the agreement, join form or lobby never appeared.
 VIEW_RECORDER = """
 (() => {
-  const seen = JSON.parse(sessionStorage.getItem('test.views') || '[]');
+  const seen = window.__views = JSON.parse(sessionStorage.getItem('test.views') || '[]');
   const record = () => {
     for (const id of ['directory', 'agreement', 'details', 'lobby', 'room', 'goodbye']) {
       const view = document.getElementById(id);
@@ -76,7 +76,8 @@ VIEW_RECORDER = """
 })();
 """
 VIEWS_SEEN = "() => JSON.parse(sessionStorage.getItem('test.views') || '[]')"
-CLEAR_VIEWS = "() => sessionStorage.setItem('test.views', '[]')"
+# The page's own list too, or a late mutation before the reload would write the old list back.
+CLEAR_VIEWS = "() => { window.__views.length = 0; sessionStorage.setItem('test.views', '[]'); }"
 
 IN_VIEWPORT = """(selector) => {
   const e = document.querySelector(selector);
