@@ -133,6 +133,10 @@ async def test_reload_resumes_the_seat_and_the_facilitator_role(server: RunningS
     await fran.wait_for_selector(".safety-alert", timeout=5000)
     await fran.wait_for_selector(".toast-urgent", timeout=2000)
 
+    sent_at = await alice.text_content(".chat-message.own .chat-time")
+    started = await alice.evaluate("() => window.peerwell.store.state.roomStartedAt")
+    assert isinstance(started, (int, float))
+
     # A member reloads: same id, no agreement, no join form, no lobby, media back.
     await alice.evaluate(CLEAR_VIEWS)
     await alice.reload()
@@ -152,6 +156,10 @@ async def test_reload_resumes_the_seat_and_the_facilitator_role(server: RunningS
     own = alice.locator(".chat-message.own .chat-name")
     await own.first.wait_for()
     assert await own.first.text_content() == "Alice (you)"
+    assert await alice.text_content(".chat-message.own .chat-time") == sent_at
+    # Chat times come from the room's clock (room-state), not from when the reloaded page received them.
+    again = await alice.evaluate("() => window.peerwell.store.state.roomStartedAt")
+    assert isinstance(again, (int, float)) and abs(again - started) < 1000
 
     # Only Leave gives the seat up at once.
     await alice.click("#leave")
@@ -361,3 +369,22 @@ async def test_spanish_group_is_spanish_end_to_end(server: RunningServer, browse
     assert await lucia.text_content("#goodbye-title") == "Has salido de la sesión"
     assert not failures, failures
     assert not uncaught(fran, lucia)
+
+
+async def test_interface_language_follows_the_browser_unless_chosen(server: RunningServer, browser: Browser) -> None:
+    page = await new_page(browser, server.http_url, viewport=SIZE, locale="es-ES")
+    await page.goto("/")
+    await page.wait_for_selector(".group-card")
+    assert await page.text_content("#directory-title") == "Grupos de apoyo"
+    assert await page.evaluate("document.documentElement.lang") == "es"
+    # The person's own choice wins over the browser and the group, and is remembered.
+    await page.click("#display-settings > summary")
+    await page.select_option("#ui-language", "en")
+    await page.wait_for_function("document.getElementById('directory-title').textContent === 'Support groups'")
+    await page.click(f'.choose-group[data-slug="{SPANISH}"]')
+    await page.wait_for_selector("#agreement:not([hidden])")
+    assert await page.text_content("#agree-button") == "I agree"
+    await page.reload()
+    await page.wait_for_selector("#agreement:not([hidden])")
+    assert await page.text_content("#agree-button") == "I agree"
+    assert not uncaught(page)

@@ -90,13 +90,15 @@ async def launch_chromium(playwright: Playwright, fake_audio: Path | None) -> Br
 
 
 async def new_page(browser: Browser, base_url: str, *, bypass_csp: bool = False,
-                   viewport: tuple[int, int] | None = None) -> Page:
+                   viewport: tuple[int, int] | None = None, locale: str | None = None) -> Page:
     """A fresh browser context (its own cookies: one "person") with page errors collected in page.errors.
 
     bypass_csp: let injected scripts run (axe-core), or prove the client itself never turns user text into
     markup, without the server's Content-Security-Policy as a safety net.
     """
     options: dict[str, Any] = {"viewport": {"width": viewport[0], "height": viewport[1]}} if viewport else {}
+    if locale:
+        options["locale"] = locale
     context = await browser.new_context(base_url=base_url, bypass_csp=bypass_csp, **options)
     page = await context.new_page()
     errors: list[str] = []
