@@ -355,6 +355,8 @@ async def test_spanish_group_is_spanish_end_to_end(server: RunningServer, browse
     assert await lucia.text_content("#toggle-mic") == "Silenciar micrófono"
     assert await lucia.text_content("#leave") == "Salir"
     assert await lucia.text_content("#chat-counter") == "Quedan 500 caracteres"
+    assert await lucia.text_content("#captions-status") == (
+        "Los subtítulos en directo no están disponibles ahora mismo en este servidor.")
     await lucia.click("#toggle-mic")
     await poll(fran, TILE_STATE, "Lucía", lambda v: v is not None and v["badges"] == ["Micrófono apagado"], 5)
     # No translations installed here: the subtitle menu says why instead of a bare "no subtitles".

@@ -2,7 +2,7 @@
 // transcript built here in the browser (nothing is stored on the server). The live area scrolls by itself to
 // the newest line unless the reader scrolled back to read, and a button brings them back to the newest.
 
-import { t } from "./i18n.js";
+import { currentLanguage, t } from "./i18n.js";
 
 function formatTime(seconds) {
   const total = Math.max(0, seconds);
@@ -62,9 +62,10 @@ export class CaptionView {
 
   setStatus(captions) {
     this.captionStatus = captions || { enabled: false };
-    this.status.textContent = this.captionStatus.enabled
-      ? t("captions.on")
-      : t("captions.off", { reason: this.captionStatus.reason || t("captions.notAvailable") });
+    // The server gives its reason in English; other interface languages say it more simply.
+    const reason = this.captionStatus.reason && currentLanguage() === "en" ? this.captionStatus.reason : null;
+    this.status.textContent = this.captionStatus.enabled ? t("captions.on")
+      : reason ? t("captions.off", { reason }) : t("captions.offNoReason");
   }
 
   scrollToNewest() {
