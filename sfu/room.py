@@ -299,6 +299,12 @@ class Room:
             return
         self.broadcast_event(self._hands_event())
 
+    def restore_hand(self, participant_id: str, position: int) -> None:
+        """Put a resumed participant's raised hand back where it was in the queue."""
+        if participant_id in self.participants and participant_id not in self.hands:
+            self.hands.insert(min(position, len(self.hands)), participant_id)
+            self.broadcast_event(self._hands_event())
+
     def _hands_event(self) -> messages.Hands:
         return messages.Hands(queue=[
             messages.HandEntry(participant_id=pid, name=self.participants[pid].name)

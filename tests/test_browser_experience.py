@@ -134,6 +134,8 @@ async def test_reload_resumes_the_seat_and_the_facilitator_role(server: RunningS
     await fran.wait_for_selector(".toast-urgent", timeout=2000)
 
     sent_at = await alice.text_content(".chat-message.own .chat-time")
+    await alice.click("#toggle-hand")
+    await fran.wait_for_selector('#hand-queue li:has-text("Alice")')
     started = await alice.evaluate("() => window.peerwell.store.state.roomStartedAt")
     assert isinstance(started, (int, float))
 
@@ -157,6 +159,9 @@ async def test_reload_resumes_the_seat_and_the_facilitator_role(server: RunningS
     await own.first.wait_for()
     assert await own.first.text_content() == "Alice (you)"
     assert await alice.text_content(".chat-message.own .chat-time") == sent_at
+    # Her raised hand kept its place in the queue, and her button says so.
+    await alice.wait_for_selector('#toggle-hand[data-raised="1"]')
+    assert [p.name for pid in room.hands for p in [room.participants[pid]]] == ["Alice"]
     # Chat times come from the room's clock (room-state), not from when the reloaded page received them.
     again = await alice.evaluate("() => window.peerwell.store.state.roomStartedAt")
     assert isinstance(again, (int, float)) and abs(again - started) < 1000
