@@ -36,14 +36,43 @@ def build_parser() -> argparse.ArgumentParser:
                        help="give Whisper its usual 30 s window per decode (slower; default: speech + 5 s)")
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
+    link = sub.add_parser("facilitator-link", help="print a group's facilitator link",
+                          description="Print the facilitator link of a group (generated secrets are kept in the "
+                                      "state directory, $PEERWELL_STATE_DIR, so the link survives restarts).")
+    link.add_argument("group", metavar="GROUP", help="the group's slug")
+    link.add_argument("--config", default=None, metavar="FILE", help="groups TOML file the server uses")
+    link.add_argument("--url", default="http://127.0.0.1:8080", help="the server's address as people reach it")
+
     add_models_subparsers(sub)
     return parser
+
+
+def print_facilitator_link(args: argparse.Namespace) -> int:
+    from peerwell.facilitator_secrets import SecretsStoreError, facilitator_link, keep_generated_secrets
+    from peerwell.groups import GroupsConfig, GroupsConfigError, load_groups
+    from peerwell.paths import state_dir
+
+    try:
+        groups = load_groups(args.config) if args.config else GroupsConfig.default()
+        groups = keep_generated_secrets(groups, state_dir())
+    except (GroupsConfigError, SecretsStoreError) as exc:
+        print(f"peerwell: {exc}", file=sys.stderr)
+        return 2
+    group = groups.get(args.group)
+    if group is None:
+        known = ", ".join(g.slug for g in groups.groups) or "none"
+        print(f"peerwell: no group {args.group!r} (groups: {known})", file=sys.stderr)
+        return 2
+    print(facilitator_link(args.url, group))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "models":
         return run_models_command(args)
+    if args.command == "facilitator-link":
+        return print_facilitator_link(args)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from peerwell.server import ServeError, serve  # heavy imports only when serving
 

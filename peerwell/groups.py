@@ -96,7 +96,7 @@ puede recibir un aviso privado para hablar contigo. El resto del grupo nunca lo 
 
 _DEFAULT_TOML = f'''
 [server]
-allow_adhoc_rooms = true
+allow_adhoc_rooms = false  # nobody opens an unmoderated room from the directory unless the operator says so
 
 [[group]]
 slug = "evening-anxiety"

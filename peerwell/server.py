@@ -9,7 +9,9 @@ from dataclasses import dataclass, replace
 from aiohttp import web
 
 from peerwell.captioning import CaptionsObserver
+from peerwell.facilitator_secrets import SecretsStoreError, keep_generated_secrets
 from peerwell.groups import GroupsConfig, GroupsConfigError, load_groups
+from peerwell.paths import state_dir
 from safety.detector import CrisisDetector
 from sfu import messages
 from sfu.app import create_app
@@ -39,7 +41,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
             raise ValueError("--turn needs --turn-username and --turn-credential")
         ice_servers += [parse_ice_server(url, args.turn_username, args.turn_credential) for url in args.turn]
         groups = load_groups(args.config) if args.config else GroupsConfig.default()
-    except (ValueError, GroupsConfigError) as exc:
+        groups = keep_generated_secrets(groups, state_dir())  # a bookmarked facilitator link keeps working
+    except (ValueError, GroupsConfigError, SecretsStoreError) as exc:
         raise ServeError(str(exc)) from None
     if not 0 < args.port < 65536:
         raise ServeError(f"--port must be 1-65535, not {args.port}")

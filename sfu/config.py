@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from aiortc import RTCConfiguration, RTCIceServer
@@ -10,13 +11,20 @@ from peerwell.groups import GroupsConfig
 from sfu import messages
 
 
+def open_rooms() -> GroupsConfig:
+    """The embedded groups with ad-hoc rooms allowed: the default of a bare ServerConfig (tests, benchmarks,
+    embedding). `peerwell serve` loads the embedded config itself, where ad-hoc rooms are off."""
+    groups = GroupsConfig.default()
+    return dataclasses.replace(groups, server=dataclasses.replace(groups.server, allow_adhoc_rooms=True))
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     ice_hosts: tuple[str, ...] = ()  # empty: aioice picks the machine's addresses
     ice_servers: tuple[messages.IceServer, ...] = ()  # handed to browsers; also used by the server's own ICE
-    groups: GroupsConfig = field(default_factory=GroupsConfig.default)
+    groups: GroupsConfig = field(default_factory=open_rooms)
     reconnect_grace: float = 20.0  # seconds a dropped participant keeps their place
     web_root: str | None = None  # None: the web/ folder beside the packages
 

@@ -78,6 +78,18 @@ class RoomControl:
             case messages.DeleteChat(message_id=message_id):
                 if not room.delete_chat(message_id):
                     return "no-such-message", "that message is not in the chat any more"
+            case messages.SetMediaState(microphone=microphone, camera=camera):
+                room.set_media_state(sender, microphone, camera)
+            case messages.React(reaction=reaction):
+                problem = room.react(sender, reaction)
+                if problem is not None:
+                    return "rate-limited", problem
+            case messages.AskForHelp(text=text):
+                refusal = room.ask_for_help(sender, text)
+                if refusal is not None:
+                    return refusal
+            case messages.MuteAll():
+                room.mute_all()
             case _:
                 return self._act_on_participant(room, sender, request)
         return None

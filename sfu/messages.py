@@ -6,7 +6,7 @@ not fit gets an ``error`` reply and changes nothing.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -219,10 +219,31 @@ class DeleteChat(Struct, tag="delete-chat"):
     message_id: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
 
 
+class SetMediaState(Struct, tag="set-media-state"):
+    microphone: bool  # my own microphone is on (not self-muted)
+    camera: bool  # my own camera is on
+
+
+Reaction = Literal["nod", "heart", "clap", "me-too", "wave"]
+
+
+class React(Struct, tag="react"):
+    reaction: Reaction
+
+
+class AskForHelp(Struct, tag="ask-for-help"):
+    text: Annotated[str, msgspec.Meta(max_length=500)] = ""
+
+
+class MuteAll(Struct, tag="mute-all"):
+    pass
+
+
 ChannelRequest = (SetSpokenLanguage | SetSubtitleLanguage | SetCaptionNameHidden | SendChat | RaiseHand
                   | LowerHand | RequestUnmute | LowerHandOf | Mute | Unmute | StopVideo | AllowVideo | Remove
-                  | Lock | Unlock | EndSession | DeleteChat)
-FACILITATOR_ONLY = (LowerHandOf, Mute, Unmute, StopVideo, AllowVideo, Remove, Lock, Unlock, EndSession, DeleteChat)
+                  | Lock | Unlock | EndSession | DeleteChat | SetMediaState | React | AskForHelp | MuteAll)
+FACILITATOR_ONLY = (LowerHandOf, Mute, Unmute, StopVideo, AllowVideo, Remove, Lock, Unlock, EndSession, DeleteChat,
+                    MuteAll)
 
 
 class Caption(Struct, tag="caption"):
@@ -296,8 +317,27 @@ class VideoCap(Struct, tag="video-cap"):
     max_height: int
 
 
+class MediaState(Struct, tag="media-state"):
+    participant_id: str
+    microphone: bool
+    camera: bool
+
+
+class ReactionShown(Struct, tag="reaction"):
+    participant_id: str
+    reaction: str
+
+
+class HelpRequested(Struct, tag="help-requested"):
+    participant_id: str
+    name: str
+    text: str
+    at: float
+
+
 class RoomState(Struct, tag="room-state"):
     locked: bool
+    room_time: float = 0.0  # seconds since the room opened, when sent: lets clients show chat times
 
 
 class SafetyAlert(Struct, tag="safety-alert"):

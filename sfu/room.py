@@ -18,6 +18,7 @@ import msgspec
 from sfu import messages
 from sfu.dominant_speaker import DominantSpeaker
 from sfu.participant import Participant
+from sfu.presence import Presence
 from sfu.publication import Publication
 from sfu.ratelimit import chat_bucket
 from sfu.video_quality import VideoQuality
@@ -70,6 +71,7 @@ class Room:
         self._chat_ids = itertools.count(1)
         self.speakers = DominantSpeaker()
         self.video_quality = VideoQuality()
+        self.presence = Presence()
 
     def room_time(self, monotonic: float | None = None) -> float:
         """Seconds since the room opened: the clock captions and chat are stamped with."""
@@ -108,16 +110,19 @@ class Room:
         self.participants[participant.id] = participant
         await self.broadcast_signal(messages.ParticipantJoined(participant=participant.info()),
                                     exclude=participant.id)
+        participant.send_event(self._room_state())  # first: its room_time dates the chat that follows
         for caption in self.recent_captions:
             participant.send_event(self.caption_for(caption, participant))
         for chat in self.chat:
             participant.send_event(chat)
-        participant.send_event(messages.RoomState(locked=self.locked))
         for other in self.participants.values():
             if other.muted_by_facilitator:
                 participant.send_event(messages.Moderation(action="muted", participant_id=other.id))
             if other.video_stopped_by_facilitator:
                 participant.send_event(messages.Moderation(action="video-stopped", participant_id=other.id))
+        for other_id, media in self.presence.media_states():
+            participant.send_event(messages.MediaState(participant_id=other_id, microphone=media.microphone,
+                                                       camera=media.camera))
         participant.send_event(self._hands_event())
         if self.speakers.current is not None:
             participant.send_event(messages.DominantSpeakerChanged(participant_id=self.speakers.current))
@@ -151,6 +156,7 @@ class Room:
             return
         del self.participants[participant.id]
         self.speakers.forget(participant.id)
+        self.presence.forget(participant.id)
         self.update_video_caps()
         for publication in participant.media.publications.values():
             for other in self.participants.values():
@@ -172,6 +178,7 @@ class Room:
         self.recent_captions.clear()
         self.chat.clear()
         self.hands.clear()
+        self.presence.clear()
         for observer in self.observers:
             observer.room_closed(self)
 
@@ -310,6 +317,12 @@ class Room:
             return
         self.broadcast_event(self._hands_event())
 
+    def restore_hand(self, participant_id: str, position: int) -> None:
+        """Put a resumed participant's raised hand back where it was in the queue."""
+        if participant_id in self.participants and participant_id not in self.hands:
+            self.hands.insert(min(position, len(self.hands)), participant_id)
+            self.broadcast_event(self._hands_event())
+
     def _hands_event(self) -> messages.Hands:
         return messages.Hands(queue=[
             messages.HandEntry(participant_id=pid, name=self.participants[pid].name)
@@ -329,6 +342,40 @@ class Room:
                   ("video", True): "video-stopped", ("video", False): "video-allowed"}[(kind, paused)]
         self.broadcast_event(messages.Moderation(action=action, participant_id=target.id))
 
+    def mute_all(self) -> None:
+        """Mute every member who is not muted yet; facilitators keep their voice."""
+        for participant in list(self.participants.values()):
+            if participant.role != "facilitator" and not participant.muted_by_facilitator:
+                self.set_paused(participant, "audio", True)
+
+    # --- presence ----------------------------------------------------------------------------
+
+    def set_media_state(self, participant: Participant, microphone: bool, camera: bool) -> None:
+        if self.presence.set_media(participant.id, microphone, camera):
+            self.broadcast_event(messages.MediaState(participant_id=participant.id, microphone=microphone,
+                                                     camera=camera))
+
+    def react(self, participant: Participant, reaction: str) -> str | None:
+        """Returns an error message, or None when the reaction went out to everyone."""
+        if not self.presence.may_react(participant.id):
+            return "you are sending reactions too quickly; wait a moment"
+        self.broadcast_event(messages.ReactionShown(participant_id=participant.id, reaction=reaction))
+        return None
+
+    def ask_for_help(self, participant: Participant, text: str) -> tuple[str, str] | None:
+        """A private request to the facilitators only. Returns (error code, message), or None when it went out."""
+        if not self.facilitators:
+            return "no-facilitator", "no facilitator is in the room right now"
+        if not self.presence.may_ask_for_help(participant.id):
+            return "rate-limited", "your request was already sent; the facilitators will be with you soon"
+        self.send_to_facilitators(messages.HelpRequested(
+            participant_id=participant.id, name=participant.name, text=" ".join(text.split()),
+            at=round(self.room_time(), 2)))
+        return None
+
     def set_locked(self, locked: bool) -> None:
         self.locked = locked
-        self.broadcast_event(messages.RoomState(locked=locked))
+        self.broadcast_event(self._room_state())
+
+    def _room_state(self) -> messages.RoomState:
+        return messages.RoomState(locked=self.locked, room_time=round(self.room_time(), 2))

@@ -278,9 +278,11 @@ class SignalingSession:
 
         participant_id = secrets.token_urlsafe(6)
         previous: Participant | None = None
+        hand_at: int | None = None
         if resumed is not None:
             previous = resumed.participant
             participant_id = previous.id
+            hand_at = room.hands.index(previous.id) if previous.id in room.hands else None
             role = previous.role
             await self.rooms.release(resumed)
             room = self.rooms.room_for_join(request.room)
@@ -308,6 +310,8 @@ class SignalingSession:
             await room.wait_in_lobby(participant)
         else:
             await room.add(participant)
+            if hand_at is not None:  # a resumed place keeps its turn in the hand queue
+                room.restore_hand(participant.id, hand_at)
 
     async def disconnected(self) -> None:
         seat = self.seat

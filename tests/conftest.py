@@ -59,6 +59,14 @@ async def wait_for(predicate: Callable[[], object], timeout: float = 15.0) -> No
         await asyncio.sleep(0.05)
 
 
+@pytest.fixture(autouse=True)
+def private_state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Generated facilitator secrets go to a temporary state directory, never the user's."""
+    directory = tmp_path / "peerwell-state"
+    monkeypatch.setenv("PEERWELL_STATE_DIR", str(directory))
+    return directory
+
+
 @pytest.fixture
 async def server() -> AsyncIterator[RunningServer]:
     runner, running = await start_server()

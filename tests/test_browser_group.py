@@ -201,7 +201,9 @@ async def test_user_text_stays_text_and_safety_alerts_stay_private(
         assert await item.locator(".chat-name").text_content() == XSS_NAME
         await page.wait_for_selector("#hand-queue li")
         assert await page.text_content("#hand-queue li .person-name") == XSS_NAME
-        assert (await page.evaluate(TILE_STATE, XSS_NAME))["badges"] == ["Hand raised"]
+        # Mallory joined text-only: everyone sees that, besides the raised hand.
+        await poll(page, TILE_STATE, XSS_NAME,
+                   lambda s: s is not None and s["badges"] == ["Hand raised", "Microphone off", "Camera off"])
     assert await mallory.text_content("#toggle-hand") == "Lower hand"
 
     # Only the facilitator can delete; everyone sees it go.

@@ -14,6 +14,7 @@ from peerwell.groups import (
     load_groups,
     valid_slug,
 )
+from sfu.config import open_rooms
 
 AGREEMENT = "What is said here stays here. Listen without giving advice unless asked."
 SECRET = "s3cret-facilitator-token-0123456789"
@@ -200,7 +201,7 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_default_config() -> None:
     config = GroupsConfig.default()
     assert config.source is None
-    assert config.server.allow_adhoc_rooms is True
+    assert config.server.allow_adhoc_rooms is False  # no unmoderated rooms unless the operator asks
     assert config.server.crisis_resources == DEFAULT_CRISIS_RESOURCES
     assert 1 <= len(config.groups) <= 2
     for group in config.groups:
@@ -223,7 +224,9 @@ def test_default_resources_point_to_emergency_help() -> None:
 
 
 def test_adhoc_group(tmp_path: Path) -> None:
-    config = GroupsConfig.default()
+    with pytest.raises(GroupsConfigError, match="ad-hoc rooms are disabled"):
+        GroupsConfig.default().adhoc_group("friday-walk")
+    config = open_rooms()  # what a bare ServerConfig uses (tests, benchmarks)
     room = config.adhoc_group("friday-walk")
     assert room.adhoc and room.slug == "friday-walk" and not room.lobby
     assert room.secret_generated and len(room.facilitator_secret) == 32

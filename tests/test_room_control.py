@@ -301,3 +301,56 @@ async def test_late_joiner_gets_recent_finals_only_from_memory(server: RunningSe
         await client.leave()
     await wait_until(lambda: OPEN_GROUP not in server.rooms.rooms)
     assert not room.recent_captions  # gone with the session
+
+
+async def test_presence_reactions_help_and_mute_all(server: RunningServer) -> None:
+    """Self-mute/camera state reaches everyone (and newcomers); reactions are broadcast and rate limited;
+    "I need help" reaches every facilitator and nobody else; mute-all spares facilitators."""
+    fran = RoomClient(server.ws_url, OPEN_GROUP, "Fran", secret=SECRET)
+    cora = RoomClient(server.ws_url, OPEN_GROUP, "Cora", secret=SECRET)  # co-facilitator
+    alice = RoomClient(server.ws_url, OPEN_GROUP, "Alice")
+    bob = RoomClient(server.ws_url, OPEN_GROUP, "Bob")
+    for client in (fran, cora, alice, bob):
+        await client.join()
+        await channel_open(client)
+
+    alice.send_channel({"type": "set-media-state", "microphone": False, "camera": False})
+    await wait_until(lambda: events(bob, "media-state") and events(fran, "media-state"))
+    assert events(bob, "media-state")[-1] == {"type": "media-state", "participant_id": alice.participant_id,
+                                              "microphone": False, "camera": False}
+    late = RoomClient(server.ws_url, OPEN_GROUP, "Late")
+    await late.join()
+    await channel_open(late)
+    await wait_until(lambda: events(late, "media-state"))
+    assert events(late, "media-state")[0]["participant_id"] == alice.participant_id
+
+    bob.send_channel({"type": "react", "reaction": "heart"})
+    await wait_until(lambda: events(alice, "reaction") and events(late, "reaction"))
+    assert events(alice, "reaction")[0] == {"type": "reaction", "participant_id": bob.participant_id,
+                                            "reaction": "heart"}
+    bob.send_channel({"type": "react", "reaction": "fireworks"})
+    for _ in range(5):
+        bob.send_channel({"type": "react", "reaction": "clap"})
+    await wait_until(lambda: sum(1 for e in events(bob, "error") if e["request"] == "react") >= 3)
+    codes = [e["code"] for e in events(bob, "error") if e["request"] == "react"]
+    assert codes[0] == "invalid-message" and "rate-limited" in codes
+    assert len(events(alice, "reaction")) <= 3  # the burst, never the flood
+
+    alice.send_channel({"type": "ask-for-help", "text": "I need a  moment  please"})
+    await wait_until(lambda: events(fran, "help-requested") and events(cora, "help-requested"))
+    assert events(cora, "help-requested")[0]["name"] == "Alice"
+    assert events(cora, "help-requested")[0]["text"] == "I need a moment please"
+    await asyncio.sleep(0.3)
+    assert not events(bob, "help-requested") and not events(alice, "help-requested")
+
+    bob.send_channel({"type": "mute-all"})
+    await wait_until(lambda: any(e["request"] == "mute-all" for e in events(bob, "error")))
+    cora.send_channel({"type": "mute-all"})
+    member_ids = {alice.participant_id, bob.participant_id, late.participant_id}
+    await wait_until(lambda: {e["participant_id"] for e in events(fran, "moderation")
+                              if e["action"] == "muted"} == member_ids)
+    room = server.rooms.rooms[OPEN_GROUP]
+    assert not room.participants[fran.participant_id].muted_by_facilitator
+    assert not room.participants[cora.participant_id].muted_by_facilitator
+    for client in (fran, cora, alice, bob, late):
+        await client.leave()

@@ -89,13 +89,17 @@ async def launch_chromium(playwright: Playwright, fake_audio: Path | None) -> Br
     return await playwright.chromium.launch(executable_path=CHROMIUM, args=chromium_args(fake_audio))
 
 
-async def new_page(browser: Browser, base_url: str, *, bypass_csp: bool = False) -> Page:
+async def new_page(browser: Browser, base_url: str, *, bypass_csp: bool = False,
+                   viewport: tuple[int, int] | None = None, locale: str | None = None) -> Page:
     """A fresh browser context (its own cookies: one "person") with page errors collected in page.errors.
 
     bypass_csp: let injected scripts run (axe-core), or prove the client itself never turns user text into
     markup, without the server's Content-Security-Policy as a safety net.
     """
-    context = await browser.new_context(base_url=base_url, bypass_csp=bypass_csp)
+    options: dict[str, Any] = {"viewport": {"width": viewport[0], "height": viewport[1]}} if viewport else {}
+    if locale:
+        options["locale"] = locale
+    context = await browser.new_context(base_url=base_url, bypass_csp=bypass_csp, **options)
     page = await context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(f"Uncaught {exc}"))

@@ -1,5 +1,8 @@
-// Caption area: partials replaced in place under their segment id, finals kept in a history,
-// and a WebVTT transcript built here in the browser (nothing is stored on the server).
+// Caption area: partials replaced in place under their segment id, finals kept in a history, and a WebVTT
+// transcript built here in the browser (nothing is stored on the server). The live area scrolls by itself to
+// the newest line unless the reader scrolled back to read, and a button brings them back to the newest.
+
+import { currentLanguage, t } from "./i18n.js";
 
 function formatTime(seconds) {
   const total = Math.max(0, seconds);
@@ -13,74 +16,96 @@ function vttEscape(text) {
   return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/-->/g, "--&gt;");
 }
 
-const LIVE_LINES = 6;
+const LIVE_LINES = 200; // the live area is a scrolling log; older lines stay in the history
+const AT_END_PX = 24; // "at the newest line" tolerance
+
+function line(tag, caption) {
+  const item = document.createElement(tag);
+  item.dataset.segmentId = caption.segment_id;
+  const speaker = document.createElement("span");
+  speaker.className = "speaker";
+  const text = document.createElement("span");
+  text.className = "text";
+  const subtitle = document.createElement("span");
+  subtitle.className = "subtitle";
+  item.append(speaker, text, subtitle);
+  return item;
+}
 
 export class CaptionView {
-  constructor({ live, history, status }) {
+  // onLine(caption): every caption shown (for captions under the speaker's tile)
+  constructor({ live, history, status, jump, onLine = () => {} }) {
     this.live = live;
     this.history = history;
     this.status = status;
+    this.jump = jump;
+    this.onLine = onLine;
     this.lines = new Map(); // segment_id -> live element
     this.finals = new Map(); // segment_id -> final caption (kept for the transcript)
     this.subtitles = new Map(); // segment_id -> { language, text }
     this.mode = "both"; // original | translation | both
+    this.captionStatus = { enabled: false };
+    this.following = true; // keep the newest line in view
+    live.addEventListener("scroll", () => {
+      this.following = live.scrollHeight - live.scrollTop - live.clientHeight <= AT_END_PX;
+      this.jump.hidden = this.following;
+    });
+    jump.addEventListener("click", () => {
+      this.following = true;
+      this.jump.hidden = true;
+      this.scrollToNewest();
+    });
+    new ResizeObserver(() => {
+      if (this.following) this.scrollToNewest();
+    }).observe(live);
   }
 
   setStatus(captions) {
-    if (captions.enabled) {
-      this.status.textContent = `Captions are on (${captions.model || "local model"}).`;
-    } else {
-      this.status.textContent = `Captions are off: ${captions.reason || "not available"}.`;
-    }
+    this.captionStatus = captions || { enabled: false };
+    // The server gives its reason in English; other interface languages say it more simply.
+    const reason = this.captionStatus.reason && currentLanguage() === "en" ? this.captionStatus.reason : null;
+    this.status.textContent = this.captionStatus.enabled ? t("captions.on")
+      : reason ? t("captions.off", { reason }) : t("captions.offNoReason");
+  }
+
+  scrollToNewest() {
+    this.live.scrollTop = this.live.scrollHeight;
   }
 
   show(caption) {
     if (this.finals.has(caption.segment_id)) return; // a final never changes
-    let line = this.lines.get(caption.segment_id);
-    if (!line) {
-      line = document.createElement("p");
-      line.className = "caption";
-      line.dataset.segmentId = caption.segment_id;
-      const speaker = document.createElement("span");
-      speaker.className = "speaker";
-      const text = document.createElement("span");
-      text.className = "text";
-      const subtitle = document.createElement("span");
-      subtitle.className = "subtitle";
-      line.append(speaker, text, subtitle);
-      this.live.append(line);
-      this.lines.set(caption.segment_id, line);
+    let item = this.lines.get(caption.segment_id);
+    if (!item) {
+      item = line("p", caption);
+      item.className = "caption";
+      this.live.append(item);
+      this.lines.set(caption.segment_id, item);
       while (this.live.children.length > LIVE_LINES) {
         const oldest = this.live.firstElementChild;
         this.lines.delete(oldest.dataset.segmentId);
         oldest.remove();
       }
     }
-    line.querySelector(".speaker").textContent = `${caption.speaker_name}: `;
-    line.querySelector(".text").textContent = caption.text;
-    line.classList.toggle("partial", !caption.final);
-    line.classList.toggle("final", caption.final);
+    item.querySelector(".speaker").textContent = `${caption.speaker_name}: `;
+    item.querySelector(".text").textContent = caption.text;
+    item.classList.toggle("partial", !caption.final);
+    item.classList.toggle("final", caption.final);
     if (caption.final) {
       this.finals.set(caption.segment_id, caption);
-      const item = document.createElement("li");
-      item.dataset.segmentId = caption.segment_id;
-      const speaker = document.createElement("span");
-      speaker.className = "speaker";
-      speaker.textContent = `${caption.speaker_name}: `;
-      const text = document.createElement("span");
-      text.className = "text";
-      text.textContent = caption.text;
-      const subtitle = document.createElement("span");
-      subtitle.className = "subtitle";
-      item.append(speaker, text, subtitle);
-      this.history.append(item);
+      const entry = line("li", caption);
+      entry.querySelector(".speaker").textContent = `${caption.speaker_name}: `;
+      entry.querySelector(".text").textContent = caption.text;
+      this.history.append(entry);
       this.applySubtitle(caption.segment_id);
     }
+    if (this.following) this.scrollToNewest();
+    this.onLine(caption);
   }
 
   showSubtitle(subtitle) {
     this.subtitles.set(subtitle.segment_id, subtitle);
     this.applySubtitle(subtitle.segment_id);
+    if (this.following) this.scrollToNewest();
   }
 
   applySubtitle(segmentId) {
@@ -123,5 +148,7 @@ export class CaptionView {
     this.subtitles.clear();
     this.live.replaceChildren();
     this.history.replaceChildren();
+    this.following = true;
+    this.jump.hidden = true;
   }
 }

@@ -2,6 +2,7 @@
 // as the rate limit shown in place, and a delete button per message for the facilitator.
 
 import { clockTime, el, setText } from "./dom.js";
+import { t } from "./i18n.js";
 
 export const CHAT_MAX = 500;
 
@@ -17,7 +18,7 @@ export class ChatView {
     this.selfId = null;
     this.canDelete = false;
     this.lastSent = "";
-    this.onDelete = null;
+    this.timeOf = () => new Date(); // (room time) -> Date; set from the room's clock when known
     form.addEventListener("submit", (event) => {
       event.preventDefault();
       this.submit();
@@ -33,30 +34,31 @@ export class ChatView {
     this.updateCounter();
   }
 
-  configure({ selfId, canDelete }) {
+  configure({ selfId, canDelete, timeOf }) {
     this.selfId = selfId;
     this.canDelete = canDelete;
+    if (timeOf) this.timeOf = timeOf;
   }
 
   updateCounter() {
     const left = CHAT_MAX - this.input.value.length;
-    this.counter.textContent = left === 1 ? "1 character left" : `${left} characters left`;
+    this.counter.textContent = left === 1 ? t("chat.oneLeft") : t("chat.left", { count: left });
     this.counter.classList.toggle("warning", left < 50);
   }
 
   submit() {
     const text = this.input.value.trim();
     if (!text) {
-      setText(this.error, "Write a message first.");
+      setText(this.error, t("chat.empty"));
       this.input.focus();
       return;
     }
     if (text.length > CHAT_MAX) {
-      setText(this.error, `Messages can be at most ${CHAT_MAX} characters.`);
+      setText(this.error, t("chat.tooLong", { max: CHAT_MAX }));
       return;
     }
     if (!this.send({ type: "chat", text })) {
-      setText(this.error, "Not connected yet; your message was not sent. Please try again in a moment.");
+      setText(this.error, t("chat.notSent"));
       return;
     }
     setText(this.error, "");
@@ -77,16 +79,16 @@ export class ChatView {
   add(message) {
     if (this.items.has(message.message_id)) return;
     const own = message.participant_id === this.selfId;
-    const name = el("span", { class: "chat-name" }, own ? `${message.name} (you)` : message.name);
-    const time = el("span", { class: "chat-time" }, clockTime());
+    const name = el("span", { class: "chat-name" }, own ? t("tile.you", { name: message.name }) : message.name);
+    const time = el("span", { class: "chat-time" }, clockTime(this.timeOf(message.at)));
     const text = el("p", { class: "chat-text" }, message.text);
     const item = el("li", { class: own ? "chat-message own" : "chat-message", dataset: { messageId: message.message_id } },
       el("div", { class: "chat-meta" }, name, " ", time), text);
     if (this.canDelete) {
       const remove = el("button", {
         type: "button", class: "small secondary chat-delete",
-        "aria-label": `Delete message from ${message.name}`,
-      }, "Delete");
+        "aria-label": t("chat.deleteFrom", { name: message.name }),
+      }, t("chat.delete"));
       remove.addEventListener("click", () => {
         this.send({ type: "delete-chat", message_id: message.message_id });
       });
@@ -103,7 +105,7 @@ export class ChatView {
     if (!item) return;
     // The text is gone everywhere; a short note keeps the conversation readable.
     const focusWasInside = item.contains(document.activeElement);
-    item.replaceChildren(el("p", { class: "chat-removed" }, "Message removed by the facilitator."));
+    item.replaceChildren(el("p", { class: "chat-removed" }, t("chat.removed")));
     item.classList.add("removed");
     if (focusWasInside) this.input.focus();
   }

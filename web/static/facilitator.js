@@ -1,17 +1,23 @@
-// Facilitator tools: lobby (admit/deny), per-person mute/video/remove, lock, end session, unmute
-// requests and private safety alerts. Built from an inert <template> only when the server said our role
-// is "facilitator"; for everyone else none of this exists in the page.
+// Facilitator tools: safety alerts and help requests first (private), the lobby (admit/deny), unmute
+// requests, per-person mute/video/remove, mute all, lock, end session, and the alert sound. Built from an
+// inert <template> only when the server said our role is "facilitator"; for everyone else none of this
+// exists in the page. Every arrival that needs attention also raises a notice (notices.js) that is seen
+// whatever the scroll position.
 
 import { announce, clockTime, el } from "./dom.js";
+import { t, translatePage } from "./i18n.js";
+import { notify, setSound, soundOn } from "./notices.js";
 
 export class FacilitatorPanel {
-  // actions: { admit(id), deny(id), request(message) -> bool }
+  // actions: { admit(id), deny(id), request(message) -> bool, timeOf(roomTime) -> Date }
   constructor(mount, actions) {
     const template = document.getElementById("facilitator-template");
     mount.replaceChildren(document.importNode(template.content, true));
+    translatePage(mount);
     this.root = mount.querySelector("#facilitator-panel");
     this.actions = actions;
     const q = (id) => this.root.querySelector(`#${id}`);
+    this.q = q;
     this.lobbyList = q("lobby-list");
     this.lobbyEmpty = q("lobby-empty");
     this.lobbyTitle = q("lobby-list-title");
@@ -28,12 +34,18 @@ export class FacilitatorPanel {
     this.waiting = [];
     this.locked = false;
     this.alertCount = 0;
+    this.peopleKey = "";
+    const sound = q("alert-sound");
+    sound.checked = soundOn();
+    sound.addEventListener("change", () => setSound(sound.checked));
     this.lockButton.addEventListener("click", () => {
       this.actions.request({ type: this.locked ? "unlock" : "lock" });
     });
+    q("mute-all").addEventListener("click", () => {
+      this.confirm(t("fac.muteAllConfirm"), t("fac.muteAll"), () => this.actions.request({ type: "mute-all" }));
+    });
     this.endButton.addEventListener("click", () => {
-      this.confirm("End the session for everyone? Everyone, including you, will leave the room.",
-        "End session", () => this.actions.request({ type: "end-session" }));
+      this.confirm(t("fac.endConfirm"), t("fac.endButton"), () => this.actions.request({ type: "end-session" }));
     });
     q("confirm-no").addEventListener("click", () => this.dialog.close("cancel"));
     q("confirm-yes").addEventListener("click", () => this.dialog.close("confirm"));
@@ -46,12 +58,18 @@ export class FacilitatorPanel {
   }
 
   confirm(text, confirmLabel, onConfirm) {
-    this.root.querySelector("#confirm-text").textContent = text;
-    this.root.querySelector("#confirm-yes").textContent = confirmLabel;
+    this.q("confirm-text").textContent = text;
+    this.q("confirm-yes").textContent = confirmLabel;
     this.pendingConfirm = { onConfirm, returnFocus: document.activeElement };
     this.dialog.returnValue = "";
     this.dialog.showModal();
-    this.root.querySelector("#confirm-no").focus(); // the safe choice first
+    this.q("confirm-no").focus(); // the safe choice first
+  }
+
+  show(section) {
+    const target = this.q(section);
+    target.scrollIntoView({ block: "start" });
+    target.focus();
   }
 
   // --- lobby (signaling: lobby-update) ---------------------------------------------------------
@@ -62,14 +80,19 @@ export class FacilitatorPanel {
     const arrivals = waiting.filter((p) => !before.has(p.id));
     this.lobbyList.replaceChildren(...waiting.map((person) => this.lobbyItem(person)));
     this.lobbyEmpty.hidden = waiting.length > 0;
-    this.lobbyTitle.textContent = waiting.length ? `Waiting room (${waiting.length})` : "Waiting room";
-    if (arrivals.length === 1) announce(`${arrivals[0].name} is waiting to join.`);
-    else if (arrivals.length > 1) announce(`${arrivals.length} people are waiting to join.`);
+    this.lobbyTitle.textContent = waiting.length ? t("fac.lobbyCount", { count: waiting.length }) : t("fac.lobby");
+    if (!arrivals.length) return;
+    const text = arrivals.length === 1
+      ? t("fac.arrivedOne", { name: arrivals[0].name }) : t("fac.arrivedMany", { count: arrivals.length });
+    announce(text);
+    notify(text, { kind: "urgent", key: "lobby", action: { label: t("notice.show"), run: () => this.show("lobby-list-title") } });
   }
 
   lobbyItem(person) {
-    const admit = el("button", { type: "button", class: "small", "aria-label": `Admit ${person.name}` }, "Admit");
-    const deny = el("button", { type: "button", class: "small secondary", "aria-label": `Deny ${person.name}` }, "Deny");
+    const admit = el("button", { type: "button", class: "small", "aria-label": t("fac.admitName", { name: person.name }) },
+      t("fac.admit"));
+    const deny = el("button", { type: "button", class: "small secondary", "aria-label": t("fac.denyName", { name: person.name }) },
+      t("fac.deny"));
     admit.addEventListener("click", () => {
       admit.disabled = deny.disabled = true;
       this.actions.admit(person.id);
@@ -84,20 +107,24 @@ export class FacilitatorPanel {
 
   // --- people in the room ----------------------------------------------------------------------
 
-  // people: [{id, name, role}] without ourselves; moderation: id -> {muted, videoStopped}
-  setPeople(people, moderation) {
+  // people: [{id, name, role, muted, videoStopped}] without ourselves. Rebuilt only when it changed, so a
+  // button is never replaced under the pointer by unrelated news (someone speaking, a reaction).
+  setPeople(people) {
+    const key = JSON.stringify(people);
+    if (key === this.peopleKey) return;
+    this.peopleKey = key;
     const focusedKey = document.activeElement && this.peopleList.contains(document.activeElement)
       ? document.activeElement.dataset.focusKey : null;
-    this.peopleList.replaceChildren(...people.map((person) => this.personItem(person, moderation.get(person.id) || {})));
+    this.peopleList.replaceChildren(...people.map((person) => this.personItem(person)));
     this.peopleEmpty.hidden = people.length > 0;
     if (focusedKey) {
       const again = this.peopleList.querySelector(`[data-focus-key="${CSS.escape(focusedKey)}"]`);
       if (again) again.focus();
-      else this.root.querySelector("#people-list-title").focus();
+      else this.q("people-list-title").focus();
     }
   }
 
-  personItem(person, state) {
+  personItem(person) {
     const button = (label, key, request, extraClass = "") => {
       const b = el("button", {
         type: "button", class: `small ${extraClass}`.trim(), "aria-label": `${label}: ${person.name}`,
@@ -107,20 +134,20 @@ export class FacilitatorPanel {
       return b;
     };
     const send = (type) => () => this.actions.request({ type, participant_id: person.id });
-    const mute = state.muted
-      ? button("Unmute", "audio", send("unmute"))
-      : button("Mute", "audio", send("mute"));
-    const video = state.videoStopped
-      ? button("Allow video", "video", send("allow-video"))
-      : button("Stop video", "video", send("stop-video"));
-    const remove = button("Remove", "remove", () => {
-      this.confirm(`Remove ${person.name} from this session? They will not be able to come back to it.`,
-        "Remove", () => this.actions.request({ type: "remove", participant_id: person.id }));
+    const mute = person.muted
+      ? button(t("fac.unmute"), "audio", send("unmute"))
+      : button(t("fac.mute"), "audio", send("mute"));
+    const video = person.videoStopped
+      ? button(t("fac.allowVideo"), "video", send("allow-video"))
+      : button(t("fac.stopVideo"), "video", send("stop-video"));
+    const remove = button(t("fac.remove"), "remove", () => {
+      this.confirm(t("fac.removeConfirm", { name: person.name }), t("fac.remove"),
+        () => this.actions.request({ type: "remove", participant_id: person.id }));
     }, "danger");
     const status = [];
-    if (person.role === "facilitator") status.push("facilitator");
-    if (state.muted) status.push("muted");
-    if (state.videoStopped) status.push("video stopped");
+    if (person.role === "facilitator") status.push(t("fac.statusFacilitator"));
+    if (person.muted) status.push(t("fac.statusMuted"));
+    if (person.videoStopped) status.push(t("fac.statusVideoStopped"));
     return el("li", { dataset: { participantId: person.id } },
       el("span", { class: "person-name" }, person.name),
       status.length ? el("span", { class: "person-status" }, ` (${status.join(", ")})`) : null,
@@ -131,7 +158,7 @@ export class FacilitatorPanel {
 
   setLocked(locked) {
     this.locked = locked;
-    this.lockButton.textContent = locked ? "Unlock room" : "Lock room";
+    this.lockButton.textContent = locked ? t("fac.unlock") : t("fac.lock");
     this.lockButton.setAttribute("aria-pressed", String(locked));
   }
 
@@ -139,17 +166,19 @@ export class FacilitatorPanel {
 
   addUnmuteRequest({ participant_id: id, name }) {
     this.removeUnmuteRequest(id);
-    const unmute = el("button", { type: "button", class: "small", "aria-label": `Unmute ${name}` }, "Unmute");
-    const dismiss = el("button", { type: "button", class: "small secondary", "aria-label": `Dismiss request from ${name}` }, "Dismiss");
+    const unmute = el("button", { type: "button", class: "small", "aria-label": t("fac.unmuteName", { name }) },
+      t("fac.unmute"));
+    const dismiss = el("button", { type: "button", class: "small secondary",
+      "aria-label": t("fac.dismissRequest", { name }) }, t("fac.dismiss"));
     unmute.addEventListener("click", () => {
       this.actions.request({ type: "unmute", participant_id: id });
       this.removeUnmuteRequest(id);
     });
     dismiss.addEventListener("click", () => this.removeUnmuteRequest(id));
     this.unmuteList.append(el("li", { dataset: { participantId: id } },
-      el("span", { class: "person-name" }, name), " asks to be unmuted ", el("span", { class: "actions" }, unmute, dismiss)));
+      el("span", { class: "person-name" }, name), ` ${t("fac.asksUnmute")} `, el("span", { class: "actions" }, unmute, dismiss)));
     this.unmuteEmpty.hidden = true;
-    announce(`${name} asks to be unmuted.`);
+    announce(t("fac.asksUnmuteName", { name }));
   }
 
   removeUnmuteRequest(id) {
@@ -157,35 +186,53 @@ export class FacilitatorPanel {
     if (item) {
       const hadFocus = item.contains(document.activeElement);
       item.remove();
-      if (hadFocus) this.root.querySelector("#unmute-title").focus();
+      if (hadFocus) this.q("unmute-title").focus();
     }
     this.unmuteEmpty.hidden = this.unmuteList.children.length > 0;
   }
 
-  // --- safety alerts (private) ------------------------------------------------------------------
+  // --- safety alerts and help requests (private) ------------------------------------------------
 
-  addSafetyAlert(alert) {
+  addAlert({ heading, quote, resources, name, at }) {
     this.alertCount += 1;
-    const where = alert.source === "chat" ? "wrote in the chat" : "said (from the captions)";
     const id = `safety-alert-${this.alertCount}`;
-    const dismiss = el("button", { type: "button", class: "small secondary", "aria-label": `Dismiss alert about ${alert.name}` }, "Dismiss");
+    const dismiss = el("button", { type: "button", class: "small secondary",
+      "aria-label": t("fac.dismissAlert", { name }) }, t("fac.dismiss"));
     const item = el("li", { class: "safety-alert", id, "aria-labelledby": `${id}-title` },
-      el("p", { class: "alert-title", id: `${id}-title` },
-        el("strong", {}, alert.name), ` ${where} at ${clockTime()}`,
-        alert.category ? el("span", { class: "alert-category" }, ` (${alert.category.replace(/[-_]/g, " ")})`) : null),
-      el("blockquote", { class: "alert-text" }, alert.text),
-      el("p", { class: "alert-resources" }, alert.resources || ""),
+      el("p", { class: "alert-title", id: `${id}-title` }, el("strong", {}, name), ` ${heading} `,
+        t("fac.at", { time: clockTime(this.actions.timeOf(at)) })),
+      quote ? el("blockquote", { class: "alert-text" }, quote) : null,
+      resources ? el("p", { class: "alert-resources" }, resources) : null,
       dismiss);
     dismiss.addEventListener("click", () => {
       item.remove();
-      this.alertEmpty.hidden = this.alertList.children.length > 0;
-      this.safetyTitle.textContent = this.alertList.children.length ? `Safety alerts (${this.alertList.children.length})` : "Safety alerts";
+      this.renderAlertCount();
       this.safetyTitle.focus();
     });
     this.alertList.prepend(item);
-    this.alertEmpty.hidden = true;
-    this.safetyTitle.textContent = `Safety alerts (${this.alertList.children.length})`;
-    announce(`Private safety alert about ${alert.name}. See the facilitator tools.`);
+    this.renderAlertCount();
+  }
+
+  renderAlertCount() {
+    const count = this.alertList.children.length;
+    this.alertEmpty.hidden = count > 0;
+    this.safetyTitle.textContent = count ? t("fac.alertsCount", { count }) : t("fac.alerts");
+  }
+
+  addSafetyAlert(alert) {
+    const heading = (alert.source === "chat" ? t("fac.wroteInChat") : t("fac.saidInCaptions"))
+      + (alert.category ? ` (${alert.category.replace(/[-_]/g, " ")})` : "");
+    this.addAlert({ heading, quote: alert.text, resources: alert.resources || "", name: alert.name, at: alert.at });
+    const text = t("fac.safetyNotice", { name: alert.name });
+    announce(text);
+    notify(text, { kind: "urgent", action: { label: t("notice.show"), run: () => this.show("safety-title") } });
+  }
+
+  addHelpRequest(request) {
+    this.addAlert({ heading: t("fac.asksForHelp"), quote: request.text, resources: "", name: request.name, at: request.at });
+    const text = t("fac.helpNotice", { name: request.name });
+    announce(text);
+    notify(text, { kind: "urgent", action: { label: t("notice.show"), run: () => this.show("safety-title") } });
   }
 
   destroy() {
