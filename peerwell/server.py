@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import argparse
 import logging
-from dataclasses import dataclass, replace
+import ssl
 
 from aiohttp import web
 
 from peerwell.captioning import CaptionsObserver
-from peerwell.groups import GroupsConfig, GroupsConfigError, load_groups
+from peerwell.config import CaptionOptions, ConfigError, Settings, flags_from_args, load_settings
+from peerwell.logs import configure_logging
 from safety.detector import CrisisDetector
 from sfu import messages
 from sfu.app import create_app
-from sfu.config import ServerConfig, parse_ice_server
+from sfu.config import ServerConfig
 from sfu.signaling import ROOMS_KEY
 
 logger = logging.getLogger("peerwell")
@@ -23,32 +24,19 @@ class ServeError(Exception):
     pass
 
 
-@dataclass
-class CaptionOptions:
-    enabled: bool = True
-    model: str = "base"
-    workers: int = 1
-    full_window: bool = False  # plain faster-whisper: 30 s encoder window per decode (see whisper_adapter)
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    try:
+        return load_settings(args.config, flags_from_args(args))
+    except ConfigError as exc:
+        raise ServeError("invalid settings:\n  " + "\n  ".join(exc.problems)) from None
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
-    try:
-        ice_servers = [parse_ice_server(url) for url in args.stun]
-        if args.turn and not (args.turn_username and args.turn_credential):
-            raise ValueError("--turn needs --turn-username and --turn-credential")
-        ice_servers += [parse_ice_server(url, args.turn_username, args.turn_credential) for url in args.turn]
-        groups = load_groups(args.config) if args.config else GroupsConfig.default()
-    except (ValueError, GroupsConfigError) as exc:
-        raise ServeError(str(exc)) from None
-    if not 0 < args.port < 65536:
-        raise ServeError(f"--port must be 1-65535, not {args.port}")
-    return ServerConfig(host=args.host, port=args.port, ice_hosts=tuple(args.ice_host),
-                        ice_servers=tuple(ice_servers), groups=groups)
+    return settings_from_args(args).server
 
 
 def caption_options_from_args(args: argparse.Namespace) -> CaptionOptions:
-    return CaptionOptions(enabled=not args.no_captions, model=args.whisper_model, workers=args.caption_workers,
-                          full_window=args.whisper_full_window)
+    return settings_from_args(args).captions
 
 
 def load_captions(options: CaptionOptions, observer: CaptionsObserver) -> messages.CaptionsStatus:
@@ -98,24 +86,44 @@ def build_app(config: ServerConfig, captions: CaptionOptions, *, translation: bo
     return app
 
 
-def announce(config: ServerConfig) -> None:
-    url = f"http://{config.host}:{config.port}"
+def tls_context(certificate: str, key: str) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(certificate, key)
+    except (ssl.SSLError, OSError) as exc:
+        raise ServeError(f"cannot use TLS certificate {certificate} with key {key}: {exc}") from None
+    return context
+
+
+def public_url(settings: Settings) -> str:
+    scheme = "https" if settings.tls else "http"
+    return f"{scheme}://{settings.server.host}:{settings.server.port}"
+
+
+def announce(settings: Settings) -> None:
+    """The one thing an operator must see at start: where it runs and the generated facilitator links."""
+    url = public_url(settings)
     print(f"peerwell is running at {url}", flush=True)
-    for group in config.groups.groups:
+    for group in settings.server.groups.groups:
         if group.secret_generated:
             print(f"  facilitator link for {group.name!r}: {url}/#room={group.slug}&secret={group.facilitator_secret}",
                   flush=True)
 
 
 def serve(args: argparse.Namespace) -> None:
-    config = config_from_args(args)
-    app = build_app(replace(config), caption_options_from_args(args))
+    settings = settings_from_args(args)
+    configure_logging(settings.log_level, settings.log_format)
+    config = settings.server
+    ssl_context = tls_context(*settings.tls) if settings.tls else None
+    app = build_app(config, settings.captions)
+    app[ROOMS_KEY].public_url = public_url(settings)
 
     async def on_startup(app: web.Application) -> None:
-        announce(config)
+        announce(settings)
 
     app.on_startup.append(on_startup)
     try:
-        web.run_app(app, host=config.host, port=config.port, print=None)
+        web.run_app(app, host=config.host, port=config.port, print=None, ssl_context=ssl_context,
+                    access_log=None)
     except OSError as exc:
         raise ServeError(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}") from None

@@ -107,6 +107,8 @@ def create_app(config: ServerConfig | None = None, observers: list[RoomObserver]
     config = config or ServerConfig()
     aiortc_adapter.check_compatibility()
     aiortc_adapter.set_ice_host_addresses(config.ice_hosts or None)
+    aiortc_adapter.set_host_candidate_policy(config.ice_port_range, config.announced_address,
+                                             config.ice_hosts[0] if config.ice_hosts else None)
     app = web.Application(middlewares=[security_headers])
     rooms = Rooms(config, list(observers or []), detector=detector,
                   public_url=f"http://{config.host}:{config.port}")

@@ -291,7 +291,7 @@ class SignalingSession:
             room=room.name,
             resume=self.seat.token,
             role=role,
-            ice_servers=list(self.rooms.config.ice_servers),
+            ice_servers=self.rooms.config.client_ice_servers(participant.id),
             participants=[] if in_lobby else room.participant_list(),
             captions=self.rooms.captions_status,
             group=group_info(room.group),

@@ -29,7 +29,7 @@ def test_compose_command_is_a_valid_serve_invocation() -> None:
     command = [part.replace("${PUBLIC_IP:?set PUBLIC_IP to the server's public address}", "203.0.113.5")
                for part in service["command"]]
     args = build_parser().parse_args(command)
-    assert args.command == "serve" and args.ice_host == ["203.0.113.5"]
+    assert args.command == "serve" and args.ice_hosts == ["203.0.113.5"]
     mounted = {volume.split(":")[0] for volume in service["volumes"]}
     assert "./groups.toml" in mounted and (ROOT / "docker" / "groups.toml").exists()
     assert load_groups(ROOT / "docker" / "groups.toml").groups
