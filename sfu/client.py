@@ -24,11 +24,13 @@ from aiortc import (
     RTCBundlePolicy,
     RTCConfiguration,
     RTCDataChannel,
+    RTCIceServer,
     RTCPeerConnection,
     RTCRtpSender,
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamTrack
+from aiortc.rtcconfiguration import RTCIceTransportPolicy
 
 from sfu import aiortc_adapter
 from sfu.framing import AssembledFrame
@@ -202,6 +204,9 @@ class RoomClient:
     talking: Callable[[], bool] | None = None  # audio: False = silent, sent as Opus DTX (needs silence_frame)
     silence_frame: bytes | None = None
     secret: str | None = None  # facilitator secret
+    # "all" or "relay": build the peer connection from the ICE servers `joined` hands out ("relay": TURN only,
+    # as a browser with iceTransportPolicy "relay"). None: no ICE servers, host candidates only.
+    ice_transport_policy: str | None = None
     browser_key: str | None = None  # what a browser's pw_key cookie would carry
     participant_id: str | None = None
     joined: dict = field(default_factory=dict)
@@ -260,6 +265,14 @@ class RoomClient:
     async def connect_media(self, timeout: float = 20.0) -> None:
         """Send the client's one offer (after `joined`, or after `admitted` from a lobby)."""
         assert self._answer is not None
+        if self.ice_transport_policy is not None:
+            servers = [RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
+                       for s in self.joined["ice_servers"]]
+            await self.pc.close()  # unused so far: nothing was added to it before the offer
+            self.pc = RTCPeerConnection(RTCConfiguration(
+                iceServers=servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
+                iceTransportPolicy=RTCIceTransportPolicy(self.ice_transport_policy)))
+            self.pc.on("track", self._on_track)
         if self.audio_frames:
             self.audio_track = ReplayTrack("audio", self.audio_frames, 50.0, self.tag, mark=False,
                                            loop=self.loop_audio, talking=self.talking, silence=self.silence_frame)
