@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from peerwell.groups import _SERVER_KEYS as GROUP_SERVER_KEYS
 from peerwell.groups import GroupsConfig, GroupsConfigError, _parse, groups_problems
 from sfu import messages
 from sfu.config import ServerConfig, parse_ice_server
@@ -228,10 +229,12 @@ def _split_file(data: dict[str, Any], path: Path, problems: list[str]) -> tuple[
             key = f"{table}.{name}"
             if key in BY_KEY:
                 ours[key] = value
-            elif table == "server":
+            elif table == "server" and name in GROUP_SERVER_KEYS:
                 rest[name] = value  # the groups' server keys (allow_adhoc_rooms, crisis_resources)
             else:
                 allowed = sorted(s.key.split(".")[1] for s in SETTINGS if s.key.startswith(table + "."))
+                if table == "server":
+                    allowed = sorted([*allowed, *GROUP_SERVER_KEYS])
                 problems.append(f"{path}: [{table}] unknown key {name}; allowed: {', '.join(allowed)}")
         if table == "server":
             groups_doc["server"] = rest

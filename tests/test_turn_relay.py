@@ -33,8 +33,6 @@ from sfu.client import RoomClient, encode_opus_clip, encode_vp8_clip, read_trail
 from sfu.turn import rest_credentials
 from tests.support.netns import Namespace, link, require_private_namespace, start_forwarder, unlink
 
-pytestmark = pytest.mark.skipif(shutil.which("turnserver") is None, reason="coturn is not installed (apt coturn)")
-
 CLIENT, TURN_CLIENT_SIDE, TURN_SERVER_SIDE, SERVER = "198.18.1.2", "198.18.1.1", "198.18.2.1", "198.18.2.2"
 TURN_PORT, HTTP_PORT, EDGE_PORT = 3478, 8080, 8081
 
@@ -79,6 +77,7 @@ def start_coturn(namespace: Namespace, secret: str, logs: Path) -> None:
 def edge(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Edge]:
     extra_flags: list[str] = getattr(request, "param", [])
     require_private_namespace()
+    assert shutil.which("turnserver"), "coturn is not installed (Debian package coturn; .ci/run installs it)"
     turn, server = Namespace("turn"), Namespace("server")
     try:
         link(None, CLIENT, turn, TURN_CLIENT_SIDE, "pwc")
