@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
+from peerwell import metrics
 from sfu import messages
 from sfu.audio_tap import DecodedAudioTap
 from sfu.participant import Participant
@@ -128,8 +129,9 @@ class CaptionsObserver:
                 segment_id=caption.segment_id, speaker_id=caption.speaker_id, speaker_name=caption.speaker_name,
                 text=caption.text, final=caption.final, start=round(caption.start, 3),
                 end=round(caption.end, 3), language=caption.language))
+            metrics.caption_sent(caption.final, caption.end, room.room_time())
         if state.router is not None and caption.final:
-            self._spawn(state.router.on_caption(caption))
+            self._spawn(metrics.timed_translation(state.router.on_caption(caption)))
             if caption.task == "transcribe" and caption.language not in state.router.source_languages:
                 state.router.source_languages.add(caption.language)
                 self._offer_languages(room, state)

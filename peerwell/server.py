@@ -13,8 +13,9 @@ from peerwell.config import CaptionOptions, ConfigError, Settings, flags_from_ar
 from peerwell.logs import configure_logging
 from safety.detector import CrisisDetector
 from sfu import messages
-from sfu.app import create_app
+from sfu.app import LIVE_METRICS_KEY, create_app
 from sfu.config import ServerConfig
+from sfu.shutdown import SHUTDOWN_KEY
 from sfu.signaling import ROOMS_KEY
 
 logger = logging.getLogger("peerwell")
@@ -78,6 +79,10 @@ def build_app(config: ServerConfig, captions: CaptionOptions, *, translation: bo
     detector = CrisisDetector.from_config()
     app = create_app(config, [observer], detector=detector)
     app[ROOMS_KEY].captions_status = status
+    if observer.captions is not None:
+        app[LIVE_METRICS_KEY].caption_stats = observer.captions.stats
+    # On SIGTERM, open caption segments are finalised and delivered while media is still up.
+    app[SHUTDOWN_KEY].finish.append(observer.close)
 
     async def stop_services(app: web.Application) -> None:
         await observer.close()
@@ -117,13 +122,15 @@ def serve(args: argparse.Namespace) -> None:
     ssl_context = tls_context(*settings.tls) if settings.tls else None
     app = build_app(config, settings.captions)
     app[ROOMS_KEY].public_url = public_url(settings)
+    app[SHUTDOWN_KEY].grace = settings.shutdown_grace
 
     async def on_startup(app: web.Application) -> None:
         announce(settings)
 
     app.on_startup.append(on_startup)
     try:
+        # shutdown_timeout: sockets still open after GracefulShutdown closed them all are cut after 1 s.
         web.run_app(app, host=config.host, port=config.port, print=None, ssl_context=ssl_context,
-                    access_log=None)
+                    access_log=None, shutdown_timeout=1.0)
     except OSError as exc:
         raise ServeError(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}") from None

@@ -64,6 +64,7 @@ class Rooms:
     seats: dict[str, Seat] = field(default_factory=dict)  # by participant id
     participant_class: type[Participant] = Participant  # benchmarks swap in a transcoding baseline
     public_url: str = ""
+    accepting_joins: bool = True  # False once the server is shutting down (sfu/shutdown.py)
 
     def __post_init__(self) -> None:
         self.control = RoomControl(self.kick, self.end_session)
@@ -239,6 +240,8 @@ class SignalingSession:
     async def join(self, request: messages.Join) -> None:
         if self.seat is not None:
             raise JoinRefused("already-joined", "this connection has already joined a room")
+        if not self.rooms.accepting_joins:
+            raise JoinRefused("shutting-down", "the server is shutting down; join again in a moment")
         if not request.accept_agreement:
             raise JoinRefused("agreement-required", "read and accept the group agreement and privacy notice first")
         name = " ".join(request.name.split())

@@ -1,0 +1,133 @@
+"""Prometheus metrics: counts and timings only, never ids, names, captions or chat.
+
+Two kinds:
+- Event counters and histograms below, bumped by one line where the event happens (forwarding, drops,
+  keyframe requests, captions, subtitles, safety alerts). They live in prometheus_client's process-wide
+  registry, so they are monotonic for the life of the process.
+- `LiveCollector`: gauges read at scrape time from state the server already keeps (rooms, seats, live
+  subscriptions, the caption scheduler's own stats()). Nothing is duplicated or kept twice.
+
+Label values are fixed small sets (kind = audio|video, source = caption|chat, ...), never a room or a person.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import REGISTRY as PROCESS_REGISTRY
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from sfu.signaling import Rooms
+
+FORWARDED_FRAMES = Counter("peerwell_forwarded_frames", "Encoded frames handed to subscribers' RTP senders "
+                           "(audio: one RTP packet each)", ["kind"])
+FORWARDED_BYTES = Counter("peerwell_forwarded_bytes", "Payload bytes of forwarded frames (before RTP/SRTP)",
+                          ["kind"])
+DROPPED_FRAMES = Counter("peerwell_dropped_frames", "Frames not forwarded to one subscriber: its queue was full "
+                         "or it waited for a keyframe", ["kind"])
+KEYFRAME_REQUESTS = Counter("peerwell_keyframe_requests", "PLIs sent to publishers (after rate limiting)")
+CAPTION_LATENCY = Histogram(
+    "peerwell_caption_latency_seconds", "From the end of the captioned audio to the caption going out",
+    ["final"], buckets=(0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 10.0))
+TRANSLATION_LATENCY = Histogram(
+    "peerwell_translation_seconds", "From a final caption to its subtitles sent (every chosen language)",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0))
+SAFETY_ALERTS = Counter("peerwell_safety_alerts", "Safety alerts raised to facilitators (counts only)", ["source"])
+
+_FORWARDED = {kind: (FORWARDED_FRAMES.labels(kind), FORWARDED_BYTES.labels(kind)) for kind in ("audio", "video")}
+_DROPPED = {kind: DROPPED_FRAMES.labels(kind) for kind in ("audio", "video")}
+
+
+def forwarded(kind: str, size: int) -> None:
+    frames, payload = _FORWARDED[kind]
+    frames.inc()
+    payload.inc(size)
+
+
+def dropped(kind: str, count: int = 1) -> None:
+    _DROPPED[kind].inc(count)
+
+
+def caption_sent(final: bool, audio_end: float, now: float) -> None:
+    """`audio_end` and `now` in the same (room) clock."""
+    CAPTION_LATENCY.labels("true" if final else "false").observe(max(0.0, now - audio_end))
+
+
+async def timed_translation(work: Awaitable[Any]) -> Any:
+    started = time.monotonic()
+    try:
+        return await work
+    finally:
+        TRANSLATION_LATENCY.observe(time.monotonic() - started)
+
+
+class LiveCollector(Collector):
+    """Gauges from the running server's own state, read when Prometheus scrapes."""
+
+    def __init__(self, rooms: Rooms, caption_stats: Callable[[], dict[str, int | float]] | None = None,
+                 accepting: Callable[[], bool] = lambda: True) -> None:
+        self.rooms = rooms
+        self.caption_stats = caption_stats
+        self.accepting = accepting
+
+    def collect(self) -> Iterator[Any]:
+        rooms = list(self.rooms.rooms.values())
+        yield GaugeMetricFamily("peerwell_rooms", "Rooms with someone in them", value=len(rooms))
+        seats = GaugeMetricFamily("peerwell_participants", "People in rooms", labels=["state"])
+        seats.add_metric(["admitted"], sum(len(r.participants) for r in rooms))
+        seats.add_metric(["lobby"], sum(len(r.lobby) for r in rooms))
+        yield seats
+        yield GaugeMetricFamily("peerwell_accepting_joins", "1 while the server takes new joins",
+                                value=1 if self.accepting() else 0)
+        forwarded = dropped = 0
+        for room in rooms:
+            for participant in room.participants.values():
+                for subscription in _subscriptions(participant):
+                    forwarded += subscription.frames_forwarded
+                    dropped += subscription.frames_dropped
+        fraction = GaugeMetricFamily(
+            "peerwell_delivered_fraction", "Frames forwarded / offered over the subscriptions live now (1 = none "
+            "dropped); for a rate use peerwell_forwarded_frames_total and peerwell_dropped_frames_total")
+        fraction.add_metric([], forwarded / (forwarded + dropped) if forwarded + dropped else 1.0)
+        yield fraction
+        if self.caption_stats is not None:
+            stats = self.caption_stats()
+            yield GaugeMetricFamily("peerwell_transcription_backlog_jobs", "Decode jobs waiting for a worker",
+                                    value=stats.get("pending_jobs", 0))
+            shed = CounterMetricFamily("peerwell_transcription_shed", "Transcription work skipped to keep up "
+                                       "(partials coarsened, translations skipped, finals dropped)", labels=["work"])
+            for label, key in (("partial", "partials_shed"), ("translation", "translations_shed"),
+                               ("final", "finals_dropped")):
+                shed.add_metric([label], stats.get(key, 0))
+            yield shed
+            yield CounterMetricFamily("peerwell_transcription_decodes", "Whisper decodes run",
+                                      value=stats.get("decodes_run", 0))
+
+
+def _subscriptions(participant: Any) -> Iterator[Any]:
+    # The participant's forwarding slots (sfu/participant.py); tests/test_observability.py checks this gauge
+    # moves, so a rename there shows up.
+    for slot in getattr(participant, "slots", ()):
+        subscription = getattr(slot, "subscription", None)
+        if subscription is not None and subscription.publication is not None:
+            yield subscription
+
+
+def exposition(live: CollectorRegistry) -> bytes:
+    """The process-wide counters followed by this server's live gauges, in the text format."""
+    return generate_latest(PROCESS_REGISTRY) + generate_latest(live)
+
+
+def live_registry(collector: LiveCollector) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    return registry
+
+
+__all__ = ["LiveCollector", "caption_sent", "dropped", "exposition", "forwarded", "live_registry",
+           "timed_translation"]
