@@ -86,7 +86,8 @@ class Rooms:
             self.rooms[slug] = room
             if group.adhoc:
                 logger.warning("ad-hoc room %r opened; facilitator link: %s/#room=%s&secret=%s",
-                               slug, self.public_url, slug, group.facilitator_secret)
+                               slug, self.public_url, slug, group.facilitator_secret,
+                               extra={"event": "facilitator-link", "room": slug})
         return room
 
     def seat_for_resume(self, room: Room, token: str) -> Seat | None:
