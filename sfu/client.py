@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import re
+import ssl as ssl_module
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -207,6 +208,7 @@ class RoomClient:
     # "all" or "relay": build the peer connection from the ICE servers `joined` hands out ("relay": TURN only,
     # as a browser with iceTransportPolicy "relay"). None: no ICE servers, host candidates only.
     ice_transport_policy: str | None = None
+    ssl: ssl_module.SSLContext | None = None  # for wss:// with a certificate the system does not trust
     browser_key: str | None = None  # what a browser's pw_key cookie would carry
     participant_id: str | None = None
     joined: dict = field(default_factory=dict)
@@ -235,7 +237,7 @@ class RoomClient:
         loop = asyncio.get_running_loop()
         cookies = {"pw_key": self.browser_key} if self.browser_key else None
         self._session = aiohttp.ClientSession(cookies=cookies)
-        self._ws = await self._session.ws_connect(self.url)
+        self._ws = await self._session.ws_connect(self.url, ssl=self.ssl if self.ssl is not None else True)
         self._joined = loop.create_future()
         self._answer = loop.create_future()
         self._admitted = loop.create_future()

@@ -1,0 +1,114 @@
+"""`peerwell serve --tls-cert/--tls-key`: the page over HTTPS and signaling over WSS, with a certificate the
+test makes for itself; a member joins over it and media flows."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import socket
+import ssl
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from sfu import aiortc_adapter
+from sfu.client import RoomClient, encode_vp8_clip
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "peerwell test")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
+                   .not_valid_after(now + datetime.timedelta(hours=1))
+                   .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                                  critical=False)
+                   .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                   .sign(key, hashes.SHA256()))
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def text(path: Path) -> str:
+    return path.read_text(errors="replace")
+
+
+async def test_https_and_wss_with_a_test_certificate(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    port, log = free_port(), tmp_path / "server.log"
+    with log.open("wb") as out:
+        server = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "peerwell.cli", "serve", "--port", str(port), "--ice-host", "127.0.0.1",
+            "--no-captions", "--tls-cert", str(cert), "--tls-key", str(key), cwd=ROOT, stdout=out, stderr=out)
+    try:
+        deadline = time.monotonic() + 60
+        while "peerwell is running" not in text(log):
+            assert server.returncode is None and time.monotonic() < deadline, text(log)
+            await asyncio.sleep(0.1)
+        assert f"https://127.0.0.1:{port}" in text(log)
+        trust = ssl.create_default_context(cafile=str(cert))
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"https://127.0.0.1:{port}/", ssl=trust) as page:
+                assert page.status == 200 and "<html" in (await page.text()).lower()
+            # Plain HTTP on the TLS port is not served.
+            try:
+                async with http.get(f"http://127.0.0.1:{port}/healthz") as plain:
+                    assert plain.status >= 400
+            except aiohttp.ClientError:
+                pass
+            # A client that does not trust the certificate is refused.
+            try:
+                async with http.get(f"https://127.0.0.1:{port}/healthz") as untrusted:
+                    raise AssertionError(f"untrusted certificate accepted: {untrusted.status}")
+            except aiohttp.ClientConnectorCertificateError:
+                pass
+
+        aiortc_adapter.set_ice_host_addresses(["127.0.0.1"])
+        url = f"wss://127.0.0.1:{port}/ws"
+        alice = RoomClient(url, "tls-room", "Alice", video_frames=encode_vp8_clip(frames=60), tag=1, ssl=trust)
+        bob = RoomClient(url, "tls-room", "Bob", ssl=trust)
+        try:
+            await alice.join()
+            await bob.join()
+            deadline = time.monotonic() + 20
+            while bob.count_from(alice.participant_id, "video") < 10:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.1)
+        finally:
+            await alice.leave()
+            await bob.leave()
+    finally:
+        server.terminate()
+        await asyncio.wait_for(server.wait(), 15)
+
+
+def test_a_key_that_does_not_match_the_certificate_is_a_clear_error(tmp_path: Path) -> None:
+    import subprocess
+
+    cert, _ = self_signed(tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    _, wrong_key = self_signed(other)
+    ran = subprocess.run([sys.executable, "-m", "peerwell.cli", "serve", "--no-captions", "--tls-cert", str(cert),
+                          "--tls-key", str(wrong_key), "--port", str(free_port())], capture_output=True, text=True,
+                         cwd=ROOT, timeout=60)
+    assert ran.returncode == 2 and "cannot use TLS certificate" in ran.stderr
