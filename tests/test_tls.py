@@ -4,6 +4,7 @@ test makes for itself; a member joins over it and media flows."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime
 import ipaddress
 import socket
@@ -13,13 +14,29 @@ import time
 from pathlib import Path
 
 import aiohttp
+import pytest
+from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from playwright.async_api import async_playwright
 
 from sfu import aiortc_adapter
+from sfu.app import create_app
 from sfu.client import RoomClient, encode_vp8_clip
+from sfu.config import ServerConfig
+from tests.support.browser import (
+    CHROMIUM,
+    TILE_STATE,
+    chromium_args,
+    join,
+    new_page,
+    poll,
+    require_loopback_only_namespace,
+    uncaught,
+    write_tone_wav,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -112,3 +129,48 @@ def test_a_key_that_does_not_match_the_certificate_is_a_clear_error(tmp_path: Pa
                           "--tls-key", str(wrong_key), "--port", str(free_port())], capture_output=True, text=True,
                          cwd=ROOT, timeout=60)
     assert ran.returncode == 2 and "cannot use TLS certificate" in ran.stderr
+
+
+def spki_pin(cert_path: Path) -> str:
+    """What Chromium's --ignore-certificate-errors-spki-list takes: trust exactly this key, nothing else."""
+    certificate = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    spki = certificate.public_key().public_bytes(serialization.Encoding.DER,
+                                                 serialization.PublicFormat.SubjectPublicKeyInfo)
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(spki)
+    return base64.b64encode(digest.finalize()).decode()
+
+
+@pytest.mark.browser
+async def test_browsers_join_over_https_and_wss(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    app = create_app(ServerConfig(ice_hosts=("127.0.0.1",), reconnect_grace=0))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    base = f"https://127.0.0.1:{port}"
+    try:
+        async with async_playwright() as playwright:
+            require_loopback_only_namespace()
+            browser = await playwright.chromium.launch(
+                executable_path=CHROMIUM,
+                args=[*chromium_args(write_tone_wav(tmp_path / "tone.wav")),
+                      f"--ignore-certificate-errors-spki-list={spki_pin(cert)}"])
+            try:
+                alice = await new_page(browser, base)
+                await join(alice, "Alice", room="tls-browsers", mic=True, camera=True)
+                assert await alice.evaluate("window.isSecureContext && location.protocol") == "https:"
+                bob = await new_page(browser, base)
+                await join(bob, "Bob", room="tls-browsers", mic=True, camera=True)
+                await poll(bob, TILE_STATE, "Alice", lambda v: v is not None and v["width"] > 0 and v["time"] > 0,
+                           timeout=30)
+                assert (await bob.evaluate("window.peerwell.call.signaling.ws.url")).startswith("wss://")
+                assert not uncaught(alice, bob)
+            finally:
+                await browser.close()
+    finally:
+        await runner.cleanup()
