@@ -3,7 +3,8 @@
 Two kinds:
 - Event counters and histograms below, bumped by one line where the event happens (forwarding, drops,
   keyframe requests, captions, subtitles, safety alerts). They live in prometheus_client's process-wide
-  registry, so they are monotonic for the life of the process.
+  registry, so they are monotonic for the life of the process; the per-frame ones are plain integers
+  (`MediaTally`) to keep the forwarding path cheap.
 - `LiveCollector`: gauges read at scrape time from state the server already keeps (rooms, seats, live
   subscriptions, the caption scheduler's own stats()). Nothing is duplicated or kept twice.
 
@@ -24,12 +25,6 @@ from prometheus_client.registry import Collector
 if TYPE_CHECKING:
     from sfu.signaling import Rooms
 
-FORWARDED_FRAMES = Counter("peerwell_forwarded_frames", "Encoded frames handed to subscribers' RTP senders "
-                           "(audio: one RTP packet each)", ["kind"])
-FORWARDED_BYTES = Counter("peerwell_forwarded_bytes", "Payload bytes of forwarded frames (before RTP/SRTP)",
-                          ["kind"])
-DROPPED_FRAMES = Counter("peerwell_dropped_frames", "Frames not forwarded to one subscriber: its queue was full "
-                         "or it waited for a keyframe", ["kind"])
 KEYFRAME_REQUESTS = Counter("peerwell_keyframe_requests", "PLIs sent to publishers (after rate limiting)")
 CAPTION_LATENCY = Histogram(
     "peerwell_caption_latency_seconds", "From the end of the captioned audio to the caption going out",
@@ -39,18 +34,44 @@ TRANSLATION_LATENCY = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0))
 SAFETY_ALERTS = Counter("peerwell_safety_alerts", "Safety alerts raised to facilitators (counts only)", ["source"])
 
-_FORWARDED = {kind: (FORWARDED_FRAMES.labels(kind), FORWARDED_BYTES.labels(kind)) for kind in ("audio", "video")}
-_DROPPED = {kind: DROPPED_FRAMES.labels(kind) for kind in ("audio", "video")}
+class MediaTally:
+    """Forwarding counts, bumped once per frame on the event loop (the only thread that forwards), so plain
+    integers do: a prometheus_client Counter takes a lock, ~2.5 us for the two per frame, against ~0.1 us
+    here (measured with timeit on this shared machine). Exposed as counters by `MediaTallyCollector` at scrape time."""
+
+    def __init__(self) -> None:
+        self.frames = {"audio": 0, "video": 0}
+        self.bytes = {"audio": 0, "video": 0}
+        self.dropped = {"audio": 0, "video": 0}
+
+
+TALLY = MediaTally()
 
 
 def forwarded(kind: str, size: int) -> None:
-    frames, payload = _FORWARDED[kind]
-    frames.inc()
-    payload.inc(size)
+    TALLY.frames[kind] += 1
+    TALLY.bytes[kind] += size
 
 
 def dropped(kind: str, count: int = 1) -> None:
-    _DROPPED[kind].inc(count)
+    TALLY.dropped[kind] += count
+
+
+class MediaTallyCollector(Collector):
+    def collect(self) -> Iterator[Any]:
+        for name, help_text, values in (
+                ("peerwell_forwarded_frames", "Encoded frames handed to subscribers' RTP senders (audio: one RTP "
+                 "packet each)", TALLY.frames),
+                ("peerwell_forwarded_bytes", "Payload bytes of forwarded frames (before RTP/SRTP)", TALLY.bytes),
+                ("peerwell_dropped_frames", "Frames not forwarded to one subscriber: its queue was full or it "
+                 "waited for a keyframe", TALLY.dropped)):
+            family = CounterMetricFamily(name, help_text, labels=["kind"])
+            for kind, value in values.items():
+                family.add_metric([kind], value)
+            yield family
+
+
+PROCESS_REGISTRY.register(MediaTallyCollector())
 
 
 def caption_sent(final: bool, audio_end: float, now: float) -> None:
