@@ -112,6 +112,13 @@ def _port_range(value: object) -> tuple[int, int]:
     return first, last
 
 
+def _url(value: object) -> str:
+    text = _text(value).rstrip("/")
+    if not text.startswith(("http://", "https://")):
+        raise ValueError(f"must start with http:// or https://, got {value!r}")
+    return text
+
+
 def _ice_url(value: object) -> str:
     return parse_ice_server(_text(value)).urls[0]
 
@@ -147,6 +154,8 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("server.host", _text, "127.0.0.1", "address to listen on"),
     Setting("server.port", _integer(1, 65535), 8080, "port to listen on"),
+    Setting("server.public_url", _url, None, "the address people open, e.g. https://peerwell.example.org (for "
+            "the facilitator links printed; default: from host and port)"),
     Setting("server.tls_cert", _existing_file, None, "PEM certificate chain: serve HTTPS and WSS directly"),
     Setting("server.tls_key", _existing_file, None, "PEM private key for tls_cert"),
     Setting("server.reconnect_grace", _number(0, 600), 20.0, "seconds a dropped participant keeps their place"),
@@ -190,6 +199,7 @@ class Settings:
     server: ServerConfig
     captions: CaptionOptions
     tls: tuple[str, str] | None = None  # (certificate, key)
+    public_url: str | None = None
     shutdown_grace: float = 5.0
     log_level: str = "INFO"
     log_format: str = "text"
@@ -325,7 +335,8 @@ def _build(values: dict[str, Any], groups: GroupsConfig, sources: dict[str, str]
     captions = CaptionOptions(enabled=values["captions.enabled"], model=values["captions.model"],
                               workers=values["captions.workers"], full_window=values["captions.full_window"])
     tls = (values["server.tls_cert"], values["server.tls_key"]) if values["server.tls_cert"] else None
-    return Settings(server=server, captions=captions, tls=tls, shutdown_grace=values["server.shutdown_grace"],
+    return Settings(server=server, captions=captions, tls=tls, public_url=values["server.public_url"],
+                    shutdown_grace=values["server.shutdown_grace"],
                     log_level=values["server.log_level"], log_format=values["server.log_format"], sources=sources,
                     values=values)
 
@@ -339,7 +350,7 @@ _FLAG_NAMES = {"ice.hosts": "--ice-host", "ice.stun": "--stun", "turn.urls": "--
                "turn.username": "--turn-username", "ice.port_range": "--ice-port-range",
                "ice.announced_address": "--announced-address", "server.host": "--host", "server.port": "--port",
                "server.log_level": "--log-level", "server.log_format": "--log-format",
-               "server.tls_cert": "--tls-cert", "server.tls_key": "--tls-key",
+               "server.tls_cert": "--tls-cert", "server.public_url": "--public-url", "server.tls_key": "--tls-key",
                "server.reconnect_grace": "--reconnect-grace", "server.shutdown_grace": "--shutdown-grace",
                "turn.secret": "--turn-secret", "turn.ttl": "--turn-ttl", "turn.server_url": "--turn-server-url"}
 _REPEATABLE = {"ice.hosts", "ice.stun", "turn.urls"}

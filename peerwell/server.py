@@ -101,6 +101,8 @@ def tls_context(certificate: str, key: str) -> ssl.SSLContext:
 
 
 def public_url(settings: Settings) -> str:
+    if settings.public_url:
+        return settings.public_url
     scheme = "https" if settings.tls else "http"
     return f"{scheme}://{settings.server.host}:{settings.server.port}"
 

@@ -105,6 +105,7 @@ def test_compose_pieces_agree_with_each_other_and_the_settings() -> None:
     settings = load_settings(DOCKER / "peerwell.toml", environ=environment)
     server = settings.server
     assert server.announced_address == env["PUBLIC_IP"] and server.host == "0.0.0.0"
+    assert settings.public_url == f"https://{env['DOMAIN']}"
     assert server.turn is not None and server.turn.secret == env["TURN_SECRET"]
     assert all(url.startswith(f"turn:{env['DOMAIN']}:3478") for url in server.turn.urls)
     # The published UDP range is the range host candidates bind.

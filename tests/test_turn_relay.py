@@ -35,6 +35,7 @@ from tests.support.netns import Namespace, link, require_private_namespace, star
 
 CLIENT, TURN_CLIENT_SIDE, TURN_SERVER_SIDE, SERVER = "198.18.1.2", "198.18.1.1", "198.18.2.1", "198.18.2.2"
 TURN_PORT, HTTP_PORT, EDGE_PORT = 3478, 8080, 8081
+CLIENT_TURN_UDP = f"turn:{TURN_CLIENT_SIDE}:{TURN_PORT}?transport=udp"
 
 
 @dataclass
@@ -87,8 +88,8 @@ def edge(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Edge]:
         start_forwarder(turn, (TURN_CLIENT_SIDE, EDGE_PORT), (SERVER, HTTP_PORT), tmp_path / "forwarder.log")
         # The secret goes through the environment, as documented (a flag would show in `ps`).
         server.spawn([sys.executable, "-m", "peerwell.cli", "serve", "--host", SERVER, "--port", str(HTTP_PORT),
-                      "--no-captions", "--turn", f"turn:{TURN_CLIENT_SIDE}:{TURN_PORT}?transport=udp",
-                      "--turn-ttl", "600", "--reconnect-grace", "0", *extra_flags],
+                      "--no-captions", "--turn-ttl", "600", "--reconnect-grace", "0",
+                      *([] if "--turn" in extra_flags else ["--turn", CLIENT_TURN_UDP]), *extra_flags],
                      tmp_path / "server.log", env={"PEERWELL_TURN_SECRET": secret})
         wait_for_line(tmp_path / "forwarder.log", "forwarding")
         wait_for_line(tmp_path / "server.log", "peerwell is running")
@@ -107,10 +108,12 @@ def test_client_has_no_route_to_the_server(edge: Edge) -> None:
 
 
 SERVER_RELAY = ["--turn-server-url", f"turn:{TURN_SERVER_SIDE}:{TURN_PORT}?transport=udp"]
+# Members whose network lets only TCP out reach the relay over TCP; the relayed leg to the server is UDP.
+TCP_ONLY = ["--turn", f"turn:{TURN_CLIENT_SIDE}:{TURN_PORT}?transport=tcp"]
 
 
-@pytest.mark.parametrize("edge", [[], SERVER_RELAY], ids=["server-host-candidates", "server-relayed-too"],
-                         indirect=True)
+@pytest.mark.parametrize("edge", [[], SERVER_RELAY, TCP_ONLY],
+                         ids=["server-host-candidates", "server-relayed-too", "members-over-tcp"], indirect=True)
 async def test_relay_only_members_publish_and_receive_through_coturn(edge: Edge) -> None:
     video, audio = encode_vp8_clip(frames=60), encode_opus_clip(seconds=2.0)
     alice = RoomClient(edge.ws_url, "relay-room", "Alice", video_frames=video, audio_frames=audio, tag=1,
@@ -141,6 +144,9 @@ async def test_relay_only_members_publish_and_receive_through_coturn(edge: Edge)
                 await asyncio.sleep(0.1)
 
         await asyncio.wait_for(both_receive(), 40)
+        # Each member's relay connection used the transport its URL named.
+        tcp = edge.turn.run("ss", "-Htn", "state", "established", f"( sport = :{TURN_PORT} )")
+        assert len(tcp.splitlines()) == (2 if edge.server_flags == TCP_ONLY else 0), tcp
         # The trailer each frame carries proves these are the other member's own frames.
         tags = {read_trailer(f.data)[0] for f in bob.frames_from(alice.participant_id, "video")}  # type: ignore[index]
         assert tags == {1}
