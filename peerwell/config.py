@@ -161,6 +161,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("server.reconnect_grace", _number(0, 600), 20.0, "seconds a dropped participant keeps their place"),
     Setting("server.shutdown_grace", _number(0, 9), 5.0,
             "seconds in-flight captions get to finish on SIGTERM (the process exits within 10 s)"),
+    Setting("server.restart_key", _text, None, "secret that signs restart tickets, so members keep their place "
+            "across a restart (same value for the next process; default: none, members rejoin afresh)",
+            secret=True),
     Setting("server.log_level", _choice(*LOG_LEVELS), "INFO", "peerwell's own log level (libraries: WARNING)"),
     Setting("server.log_format", _choice("text", "json"), "text", "text for a console, json for a log pipeline"),
     Setting("captions.enabled", _boolean, True, "transcribe speech into captions"),
@@ -331,7 +334,7 @@ def _build(values: dict[str, Any], groups: GroupsConfig, sources: dict[str, str]
         host=values["server.host"], port=values["server.port"], ice_hosts=values["ice.hosts"],
         ice_servers=tuple(ice_servers), turn=turn, ice_port_range=values["ice.port_range"],
         announced_address=values["ice.announced_address"], groups=groups,
-        reconnect_grace=values["server.reconnect_grace"])
+        reconnect_grace=values["server.reconnect_grace"], restart_key=values["server.restart_key"])
     captions = CaptionOptions(enabled=values["captions.enabled"], model=values["captions.model"],
                               workers=values["captions.workers"], full_window=values["captions.full_window"])
     tls = (values["server.tls_cert"], values["server.tls_key"]) if values["server.tls_cert"] else None
@@ -344,15 +347,18 @@ def _build(values: dict[str, Any], groups: GroupsConfig, sources: dict[str, str]
 # --- command line --------------------------------------------------------------------------------
 
 # Flags kept from before this module (their names predate the TOML keys).
-_FLAG_NAMES = {"ice.hosts": "--ice-host", "ice.stun": "--stun", "turn.urls": "--turn",
-               "captions.model": "--whisper-model", "captions.workers": "--caption-workers",
-               "captions.full_window": "--whisper-full-window", "turn.credential": "--turn-credential",
-               "turn.username": "--turn-username", "ice.port_range": "--ice-port-range",
-               "ice.announced_address": "--announced-address", "server.host": "--host", "server.port": "--port",
-               "server.log_level": "--log-level", "server.log_format": "--log-format",
-               "server.tls_cert": "--tls-cert", "server.public_url": "--public-url", "server.tls_key": "--tls-key",
-               "server.reconnect_grace": "--reconnect-grace", "server.shutdown_grace": "--shutdown-grace",
-               "turn.secret": "--turn-secret", "turn.ttl": "--turn-ttl", "turn.server_url": "--turn-server-url"}
+_FLAG_NAMES = {
+    "server.host": "--host", "server.port": "--port", "server.public_url": "--public-url",
+    "server.tls_cert": "--tls-cert", "server.tls_key": "--tls-key", "server.reconnect_grace": "--reconnect-grace",
+    "server.shutdown_grace": "--shutdown-grace", "server.restart_key": "--restart-key",
+    "server.log_level": "--log-level", "server.log_format": "--log-format",
+    "captions.model": "--whisper-model", "captions.workers": "--caption-workers",
+    "captions.full_window": "--whisper-full-window",
+    "ice.hosts": "--ice-host", "ice.port_range": "--ice-port-range", "ice.announced_address": "--announced-address",
+    "ice.stun": "--stun",
+    "turn.urls": "--turn", "turn.secret": "--turn-secret", "turn.ttl": "--turn-ttl",
+    "turn.server_url": "--turn-server-url", "turn.username": "--turn-username", "turn.credential": "--turn-credential",
+}
 _REPEATABLE = {"ice.hosts", "ice.stun", "turn.urls"}
 
 

@@ -23,6 +23,7 @@ class ServerConfig:
     groups: GroupsConfig = field(default_factory=GroupsConfig.default)
     reconnect_grace: float = 20.0  # seconds a dropped participant keeps their place
     web_root: str | None = None  # None: the web/ folder beside the packages
+    restart_key: str | None = field(default=None, repr=False)  # signs restart tickets (sfu/restart.py)
 
     def client_ice_servers(self, participant_id: str) -> list[messages.IceServer]:
         """What `joined` hands this participant: the static servers plus fresh relay credentials."""

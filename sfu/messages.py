@@ -155,6 +155,7 @@ class ServerShutdown(Struct, tag="server-shutdown"):
     reason: str  # for people, e.g. "the server is restarting"
     retry: bool  # True: reconnect (join with your resume token) after retry_after seconds
     retry_after: float
+    resume: str | None = None  # restart ticket: use it as `resume` with the next server (replaces the token)
 
 
 # --- data channel ----------------------------------------------------------------------------

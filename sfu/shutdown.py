@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from aiohttp import WSCloseCode, web
 
 from sfu import messages
-from sfu.signaling import Rooms
+from sfu.signaling import Rooms, Seat
 
 logger = logging.getLogger(__name__)
 
@@ -40,11 +40,10 @@ class GracefulShutdown:
             return
         self.done = True
         self.rooms.accepting_joins = False
-        sessions = {id(seat.session): seat.session for seat in self.rooms.seats.values()}.values()
+        seats = list(self.rooms.seats.values())
+        sessions = [seat.session for seat in seats]
         logger.warning("shutting down: telling %d connected client(s), finishing captions", len(sessions))
-        notice = messages.ServerShutdown(reason="the server is restarting", retry=self.retry,
-                                         retry_after=RETRY_AFTER)
-        await asyncio.gather(*(session.send(notice) for session in sessions), return_exceptions=True)
+        await asyncio.gather(*(seat.session.send(self._notice(seat)) for seat in seats), return_exceptions=True)
         for finish in self.finish:
             try:
                 await asyncio.wait_for(finish(), self.grace)
@@ -58,6 +57,15 @@ class GracefulShutdown:
         with contextlib.suppress(Exception):
             await asyncio.gather(*(session.ws.close(code=WSCloseCode.SERVICE_RESTART, message=b"server restarting")
                                    for session in sessions), return_exceptions=True)
+
+
+    def _notice(self, seat: Seat) -> messages.ServerShutdown:
+        participant = seat.participant
+        admitted = participant.room.participants.get(participant.id) is participant
+        ticket = (self.rooms.restart_tickets.issue(participant.room.name, participant.id, participant.role)
+                  if admitted and self.retry else None)
+        return messages.ServerShutdown(reason="the server is restarting", retry=self.retry,
+                                       retry_after=RETRY_AFTER, resume=ticket)
 
 
 SHUTDOWN_KEY: web.AppKey[GracefulShutdown] = web.AppKey("shutdown", GracefulShutdown)

@@ -19,6 +19,7 @@ from sfu.config import ServerConfig
 from sfu.control import RoomControl
 from sfu.participant import NegotiationError, Participant
 from sfu.ratelimit import message_bucket
+from sfu.restart import RestartTickets, Ticket
 from sfu.room import Room, RoomObserver
 
 if TYPE_CHECKING:
@@ -65,9 +66,11 @@ class Rooms:
     participant_class: type[Participant] = Participant  # benchmarks swap in a transcoding baseline
     public_url: str = ""
     accepting_joins: bool = True  # False once the server is shutting down (sfu/shutdown.py)
+    restart_tickets: RestartTickets = field(default_factory=RestartTickets)
 
     def __post_init__(self) -> None:
         self.control = RoomControl(self.kick, self.end_session)
+        self.restart_tickets.key = self.restart_tickets.key or self.config.restart_key
 
     def group_for(self, slug: str) -> Group:
         groups = self.config.groups
@@ -259,9 +262,14 @@ class SignalingSession:
             raise JoinRefused("removed", "the facilitator removed you from this session")
 
         resumed: Seat | None = None
+        ticket: Ticket | None = None  # a place held across a server restart (sfu/restart.py)
         if request.resume is not None:
             resumed = self.rooms.seat_for_resume(room, request.resume)
-            if resumed is None or resumed.participant.id in room.removed_ids:
+            if resumed is None:
+                ticket = self.rooms.restart_tickets.redeem(request.resume, room.name)
+                if ticket is not None and ticket.participant_id in self.rooms.seats:
+                    ticket = None
+            if (resumed is None and ticket is None) or (resumed and resumed.participant.id in room.removed_ids):
                 raise JoinRefused("resume-failed", "that place is no longer held; join again without resume")
         else:
             if role != "facilitator" and room.locked:
@@ -271,6 +279,8 @@ class SignalingSession:
                 raise JoinRefused(*refusal)
 
         participant_id = secrets.token_urlsafe(6)
+        if ticket is not None:
+            participant_id, role = ticket.participant_id, ticket.role
         previous: Participant | None = None
         if resumed is not None:
             previous = resumed.participant
@@ -289,7 +299,7 @@ class SignalingSession:
                 setattr(participant, attribute, getattr(previous, attribute))
         self.seat = Seat(participant, secrets.token_urlsafe(24), self)
         self.rooms.seats[participant.id] = self.seat
-        in_lobby = room.lobby_enabled and role != "facilitator" and previous is None
+        in_lobby = room.lobby_enabled and role != "facilitator" and previous is None and ticket is None
         await self.send(messages.Joined(
             participant_id=participant.id,
             room=room.name,

@@ -107,6 +107,7 @@ def test_compose_pieces_agree_with_each_other_and_the_settings() -> None:
     assert server.announced_address == env["PUBLIC_IP"] and server.host == "0.0.0.0"
     assert settings.public_url == f"https://{env['DOMAIN']}"
     assert server.turn is not None and server.turn.secret == env["TURN_SECRET"]
+    assert server.restart_key == env["RESTART_KEY"]
     assert all(url.startswith(f"turn:{env['DOMAIN']}:3478") for url in server.turn.urls)
     # The published UDP range is the range host candidates bind.
     first, last = server.ice_port_range  # type: ignore[misc]

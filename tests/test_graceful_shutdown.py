@@ -1,9 +1,11 @@
 """SIGTERM with people in a room: everyone is told, a caption being spoken still arrives, the process exits
-within 10 s, and members come back when a new server listens on the same port."""
+within 10 s, and members take their places back (same id, role, no lobby) when a new server started with
+the same restart key listens on the same port."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 import sys
@@ -34,11 +36,26 @@ def text(path: Path) -> str:
     return path.read_text(errors="replace")
 
 
-async def start(port: int, log: Path) -> asyncio.subprocess.Process:
+SECRET = "facilitator-secret-for-tests"
+CONFIG = f"""
+[server]
+allow_adhoc_rooms = false
+
+[[group]]
+slug = "circle"
+name = "Circle"
+agreement = "Be kind."
+lobby = true
+facilitator_secret = "{SECRET}"
+"""
+
+
+async def start(port: int, log: Path, config: Path) -> asyncio.subprocess.Process:
     with log.open("ab") as out:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "peerwell.cli", "serve", "--port", str(port), "--ice-host", "127.0.0.1",
-            "--whisper-model", "tiny.en", "--reconnect-grace", "20", cwd=ROOT, stdout=out, stderr=out)
+            "--whisper-model", "tiny.en", "--reconnect-grace", "20", "--config", str(config),
+            cwd=ROOT, stdout=out, stderr=out, env={**os.environ, "PEERWELL_SERVER_RESTART_KEY": "restart-key-1234"})
     deadline = time.monotonic() + 120
     while "peerwell is running" not in text(log):
         assert process.returncode is None and time.monotonic() < deadline, text(log)
@@ -53,61 +70,71 @@ def signals(client: RoomClient, kind: str) -> list[dict]:
 @pytest.mark.skipif(not have_espeak(), reason="espeak-ng is not installed")
 async def test_sigterm_tells_everyone_finishes_the_caption_and_members_come_back(tmp_path: Path) -> None:
     aiortc_adapter.set_ice_host_addresses(["127.0.0.1"])
+    config = tmp_path / "peerwell.toml"
+    config.write_text(CONFIG)
     port, log = free_port(), tmp_path / "server.log"
-    server = await start(port, log)
+    server = await start(port, log, config)
     speech = load_48k(espeak(SPOKEN, "en", tmp_path))
     ws = f"ws://127.0.0.1:{port}/ws"
-    speaker = RoomClient(ws, "restart-room", "Speaker", audio_frames=encode_opus_clip(
+    facilitator = RoomClient(ws, "circle", "Facilitator", secret=SECRET, audio_frames=encode_opus_clip(
         to_int16(np.concatenate([silence(0.3), speech, silence(2.0)]))), loop_audio=False)
-    listener = RoomClient(ws, "restart-room", "Listener", video_frames=encode_vp8_clip(frames=60), tag=2)
+    member = RoomClient(ws, "circle", "Member", video_frames=encode_vp8_clip(frames=60), tag=2)
+    waiting = RoomClient(ws, "circle", "Waiting")
     try:
-        await listener.join()
-        await speaker.join()
+        await facilitator.join()
+        await member.join()
+        await waiting.join()  # stays in the lobby
+        await facilitator.send({"type": "admit", "participant_id": member.participant_id})
+        await member.wait_admitted()
+        await member.connect_media()
 
         def captions() -> list[dict]:
-            return [e for e in listener.events if e.get("type") == "caption"]
+            return [e for e in member.events if e.get("type") == "caption"]
 
         # Mid-sentence: partials are out, the utterance has not ended.
         deadline = time.monotonic() + 30
         while not captions():
-            assert time.monotonic() < deadline, listener.events
+            assert time.monotonic() < deadline, member.events
             await asyncio.sleep(0.1)
         await asyncio.sleep(1.0)
         finals_before = sum(c["final"] for c in captions())
-        events_before = len(listener.events)
         terminated_at = time.monotonic()
         server.send_signal(signal.SIGTERM)
         await asyncio.wait_for(server.wait(), 10)
-        exit_seconds = time.monotonic() - terminated_at
+        assert time.monotonic() - terminated_at < 10
         assert server.returncode == 0, text(log)
-        assert exit_seconds < 10
 
-        for client in (speaker, listener):
+        for client in (facilitator, member, waiting):
             (notice,) = signals(client, "server-shutdown")
             assert notice["retry"] is True and notice["retry_after"] > 0 and notice["reason"]
+        assert signals(facilitator, "server-shutdown")[0]["resume"]
+        assert signals(member, "server-shutdown")[0]["resume"]
+        assert signals(waiting, "server-shutdown")[0]["resume"] is None, "a ticket would skip the lobby"
         # The words being spoken when SIGTERM came were still decoded and delivered before the close.
-        late = [e for e in listener.events[events_before:] if e.get("type") == "caption" and e["final"]]
-        assert late or sum(c["final"] for c in captions()) > finals_before, captions()
+        assert sum(c["final"] for c in captions()) > finals_before, captions()
         await asyncio.sleep(0.5)
-        assert listener.pc.connectionState in ("closed", "failed")
+        assert member.pc.connectionState in ("closed", "failed")
     finally:
-        await speaker.close()
-        await listener.close()
+        for client in (facilitator, member, waiting):
+            await client.close()
 
-    # A new server on the same port: the members reconnect (their resume tokens died with the old process,
-    # so `resume-failed` tells them to join afresh, as the web client does) and media flows again.
-    server = await start(port, tmp_path / "restarted.log")
+    # A new server on the same port with the same restart key: the tickets take the places back.
+    server = await start(port, tmp_path / "restarted.log", config)
     try:
         back = []
-        for old, frames in ((listener, encode_vp8_clip(frames=60)), (speaker, None)):
-            client = RoomClient(ws, "restart-room", old.name, video_frames=frames, tag=3, resume=old.joined["resume"])
-            with pytest.raises(Exception, match="resume-failed"):
-                await client.join()
-            await client.close()
-            client = RoomClient(ws, "restart-room", old.name, video_frames=frames, tag=3)
+        for old, frames in ((facilitator, None), (member, encode_vp8_clip(frames=60))):
+            ticket = signals(old, "server-shutdown")[0]["resume"]
+            client = RoomClient(ws, "circle", old.name, video_frames=frames, tag=3, resume=ticket)
             await client.join()
+            assert client.participant_id == old.participant_id and client.joined["role"] == old.joined["role"]
+            assert not signals(client, "lobby")
             back.append(client)
-        publisher, watcher = back
+        assert [p["id"] for p in back[1].joined["participants"]] == [facilitator.participant_id]
+        again = RoomClient(ws, "circle", "Member", resume=signals(member, "server-shutdown")[0]["resume"])
+        with pytest.raises(Exception, match="resume-failed"):
+            await again.join()  # a ticket is good once
+        await again.close()
+        watcher, publisher = back
         deadline = time.monotonic() + 20
         while watcher.count_from(publisher.participant_id, "video") < 10:
             assert time.monotonic() < deadline
