@@ -66,11 +66,11 @@ class Rooms:
     participant_class: type[Participant] = Participant  # benchmarks swap in a transcoding baseline
     public_url: str = ""
     accepting_joins: bool = True  # False once the server is shutting down (sfu/shutdown.py)
-    restart_tickets: RestartTickets = field(default_factory=RestartTickets)
+    restart_tickets: RestartTickets = field(init=False)  # places kept across a restart (sfu/restart.py)
 
     def __post_init__(self) -> None:
         self.control = RoomControl(self.kick, self.end_session)
-        self.restart_tickets.key = self.restart_tickets.key or self.config.restart_key
+        self.restart_tickets = RestartTickets(self.config.restart_key)
 
     def group_for(self, slug: str) -> Group:
         groups = self.config.groups
