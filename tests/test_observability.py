@@ -2,14 +2,16 @@
 its logs (JSON) stay quiet and carry no names, chat or captions.
 
 The session: two members with pseudonyms nobody else uses join an ad-hoc room; one publishes video and
-speech (espeak-ng, captioned by the real tiny.en model), the other chats, including a message that raises
-a safety alert. Everything the server wrote to stdout and stderr is then searched for those words.
+speech (espeak-ng, captioned by the real tiny.en model), the other reads Spanish subtitles (a test-built
+Argos package) and chats, including a message that raises a safety alert. Everything the server wrote to
+stdout and stderr is then searched for those words.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import socket
 import sys
@@ -57,14 +59,14 @@ def free_port() -> int:
 
 
 @pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[Server]:
+async def server(tmp_path: Path, argos_dir: Path) -> AsyncIterator[Server]:
     port = free_port()
     stdout, stderr = tmp_path / "stdout.log", tmp_path / "stderr.log"
     with stdout.open("wb") as out, stderr.open("wb") as err:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "peerwell.cli", "serve", "--port", str(port), "--ice-host", "127.0.0.1",
             "--whisper-model", "tiny.en", "--log-format", "json", "--reconnect-grace", "0",
-            cwd=ROOT, stdout=out, stderr=err)
+            cwd=ROOT, stdout=out, stderr=err, env={**os.environ, "ARGOS_PACKAGES_DIR": str(argos_dir)})
     running = Server(process, port, stdout, stderr)
     deadline = time.monotonic() + 120
     while "peerwell is running" not in stdout.read_text(errors="replace"):
@@ -109,6 +111,10 @@ async def test_metrics_move_and_logs_keep_nothing_personal(server: Server, tmp_p
         try:
             await speaker.join()
             await listener.join()
+            # Test-built en->es Argos package (gibberish output, real loading and translation path).
+            while listener.channel is None or listener.channel.readyState != "open":
+                await asyncio.sleep(0.05)
+            listener.send_channel({"type": "set-subtitle-language", "language": "es"})
             during = await scrape(http, server)
             assert during["peerwell_rooms"] == 1 and during['peerwell_participants{state="admitted"}'] == 2
 
@@ -144,7 +150,8 @@ async def test_metrics_move_and_logs_keep_nothing_personal(server: Server, tmp_p
     assert "peerwell_transcription_backlog_jobs" in after
     assert after['peerwell_safety_alerts_total{source="chat"}'] == 1
     assert after["peerwell_accepting_joins"] == 1
-    assert "peerwell_translation_seconds_count" in after
+    assert after["peerwell_translation_seconds_count"] >= 1
+    assert any(e.get("type") == "subtitle" for e in listener.events)
 
     output = server.output()
     words = {w for w in re.findall(r"[a-z]{6,}", (caption_text + " " + CHAT + " " + ALERT_CHAT).lower())}
