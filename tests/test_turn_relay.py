@@ -28,9 +28,11 @@ from pathlib import Path
 import aioice.stun
 import aioice.turn
 import pytest
+from playwright.async_api import async_playwright
 
 from sfu.client import RoomClient, encode_opus_clip, encode_vp8_clip, read_trailer
 from sfu.turn import rest_credentials
+from tests.support.browser import CHROMIUM, TILE_STATE, chromium_args, join, new_page, poll, uncaught, write_tone_wav
 from tests.support.netns import Namespace, link, require_private_namespace, start_forwarder, unlink
 
 CLIENT, TURN_CLIENT_SIDE, TURN_SERVER_SIDE, SERVER = "198.18.1.2", "198.18.1.1", "198.18.2.1", "198.18.2.2"
@@ -174,3 +176,60 @@ async def test_coturn_accepts_fresh_credentials_and_refuses_expired_or_forged_on
         with pytest.raises(aioice.stun.TransactionFailed) as refused:
             await allocate(username, password)
         assert refused.value.response.attributes["ERROR-CODE"][0] == 401
+
+
+FORCE_RELAY = """
+(() => {
+  // What a browser configured with iceTransportPolicy "relay" does; the web client itself passes the
+  // ice_servers from `joined` unchanged.
+  const Original = window.RTCPeerConnection;
+  function RelayOnly(config, ...rest) {
+    return new Original({ ...(config || {}), iceTransportPolicy: "relay" }, ...rest);
+  }
+  RelayOnly.prototype = Original.prototype;
+  Object.setPrototypeOf(RelayOnly, Original);
+  window.RTCPeerConnection = RelayOnly;
+})();
+"""
+
+SELECTED_CANDIDATES = """async () => {
+  const stats = await window.peerwell.call.pc.getStats();
+  let result = null;
+  stats.forEach((s) => {
+    if (s.type === "transport" && s.selectedCandidatePairId) {
+      const pair = stats.get(s.selectedCandidatePairId);
+      result = { local: stats.get(pair.localCandidateId).candidateType,
+                 remote: stats.get(pair.remoteCandidateId).address };
+    }
+  });
+  return result;
+}"""
+
+
+@pytest.mark.browser
+async def test_relay_only_browsers_meet_through_coturn(edge: Edge) -> None:
+    base = f"http://{TURN_CLIENT_SIDE}:{EDGE_PORT}"
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            # Camera and microphone need a secure origin; this test origin is plain HTTP on a test address.
+            args=[*chromium_args(write_tone_wav(edge.logs / "tone.wav")),
+                  f"--unsafely-treat-insecure-origin-as-secure={base}"])
+        try:
+            pages = []
+            for name in ("Alice", "Bob"):
+                page = await new_page(browser, base)
+                await page.add_init_script(FORCE_RELAY)
+                await join(page, name, room="relay-browsers", mic=True, camera=True)
+                pages.append(page)
+            alice, bob = pages
+            await poll(bob, TILE_STATE, "Alice", lambda v: v is not None and v["width"] > 0 and v["time"] > 0,
+                       timeout=40)
+            await poll(alice, TILE_STATE, "Bob", lambda v: v is not None and v["width"] > 0 and v["time"] > 0,
+                       timeout=40)
+            for page in pages:
+                selected = await poll(page, SELECTED_CANDIDATES, None, lambda v: v is not None)
+                assert selected == {"local": "relay", "remote": SERVER}
+            assert not uncaught(alice, bob)
+        finally:
+            await browser.close()
