@@ -125,5 +125,6 @@ def test_compose_pieces_agree_with_each_other_and_the_settings() -> None:
     # Caddy forwards to the port peerwell listens on; the image's health check asks that port too.
     caddyfile = (DOCKER / "Caddyfile").read_text()
     assert f"reverse_proxy peerwell:{server.port}" in caddyfile
+    assert re.search(r"@internal path /metrics\s+respond @internal 404", caddyfile), "metrics must stay internal"
     assert f"127.0.0.1:{server.port}/healthz" in (DOCKER / "Dockerfile").read_text()
     assert int(str(peerwell["stop_grace_period"]).rstrip("s")) > 10
