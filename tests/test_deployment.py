@@ -128,3 +128,13 @@ def test_compose_pieces_agree_with_each_other_and_the_settings() -> None:
     assert re.search(r"@internal path /metrics\s+respond @internal 404", caddyfile), "metrics must stay internal"
     assert f"127.0.0.1:{server.port}/healthz" in (DOCKER / "Dockerfile").read_text()
     assert int(str(peerwell["stop_grace_period"]).rstrip("s")) > 10
+
+
+def test_compose_caddyfile_is_valid_caddy_configuration() -> None:
+    assert shutil.which("caddy"), "Caddy is not installed (Debian package caddy; .ci/run installs it)"
+    ran = subprocess.run(["caddy", "adapt", "--config", str(DOCKER / "Caddyfile"), "--adapter", "caddyfile"],
+                         capture_output=True, text=True, timeout=60,
+                         env={"PATH": "/usr/bin:/bin", "DOMAIN": "peerwell.example.org", "ACME_EMAIL": "a@example.org",
+                              "HOME": "/nonexistent"})
+    assert ran.returncode == 0, ran.stderr
+    assert '"dial":"peerwell:8080"' in ran.stdout and '"host":["peerwell.example.org"]' in ran.stdout

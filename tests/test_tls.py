@@ -7,6 +7,8 @@ import asyncio
 import base64
 import datetime
 import ipaddress
+import os
+import shutil
 import socket
 import ssl
 import sys
@@ -174,3 +176,67 @@ async def test_browsers_join_over_https_and_wss(tmp_path: Path) -> None:
                 await browser.close()
     finally:
         await runner.cleanup()
+
+
+async def test_members_join_through_caddy_as_the_documented_reverse_proxy(tmp_path: Path) -> None:
+    """Caddy terminates TLS and forwards HTTP and the WebSocket upgrade to a plain-HTTP peerwell."""
+    assert shutil.which("caddy"), "Caddy is not installed (Debian package caddy; .ci/run installs it)"
+    cert, key = self_signed(tmp_path)
+    peerwell_port, proxy_port = free_port(), free_port()
+    caddyfile = tmp_path / "Caddyfile"
+    caddyfile.write_text(f"""{{
+\tadmin off
+\tauto_https disable_redirects
+}}
+
+https://127.0.0.1:{proxy_port} {{
+\ttls {cert} {key}
+\t@internal path /metrics
+\trespond @internal 404
+\treverse_proxy 127.0.0.1:{peerwell_port}
+}}
+""")
+    log = tmp_path / "server.log"
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "data"), "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    with log.open("wb") as out:
+        server = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "peerwell.cli", "serve", "--port", str(peerwell_port), "--ice-host", "127.0.0.1",
+            "--no-captions", "--public-url", f"https://127.0.0.1:{proxy_port}", cwd=ROOT, stdout=out, stderr=out)
+        proxy = await asyncio.create_subprocess_exec(
+            "caddy", "run", "--config", str(caddyfile), "--adapter", "caddyfile", stdout=out, stderr=out, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while "peerwell is running" not in text(log):
+            assert server.returncode is None and time.monotonic() < deadline, text(log)
+            await asyncio.sleep(0.1)
+        trust = ssl.create_default_context(cafile=str(cert))
+        async with aiohttp.ClientSession() as http:
+            while True:
+                try:
+                    async with http.get(f"https://127.0.0.1:{proxy_port}/healthz", ssl=trust) as health:
+                        if health.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                assert proxy.returncode is None and time.monotonic() < deadline, text(log)
+                await asyncio.sleep(0.2)
+            async with http.get(f"https://127.0.0.1:{proxy_port}/metrics", ssl=trust) as hidden:
+                assert hidden.status == 404
+        aiortc_adapter.set_ice_host_addresses(["127.0.0.1"])
+        url = f"wss://127.0.0.1:{proxy_port}/ws"
+        alice = RoomClient(url, "proxy-room", "Alice", video_frames=encode_vp8_clip(frames=60), tag=1, ssl=trust)
+        bob = RoomClient(url, "proxy-room", "Bob", ssl=trust)
+        try:
+            await alice.join()
+            await bob.join()
+            while bob.count_from(alice.participant_id, "video") < 10:
+                assert time.monotonic() < deadline + 20
+                await asyncio.sleep(0.1)
+        finally:
+            await alice.leave()
+            await bob.leave()
+        assert f"https://127.0.0.1:{proxy_port}/#room=proxy-room&secret=" in text(log), "links name the public URL"
+    finally:
+        for process in (proxy, server):
+            process.terminate()
+            await asyncio.wait_for(process.wait(), 15)
