@@ -159,7 +159,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("server.tls_cert", _existing_file, None, "PEM certificate chain: serve HTTPS and WSS directly"),
     Setting("server.tls_key", _existing_file, None, "PEM private key for tls_cert"),
     Setting("server.reconnect_grace", _number(0, 600), 20.0, "seconds a dropped participant keeps their place"),
-    Setting("server.shutdown_grace", _number(0, 9), 5.0,
+    Setting("server.shutdown_grace", _number(0, 7), 5.0,
             "seconds in-flight captions get to finish on SIGTERM (the process exits within 10 s)"),
     Setting("server.restart_key", _text, None, "secret that signs restart tickets, so members keep their place "
             "across a restart (same value for the next process; default: none, members rejoin afresh)",
