@@ -17,9 +17,9 @@ import pytest
 
 from sfu import aiortc_adapter
 from sfu.client import RoomClient, encode_opus_clip, encode_vp8_clip
+from sfu.shutdown import SHUTDOWN_KEY
+from tests.conftest import start_server
 from tests.support.speech import espeak, have_espeak, load_48k, silence, to_int16
-
-pytestmark = pytest.mark.model
 
 ROOT = Path(__file__).resolve().parent.parent
 SPOKEN = ("Tonight I want to tell you about my week. I went walking every morning by the river, "
@@ -67,6 +67,7 @@ def signals(client: RoomClient, kind: str) -> list[dict]:
     return [m for m in client.signals if m.get("type") == kind]
 
 
+@pytest.mark.model
 @pytest.mark.skipif(not have_espeak(), reason="espeak-ng is not installed")
 async def test_sigterm_tells_everyone_finishes_the_caption_and_members_come_back(tmp_path: Path) -> None:
     aiortc_adapter.set_ice_host_addresses(["127.0.0.1"])
@@ -144,3 +145,34 @@ async def test_sigterm_tells_everyone_finishes_the_caption_and_members_come_back
     finally:
         server.send_signal(signal.SIGTERM)
         await asyncio.wait_for(server.wait(), 10)
+
+
+async def test_captions_that_never_finish_do_not_hold_the_shutdown() -> None:
+    """A stuck caption decode costs at most `grace`: the members are still told and disconnected."""
+    aiortc_adapter.set_ice_host_addresses(["127.0.0.1"])
+    runner, running = await start_server()
+    shutdown = running.app[SHUTDOWN_KEY]
+    shutdown.grace = 0.5
+    stuck = asyncio.Event()
+    shutdown.finish.append(stuck.wait)  # never set
+    client = RoomClient(running.ws_url, "stuck-room", "Member")
+    try:
+        await client.join()
+        started = time.monotonic()
+        await shutdown()
+        assert time.monotonic() - started < 2.5
+        (notice,) = signals(client, "server-shutdown")
+        assert notice["resume"] is None, "no restart key configured: no ticket"
+        assert not running.rooms.accepting_joins and not running.rooms.seats
+        deadline = time.monotonic() + 5
+        while client._ws is not None and not client._ws.closed:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        assert client._ws is not None and client._ws.close_code == 1012
+        late = RoomClient(running.ws_url, "stuck-room", "Late")
+        with pytest.raises(Exception, match="shutting-down"):
+            await late.join(timeout=5)  # the listener is still open here; aiohttp closes it first for real
+        await late.close()
+    finally:
+        await client.close()
+        await runner.cleanup()
