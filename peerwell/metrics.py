@@ -105,12 +105,15 @@ class LiveCollector(Collector):
         yield seats
         yield GaugeMetricFamily("peerwell_accepting_joins", "1 while the server takes new joins",
                                 value=1 if self.accepting() else 0)
-        forwarded = dropped = 0
+        forwarded = dropped = tracks = 0
         for room in rooms:
             for participant in room.participants.values():
                 for subscription in _subscriptions(participant):
+                    tracks += 1
                     forwarded += subscription.frames_forwarded
                     dropped += subscription.frames_dropped
+        yield GaugeMetricFamily("peerwell_forwarded_tracks", "Tracks being forwarded now (one per listener per "
+                                "published track)", value=tracks)
         fraction = GaugeMetricFamily(
             "peerwell_delivered_fraction", "Frames forwarded / offered over the subscriptions live now (1 = none "
             "dropped); for a rate use peerwell_forwarded_frames_total and peerwell_dropped_frames_total")
