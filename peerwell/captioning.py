@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
+from peerwell import metrics
 from sfu import messages
 from sfu.participant import Participant
 from sfu.publication import EncodedFrame, Publication
@@ -133,16 +134,17 @@ class CaptionsObserver:
             segment_id=caption.segment_id, speaker_id=caption.speaker_id, speaker_name=speaker_name,
             text=caption.text, final=caption.final, start=round(caption.start, 3),
             end=round(caption.end, 3), language=caption.language))
+        metrics.caption_sent(caption.final, caption.end, room.room_time())
         if state.router is None or not caption.final:
             return
-        self._spawn(state.router.on_final_caption(caption))
+        self._spawn(metrics.timed_translation(state.router.on_final_caption(caption)))
         if caption.language not in state.router.source_languages:
             state.router.source_languages.add(caption.language)
             self._offer_languages(room, state)
 
     def _whisper_english(self, room: Room, state: RoomLanguages, caption: Caption) -> None:
         if not room.ended and state.router is not None:
-            self._spawn(state.router.on_whisper_translation(caption))
+            self._spawn(metrics.timed_translation(state.router.on_whisper_translation(caption)))
 
     # --- subtitles ---------------------------------------------------------------------------
 

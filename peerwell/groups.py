@@ -396,3 +396,31 @@ def _parse_group(raw: object, index: int, path: Path | None) -> Group:
         facilitator_secret=secret,
         secret_generated=generated,
     )
+
+
+def groups_problems(data: dict[str, Any], path: Path | None) -> list[GroupsConfigError]:
+    """Every problem in a parsed groups document, not just the first (for `peerwell check-config`)."""
+    problems: list[GroupsConfigError] = []
+    raw_groups = data.get("group", [])
+    try:
+        _parse({k: v for k, v in data.items() if k != "group"} | {"group": []}, path)
+    except GroupsConfigError as exc:
+        if "no [[group]] defined" not in str(exc) or not raw_groups:
+            problems.append(exc)
+    if not isinstance(raw_groups, list):
+        problems.append(GroupsConfigError(f"must be an array of tables written [[group]], got {_type_name(raw_groups)}",
+                                          path=path, field="group"))
+        return problems
+    seen: dict[str, int] = {}
+    for index, raw in enumerate(raw_groups, 1):
+        try:
+            group = _parse_group(raw, index, path)
+        except GroupsConfigError as exc:
+            problems.append(exc)
+            continue
+        if group.slug in seen:
+            problems.append(GroupsConfigError(
+                f"duplicate slug {group.slug!r}, already used by group #{seen[group.slug]}",
+                path=path, group=f"group #{index}", field="slug"))
+        seen[group.slug] = index
+    return problems

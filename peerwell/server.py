@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
-from dataclasses import dataclass, replace
+import ssl
 
 from aiohttp import web
 
 from peerwell.captioning import CaptionsObserver
+from peerwell.config import CaptionOptions, ConfigError, Settings, flags_from_args, load_settings
 from peerwell.facilitator_secrets import SecretsStoreError, keep_generated_secrets
-from peerwell.groups import GroupsConfig, GroupsConfigError, load_groups
+from peerwell.logs import configure_logging
 from peerwell.paths import state_dir
 from safety.detector import CrisisDetector
 from sfu import messages
-from sfu.app import create_app
-from sfu.config import ServerConfig, parse_ice_server
+from sfu.app import LIVE_METRICS_KEY, create_app
+from sfu.config import ServerConfig
+from sfu.shutdown import SHUTDOWN_KEY
 from sfu.signaling import ROOMS_KEY
 
 logger = logging.getLogger("peerwell")
@@ -26,44 +29,37 @@ class ServeError(Exception):
     pass
 
 
-@dataclass
-class CaptionOptions:
-    enabled: bool = True
-    model: str = "base"
-    workers: int = 1
-    full_window: bool = False  # plain faster-whisper: 30 s encoder window per decode (see whisper_adapter)
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    try:
+        settings = load_settings(args.config, flags_from_args(args))
+        groups = keep_generated_secrets(settings.server.groups, state_dir())  # bookmarked links keep working
+    except ConfigError as exc:
+        raise ServeError("invalid settings:\n  " + "\n  ".join(exc.problems)) from None
+    except SecretsStoreError as exc:
+        raise ServeError(str(exc)) from None
+    return dataclasses.replace(settings, server=dataclasses.replace(settings.server, groups=groups))
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
-    try:
-        ice_servers = [parse_ice_server(url) for url in args.stun]
-        if args.turn and not (args.turn_username and args.turn_credential):
-            raise ValueError("--turn needs --turn-username and --turn-credential")
-        ice_servers += [parse_ice_server(url, args.turn_username, args.turn_credential) for url in args.turn]
-        groups = load_groups(args.config) if args.config else GroupsConfig.default()
-        groups = keep_generated_secrets(groups, state_dir())  # a bookmarked facilitator link keeps working
-    except (ValueError, GroupsConfigError, SecretsStoreError) as exc:
-        raise ServeError(str(exc)) from None
-    if not 0 < args.port < 65536:
-        raise ServeError(f"--port must be 1-65535, not {args.port}")
-    return ServerConfig(host=args.host, port=args.port, ice_hosts=tuple(args.ice_host),
-                        ice_servers=tuple(ice_servers), groups=groups)
+    return settings_from_args(args).server
 
 
 def caption_options_from_args(args: argparse.Namespace) -> CaptionOptions:
-    return CaptionOptions(enabled=not args.no_captions, model=args.whisper_model, workers=args.caption_workers,
-                          full_window=args.whisper_full_window)
+    return settings_from_args(args).captions
 
 
 async def start_captions(options: CaptionOptions, observer: CaptionsObserver) -> messages.CaptionsStatus:
     """Start the transcription worker; if its model does not load, say exactly why and run without captions."""
     if not options.enabled:
         return messages.CaptionsStatus(enabled=False, reason="captions were turned off by the server operator")
+    from peerwell.logs import JsonFormatter
     from transcribe.process import TranscriberProcess, TranscriptionUnavailable
     from transcribe.worker import WorkerOptions
 
+    json_logs = any(isinstance(h.formatter, JsonFormatter) for h in logging.getLogger().handlers)
     process = TranscriberProcess(WorkerOptions(model=options.model, workers=options.workers,
-                                               full_window=options.full_window))
+                                               full_window=options.full_window,
+                                               log_format="json" if json_logs else "text"))
     try:
         await process.start()
     except TranscriptionUnavailable as exc:
@@ -95,34 +91,62 @@ def build_app(config: ServerConfig, captions: CaptionOptions, *, translation: bo
     async def start_services(app: web.Application) -> None:
         # Before the first join: `joined` tells everyone whether captions are on, and why not.
         app[ROOMS_KEY].captions_status = await start_captions(captions, observer)
+        if observer.transcriber is not None:
+            app[LIVE_METRICS_KEY].caption_stats = observer.transcriber.latest_stats
 
     async def stop_services(app: web.Application) -> None:
         await observer.close()
 
     app.on_startup.append(start_services)
+    # On SIGTERM, open caption segments are finalised and delivered while media is still up.
+    app[SHUTDOWN_KEY].finish.append(observer.close)
     app.on_cleanup.append(stop_services)
     app[CAPTIONS_KEY] = observer
     return app
 
 
-def announce(config: ServerConfig) -> None:
-    url = f"http://{config.host}:{config.port}"
+def tls_context(certificate: str, key: str) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(certificate, key)
+    except (ssl.SSLError, OSError) as exc:
+        raise ServeError(f"cannot use TLS certificate {certificate} with key {key}: {exc}") from None
+    return context
+
+
+def public_url(settings: Settings) -> str:
+    if settings.public_url:
+        return settings.public_url
+    scheme = "https" if settings.tls else "http"
+    return f"{scheme}://{settings.server.host}:{settings.server.port}"
+
+
+def announce(settings: Settings) -> None:
+    """The one thing an operator must see at start: where it runs and the generated facilitator links."""
+    url = public_url(settings)
     print(f"peerwell is running at {url}", flush=True)
-    for group in config.groups.groups:
+    for group in settings.server.groups.groups:
         if group.secret_generated:
             print(f"  facilitator link for {group.name!r}: {url}/#room={group.slug}&secret={group.facilitator_secret}",
                   flush=True)
 
 
 def serve(args: argparse.Namespace) -> None:
-    config = config_from_args(args)
-    app = build_app(replace(config), caption_options_from_args(args))
+    settings = settings_from_args(args)
+    configure_logging(settings.log_level, settings.log_format)
+    config = settings.server
+    ssl_context = tls_context(*settings.tls) if settings.tls else None
+    app = build_app(config, settings.captions)
+    app[ROOMS_KEY].public_url = public_url(settings)
+    app[SHUTDOWN_KEY].grace = settings.shutdown_grace
 
     async def on_startup(app: web.Application) -> None:
-        announce(config)
+        announce(settings)
 
     app.on_startup.append(on_startup)
     try:
-        web.run_app(app, host=config.host, port=config.port, print=None)
+        # shutdown_timeout: sockets still open after GracefulShutdown closed them all are cut after 1 s.
+        web.run_app(app, host=config.host, port=config.port, print=None, ssl_context=ssl_context,
+                    access_log=None, shutdown_timeout=1.0)
     except OSError as exc:
         raise ServeError(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}") from None

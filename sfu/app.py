@@ -1,4 +1,4 @@
-"""The aiohttp application: the browser client from web/, signaling at /ws, and a health check."""
+"""The aiohttp application: the browser client from web/, signaling at /ws, health, readiness and metrics."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from typing import TYPE_CHECKING
 import msgspec
 from aiohttp import web
 
+from peerwell import metrics
 from peerwell.groups import Group, GroupsConfigError
 from sfu import aiortc_adapter
 from sfu.config import ServerConfig
 from sfu.room import RoomObserver
+from sfu.shutdown import SHUTDOWN_KEY, GracefulShutdown
 from sfu.signaling import BROWSER_KEY_COOKIE, ROOMS_KEY, JoinRefused, Rooms, group_info, websocket_handler
 
 if TYPE_CHECKING:
@@ -99,7 +101,23 @@ async def health(request: web.Request) -> web.Response:
                               "captions": rooms.captions_status.enabled})
 
 
+async def ready(request: web.Request) -> web.Response:
+    """For load balancers and orchestrators: 200 while joins are taken (models are loaded before the server
+    listens), 503 once shutdown began."""
+    rooms = request.app[ROOMS_KEY]
+    if not rooms.accepting_joins:
+        return web.json_response({"status": "shutting-down"}, status=503)
+    return web.json_response({"status": "ready", "captions": rooms.captions_status.enabled})
+
+
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    body = metrics.exposition(request.app[METRICS_REGISTRY_KEY])
+    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+
 WEB_ROOT_KEY: web.AppKey[Path] = web.AppKey("web_root", Path)
+LIVE_METRICS_KEY: web.AppKey[metrics.LiveCollector] = web.AppKey("live_metrics", metrics.LiveCollector)
+METRICS_REGISTRY_KEY: web.AppKey[object] = web.AppKey("metrics_registry", object)
 
 
 def create_app(config: ServerConfig | None = None, observers: list[RoomObserver] | None = None,
@@ -107,6 +125,8 @@ def create_app(config: ServerConfig | None = None, observers: list[RoomObserver]
     config = config or ServerConfig()
     aiortc_adapter.check_compatibility()
     aiortc_adapter.set_ice_host_addresses(config.ice_hosts or None)
+    aiortc_adapter.set_host_candidate_policy(config.ice_port_range, config.announced_address,
+                                             config.ice_hosts[0] if config.ice_hosts else None)
     app = web.Application(middlewares=[security_headers])
     rooms = Rooms(config, list(observers or []), detector=detector,
                   public_url=f"http://{config.host}:{config.port}")
@@ -116,12 +136,16 @@ def create_app(config: ServerConfig | None = None, observers: list[RoomObserver]
     app.router.add_get("/", index)
     app.router.add_get("/ws", websocket_handler)
     app.router.add_get("/healthz", health)
+    app.router.add_get("/readyz", ready)
+    app.router.add_get("/metrics", metrics_endpoint)
     app.router.add_get("/api/groups", list_groups)
     app.router.add_get("/api/groups/{slug}", get_group)
     app.router.add_static("/static/", web_root / "static", show_index=False)
 
-    async def close_rooms(app: web.Application) -> None:
-        await rooms.close()
-
-    app.on_shutdown.append(close_rooms)
+    collector = metrics.LiveCollector(rooms, accepting=lambda: rooms.accepting_joins)
+    app[LIVE_METRICS_KEY] = collector
+    app[METRICS_REGISTRY_KEY] = metrics.live_registry(collector)
+    shutdown = GracefulShutdown(rooms)
+    app[SHUTDOWN_KEY] = shutdown
+    app.on_shutdown.append(shutdown)
     return app

@@ -12,6 +12,7 @@ import contextlib
 import json
 import operator
 import re
+import ssl as ssl_module
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -25,11 +26,13 @@ from aiortc import (
     RTCBundlePolicy,
     RTCConfiguration,
     RTCDataChannel,
+    RTCIceServer,
     RTCPeerConnection,
     RTCRtpSender,
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamTrack
+from aiortc.rtcconfiguration import RTCIceTransportPolicy
 
 from sfu import aiortc_adapter
 from sfu.framing import AssembledFrame
@@ -257,6 +260,10 @@ class RoomClient:
     talking: Callable[[], bool] | None = None  # audio: False = silent, sent as Opus DTX (needs silence_frame)
     silence_frame: bytes | None = None
     secret: str | None = None  # facilitator secret
+    # "all" or "relay": build the peer connection from the ICE servers `joined` hands out ("relay": TURN only,
+    # as a browser with iceTransportPolicy "relay"). None: no ICE servers, host candidates only.
+    ice_transport_policy: str | None = None
+    ssl: ssl_module.SSLContext | None = None  # for wss:// with a certificate the system does not trust
     browser_key: str | None = None  # what a browser's pw_key cookie would carry
     participant_id: str | None = None
     joined: dict = field(default_factory=dict)
@@ -287,7 +294,7 @@ class RoomClient:
         loop = asyncio.get_running_loop()
         cookies = {"pw_key": self.browser_key} if self.browser_key else None
         self._session = aiohttp.ClientSession(cookies=cookies)
-        self._ws = await self._session.ws_connect(self.url)
+        self._ws = await self._session.ws_connect(self.url, ssl=self.ssl if self.ssl is not None else True)
         self._joined = loop.create_future()
         self._answer = loop.create_future()
         self._admitted = loop.create_future()
@@ -317,6 +324,14 @@ class RoomClient:
     async def connect_media(self, timeout: float = 20.0) -> None:
         """Send the client's one offer (after `joined`, or after `admitted` from a lobby)."""
         assert self._answer is not None
+        if self.ice_transport_policy is not None:
+            servers = [RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
+                       for s in self.joined["ice_servers"]]
+            await self.pc.close()  # unused so far: nothing was added to it before the offer
+            self.pc = RTCPeerConnection(RTCConfiguration(
+                iceServers=servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
+                iceTransportPolicy=RTCIceTransportPolicy(self.ice_transport_policy)))
+            self.pc.on("track", self._on_track)
         if self.audio_frames:
             self.audio_track = ReplayTrack("audio", self.audio_frames, 50.0, self.tag, mark=False,
                                            loop=self.loop_audio, talking=self.talking, silence=self.silence_frame)

@@ -1,4 +1,4 @@
-"""Server settings: embedded defaults, overridden by command-line flags."""
+"""Server settings the SFU runs with (peerwell/config.py builds them from file, environment and flags)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from aiortc import RTCConfiguration, RTCIceServer
 
 from peerwell.groups import GroupsConfig
 from sfu import messages
+from sfu.turn import SERVER_USER, TurnRelay
 
 
 def open_rooms() -> GroupsConfig:
@@ -23,14 +24,30 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     ice_hosts: tuple[str, ...] = ()  # empty: aioice picks the machine's addresses
-    ice_servers: tuple[messages.IceServer, ...] = ()  # handed to browsers; also used by the server's own ICE
+    ice_servers: tuple[messages.IceServer, ...] = ()  # static STUN/TURN, handed to browsers and used here
+    turn: TurnRelay | None = None  # a relay with short-lived credentials minted per join
+    ice_port_range: tuple[int, int] | None = None  # UDP ports host candidates bind (None: any)
+    announced_address: str | None = None  # public address offered instead of the bound one (1:1 NAT)
     groups: GroupsConfig = field(default_factory=open_rooms)
     reconnect_grace: float = 20.0  # seconds a dropped participant keeps their place
     web_root: str | None = None  # None: the web/ folder beside the packages
+    restart_key: str | None = field(default=None, repr=False)  # signs restart tickets (sfu/restart.py)
+
+    def client_ice_servers(self, participant_id: str) -> list[messages.IceServer]:
+        """What `joined` hands this participant: the static servers plus fresh relay credentials."""
+        servers = list(self.ice_servers)
+        if self.turn is not None:
+            servers.append(self.turn.ice_server(participant_id))
+        return servers
 
     def rtc_configuration(self) -> RTCConfiguration:
+        """The server's own ICE agent, one per peer connection (relay credentials minted each time)."""
         servers = [RTCIceServer(urls=s.urls, username=s.username, credential=s.credential)
                    for s in self.ice_servers]
+        if self.turn is not None and self.turn.server_url:
+            relay = self.turn.ice_server(SERVER_USER, urls=(self.turn.server_url,))
+            # aiortc uses only the first TURN URL it finds: ours goes first.
+            servers.insert(0, RTCIceServer(urls=relay.urls, username=relay.username, credential=relay.credential))
         return RTCConfiguration(iceServers=servers or [])
 
 

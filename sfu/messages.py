@@ -149,6 +149,15 @@ class Bye(Struct, tag="bye"):
     reason: str
 
 
+class ServerShutdown(Struct, tag="server-shutdown"):
+    """The server process is stopping (SIGTERM): media and the socket close in a few seconds."""
+
+    reason: str  # for people, e.g. "the server is restarting"
+    retry: bool  # True: reconnect (join with your resume token) after retry_after seconds
+    retry_after: float
+    resume: str | None = None  # restart ticket: use it as `resume` with the next server (replaces the token)
+
+
 # --- data channel ----------------------------------------------------------------------------
 
 class SetSpokenLanguage(Struct, tag="set-spoken-language"):

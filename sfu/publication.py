@@ -16,6 +16,7 @@ from typing import Protocol
 
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
+from peerwell import metrics
 from sfu.codecs import FORWARDABLE, is_keyframe
 from sfu.framing import AssembledFrame
 
@@ -110,6 +111,7 @@ class Publication:
         assert self._ssrc is not None
         self._last_keyframe_request = now
         self.keyframe_requests_sent += 1
+        metrics.KEYFRAME_REQUESTS.inc()
         self._send_pli(self._ssrc)
 
     def on_assembled(self, assembled: AssembledFrame, codec: RTCRtpCodecParameters | None) -> None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
+from peerwell import metrics
 from sfu import messages
 from sfu.dominant_speaker import DominantSpeaker
 from sfu.participant import Participant
@@ -278,6 +279,7 @@ class Room:
         match = self.detector.check(text, language)
         if match is None:
             return
+        metrics.SAFETY_ALERTS.labels(source).inc()
         self.send_to_facilitators(messages.SafetyAlert(
             participant_id=speaker.id, name=speaker.name, text=text, source=source,
             category=match.category, at=round(self.room_time(), 2), resources=self.crisis_resources))

@@ -21,6 +21,7 @@ from sfu.media_session import SessionEvents
 from sfu.participant import Participant
 from sfu.peer_session import NegotiationError, PeerSession
 from sfu.ratelimit import message_bucket
+from sfu.restart import RestartTickets, Ticket
 from sfu.room import Room, RoomObserver
 
 if TYPE_CHECKING:
@@ -68,9 +69,12 @@ class Rooms:
     seats: dict[str, Seat] = field(default_factory=dict)  # by participant id
     session_class: type[PeerSession] = PeerSession  # benchmarks swap in a transcoding baseline
     public_url: str = ""
+    accepting_joins: bool = True  # False once the server is shutting down (sfu/shutdown.py)
+    restart_tickets: RestartTickets = field(init=False)  # places kept across a restart (sfu/restart.py)
 
     def __post_init__(self) -> None:
         self.control = RoomControl(self.kick, self.end_session)
+        self.restart_tickets = RestartTickets(self.config.restart_key)
 
     def group_for(self, slug: str) -> Group:
         groups = self.config.groups
@@ -89,7 +93,8 @@ class Rooms:
             self.rooms[slug] = room
             if group.adhoc:
                 logger.warning("ad-hoc room %r opened; facilitator link: %s/#room=%s&secret=%s",
-                               slug, self.public_url, slug, group.facilitator_secret)
+                               slug, self.public_url, slug, group.facilitator_secret,
+                               extra={"event": "facilitator-link", "room": slug})
         return room
 
     def seat_for_resume(self, room: Room, token: str) -> Seat | None:
@@ -249,6 +254,8 @@ class SignalingSession:
     async def join(self, request: messages.Join) -> None:
         if self.seat is not None:
             raise JoinRefused("already-joined", "this connection has already joined a room")
+        if not self.rooms.accepting_joins:
+            raise JoinRefused("shutting-down", "the server is shutting down; join again in a moment")
         if not request.accept_agreement:
             raise JoinRefused("agreement-required", "read and accept the group agreement and privacy notice first")
         name = " ".join(request.name.split())
@@ -265,9 +272,14 @@ class SignalingSession:
             raise JoinRefused("removed", "the facilitator removed you from this session")
 
         resumed: Seat | None = None
+        ticket: Ticket | None = None  # a place held across a server restart (sfu/restart.py)
         if request.resume is not None:
             resumed = self.rooms.seat_for_resume(room, request.resume)
-            if resumed is None or resumed.participant.id in room.removed_ids:
+            if resumed is None:
+                ticket = self.rooms.restart_tickets.redeem(request.resume, room.name)
+                if ticket is not None and ticket.participant_id in self.rooms.seats:
+                    ticket = None
+            if (resumed is None and ticket is None) or (resumed and resumed.participant.id in room.removed_ids):
                 raise JoinRefused("resume-failed", "that place is no longer held; join again without resume")
         else:
             if role != "facilitator" and room.locked:
@@ -277,6 +289,8 @@ class SignalingSession:
                 raise JoinRefused(*refusal)
 
         participant_id = secrets.token_urlsafe(6)
+        if ticket is not None:
+            participant_id, role = ticket.participant_id, ticket.role
         previous: Participant | None = None
         hand_at: int | None = None
         if resumed is not None:
@@ -295,13 +309,13 @@ class SignalingSession:
         peer.events = seat_events(self.rooms.control, room, participant)
         self.seat = Seat(participant, room, peer, secrets.token_urlsafe(24), self)
         self.rooms.seats[participant.id] = self.seat
-        in_lobby = room.lobby_enabled and role != "facilitator" and previous is None
+        in_lobby = room.lobby_enabled and role != "facilitator" and previous is None and ticket is None
         await self.send(messages.Joined(
             participant_id=participant.id,
             room=room.name,
             resume=self.seat.token,
             role=role,
-            ice_servers=list(self.rooms.config.ice_servers),
+            ice_servers=self.rooms.config.client_ice_servers(participant.id),
             participants=[] if in_lobby else room.participant_list(),
             captions=self.rooms.captions_status,
             group=group_info(room.group),

@@ -19,6 +19,7 @@ from fractions import Fraction
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from peerwell import metrics
 from sfu.publication import EncodedFrame, Publication
 
 VIDEO_QUEUE_FRAMES = 30  # ~1 s at 30 fps; beyond that the subscriber is too slow to be worth queueing for
@@ -61,17 +62,20 @@ class Subscription(MediaStreamTrack):
         if self._waiting_for_keyframe:
             if not frame.keyframe:
                 self.frames_dropped += 1
+                metrics.dropped(self.kind)
                 return
             self._waiting_for_keyframe = False
         if len(self._queue) >= self._limit:
             if self.kind == "video":
                 self.frames_dropped += len(self._queue) + 1
+                metrics.dropped(self.kind, len(self._queue) + 1)
                 self._queue.clear()
                 self._waiting_for_keyframe = True
                 self.request_keyframe()
                 return
             self._queue.popleft()
             self.frames_dropped += 1
+            metrics.dropped(self.kind)
         self._queue.append(frame)
         self._ready.set()
 
@@ -91,6 +95,7 @@ class Subscription(MediaStreamTrack):
         packet.pts = frame.timestamp
         packet.time_base = self._time_base
         self.frames_forwarded += 1
+        metrics.forwarded(self.kind, len(frame.data))
         return packet
 
     def stop(self) -> None:

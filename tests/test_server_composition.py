@@ -29,7 +29,7 @@ def test_flags_become_config(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("flags, message", [
     (("--stun", "http://not-stun"), "must start with stun:"),
-    (("--turn", "turn:x"), "--turn needs"),
+    (("--turn", "turn:x"), "turn.urls needs"),
     (("--port", "70000"), "--port"),
 ])
 def test_bad_flags_are_clear_errors(flags: tuple[str, ...], message: str) -> None:

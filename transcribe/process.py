@@ -30,6 +30,7 @@ HEALTHY_AFTER_S = 60.0
 STARTUP_TIMEOUT_S = 300.0  # first start may resolve (and, online, download) the model
 CLOSE_STREAM_TIMEOUT_S = 30.0
 SHUTDOWN_TIMEOUT_S = 8.0
+STATS_EVERY_S = 5.0  # how fresh latest_stats() is (metrics scrapes read it without waiting for the worker)
 
 
 class TranscriptionUnavailable(Exception):
@@ -94,6 +95,8 @@ class TranscriberProcess:
         self._crashes_in_a_row = 0
         self._started_at = 0.0
         self._closing = False
+        self._latest: dict[str, int | float] = {}
+        self._stats_task: asyncio.Task[None] | None = None
         self.counters = {"worker_restarts": 0, "audio_dropped_backlog": 0, "audio_dropped_while_down": 0}
 
     # --- lifetime ------------------------------------------------------------------------------
@@ -138,6 +141,8 @@ class TranscriberProcess:
         for stream in self._streams.values():  # after a restart: carry on where each speaker is
             self.send(wire.OpenStream(key=stream.key, language=stream.language, english=stream.english))
         self._reader_task = asyncio.ensure_future(self._read(reader))
+        if self._stats_task is None:
+            self._stats_task = asyncio.ensure_future(self._refresh_stats())
 
     async def _reap(self) -> None:
         process, self._process = self._process, None
@@ -218,8 +223,9 @@ class TranscriberProcess:
         if self._closing:
             return
         self._closing = True
-        if self._restart_task is not None:
-            self._restart_task.cancel()
+        for task in (self._restart_task, self._stats_task):
+            if task is not None:
+                task.cancel()
         if self._writer is not None:
             self.send(wire.Shutdown())
             try:
@@ -295,6 +301,16 @@ class TranscriberProcess:
             self._flush_handle.cancel()
         self._flush()
         self._writer.write(wire.frame(message))
+
+    def latest_stats(self) -> dict[str, int | float]:
+        """The worker's figures as of at most STATS_EVERY_S ago, plus this side's counters; never waits."""
+        return {**self._latest, **self.counters}
+
+    async def _refresh_stats(self) -> None:
+        while True:
+            await asyncio.sleep(STATS_EVERY_S)
+            if self.running:
+                self._latest = await self.stats()
 
     async def stats(self) -> dict[str, int | float]:
         values: dict[str, int | float] = dict(self.counters)

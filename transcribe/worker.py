@@ -12,7 +12,6 @@ import asyncio
 import logging
 import os
 import socket
-import sys
 from dataclasses import dataclass
 
 from transcribe import worker_protocol as wire
@@ -30,9 +29,11 @@ class WorkerOptions:
     workers: int = 1
     full_window: bool = False
     cpu_threads: int = 0
+    log_format: str = "text"  # as the server's own log: "text" or "json"
 
     def arguments(self) -> list[str]:
-        args = ["--model", self.model, "--workers", str(self.workers), "--cpu-threads", str(self.cpu_threads)]
+        args = ["--model", self.model, "--workers", str(self.workers), "--cpu-threads", str(self.cpu_threads),
+                "--log-format", self.log_format]
         return args + (["--full-window"] if self.full_window else [])
 
 
@@ -148,9 +149,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--cpu-threads", type=int, default=0)
     parser.add_argument("--full-window", action="store_true")
+    parser.add_argument("--log-format", choices=["text", "json"], default="text")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                        format="%(levelname)s transcription worker: %(message)s")
+    from peerwell.logs import configure_logging
+
+    configure_logging("WARNING", args.log_format)  # only problems; never what was said
     os.nice(NICENESS)
     options = WorkerOptions(model=args.model, workers=args.workers, full_window=args.full_window,
                             cpu_threads=args.cpu_threads)

@@ -137,6 +137,10 @@ export class Call extends EventTarget {
         this.ended = true;
         this.emit("bye", message);
         break;
+      case "server-shutdown":
+        // The server is restarting: its restart ticket takes our place back on the next server.
+        if (message.resume) this.resumeToken = message.resume;
+        break;
       default:
         this.emit("signal", message);
     }
