@@ -39,8 +39,10 @@ test: setup node_modules/.installed
 bench: setup
 	unshare -n sh -c 'ip link set lo up && exec $(PY) -m bench.sfu'
 	unshare -n sh -c 'ip link set lo up && exec $(PY) -m bench.sfu --participants 16 --no-captions'
+	unshare -n sh -c 'ip link set lo up && exec $(PY) -m bench.sfu --participants 16'
 	unshare -n sh -c 'ip link set lo up && exec $(PY) -m bench.sfu --scenario all-talk --participants 12'
 	unshare -n sh -c 'ip link set lo up && exec $(PY) -m bench.sfu --scenario all-talk --participants 6 --baseline'
+	unshare -n sh -c 'ip link set lo up && exec $(PY) -m bench.sfu --scenario all-talk --participants 6 --baseline --fixed-video'
 	unshare -n sh -c 'ip link set lo up && exec $(PY) -m bench.captions'
 	$(PY) -m bench.translate
 
