@@ -23,6 +23,10 @@ class TokenBucket:
             return True
         return False
 
+    def full(self) -> bool:
+        """No recent use: the bucket has refilled to its burst."""
+        return self._tokens + (self._clock() - self._updated) * self.rate >= self.burst
+
 
 def message_bucket() -> TokenBucket:
     return TokenBucket(rate=20.0, burst=40.0)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import WSMsgType, web
 
-from sfu import messages
+from sfu import messages, offer_limits
 from sfu.config import ServerConfig
 from sfu.control import RoomControl
 from sfu.participant import NegotiationError, Participant
@@ -67,6 +67,7 @@ class Rooms:
 
     def __post_init__(self) -> None:
         self.control = RoomControl(self.kick, self.end_session)
+        self.offer_rate = offer_limits.OfferRate(self.config.offers_per_minute)
 
     def group_for(self, slug: str) -> Group:
         groups = self.config.groups
@@ -145,9 +146,11 @@ class JoinRefused(Exception):
 class SignalingSession:
     """One WebSocket: at most one participant, from join to leave or disconnect."""
 
-    def __init__(self, rooms: Rooms, ws: web.WebSocketResponse, browser_key: str | None) -> None:
+    def __init__(self, rooms: Rooms, ws: web.WebSocketResponse, browser_key: str | None,
+                 address: str = "") -> None:
         self.rooms = rooms
         self.ws = ws
+        self.address = address  # the client's IP address: offer and secret limits count per address
         self.browser_key = browser_key
         self.seat: Seat | None = None
         self.left = False
@@ -205,14 +208,21 @@ class SignalingSession:
                 if participant.id in room.lobby:
                     await self.error("in-lobby", "wait until the facilitator lets you in")
                     return
+                if not self.rooms.offer_rate.allow(self.address):
+                    await self.error("rate-limited", "too many offers from your address; wait a minute")
+                    return
+                offer_limits.check_offer(message.sdp)
                 await participant.accept_offer(message.sdp)
             elif isinstance(message, messages.Answer):
+                local = participant.pc.localDescription
+                if local is not None:
+                    offer_limits.check_answer(message.sdp, offer_limits.section_count(local.sdp))
                 await participant.accept_answer(message.sdp)
             elif isinstance(message, messages.Leave):
                 self.left = True
             elif isinstance(message, messages.Admit | messages.Deny):
                 await self.admission(participant, message)
-        except NegotiationError as exc:
+        except (NegotiationError, offer_limits.SdpRefused) as exc:
             await self.error("negotiation-failed", str(exc))
 
     async def admission(self, facilitator: Participant, message: messages.Admit | messages.Deny) -> None:
@@ -318,7 +328,8 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     # Frames up to MAX_SIGNALING_FRAME are read so an oversized message gets an `error`, not a 1009 close.
     ws = web.WebSocketResponse(heartbeat=15.0, max_msg_size=messages.MAX_SIGNALING_FRAME)
     await ws.prepare(request)
-    session = SignalingSession(request.app[ROOMS_KEY], ws, request.cookies.get(BROWSER_KEY_COOKIE))
+    session = SignalingSession(request.app[ROOMS_KEY], ws, request.cookies.get(BROWSER_KEY_COOKIE),
+                               request.remote or "")
     await session.run()
     return ws
 
