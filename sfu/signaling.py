@@ -9,6 +9,7 @@ import asyncio
 import hmac
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,7 @@ from sfu.control import RoomControl
 from sfu.participant import NegotiationError, Participant
 from sfu.ratelimit import message_bucket
 from sfu.room import Room, RoomObserver
+from sfu.socket_sender import SocketSender
 
 if TYPE_CHECKING:
     from peerwell.groups import Group
@@ -121,6 +123,7 @@ class Rooms:
         await seat.session.send(messages.Bye(reason=reason))
         seat.session.left = True
         await self.release(seat)
+        await seat.session.sender.drain()
         await seat.session.ws.close()
 
     async def end_session(self, room: Room) -> None:
@@ -147,9 +150,10 @@ class SignalingSession:
     """One WebSocket: at most one participant, from join to leave or disconnect."""
 
     def __init__(self, rooms: Rooms, ws: web.WebSocketResponse, browser_key: str | None,
-                 address: str = "") -> None:
+                 address: str = "", abort: Callable[[], None] = lambda: None) -> None:
         self.rooms = rooms
         self.ws = ws
+        self.sender = SocketSender(ws, abort)  # a client that stops reading holds up only itself
         self.address = address  # the client's IP address: offer and secret limits count per address
         self.browser_key = browser_key
         self.seat: Seat | None = None
@@ -157,11 +161,9 @@ class SignalingSession:
         self.limit = message_bucket()
 
     async def send(self, message: messages.Struct) -> None:
+        """Queues the message for this socket's writer; never waits for the client."""
         if not self.ws.closed:
-            try:
-                await self.ws.send_str(messages.encode(message))
-            except ConnectionError:
-                pass
+            self.sender.send(messages.encode(message))
 
     async def error(self, code: str, message: str) -> None:
         await self.send(messages.ErrorMessage(code=code, message=message))
@@ -189,6 +191,8 @@ class SignalingSession:
                     break
         finally:
             await self.disconnected()
+            await self.sender.drain()  # the last replies (an error, a bye) still go out
+            await self.sender.close()
 
     async def handle(self, message: messages.ClientSignal) -> None:
         if isinstance(message, messages.Join):
@@ -328,8 +332,9 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     # Frames up to MAX_SIGNALING_FRAME are read so an oversized message gets an `error`, not a 1009 close.
     ws = web.WebSocketResponse(heartbeat=15.0, max_msg_size=messages.MAX_SIGNALING_FRAME)
     await ws.prepare(request)
+    transport = request.transport
     session = SignalingSession(request.app[ROOMS_KEY], ws, request.cookies.get(BROWSER_KEY_COOKIE),
-                               request.remote or "")
+                               request.remote or "", transport.abort if transport is not None else lambda: None)
     await session.run()
     return ws
 
