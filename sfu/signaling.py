@@ -8,10 +8,12 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import math
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
@@ -21,6 +23,7 @@ from sfu.control import RoomControl
 from sfu.participant import NegotiationError, Participant
 from sfu.ratelimit import message_bucket
 from sfu.room import Room, RoomObserver
+from sfu.secret_guard import SecretGuard
 from sfu.socket_sender import SocketSender
 
 if TYPE_CHECKING:
@@ -70,6 +73,7 @@ class Rooms:
     def __post_init__(self) -> None:
         self.control = RoomControl(self.kick, self.end_session)
         self.offer_rate = offer_limits.OfferRate(self.config.offers_per_minute)
+        self.secret_guard = SecretGuard()
 
     def group_for(self, slug: str) -> Group:
         groups = self.config.groups
@@ -262,7 +266,12 @@ class SignalingSession:
         assert room.group is not None
         role = "participant"
         if request.secret is not None:
+            wait = self.rooms.secret_guard.locked_for(self.address, room.name)
+            if wait is not None:
+                raise JoinRefused("secret-locked", "too many wrong facilitator secrets; try again in "
+                                                   f"{math.ceil(wait)} s")
             if not secrets_match(request.secret, room.group.facilitator_secret):
+                self.rooms.secret_guard.failed(self.address, room.name)
                 raise JoinRefused("bad-secret", "that facilitator secret is not right for this group")
             role = "facilitator"
         if self.browser_key is not None and self.browser_key in room.removed_keys and role != "facilitator":
@@ -328,7 +337,18 @@ class SignalingSession:
                                        lambda: asyncio.ensure_future(self.rooms.release(seat)))
 
 
+def origin_allowed(request: web.Request, allowed: tuple[str, ...]) -> bool:
+    """A browser page from another site must not drive a visitor's browser into a room. Browsers always
+    send Origin on a WebSocket; other clients may omit it (and could forge it, so it is no credential)."""
+    origin = request.headers.get("Origin")
+    if origin is None or origin in allowed:
+        return True
+    return urlsplit(origin).netloc.lower() == request.host.lower()
+
+
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
+    if not origin_allowed(request, request.app[ROOMS_KEY].config.allowed_origins):
+        raise web.HTTPForbidden(text='{"error": "origin-not-allowed"}', content_type="application/json")
     # Frames up to MAX_SIGNALING_FRAME are read so an oversized message gets an `error`, not a 1009 close.
     ws = web.WebSocketResponse(heartbeat=15.0, max_msg_size=messages.MAX_SIGNALING_FRAME)
     await ws.prepare(request)
