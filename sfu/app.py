@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -64,9 +63,10 @@ PRIVACY_NOTICE = (
 
 async def index(request: web.Request) -> web.FileResponse:
     response = web.FileResponse(request.app[WEB_ROOT_KEY] / "index.html")
-    if BROWSER_KEY_COOKIE not in request.cookies:
+    keys = request.app[ROOMS_KEY].browser_keys
+    if keys.issued_at(request.cookies.get(BROWSER_KEY_COOKIE)) is None:
         # Identifies this browser for the session only, so a removal can stick; never tied to a person.
-        response.set_cookie(BROWSER_KEY_COOKIE, secrets.token_urlsafe(18), httponly=True, samesite="Strict")
+        response.set_cookie(BROWSER_KEY_COOKIE, keys.issue(), httponly=True, samesite="Strict")
     return response
 
 

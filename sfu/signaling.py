@@ -10,6 +10,7 @@ import hmac
 import logging
 import math
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -18,6 +19,8 @@ from urllib.parse import urlsplit
 from aiohttp import WSMsgType, web
 
 from sfu import messages, offer_limits
+from sfu.browser_key import COOKIE as BROWSER_KEY_COOKIE
+from sfu.browser_key import BrowserKeys
 from sfu.config import ServerConfig
 from sfu.control import RoomControl
 from sfu.participant import NegotiationError, Participant
@@ -31,8 +34,6 @@ if TYPE_CHECKING:
     from safety.detector import CrisisDetector
 
 logger = logging.getLogger(__name__)
-
-BROWSER_KEY_COOKIE = "pw_key"
 
 
 def secrets_match(given: str | None, expected: str) -> bool:
@@ -74,6 +75,7 @@ class Rooms:
         self.control = RoomControl(self.kick, self.end_session)
         self.offer_rate = offer_limits.OfferRate(self.config.offers_per_minute)
         self.secret_guard = SecretGuard()
+        self.browser_keys = BrowserKeys()
 
     def group_for(self, slug: str) -> Group:
         groups = self.config.groups
@@ -118,9 +120,21 @@ class Rooms:
             del self.rooms[slug]
             room.close()
 
+    def banned(self, room: Room, browser_key: str | None, address: str) -> bool:
+        """A removal sticks to the removed browser's key, and to keys issued (or no key) at its address after it."""
+        if browser_key is not None and browser_key in room.removed_keys:
+            return True
+        removed_at = room.removed_addresses.get(address)
+        if removed_at is None:
+            return False
+        issued = self.browser_keys.issued_at(browser_key)
+        return issued is None or issued >= math.floor(removed_at)
+
     async def kick(self, participant: Participant, reason: str) -> None:
         """Say goodbye, close their connection and free the seat at once (no reconnect grace)."""
         seat = self.seats.get(participant.id)
+        if reason == "removed" and seat is not None and seat.session.address:
+            participant.room.removed_addresses[seat.session.address] = time.time()
         if seat is None:
             await participant.room.remove(participant)
             return
@@ -274,7 +288,7 @@ class SignalingSession:
                 self.rooms.secret_guard.failed(self.address, room.name)
                 raise JoinRefused("bad-secret", "that facilitator secret is not right for this group")
             role = "facilitator"
-        if self.browser_key is not None and self.browser_key in room.removed_keys and role != "facilitator":
+        if role != "facilitator" and self.rooms.banned(room, self.browser_key, self.address):
             raise JoinRefused("removed", "the facilitator removed you from this session")
 
         resumed: Seat | None = None
