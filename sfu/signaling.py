@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from safety.detector import CrisisDetector
 
 logger = logging.getLogger(__name__)
+_closing_sockets: set[asyncio.Future[bool]] = set()  # old sockets closed by a resume, kept until closed
 
 
 def secrets_match(given: str | None, expected: str) -> bool:
@@ -311,6 +312,8 @@ class SignalingSession:
             role = previous.role
             await self.rooms.release(resumed)
             room = self.rooms.room_for_join(request.room)
+            if resumed.session is not self:
+                resumed.session.replaced()
         participant = self.rooms.participant_class(
             participant_id, name, room, self.send, self.rooms.config.rtc_configuration(), role=role)
         participant.spoken_language = request.language
@@ -337,6 +340,14 @@ class SignalingSession:
             await room.wait_in_lobby(participant)
         else:
             await room.add(participant)
+
+    def replaced(self) -> None:
+        """A resume took this socket's place: it is closed (1000, "resumed"), and nothing more acts on it."""
+        self.seat = None
+        self.left = True
+        task = asyncio.ensure_future(self.ws.close(message=b"resumed"))
+        _closing_sockets.add(task)
+        task.add_done_callback(_closing_sockets.discard)
 
     async def disconnected(self) -> None:
         seat = self.seat

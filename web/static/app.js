@@ -11,7 +11,6 @@ import { initDisplaySettings } from "./settings.js";
 import { Tiles } from "./tiles.js";
 
 const RECONNECT_DELAYS_MS = [500, 1000, 2000, 4000, 8000];
-const SLUG_RE = /^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$/;
 const VIEWS = ["directory", "agreement", "details", "lobby", "goodbye", "room"];
 const DEFAULT_PRIVACY_NOTICE =
   "Your video, voice and messages go only through this server to the people in this room. Captions are " +
@@ -50,7 +49,7 @@ const BYE = {
 };
 
 const state = {
-  directory: null, // { groups, allow_adhoc_rooms, privacy_notice }
+  directory: null, // { groups, allow_adhoc_rooms, adhoc, room_name, privacy_notice } from GET /api/groups
   group: null, // the chosen group (with privacy_notice)
   agreed: false,
   link: null, // { room, secret } from a facilitator link; the secret only ever goes into "join"
@@ -162,6 +161,9 @@ async function chooseGroup(slug, known = null, { fromAdhoc = false } = {}) {
     const result = await fetchJson(`/api/groups/${encodeURIComponent(slug)}`);
     if (result.ok && result.body && result.body.slug) {
       group = result.body;
+    } else if (result.status === 404 && state.directory && state.directory.adhoc) {
+      // Nobody is in that room yet: joining opens it with the server's settings for rooms opened by name.
+      group = { ...state.directory.adhoc, slug, name: slug };
     } else if (result.status === 404) {
       setText(errorBox, fromAdhoc
         ? "There is no room with that name, and this server doesn't open new ones."
@@ -803,8 +805,9 @@ function init() {
   $("adhoc-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const room = $("room-input").value.trim().toLowerCase();
-    if (!SLUG_RE.test(room)) {
-      setText($("adhoc-error"), "Room names use lowercase letters, digits and dashes (up to 40), and don't start or end with a dash.");
+    const rule = state.directory && state.directory.room_name; // the server's one rule; without it, the server decides
+    if (rule && !new RegExp(rule.pattern).test(room)) {
+      setText($("adhoc-error"), `Room names: ${rule.rule}.`);
       $("room-input").setAttribute("aria-invalid", "true");
       $("room-input").focus();
       return;
