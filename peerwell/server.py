@@ -55,12 +55,16 @@ def load_captions(options: CaptionOptions, observer: CaptionsObserver) -> messag
     """Load Whisper once; if that fails, say exactly why and keep rooms running without captions."""
     if not options.enabled:
         return messages.CaptionsStatus(enabled=False, reason="captions were turned off by the server operator")
-    from models.whisper import ModelUnavailable
+    from models.whisper import ModelChecksumError, ModelUnavailable
     from transcribe.service import CaptionService
 
     try:
         observer.captions = CaptionService.from_model_name(
             observer.on_caption, options.model, workers=options.workers, full_window=options.full_window)
+    except ModelChecksumError as exc:
+        logger.error("captions are off: %s", exc)
+        return messages.CaptionsStatus(enabled=False, reason=f"the speech model {exc.name!r} is corrupt (its "
+                                       "sha256 does not match the published one); reinstall its package")
     except ModelUnavailable as exc:
         logger.error("captions are off: %s", exc)
         return messages.CaptionsStatus(enabled=False, reason=f"no speech model could be loaded ({exc.name})")
