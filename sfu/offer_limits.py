@@ -19,6 +19,7 @@ MAX_SDP_LINES = 2000
 MAX_OFFER_SECTIONS = 3  # the client's one offer: at most one audio, one video and one data channel section
 MAX_CANDIDATES = 64  # ICE candidates in one SDP (a browser on a busy laptop offers 10-20)
 OFFERS_PER_MINUTE = 20  # per client address, counted over all its connections, refused or not
+JOINS_PER_MINUTE = 60  # per client address: each join is a participant, a peer connection and a broadcast
 
 
 class SdpRefused(Exception):
@@ -64,9 +65,9 @@ def section_count(sdp: str) -> int:
 
 
 @dataclass
-class OfferRate:
-    """Offers per minute per client address: a flood of fresh connections each making one offer is
-    refused before any of them costs a parse."""
+class AddressRate:
+    """Attempts per minute per client address (offers, joins): a flood of fresh connections each making
+    one attempt is refused before any of them costs real work."""
 
     per_minute: float = OFFERS_PER_MINUTE
     clock: Callable[[], float] = time.monotonic

@@ -74,7 +74,8 @@ class Rooms:
 
     def __post_init__(self) -> None:
         self.control = RoomControl(self.kick, self.end_session)
-        self.offer_rate = offer_limits.OfferRate(self.config.offers_per_minute)
+        self.offer_rate = offer_limits.AddressRate(self.config.offers_per_minute)
+        self.join_rate = offer_limits.AddressRate(self.config.joins_per_minute)
         self.secret_guard = SecretGuard()
         self.browser_keys = BrowserKeys()
 
@@ -215,6 +216,9 @@ class SignalingSession:
 
     async def handle(self, message: messages.ClientSignal) -> None:
         if isinstance(message, messages.Join):
+            if not self.rooms.join_rate.allow(self.address):
+                await self.error("rate-limited", "too many joins from your address; wait a minute")
+                return
             try:
                 await self.join(message)
             except JoinRefused as refused:

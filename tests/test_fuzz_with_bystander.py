@@ -102,7 +102,7 @@ async def scenario(signals: list[dict], channel_requests: list[dict]) -> None:
     counter = TracebackCounter()
     logging.getLogger().addHandler(counter)
     runner, server = await start_server(ServerConfig(ice_hosts=("127.0.0.1",), reconnect_grace=0,
-                                                     offers_per_minute=1e6))
+                                                     offers_per_minute=1e6, joins_per_minute=1e6))
     vp8 = encode_vp8_clip(frames=30, width=160, height=120, keyframe_interval=15)
     meter = FrameMeter()
     publisher = RoomClient(server.ws_url, "circle", "Publisher", vp8, None, fps=FPS, tag=1)

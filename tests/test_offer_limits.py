@@ -39,7 +39,7 @@ async def test_limits_refuse_what_aiortc_would_have_built() -> None:
 
 def test_offer_rate_counts_per_address() -> None:
     now = [0.0]
-    rate = offer_limits.OfferRate(per_minute=3, clock=lambda: now[0])
+    rate = offer_limits.AddressRate(per_minute=3, clock=lambda: now[0])
     assert [rate.allow("a") for _ in range(4)] == [True, True, True, False]
     assert rate.allow("b")
     now[0] += 20.0  # one offer's worth of refill
@@ -51,7 +51,7 @@ async def flood_server() -> AsyncIterator[RunningServer]:
     # The per-address rate would stop this flood after 20 offers; raised so every hostile offer is parsed
     # as far as the limits let it, which is what must not starve the media path.
     runner, running = await start_server(ServerConfig(ice_hosts=("127.0.0.1",), reconnect_grace=0,
-                                                      offers_per_minute=100_000))
+                                                      offers_per_minute=100_000, joins_per_minute=100_000))
     yield running
     await runner.cleanup()
 
@@ -112,3 +112,18 @@ async def test_offers_per_address_are_rate_limited(server: RunningServer) -> Non
                 codes.append((await ws.receive_json(timeout=10))["code"])
     assert codes[:offer_limits.OFFERS_PER_MINUTE] == ["negotiation-failed"] * offer_limits.OFFERS_PER_MINUTE
     assert codes[offer_limits.OFFERS_PER_MINUTE:] == ["rate-limited"] * 2
+
+
+async def test_joins_per_address_are_rate_limited() -> None:
+    runner, server = await start_server(ServerConfig(ice_hosts=("127.0.0.1",), reconnect_grace=0, joins_per_minute=5))
+    try:
+        replies = []
+        async with aiohttp.ClientSession() as http:
+            for i in range(7):
+                async with http.ws_connect(server.ws_url) as ws:
+                    await ws.send_json({"type": "join", "room": "circle", "name": f"N{i}", "accept_agreement": True})
+                    replies.append(await ws.receive_json(timeout=10))
+        assert [r["type"] for r in replies[:5]] == ["joined"] * 5
+        assert [r.get("code") for r in replies[5:]] == ["rate-limited"] * 2
+    finally:
+        await runner.cleanup()

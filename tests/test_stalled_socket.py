@@ -25,7 +25,7 @@ SECRET = "facilitator-secret-lobbied"
 @pytest.fixture
 async def lobby_server() -> AsyncIterator[RunningServer]:
     group = Group(slug="lobbied", name="Lobbied", agreement="Be kind.", lobby=True, facilitator_secret=SECRET)
-    config = ServerConfig(ice_hosts=("127.0.0.1",), reconnect_grace=0,
+    config = ServerConfig(ice_hosts=("127.0.0.1",), reconnect_grace=0, joins_per_minute=1e6,  # ~100 joins
                           groups=GroupsConfig(server=ServerSettings(allow_adhoc_rooms=False), groups=(group,)))
     runner, running = await start_server(config)
     yield running
