@@ -168,9 +168,10 @@ async def run(cycles: int, steady_count: int, grace: float, settle: float) -> di
             process.send_signal(signal.SIGKILL)
         await asyncio.to_thread(process.wait)
         process.stdout.close()
-        if cycle + 1 == 20 or (cycle + 1) % 20 == 0:
+        first_mark = min(20, cycles)  # RSS growth is measured from here (after the first 20 cycles)
+        if cycle + 1 == first_mark or (cycle + 1) % 20 == 0:
             now = snapshot(rooms, steady_ids)
-            if cycle + 1 == 20:
+            if cycle + 1 == first_mark:
                 after_20 = now
             print(f"{cycle + 1:>5} {kind:>7} {now['tasks']:>6} {now['subscriptions']:>5} {now['slots']:>5} "
                   f"{now['steady_slots']:>12} {now['pcs']:>4} {now['fds']:>4} {now['rss_mb']:>7.1f}", flush=True)
