@@ -24,6 +24,7 @@ const JOIN_ERRORS = {
   "no-such-room": "There is no group with that name on this server.",
   "agreement-required": "Please read the group agreement and choose “I agree” first.",
   "rate-limited": "Too many attempts. Please wait a few seconds and try again.",
+  "secret-locked": "Too many wrong facilitator secrets were tried. Please wait a few minutes, then try again.",
   connection: "Could not reach the server. Check your connection and try again.",
 };
 
