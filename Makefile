@@ -45,6 +45,8 @@ bench: setup
 	unshare -n sh -c 'ip link set lo up && exec $(PY) -m bench.sfu --scenario all-talk --participants 6 --baseline --fixed-video'
 	unshare -n sh -c 'ip link set lo up && exec $(PY) -m bench.captions'
 	$(PY) -m bench.translate
+	unshare -n sh -c 'ip link set lo up && exec $(PY) -m bench.churn'
+	unshare -n sh -c 'ip link set lo up && exec $(PY) -m bench.abuse'
 
 lint: setup
 	$(PY) -m ruff check .

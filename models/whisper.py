@@ -219,6 +219,14 @@ def _try_cache(name: str, cache: Path, attempts: list[str]) -> ResolvedModel | N
     if expected and recorded and recorded != expected:
         attempts.append(f"model cache: {candidate} records sha256 {recorded}, expected {expected}; ignored")
         return None
+    if expected:  # the bytes themselves (hashed once per process and file version): a disk error or an edit
+        actual = _cached_sha256(candidate / "model.bin")
+        if actual != expected:
+            attempts.append(f"model cache: {candidate}/model.bin has sha256 {actual}, expected {expected}; "
+                            "removed, to be assembled again")
+            log.warning("cached Whisper model %s is corrupt (sha256 mismatch); removing it", name)
+            shutil.rmtree(candidate, ignore_errors=True)
+            return None
     return ResolvedModel(name, candidate, "cache", f"found in the model cache at {candidate}")
 
 

@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sfu.messages import ROOM_NAME_PATTERN
+
 __all__ = [
     "DEFAULT_AGREEMENT",
     "DEFAULT_CRISIS_RESOURCES",
@@ -49,7 +51,7 @@ __all__ = [
     "valid_slug",
 ]
 
-SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")
+SLUG_RE = re.compile(ROOM_NAME_PATTERN)  # a group's slug is its room name: one rule, in sfu/messages.py
 LANGUAGE_RE = re.compile(r"^[a-z]{2,3}$")
 MIN_PARTICIPANTS, MAX_PARTICIPANTS = 2, 50
 MIN_SECRET_LENGTH = 16

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,12 +10,12 @@ import msgspec
 from aiohttp import web
 
 from peerwell import metrics
-from peerwell.groups import Group, GroupsConfigError
-from sfu import aiortc_adapter
+from peerwell.groups import Group
+from sfu import aiortc_adapter, messages
 from sfu.config import ServerConfig
 from sfu.room import RoomObserver
 from sfu.shutdown import SHUTDOWN_KEY, GracefulShutdown
-from sfu.signaling import BROWSER_KEY_COOKIE, ROOMS_KEY, JoinRefused, Rooms, group_info, websocket_handler
+from sfu.signaling import BROWSER_KEY_COOKIE, ROOMS_KEY, Rooms, group_info, websocket_handler
 
 if TYPE_CHECKING:
     from safety.detector import CrisisDetector
@@ -66,9 +65,10 @@ PRIVACY_NOTICE = (
 
 async def index(request: web.Request) -> web.FileResponse:
     response = web.FileResponse(request.app[WEB_ROOT_KEY] / "index.html")
-    if BROWSER_KEY_COOKIE not in request.cookies:
+    keys = request.app[ROOMS_KEY].browser_keys
+    if keys.issued_at(request.cookies.get(BROWSER_KEY_COOKIE)) is None:
         # Identifies this browser for the session only, so a removal can stick; never tied to a person.
-        response.set_cookie(BROWSER_KEY_COOKIE, secrets.token_urlsafe(18), httponly=True, samesite="Strict")
+        response.set_cookie(BROWSER_KEY_COOKIE, keys.issue(), httponly=True, samesite="Strict")
     return response
 
 
@@ -78,9 +78,16 @@ def _directory_entry(group: Group) -> dict[str, object]:
 
 async def list_groups(request: web.Request) -> web.Response:
     groups = request.app[ROOMS_KEY].config.groups
+    adhoc = None
+    if groups.server.allow_adhoc_rooms:  # what a room opened by name gets (its slug and name are that name)
+        template = {**_directory_entry(groups.adhoc_group("room")), "slug": "", "name": ""}
+        adhoc = {k: v for k, v in template.items() if k not in ("topic", "description", "schedule")}
     return web.json_response({
         "groups": [_directory_entry(g) for g in groups.groups],
         "allow_adhoc_rooms": groups.server.allow_adhoc_rooms,
+        "adhoc": adhoc,
+        "room_name": {"pattern": messages.ROOM_NAME_PATTERN, "max_length": messages.ROOM_NAME_MAX,
+                      "rule": messages.ROOM_NAME_RULE},
         "privacy_notice": PRIVACY_NOTICE,
     })
 
@@ -88,9 +95,11 @@ async def list_groups(request: web.Request) -> web.Response:
 async def get_group(request: web.Request) -> web.Response:
     rooms = request.app[ROOMS_KEY]
     slug = request.match_info["slug"]
-    try:
-        group = rooms.group_for(slug)
-    except (JoinRefused, GroupsConfigError):
+    live = rooms.rooms.get(slug)
+    # A configured group, or an ad-hoc room someone is in; a made-up name is 404 even with ad-hoc rooms
+    # on (joining it opens it; the directory's `adhoc` says what such a room gets).
+    group = rooms.config.groups.get(slug) or (live.group if live is not None else None)
+    if group is None:
         return web.json_response({"error": "no-such-room"}, status=404)
     return web.json_response({**_directory_entry(group), "privacy_notice": PRIVACY_NOTICE})
 

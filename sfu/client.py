@@ -159,6 +159,12 @@ def encode_opus_clip(pcm: np.ndarray | None = None, seconds: float = 2.0) -> lis
     return packets
 
 
+async def fetch_browser_key(http_url: str) -> str:
+    """What a browser gets from `GET /`: the server-signed `pw_key` cookie that makes a removal stick."""
+    async with aiohttp.ClientSession() as session, session.get(http_url + "/") as response:
+        return response.cookies["pw_key"].value
+
+
 class JoinError(RuntimeError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")

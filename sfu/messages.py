@@ -14,7 +14,13 @@ MAX_SIGNALING_BYTES = 256 * 1024  # an SDP with many m-lines stays well under th
 MAX_SIGNALING_FRAME = 4 * MAX_SIGNALING_BYTES  # larger WebSocket frames close the socket (1009)
 MAX_CHANNEL_BYTES = 16 * 1024
 
-RoomName = Annotated[str, msgspec.Meta(min_length=1, max_length=40, pattern=r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")]
+# The one room-name rule: group slugs (peerwell/groups.py), `join.room`, and the web client (which gets it from
+# GET /api/groups) all use these. docs/protocol.md states it.
+ROOM_NAME_MAX = 40
+ROOM_NAME_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$"
+ROOM_NAME_RULE = ("1-40 characters of lowercase a-z, digits 0-9 and dashes, not starting or ending with a dash "
+                  "(for example tuesday-circle)")
+RoomName = Annotated[str, msgspec.Meta(min_length=1, max_length=ROOM_NAME_MAX, pattern=ROOM_NAME_PATTERN)]
 DisplayName = Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
 Sdp = Annotated[str, msgspec.Meta(min_length=10, max_length=MAX_SIGNALING_BYTES)]
 Token = Annotated[str, msgspec.Meta(min_length=8, max_length=128)]

@@ -23,6 +23,14 @@ class TokenBucket:
             return True
         return False
 
+    def tokens(self) -> float:
+        """What is left now, without spending any."""
+        return min(self.burst, self._tokens + (self._clock() - self._updated) * self.rate)
+
+    def full(self) -> bool:
+        """No recent use: the bucket has refilled to its burst."""
+        return self._tokens + (self._clock() - self._updated) * self.rate >= self.burst
+
 
 def message_bucket() -> TokenBucket:
     return TokenBucket(rate=20.0, burst=40.0)

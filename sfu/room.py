@@ -65,6 +65,7 @@ class Room:
         self.locked = False
         self.ended = False
         self.removed_keys: set[str] = set()  # browser keys of people removed for this session
+        self.removed_addresses: dict[str, float] = {}  # address -> when someone there was removed (time.time())
         self.removed_ids: set[str] = set()
         self.hands: list[str] = []
         self.recent_captions: deque[messages.Caption] = deque(maxlen=RECENT_FINALS)

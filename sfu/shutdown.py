@@ -44,6 +44,8 @@ class GracefulShutdown:
         sessions = [seat.session for seat in seats]
         logger.warning("shutting down: telling %d connected client(s), finishing captions", len(sessions))
         await asyncio.gather(*(seat.session.send(self._notice(seat)) for seat in seats), return_exceptions=True)
+        # Sending only queues (sfu/socket_sender.py): let the notices go out before anything closes.
+        await asyncio.gather(*(session.sender.drain(1.0) for session in sessions), return_exceptions=True)
         for finish in self.finish:
             try:
                 await asyncio.wait_for(finish(), self.grace)

@@ -8,13 +8,19 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import math
 import secrets
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
-from sfu import messages
+from sfu import messages, offer_limits
+from sfu.browser_key import COOKIE as BROWSER_KEY_COOKIE
+from sfu.browser_key import BrowserKeys
 from sfu.config import ServerConfig
 from sfu.control import RoomControl
 from sfu.media_session import SessionEvents
@@ -23,14 +29,15 @@ from sfu.peer_session import NegotiationError, PeerSession
 from sfu.ratelimit import message_bucket
 from sfu.restart import RestartTickets, Ticket
 from sfu.room import Room, RoomObserver
+from sfu.secret_guard import SecretGuard
+from sfu.socket_sender import SocketSender
 
 if TYPE_CHECKING:
     from peerwell.groups import Group
     from safety.detector import CrisisDetector
 
 logger = logging.getLogger(__name__)
-
-BROWSER_KEY_COOKIE = "pw_key"
+_closing_sockets: set[asyncio.Future[bool]] = set()  # old sockets closed by a resume, kept until closed
 
 
 def secrets_match(given: str | None, expected: str) -> bool:
@@ -75,6 +82,10 @@ class Rooms:
     def __post_init__(self) -> None:
         self.control = RoomControl(self.kick, self.end_session)
         self.restart_tickets = RestartTickets(self.config.restart_key)
+        self.offer_rate = offer_limits.AddressRate(self.config.offers_per_minute)
+        self.join_rate = offer_limits.AddressRate(self.config.joins_per_minute)
+        self.secret_guard = SecretGuard()
+        self.browser_keys = BrowserKeys()
 
     def group_for(self, slug: str) -> Group:
         groups = self.config.groups
@@ -120,15 +131,28 @@ class Rooms:
             del self.rooms[slug]
             room.close()
 
+    def banned(self, room: Room, browser_key: str | None, address: str) -> bool:
+        """A removal sticks to the removed browser's key, and to keys issued (or no key) at its address after it."""
+        if browser_key is not None and browser_key in room.removed_keys:
+            return True
+        removed_at = room.removed_addresses.get(address)
+        if removed_at is None:
+            return False
+        issued = self.browser_keys.issued_at(browser_key)
+        return issued is None or issued >= math.floor(removed_at)
+
     async def kick(self, room: Room, participant: Participant, reason: str) -> None:
         """Say goodbye, close their connection and free the seat at once (no reconnect grace)."""
         seat = self.seats.get(participant.id)
+        if reason == "removed" and seat is not None and seat.session.address:
+            room.removed_addresses[seat.session.address] = time.time()
         if seat is None or seat.participant is not participant:
             await room.remove(participant)
             return
         await seat.session.send(messages.Bye(reason=reason))
         seat.session.left = True
         await self.release(seat)
+        await seat.session.sender.drain()
         await seat.session.ws.close()
 
     async def end_session(self, room: Room) -> None:
@@ -161,20 +185,21 @@ class JoinRefused(Exception):
 class SignalingSession:
     """One WebSocket: at most one participant, from join to leave or disconnect."""
 
-    def __init__(self, rooms: Rooms, ws: web.WebSocketResponse, browser_key: str | None) -> None:
+    def __init__(self, rooms: Rooms, ws: web.WebSocketResponse, browser_key: str | None,
+                 address: str = "", abort: Callable[[], None] = lambda: None) -> None:
         self.rooms = rooms
         self.ws = ws
+        self.sender = SocketSender(ws, abort)  # a client that stops reading holds up only itself
+        self.address = address  # the client's IP address: offer and secret limits count per address
         self.browser_key = browser_key
         self.seat: Seat | None = None
         self.left = False
         self.limit = message_bucket()
 
     async def send(self, message: messages.Struct) -> None:
+        """Queues the message for this socket's writer; never waits for the client."""
         if not self.ws.closed:
-            try:
-                await self.ws.send_str(messages.encode(message))
-            except ConnectionError:
-                pass
+            self.sender.send(messages.encode(message))
 
     async def error(self, code: str, message: str) -> None:
         await self.send(messages.ErrorMessage(code=code, message=message))
@@ -202,9 +227,14 @@ class SignalingSession:
                     break
         finally:
             await self.disconnected()
+            await self.sender.drain()  # the last replies (an error, a bye) still go out
+            await self.sender.close()
 
     async def handle(self, message: messages.ClientSignal) -> None:
         if isinstance(message, messages.Join):
+            if not self.rooms.join_rate.allow(self.address):
+                await self.error("rate-limited", "too many joins from your address; wait a minute")
+                return
             try:
                 await self.join(message)
             except JoinRefused as refused:
@@ -221,14 +251,21 @@ class SignalingSession:
                 if participant.id in room.lobby:
                     await self.error("in-lobby", "wait until the facilitator lets you in")
                     return
+                if not self.rooms.offer_rate.allow(self.address):
+                    await self.error("rate-limited", "too many offers from your address; wait a minute")
+                    return
+                offer_limits.check_offer(message.sdp)
                 await seat.peer.accept_offer(message.sdp)
             elif isinstance(message, messages.Answer):
+                local = seat.peer.pc.localDescription
+                if local is not None:
+                    offer_limits.check_answer(message.sdp, offer_limits.section_count(local.sdp))
                 await seat.peer.accept_answer(message.sdp)
             elif isinstance(message, messages.Leave):
                 self.left = True
             elif isinstance(message, messages.Admit | messages.Deny):
                 await self.admission(room, participant, message)
-        except NegotiationError as exc:
+        except (NegotiationError, offer_limits.SdpRefused) as exc:
             await self.error("negotiation-failed", str(exc))
 
     async def admission(self, room: Room, facilitator: Participant, message: messages.Admit | messages.Deny) -> None:
@@ -265,10 +302,15 @@ class SignalingSession:
         assert room.group is not None
         role = "participant"
         if request.secret is not None:
+            wait = self.rooms.secret_guard.locked_for(self.address, room.name)
+            if wait is not None:
+                raise JoinRefused("secret-locked", "too many wrong facilitator secrets; try again in "
+                                                   f"{math.ceil(wait)} s")
             if not secrets_match(request.secret, room.group.facilitator_secret):
+                self.rooms.secret_guard.failed(self.address, room.name)
                 raise JoinRefused("bad-secret", "that facilitator secret is not right for this group")
             role = "facilitator"
-        if self.browser_key is not None and self.browser_key in room.removed_keys and role != "facilitator":
+        if role != "facilitator" and self.rooms.banned(room, self.browser_key, self.address):
             raise JoinRefused("removed", "the facilitator removed you from this session")
 
         resumed: Seat | None = None
@@ -300,6 +342,8 @@ class SignalingSession:
             role = previous.role
             await self.rooms.release(resumed)
             room = self.rooms.room_for_join(request.room)
+            if resumed.session is not self:
+                resumed.session.replaced()
         peer = self.rooms.session_class(participant_id, self.send, self.rooms.config.rtc_configuration())
         participant = Participant(participant_id, name, peer, self.send, role=role)
         participant.spoken_language = request.language
@@ -327,6 +371,14 @@ class SignalingSession:
             if hand_at is not None:  # a resumed place keeps its turn in the hand queue
                 room.restore_hand(participant.id, hand_at)
 
+    def replaced(self) -> None:
+        """A resume took this socket's place: it is closed (1000, "resumed"), and nothing more acts on it."""
+        self.seat = None
+        self.left = True
+        task = asyncio.ensure_future(self.ws.close(message=b"resumed"))
+        _closing_sockets.add(task)
+        task.add_done_callback(_closing_sockets.discard)
+
     async def disconnected(self) -> None:
         seat = self.seat
         if seat is None or self.rooms.seats.get(seat.participant.id) is not seat:
@@ -340,11 +392,24 @@ class SignalingSession:
                                        lambda: asyncio.ensure_future(self.rooms.release(seat)))
 
 
+def origin_allowed(request: web.Request, allowed: tuple[str, ...]) -> bool:
+    """A browser page from another site must not drive a visitor's browser into a room. Browsers always
+    send Origin on a WebSocket; other clients may omit it (and could forge it, so it is no credential)."""
+    origin = request.headers.get("Origin")
+    if origin is None or origin in allowed:
+        return True
+    return urlsplit(origin).netloc.lower() == request.host.lower()
+
+
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
+    if not origin_allowed(request, request.app[ROOMS_KEY].config.allowed_origins):
+        raise web.HTTPForbidden(text='{"error": "origin-not-allowed"}', content_type="application/json")
     # Frames up to MAX_SIGNALING_FRAME are read so an oversized message gets an `error`, not a 1009 close.
     ws = web.WebSocketResponse(heartbeat=15.0, max_msg_size=messages.MAX_SIGNALING_FRAME)
     await ws.prepare(request)
-    session = SignalingSession(request.app[ROOMS_KEY], ws, request.cookies.get(BROWSER_KEY_COOKIE))
+    transport = request.transport
+    session = SignalingSession(request.app[ROOMS_KEY], ws, request.cookies.get(BROWSER_KEY_COOKIE),
+                               request.remote or "", transport.abort if transport is not None else lambda: None)
     await session.run()
     return ws
 

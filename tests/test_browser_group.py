@@ -128,6 +128,12 @@ async def test_facilitator_admits_denies_mutes_removes_and_locks(group_server: R
     await poll(carol, AUDIO_BYTES, alice_id, lambda b: b > 0)
     assert await audio_growth(carol, alice_id, 1.5) > 0, "audio did not resume after unmute"
 
+    # Dave opens the page now: everyone here shares 127.0.0.1, and a browser that arrives at a removed
+    # person's address after the removal is refused as "removed" (docs/protocol.md).
+    dave = await person(browser, server)
+    await dave.goto("/")  # GET / sets the pw_key cookie
+    await asyncio.sleep(1.1)  # the cookie's issue time has one-second resolution
+
     # Remove Carol (with confirmation): she is told kindly and cannot come back from this browser.
     await fran.click('button[aria-label="Remove: Carol"]')
     await fran.click("#confirm-yes")
@@ -142,7 +148,6 @@ async def test_facilitator_admits_denies_mutes_removes_and_locks(group_server: R
     await fran.click("#lock-room")
     await alice.wait_for_selector("#lock-status:not([hidden])")
     await fran.wait_for_selector('#lock-room[aria-pressed="true"]')
-    dave = await person(browser, server)
     await join(dave, "Dave", SLUG, expect="error")
     assert "locked" in await dave.text_content("#join-error")
 

@@ -10,7 +10,7 @@ import pytest
 
 from peerwell.groups import Group, GroupsConfig, ServerSettings
 from sfu import messages
-from sfu.client import JoinError, RoomClient, encode_opus_clip, encode_vp8_clip
+from sfu.client import JoinError, RoomClient, encode_opus_clip, encode_vp8_clip, fetch_browser_key
 from sfu.config import ServerConfig
 from tests.conftest import RunningServer, start_server
 
@@ -158,11 +158,13 @@ async def test_participant_cannot_act_as_facilitator(server: RunningServer, clip
 
 async def test_mute_remove_lock_and_end(server: RunningServer, clips) -> None:  # type: ignore[no-untyped-def]
     vp8, opus = clips
+    newcomer_key = await fetch_browser_key(server.http_url)  # opened the page before anyone was removed
+    sam_key = await fetch_browser_key(server.http_url)
     facilitator = RoomClient(server.ws_url, OPEN_GROUP, "Fran", secret=SECRET)
     await facilitator.join()
     await channel_open(facilitator)
     speaker = RoomClient(server.ws_url, OPEN_GROUP, "Sam", audio_frames=opus, video_frames=vp8, tag=1,
-                         browser_key="browser-of-sam-000000")
+                         browser_key=sam_key)
     listener = RoomClient(server.ws_url, OPEN_GROUP, "Lee")
     for client in (speaker, listener):
         await client.join()
@@ -188,7 +190,7 @@ async def test_mute_remove_lock_and_end(server: RunningServer, clips) -> None:  
     assert signals(speaker, "bye")[0]["reason"] == "removed"
     room = server.rooms.rooms[OPEN_GROUP]
     await wait_until(lambda: speaker.participant_id not in room.participants)
-    again = RoomClient(server.ws_url, OPEN_GROUP, "Sam again", browser_key="browser-of-sam-000000")
+    again = RoomClient(server.ws_url, OPEN_GROUP, "Sam again", browser_key=sam_key)
     with pytest.raises(JoinError) as refused:
         await again.join()
     assert refused.value.code == "removed"
@@ -196,7 +198,7 @@ async def test_mute_remove_lock_and_end(server: RunningServer, clips) -> None:  
 
     facilitator.send_channel({"type": "lock"})
     await wait_until(lambda: room.locked and events(listener, "room-state")[-1]["locked"])
-    newcomer = RoomClient(server.ws_url, OPEN_GROUP, "Newcomer")
+    newcomer = RoomClient(server.ws_url, OPEN_GROUP, "Newcomer", browser_key=newcomer_key)
     with pytest.raises(JoinError) as locked:
         await newcomer.join()
     assert locked.value.code == "room-locked"

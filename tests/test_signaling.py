@@ -312,9 +312,16 @@ async def test_dropped_websocket_keeps_the_place_and_resume_takes_it_back(
         await wrong.expect_error("resume-failed")
         await wrong.close()
 
+        # A second resume while the first new socket is open: the newer one wins, the older is closed.
+        first = await Socket.open(session, server)
+        joined = await first.join("circle", "publisher", resume=token)
+        assert joined["type"] == "joined"
+        token = joined["resume"]
         back = await Socket.open(session, server)
         joined = await back.join("circle", "publisher", resume=token)
         assert joined["type"] == "joined"
+        closing = await first.ws.receive(timeout=10)
+        assert closing.type == aiohttp.WSMsgType.CLOSE and closing.extra == "resumed", closing
         assert joined["participant_id"] == pid
         assert joined["resume"] != token
         assert [p["id"] for p in joined["participants"]] == [watcher.participant_id]
@@ -325,11 +332,12 @@ async def test_dropped_websocket_keeps_the_place_and_resume_takes_it_back(
         await back.send({"type": "offer", "sdp": sdp})
         assert (await back.recv())["type"] == "answer"
 
-        # The old token was used up.
+        # Every resume issues a new token and the old one was used up.
         again = await Socket.open(session, server)
         await again.send(join_message("circle", "publisher", resume=token))
         await again.expect_error("resume-failed")
         await again.close()
+        await first.close()
     finally:
         if back is not None:
             await back.close()

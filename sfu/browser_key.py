@@ -1,0 +1,43 @@
+"""The `pw_key` cookie: a random browser key, signed with its issue time, that lets a removal stick.
+
+`GET /` sets it (HttpOnly, SameSite=Strict, session cookie). It names no person and is never logged.
+The signature lets the server tell, without storing keys, a key it issued and when: after a removal, a
+new key (or none) from the removed person's address is refused for the rest of the session, while people
+on that address who opened the page before the removal keep joining. docs/protocol.md says what a ban can
+and cannot stop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Callable
+
+COOKIE = "pw_key"
+
+
+class BrowserKeys:
+    def __init__(self, secret: bytes | None = None, clock: Callable[[], float] = time.time) -> None:
+        self._secret = secret or secrets.token_bytes(32)  # per server process: keys die with it, as bans do
+        self._clock = clock
+
+    def _mac(self, body: str) -> str:
+        return hmac.new(self._secret, body.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def issue(self) -> str:
+        body = f"{secrets.token_urlsafe(18)}.{int(self._clock())}"
+        return f"{body}.{self._mac(body)}"
+
+    def issued_at(self, key: str | None) -> float | None:
+        """When this server issued `key`, or None for a missing, forged or foreign key."""
+        if not key or len(key) > 128 or key.count(".") != 2:
+            return None
+        body, mac = key.rsplit(".", 1)
+        if not hmac.compare_digest(mac, self._mac(body)):
+            return None
+        try:
+            return float(body.split(".", 1)[1])
+        except ValueError:
+            return None
