@@ -164,6 +164,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("server.restart_key", _text, None, "secret that signs restart tickets, so members keep their place "
             "across a restart (same value for the next process; default: none, members rejoin afresh)",
             secret=True),
+    Setting("server.allowed_origins", _list_of(_url), (), "other sites whose pages may open /ws, e.g. "
+            "https://intranet.example.org (the server's own origin is always allowed)"),
     Setting("server.log_level", _choice(*LOG_LEVELS), "INFO", "peerwell's own log level (libraries: WARNING)"),
     Setting("server.log_format", _choice("text", "json"), "text", "text for a console, json for a log pipeline"),
     Setting("captions.enabled", _boolean, True, "transcribe speech into captions"),
@@ -334,7 +336,8 @@ def _build(values: dict[str, Any], groups: GroupsConfig, sources: dict[str, str]
         host=values["server.host"], port=values["server.port"], ice_hosts=values["ice.hosts"],
         ice_servers=tuple(ice_servers), turn=turn, ice_port_range=values["ice.port_range"],
         announced_address=values["ice.announced_address"], groups=groups,
-        reconnect_grace=values["server.reconnect_grace"], restart_key=values["server.restart_key"])
+        reconnect_grace=values["server.reconnect_grace"], restart_key=values["server.restart_key"],
+        allowed_origins=values["server.allowed_origins"])
     captions = CaptionOptions(enabled=values["captions.enabled"], model=values["captions.model"],
                               workers=values["captions.workers"], full_window=values["captions.full_window"])
     tls = (values["server.tls_cert"], values["server.tls_key"]) if values["server.tls_cert"] else None
@@ -351,6 +354,7 @@ _FLAG_NAMES = {
     "server.host": "--host", "server.port": "--port", "server.public_url": "--public-url",
     "server.tls_cert": "--tls-cert", "server.tls_key": "--tls-key", "server.reconnect_grace": "--reconnect-grace",
     "server.shutdown_grace": "--shutdown-grace", "server.restart_key": "--restart-key",
+    "server.allowed_origins": "--allowed-origin",
     "server.log_level": "--log-level", "server.log_format": "--log-format",
     "captions.model": "--whisper-model", "captions.workers": "--caption-workers",
     "captions.full_window": "--whisper-full-window",
@@ -359,7 +363,7 @@ _FLAG_NAMES = {
     "turn.urls": "--turn", "turn.secret": "--turn-secret", "turn.ttl": "--turn-ttl",
     "turn.server_url": "--turn-server-url", "turn.username": "--turn-username", "turn.credential": "--turn-credential",
 }
-_REPEATABLE = {"ice.hosts", "ice.stun", "turn.urls"}
+_REPEATABLE = {"ice.hosts", "ice.stun", "turn.urls", "server.allowed_origins"}
 
 
 def add_setting_flags(parser: argparse.ArgumentParser) -> None:

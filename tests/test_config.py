@@ -164,3 +164,19 @@ def test_the_shipped_example_files_are_valid() -> None:
         if path.exists():
             ok, lines = check_config(str(path), environ={})
             assert ok, lines
+
+
+def test_allowed_origins_come_from_flags_environment_or_file(tmp_path: Path) -> None:
+    from peerwell.config import load_settings
+
+    assert load_settings(None, {}, environ={}).server.allowed_origins == ()
+    from_flag = load_settings(None, {"server.allowed_origins": ["https://intranet.example.org/"]}, environ={})
+    assert from_flag.server.allowed_origins == ("https://intranet.example.org",)
+    env = {"PEERWELL_SERVER_ALLOWED_ORIGINS": "https://a.example, https://b.example:8443"}
+    from_env = load_settings(None, {}, environ=env)
+    assert from_env.server.allowed_origins == ("https://a.example", "https://b.example:8443")
+    from peerwell.config import ConfigError
+
+    with pytest.raises(ConfigError) as refused:
+        load_settings(None, {"server.allowed_origins": ["intranet.example.org"]}, environ={})
+    assert any("must start with" in problem for problem in refused.value.problems)
