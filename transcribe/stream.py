@@ -347,7 +347,7 @@ class SpeakerStream:
         request = DecodeRequest(
             audio=utt.audio(),
             language=self._decode_language(utt),
-            prompt=self._context[-cfg.prompt_chars :] or None,
+            prompt=(self._context[-cfg.prompt_chars :] or None) if cfg.prompt_chars else None,
             beam_size=cfg.final_beam_size if final else cfg.partial_beam_size,
             temperatures=cfg.final_temperatures if final else (0.0,),
         )
