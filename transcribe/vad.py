@@ -65,6 +65,7 @@ class VadConfig:
 @dataclass
 class SpeechStart:
     sample: int  # first sample of the utterance, pre-roll included
+    voiced_sample: int = 0  # first sample of the first speech window
 
 
 @dataclass
@@ -72,6 +73,7 @@ class SpeechEnd:
     sample: int  # one past the last sample of the utterance, padding included
     voiced_ms: int
     mean_prob: float  # mean speech probability over the utterance's windows: weak evidence if low
+    voiced_end: int = 0  # one past the last sample of the last speech window
 
 
 @dataclass
@@ -107,7 +109,7 @@ class EndPointer:
             self._prob_sum = prob
             self._speech_span = (1, prob)
             pre_roll = cfg.pre_roll_ms * WHISPER_RATE // 1000
-            return SpeechStart(max(0, i * WINDOW - pre_roll))
+            return SpeechStart(max(0, i * WINDOW - pre_roll), i * WINDOW)
         self._windows += 1
         self._prob_sum += prob
         if prob >= cfg.threshold:
@@ -129,7 +131,8 @@ class EndPointer:
         self.speaking = False
         pad = self.config.post_pad_ms * WHISPER_RATE // 1000
         end = min((self._last_speech + 1) * WINDOW + pad, self._window_index * WINDOW)
-        return SpeechEnd(end, self._ms(self._voiced_windows), self.mean_prob)
+        voiced_end = (self._last_speech + 1) * WINDOW
+        return SpeechEnd(end, self._ms(self._voiced_windows), self.mean_prob, min(voiced_end, end))
 
     @property
     def silence_ms(self) -> int:
