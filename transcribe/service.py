@@ -30,6 +30,7 @@ _STREAM_COUNTERS = (
     "segments_split",
     "buffer_overflows",
     "gap_ends",
+    "gap_fill_ms",
     "finals_speculated",
     "speculations_dropped",
     "pushes",

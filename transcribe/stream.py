@@ -201,21 +201,32 @@ class SpeakerStream:
             return
         started = time.perf_counter()
         samples = to_float32_mono(pcm)
+        rate = self._config.input_rate
         expected = self._next_room_time
-        if expected is not None and room_time - expected > self._config.gap_s and self._active is not None:
-            # Audio stopped arriving (mute, DTX, loss): what we have is the whole utterance.
-            self._counters["gap_ends"] += 1
-            self._process(self._vad.feed(np.zeros(0, dtype=np.float32), flush=True))
-            self._end_active(self._endpointer.force_end())
-        self._next_room_time = room_time + len(samples) / self._config.input_rate
-        audio16 = self._resampler.process(samples)
-        self._anchors.append((self._samples_in, room_time))
-        self._samples_in += len(audio16)
-        self._process(self._vad.feed(audio16))
+        missing = 0.0 if expected is None else room_time - expected
+        if missing > self._config.gap_s:
+            if self._active is not None:
+                # Audio stopped arriving (mute, loss): what we have is the whole utterance.
+                self._counters["gap_ends"] += 1
+                self._process(self._vad.feed(np.zeros(0, dtype=np.float32), flush=True))
+                self._end_active(self._endpointer.force_end())
+        elif expected is not None and missing * rate > len(samples) / 2:
+            # Opus DTX sends one 20 ms frame per 400 ms of silence: the silence it did not send is fed as
+            # silence, or the end-pointer would count only the frames (600 ms of them take 12 s).
+            self._counters["gap_fill_ms"] += round(missing * 1000)
+            self._ingest(np.zeros(round(missing * rate), dtype=np.float32), expected)
+        self._next_room_time = room_time + len(samples) / rate
+        self._ingest(samples, room_time)
         elapsed = time.perf_counter() - started
         self._counters["pushes"] += 1
         self._counters["push_us_total"] += int(elapsed * 1e6)
         self._counters["push_us_max"] = max(self._counters["push_us_max"], int(elapsed * 1e6))
+
+    def _ingest(self, samples: np.ndarray, room_time: float) -> None:
+        audio16 = self._resampler.process(samples)
+        self._anchors.append((self._samples_in, room_time))
+        self._samples_in += len(audio16)
+        self._process(self._vad.feed(audio16))
 
     def set_language(self, language: str | None) -> None:
         """Fix the spoken language (None: detect per utterance). Applies from the next decode."""
