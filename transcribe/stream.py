@@ -7,6 +7,10 @@ grows long, the committed text up to a Whisper segment boundary is sent as a fin
 buffer (a long monologue becomes several captions, each with its own id). At end of speech the rest is
 decoded once more and sent as the final.
 
+Every decode sees up to ``left_context_s`` of the audio before its buffer (the previous utterance, or the
+part a long one was cut off at) and drops the words said there: Whisper hears a short utterance as it
+would offline, without the text prompt that steered it into inventing words (docs/architecture.md).
+
 Audio lives only in memory and only as long as a decode may need it.
 """
 
@@ -45,13 +49,15 @@ class StreamConfig:
     update_interval_s: float = 0.6  # re-decode cadence while someone speaks (stretched under load)
     min_partial_audio_s: float = 0.6  # no partial before this much audio: too little context to agree on
     min_detect_audio_s: float = 2.0  # language auto-detection on less audio than this is mostly noise
-    trim_after_s: float = 12.0  # past this, cut the buffer at a committed segment boundary
+    # Past this, cut the buffer at a committed segment boundary: a monologue without 600 ms pauses gets
+    # finals every few seconds, and partial decodes stay short (left context keeps the cut harmless).
+    trim_after_s: float = 6.0
     # Audio just before the buffer (the end of the previous utterance, or what a long one was cut off at)
     # decoded with it and its words dropped: on its own a short utterance lacks the context offline
     # Whisper has, and base mishears it ("Everfair old" for "ever failed", "We're all" for "We were all").
     # Audio, not text: earlier text as a prompt made Whisper continue it (see prompt_chars).
     left_context_s: float = 3.0
-    max_buffer_s: float = 24.0  # hard cap (Whisper sees 30 s): cut at the last committed word
+    max_buffer_s: float = 12.0  # hard cap: cut at the last committed word
     # Earlier finals given to Whisper as a prompt steer it into continuing them: on real speech it then
     # invented words in the pause after an utterance ("Yeah.", "You", "2.") and looped on short buffers
     # (tests/test_transcribe_real_speech.py). Off; a positive value gives that many characters as context.
@@ -369,6 +375,10 @@ class SpeakerStream:
     def _maybe_request_partial(self, utt: _Utterance) -> None:
         if utt.speculation is not None:
             return  # a final decode is already out; a partial now would only delay it
+        if self._endpointer.silence_ms >= self._config.vad.min_silence_ms // 3:
+            # Nothing new was said: a partial of the trailing silence would only hold the worker when
+            # the final decode wants to start (measured: the main cause of late finals after speculation).
+            return
         cfg = self._config
         minimum = cfg.min_partial_audio_s
         if self._decode_language(utt) is None:
