@@ -111,7 +111,7 @@ class _Utterance:
         # Middle of the pause between the context's speech and this buffer's, and where this buffer's
         # speech starts (stream samples); see _Span.is_new.
         self.context_end = start_sample
-        self.speech_start = start_sample
+        self.speech_start: int | None = start_sample
         self.chunks: list[np.ndarray] = []
         self.samples = 0
         self.agreement = LocalAgreement()
@@ -145,7 +145,8 @@ class _Utterance:
             if keep_context:
                 self.context = np.concatenate((self.context, audio[:drop]))[-keep_context:]
             self.chunks, self.samples, self.buffer_start = [rest], len(rest), self.buffer_start + drop
-            self.context_end = self.speech_start = self.buffer_start
+            # A cut inside speech has no pause for Whisper to stretch a word over: the centre decides.
+            self.context_end, self.speech_start = self.buffer_start, None
 
     def cut_after(self, sample: int) -> None:
         keep = min(max(0, sample - self.buffer_start), self.samples)
@@ -433,8 +434,8 @@ class SpeakerStream:
             temperatures=cfg.final_temperatures if final else (0.0,),
         )
         start = utt.buffer_start / WHISPER_RATE
-        return request, _Span(start - len(context) / WHISPER_RATE, utt.context_end / WHISPER_RATE,
-                              utt.speech_start / WHISPER_RATE)
+        speech_start = float("inf") if utt.speech_start is None else utt.speech_start / WHISPER_RATE
+        return request, _Span(start - len(context) / WHISPER_RATE, utt.context_end / WHISPER_RATE, speech_start)
 
     def _accepted_words(self, utt: _Utterance, hyp: Hypothesis, span: _Span) -> tuple[list[Word], list[float]]:
         """Words of segments that pass the hallucination gate, in stream seconds; and segment ends.
@@ -527,7 +528,7 @@ class SpeakerStream:
         self._counters["finals_emitted"] += 1
         language = self._caption_language(utt)
         self._send(utt.segment_id, text, True, utt, words)
-        if text:
+        if text and self._config.prompt_chars:  # kept only if used: never more text than the prompt needs
             self._context = (self._context + " " + text).strip()[-self._config.prompt_chars * 2 :]
         if (
             text
