@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 SERVE_ARGS ?=
 
-.PHONY: setup serve test bench lint clean
+.PHONY: setup serve test bench lint clean test-data
 
 setup: $(VENV)/.installed
 
@@ -29,14 +29,19 @@ node_modules/.installed: package-lock.json
 serve: setup
 	$(VENV)/bin/peerwell serve --host $(HOST) --port $(PORT) $(SERVE_ARGS)
 
+# Real human speech for tests and bench.captions (recordings inside the moonshine-voice 0.1.5 wheel),
+# fetched with pip once into the test-data cache; the suite itself runs without network.
+test-data: setup
+	$(PY) -m tests.support.real_speech
+
 # The suite runs in a private network namespace with only loopback up: browsers and WebRTC tests can
 # reach nothing but 127.0.0.1 (needs root or unprivileged user namespaces, as on CI).
 PYTEST_ARGS ?=
-test: setup node_modules/.installed
+test: setup node_modules/.installed test-data
 	$(PY) -m ruff check .
 	unshare -n sh -c 'ip link set lo up && exec $(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)'
 
-bench: setup
+bench: setup test-data
 	unshare -n sh -c 'ip link set lo up && exec $(PY) -m bench.sfu'
 	unshare -n sh -c 'ip link set lo up && exec $(PY) -m bench.sfu --participants 16 --no-captions'
 	unshare -n sh -c 'ip link set lo up && exec $(PY) -m bench.sfu --participants 16'

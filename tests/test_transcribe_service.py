@@ -291,3 +291,36 @@ async def test_a_pause_shorter_than_the_end_of_speech_drops_the_early_final(spee
     assert stats["speculations_dropped"] >= 1
     assert len(finals) == 1  # one utterance: the early decode of its first half was discarded
     assert len(finals[0].split()) >= int(len(voiced) / 48_000 / WORD_EVERY) - 2
+
+
+async def test_decode_observer_sees_every_decode_and_the_captions_it_produced(speech: np.ndarray) -> None:
+    # The hook bench.captions times finals with (instead of patching the scheduler's methods).
+    log: list[tuple[str, str]] = []
+
+    class Observer:
+        def decode_started(self, trace) -> None:  # type: ignore[no-untyped-def]
+            log.append(("started", trace.kind.name))
+            assert trace.started_at >= trace.requested_at and trace.audio_seconds > 0
+
+        def decode_finished(self, trace) -> None:  # type: ignore[no-untyped-def]
+            log.append(("finished", trace.kind.name))
+            assert trace.finished_at >= trace.started_at and trace.decode_seconds is not None
+
+        def decode_applied(self, trace) -> None:  # type: ignore[no-untyped-def]
+            log.append(("applied", trace.kind.name))
+
+    def on_caption(caption) -> None:  # type: ignore[no-untyped-def]
+        log.append(("caption", "final" if caption.final else "partial"))
+
+    # No early final: a speculative final's caption is emitted when the silence lasts, after its decode.
+    config = StreamConfig(speculate_after_ms=0)
+    service = CaptionService(ScriptedModel(), on_caption, workers=1, config=config)  # type: ignore[arg-type]
+    service.observe_decodes(Observer())
+    stream = service.open_stream("p1", "Robin", language="en")
+    await feed(stream, speech, speed=4.0)
+    await service.close()
+    stats = service.stats()
+    assert sum(1 for event, _ in log if event == "started") == stats["decodes_run"]
+    assert sum(1 for event, _ in log if event == "applied") == stats["decodes_run"]
+    final_at = log.index(("caption", "final"))
+    assert log[final_at - 1] == ("finished", "FINAL") and log[final_at + 1] == ("applied", "FINAL")

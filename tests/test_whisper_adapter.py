@@ -137,3 +137,63 @@ async def test_language_is_detected_on_the_full_window_then_decoded_short(tmp_pa
     assert hyp.language == "es" and hyp.language_probability > 0.5
     assert frames[0] == 3000 and all(f < 3000 for f in frames[1:]) and len(frames) >= 2, frames
     assert wer(sentence, "".join(s.text for s in hyp.segments), "es") <= 0.15
+
+
+class _FakeIO:
+    def __init__(self, name: str, shape: list[object]) -> None:
+        self.name, self.shape = name, shape
+
+
+class _ChangedSileroSession:
+    """Stands in for an onnxruntime session whose signature changed (no other faster-whisper exists here)."""
+
+    def get_inputs(self) -> list[_FakeIO]:
+        return [_FakeIO("input", ["batch", 576]), _FakeIO("state", [2, 1, 128]), _FakeIO("sr", [])]
+
+    def get_outputs(self) -> list[_FakeIO]:
+        return [_FakeIO("output", []), _FakeIO("stateN", [])]
+
+
+def test_silero_session_signature_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    whisper_adapter.SileroSession()  # the installed one passes
+    monkeypatch.setattr(whisper_adapter, "get_vad_model", lambda: type("M", (), {"session": _ChangedSileroSession()}))
+    with pytest.raises(whisper_adapter.IncompatibleFasterWhisper, match="Silero"):
+        whisper_adapter.check_compatibility()
+    with pytest.raises(whisper_adapter.IncompatibleFasterWhisper, match="Silero"):
+        whisper_adapter.SileroSession()
+
+
+def test_silero_session_carries_state_like_the_library_scores_a_file() -> None:
+    from faster_whisper.vad import get_vad_model
+
+    rng = np.random.default_rng(3)
+    audio = (rng.standard_normal(512 * 6) * 0.05).astype(np.float32)
+    windows = audio.reshape(6, 512)
+    contexts = np.vstack((np.zeros((1, 64), np.float32), windows[:-1, -64:]))
+    session = whisper_adapter.SileroSession()
+    h, c = session.initial_state()
+    first, h, c = session.run(np.concatenate((contexts[:3], windows[:3]), axis=1), h, c)
+    second, h, c = session.run(np.concatenate((contexts[3:], windows[3:]), axis=1), h, c)
+    # The library zeroes the last window's final 64 samples in place (its context trick), so its last
+    # probability is of different audio: compare the others.
+    reference = get_vad_model()(audio.copy()).reshape(-1)
+    np.testing.assert_allclose(np.concatenate((first, second))[:-1], reference[:-1], atol=1e-6)
+
+
+@pytest.mark.model
+def test_per_decode_library_logs_stay_out_of_the_console(tiny_en_path, fox, caplog) -> None:  # type: ignore[no-untyped-def]
+    import logging
+
+    library = logging.getLogger(whisper_adapter.LIBRARY_LOGGER)
+    monkey_level = library.level
+    library.setLevel(logging.NOTSET)  # as on a fresh server process
+    try:
+        caplog.set_level(logging.INFO)  # the server's console shows INFO
+        engine = WhisperEngine(load_whisper_model(tiny_en_path, cpu_threads=2))
+        engine.decode(DecodeRequest(audio=fox[0], language="en"))
+        assert not [r for r in caplog.records if r.name.startswith("faster_whisper")], caplog.text
+        library.setLevel(logging.INFO)  # an operator who asks for them still gets them
+        engine.decode(DecodeRequest(audio=fox[0], language="en"))
+        assert any("Processing audio" in r.getMessage() for r in caplog.records)
+    finally:
+        library.setLevel(monkey_level)

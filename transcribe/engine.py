@@ -20,7 +20,7 @@ import numpy as np
 from transcribe.audio import WHISPER_RATE
 from transcribe.commit import Word
 from transcribe.events import Task
-from transcribe.whisper_adapter import ShortWindowWhisperModel, looks_looped
+from transcribe.whisper_adapter import ShortWindowWhisperModel, looks_looped, quiet_library_logs
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
@@ -87,6 +87,7 @@ class WhisperEngine:
     def __init__(self, model: WhisperModel) -> None:
         self.model = model
         self.multilingual = bool(model.model.is_multilingual)
+        quiet_library_logs()
 
     def decode(self, req: DecodeRequest) -> Hypothesis:
         started = time.perf_counter()

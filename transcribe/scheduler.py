@@ -21,7 +21,9 @@ from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Protocol
 
+from transcribe.audio import WHISPER_RATE
 from transcribe.engine import DecodeRequest, Hypothesis, WhisperEngine
 
 log = logging.getLogger(__name__)
@@ -42,12 +44,36 @@ class Prepared:
     on_done: OnDone  # called on the event loop with the result or the error
 
 
+@dataclass
+class DecodeTrace:
+    """What happened to one decode job, for observers (benchmarks, diagnostics). perf_counter seconds."""
+
+    kind: JobKind
+    owner: Hashable
+    requested_at: float
+    started_at: float = 0.0
+    finished_at: float = 0.0  # result back on the loop, before it is applied
+    audio_seconds: float = 0.0
+    decode_seconds: float | None = None  # None: the decode failed
+
+
+class DecodeObserver(Protocol):
+    """Told about every decode that runs. Called on the event loop; must be cheap and must not raise.
+
+    ``decode_finished`` comes right before the result is applied (captions it produces are emitted
+    between it and ``decode_applied``)."""
+
+    def decode_started(self, trace: DecodeTrace) -> None: ...
+    def decode_finished(self, trace: DecodeTrace) -> None: ...
+    def decode_applied(self, trace: DecodeTrace) -> None: ...
+
+
 @dataclass(eq=False)
 class Job:
     kind: JobKind
     owner: Hashable  # jobs of one owner (a speaker stream) run one at a time, in priority order
     prepare: Callable[[], Prepared | None]  # on the loop, when a worker is free; None = no longer needed
-    requested_at: float = field(default_factory=time.monotonic)
+    requested_at: float = field(default_factory=time.perf_counter)
     seq: int = 0
 
 
@@ -74,6 +100,11 @@ class DecodeScheduler:
             "max_queue_wait_s": 0.0,
         }
         self._partial_cost_ema: float | None = None
+        self._observers: list[DecodeObserver] = []
+
+    def add_observer(self, observer: DecodeObserver) -> None:
+        """Observe every decode from now on (read-only: observers cannot change what is decoded)."""
+        self._observers.append(observer)
 
     # -- called by streams, on the loop -------------------------------------------------------------
     def submit(self, job: Job) -> None:
@@ -193,25 +224,38 @@ class DecodeScheduler:
                     self.counters["partials_shed"] += 1
                 self._settle(job.owner)
                 continue
-            wait = time.monotonic() - job.requested_at
+            wait = time.perf_counter() - job.requested_at
             self._float_stats["max_queue_wait_s"] = max(self._float_stats["max_queue_wait_s"], wait)
             self._busy.add(job.owner)
+            trace = DecodeTrace(job.kind, job.owner, job.requested_at, time.perf_counter(),
+                                audio_seconds=len(prepared.request.audio) / WHISPER_RATE)
+            self._notify("decode_started", trace)
             future = self._executor.submit(self.engine.decode, prepared.request)
-            future.add_done_callback(lambda f, j=job, p=prepared: self._from_worker(j, p, f))
+            future.add_done_callback(lambda f, j=job, p=prepared, t=trace: self._from_worker(j, p, t, f))
 
-    def _from_worker(self, job: Job, prepared: Prepared, future: Future[Hypothesis]) -> None:
+    def _notify(self, event: str, trace: DecodeTrace) -> None:
+        for observer in self._observers:
+            try:
+                getattr(observer, event)(trace)
+            except Exception:
+                log.exception("decode observer failed")
+
+    def _from_worker(self, job: Job, prepared: Prepared, trace: DecodeTrace, future: Future[Hypothesis]) -> None:
         loop = self._loop
         if loop is None or loop.is_closed():
             return
         try:
-            loop.call_soon_threadsafe(self._finished, job, prepared, future)
+            loop.call_soon_threadsafe(self._finished, job, prepared, trace, future)
         except RuntimeError:  # loop shut down while a decode was running
             pass
 
-    def _finished(self, job: Job, prepared: Prepared, future: Future[Hypothesis]) -> None:
+    def _finished(self, job: Job, prepared: Prepared, trace: DecodeTrace, future: Future[Hypothesis]) -> None:
         self._busy.discard(job.owner)
         error = future.exception()
         hyp = None if error is not None else future.result()
+        trace.finished_at = time.perf_counter()
+        trace.decode_seconds = None if hyp is None else hyp.decode_seconds
+        self._notify("decode_finished", trace)
         if hyp is not None:
             self.counters["decodes_run"] += 1
             self.counters[f"{job.kind.name.lower()}_decodes"] += 1
@@ -231,6 +275,7 @@ class DecodeScheduler:
         except Exception:
             log.exception("applying a caption decode result failed")
         finally:
+            self._notify("decode_applied", trace)
             self._settle(job.owner)
             self._pump()
 

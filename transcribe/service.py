@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from transcribe.engine import WhisperEngine
 from transcribe.events import Caption
-from transcribe.scheduler import DecodeScheduler
+from transcribe.scheduler import DecodeObserver, DecodeScheduler
 from transcribe.stream import SpeakerStream, StreamConfig
 
 if TYPE_CHECKING:
@@ -30,6 +30,7 @@ _STREAM_COUNTERS = (
     "segments_split",
     "buffer_overflows",
     "gap_ends",
+    "gap_fill_ms",
     "finals_speculated",
     "speculations_dropped",
     "pushes",
@@ -115,6 +116,10 @@ class CaptionService:
         )
         self._streams.add(stream)
         return stream
+
+    def observe_decodes(self, observer: DecodeObserver) -> None:
+        """Be told when each decode starts, finishes and is applied (benchmarks; read-only)."""
+        self._scheduler.add_observer(observer)
 
     def stats(self) -> dict[str, int | float]:
         out: dict[str, int | float] = dict(self._scheduler.stats())

@@ -7,6 +7,10 @@ grows long, the committed text up to a Whisper segment boundary is sent as a fin
 buffer (a long monologue becomes several captions, each with its own id). At end of speech the rest is
 decoded once more and sent as the final.
 
+Every decode sees up to ``left_context_s`` of the audio before its buffer (the previous utterance, or the
+part a long one was cut off at) and drops the words said there: Whisper hears a short utterance as it
+would offline, without the text prompt that steered it into inventing words (docs/architecture.md).
+
 Audio lives only in memory and only as long as a decode may need it.
 """
 
@@ -36,6 +40,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+_MIN_WORD_S = 0.05  # a word ending less than this after speech began cannot be one said in that speech
+
 
 @dataclass(frozen=True)
 class StreamConfig:
@@ -43,9 +49,19 @@ class StreamConfig:
     update_interval_s: float = 0.6  # re-decode cadence while someone speaks (stretched under load)
     min_partial_audio_s: float = 0.6  # no partial before this much audio: too little context to agree on
     min_detect_audio_s: float = 2.0  # language auto-detection on less audio than this is mostly noise
-    trim_after_s: float = 12.0  # past this, cut the buffer at a committed segment boundary
-    max_buffer_s: float = 24.0  # hard cap (Whisper sees 30 s): cut at the last committed word
-    prompt_chars: int = 200  # committed text of this speaker given to Whisper as context
+    # Past this, cut the buffer at a committed segment boundary: a monologue without 600 ms pauses gets
+    # finals every few seconds, and partial decodes stay short (left context keeps the cut harmless).
+    trim_after_s: float = 6.0
+    # Audio just before the buffer (the end of the previous utterance, or what a long one was cut off at)
+    # decoded with it and its words dropped: on its own a short utterance lacks the context offline
+    # Whisper has, and base mishears it ("Everfair old" for "ever failed", "We're all" for "We were all").
+    # Audio, not text: earlier text as a prompt made Whisper continue it (see prompt_chars).
+    left_context_s: float = 3.0
+    max_buffer_s: float = 12.0  # hard cap: cut at the last committed word
+    # Earlier finals given to Whisper as a prompt steer it into continuing them: on real speech it then
+    # invented words in the pause after an utterance ("Yeah.", "You", "2.") and looped on short buffers
+    # (tests/test_transcribe_real_speech.py). Off; a positive value gives that many characters as context.
+    prompt_chars: int = 0
     lock_language_probability: float = 0.8  # auto-detect: keep the language once this sure...
     lock_language_after_s: float = 3.0  # ...or once this much audio was used to detect it
     partial_beam_size: int = 1  # partials are provisional: greedy is ~2x cheaper
@@ -65,8 +81,22 @@ class _Speculation:
 
     def __init__(self) -> None:
         self.prepared_end: int | None = None  # buffer end (stream samples) the decode saw
-        self.result: tuple[Hypothesis | None, BaseException | None, float] | None = None
+        self.result: tuple[Hypothesis | None, BaseException | None, _Span | None] | None = None
         self.claimed = False  # the utterance ended and this decode is its final
+
+
+@dataclass(frozen=True)
+class _Span:
+    """Where a decode's audio sits on the stream clock."""
+
+    offset: float  # stream seconds of the decoded audio's first sample
+    context_end: float  # stream seconds: words centred before this belong to the context...
+    speech_start: float  # ...unless they end after the buffer's speech began (then they are the buffer's)
+
+    def is_new(self, start: float, end: float) -> bool:
+        """Whisper stretches the word on one side of a pause over it; where a word ends or lies says which
+        side it is on. ``start``/``end`` in stream seconds."""
+        return (start + end) / 2 >= self.context_end or end >= self.speech_start + _MIN_WORD_S
 
 
 class _Utterance:
@@ -77,6 +107,11 @@ class _Utterance:
         self.origin_sample = start_sample  # stream sample clock <-> room time anchor for this utterance
         self.origin_room_time = origin_room_time
         self.buffer_start = start_sample
+        self.context = np.zeros(0, dtype=np.float32)  # audio right before buffer_start, decoded as context
+        # Middle of the pause between the context's speech and this buffer's, and where this buffer's
+        # speech starts (stream samples); see _Span.is_new.
+        self.context_end = start_sample
+        self.speech_start: int | None = start_sample
         self.chunks: list[np.ndarray] = []
         self.samples = 0
         self.agreement = LocalAgreement()
@@ -102,11 +137,16 @@ class _Utterance:
             self.chunks = [np.concatenate(self.chunks)]
         return self.chunks[0].copy() if self.chunks else np.zeros(0, dtype=np.float32)
 
-    def cut_before(self, sample: int) -> None:
+    def cut_before(self, sample: int, keep_context: int = 0) -> None:
         drop = min(max(0, sample - self.buffer_start), self.samples)
         if drop:
-            rest = self.audio()[drop:]
+            audio = self.audio()
+            rest = audio[drop:]
+            if keep_context:
+                self.context = np.concatenate((self.context, audio[:drop]))[-keep_context:]
             self.chunks, self.samples, self.buffer_start = [rest], len(rest), self.buffer_start + drop
+            # A cut inside speech has no pause for Whisper to stretch a word over: the centre decides.
+            self.context_end, self.speech_start = self.buffer_start, None
 
     def cut_after(self, sample: int) -> None:
         keep = min(max(0, sample - self.buffer_start), self.samples)
@@ -148,8 +188,11 @@ class SpeakerStream:
         self._resampler = Resampler(config.input_rate, WHISPER_RATE)
         self._vad = StreamingVad()
         self._endpointer = EndPointer(config.vad)
-        pre_roll_windows = -(-config.vad.pre_roll_ms * WHISPER_RATE // 1000 // WINDOW) + 1
-        self._recent: deque[tuple[int, np.ndarray]] = deque(maxlen=pre_roll_windows)
+        self._context_samples = int(config.left_context_s * WHISPER_RATE)
+        history = max(config.vad.pre_roll_ms * WHISPER_RATE // 1000, self._context_samples)
+        # The last few seconds of audio (pre-roll and left context); nothing older is kept.
+        self._recent: deque[tuple[int, np.ndarray]] = deque(maxlen=-(-history // WINDOW) + 2)
+        self._last_voiced_end: int | None = None  # stream sample where the previous utterance's speech ended
         self._window_index = 0
         self._samples_in = 0  # 16 kHz samples produced so far: the stream's own clock
         self._anchors: deque[tuple[int, float]] = deque(maxlen=256)  # (sample, room_time) per push
@@ -165,21 +208,32 @@ class SpeakerStream:
             return
         started = time.perf_counter()
         samples = to_float32_mono(pcm)
+        rate = self._config.input_rate
         expected = self._next_room_time
-        if expected is not None and room_time - expected > self._config.gap_s and self._active is not None:
-            # Audio stopped arriving (mute, DTX, loss): what we have is the whole utterance.
-            self._counters["gap_ends"] += 1
-            self._process(self._vad.feed(np.zeros(0, dtype=np.float32), flush=True))
-            self._end_active(self._endpointer.force_end())
-        self._next_room_time = room_time + len(samples) / self._config.input_rate
-        audio16 = self._resampler.process(samples)
-        self._anchors.append((self._samples_in, room_time))
-        self._samples_in += len(audio16)
-        self._process(self._vad.feed(audio16))
+        missing = 0.0 if expected is None else room_time - expected
+        if missing > self._config.gap_s:
+            if self._active is not None:
+                # Audio stopped arriving (mute, loss): what we have is the whole utterance.
+                self._counters["gap_ends"] += 1
+                self._process(self._vad.feed(np.zeros(0, dtype=np.float32), flush=True))
+                self._end_active(self._endpointer.force_end())
+        elif expected is not None and missing * rate > len(samples) / 2:
+            # Opus DTX sends one 20 ms frame per 400 ms of silence: the silence it did not send is fed as
+            # silence, or the end-pointer would count only the frames (600 ms of them take 12 s).
+            self._counters["gap_fill_ms"] += round(missing * 1000)
+            self._ingest(np.zeros(round(missing * rate), dtype=np.float32), expected)
+        self._next_room_time = room_time + len(samples) / rate
+        self._ingest(samples, room_time)
         elapsed = time.perf_counter() - started
         self._counters["pushes"] += 1
         self._counters["push_us_total"] += int(elapsed * 1e6)
         self._counters["push_us_max"] = max(self._counters["push_us_max"], int(elapsed * 1e6))
+
+    def _ingest(self, samples: np.ndarray, room_time: float) -> None:
+        audio16 = self._resampler.process(samples)
+        self._anchors.append((self._samples_in, room_time))
+        self._samples_in += len(audio16)
+        self._process(self._vad.feed(audio16))
 
     def set_language(self, language: str | None) -> None:
         """Fix the spoken language (None: detect per utterance). Applies from the next decode."""
@@ -221,7 +275,7 @@ class SpeakerStream:
             self._window_index += 1
             event = self._endpointer.step(prob)
             if isinstance(event, SpeechStart):
-                self._start_utterance(event.sample)
+                self._start_utterance(event)
             if self._active is not None and not self._active.ended:
                 self._active.append(window)
                 self._active.vad_mean_prob = self._endpointer.mean_prob
@@ -236,21 +290,37 @@ class SpeakerStream:
         self._segments += 1
         return f"{self._token}-{self._segments}"
 
-    def _start_utterance(self, start_sample: int) -> None:
+    def _start_utterance(self, start: SpeechStart) -> None:
+        start_sample = start.sample
         utt = _Utterance(self._new_segment_id(), start_sample, self._room_time_at(start_sample))
         for window_start, window in self._recent:  # pre-roll: the onset before VAD was sure
             if window_start + WINDOW > start_sample:
                 utt.append(window[max(0, start_sample - window_start) :])
         utt.buffer_start = start_sample
+        utt.context = self._context_before(start_sample)
+        if len(utt.context) and self._last_voiced_end is not None:
+            utt.context_end = min(start_sample, (self._last_voiced_end + start.voiced_sample) // 2)
+            utt.speech_start = start.voiced_sample
         self._active = utt
         self._counters["utterances"] += 1
         self._scheduler.mark_speaking(self, True)
+
+    def _context_before(self, start_sample: int) -> np.ndarray:
+        """Recent audio before ``start_sample``, if someone spoke in it (silence alone is no context)."""
+        last_end = self._last_voiced_end
+        if not self._context_samples or last_end is None or start_sample - last_end >= self._context_samples:
+            return np.zeros(0, dtype=np.float32)
+        first = start_sample - self._context_samples
+        parts = [w[max(0, first - ws) : max(0, start_sample - ws)] for ws, w in self._recent
+                 if ws + WINDOW > first and ws < start_sample]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
 
     def _end_active(self, end: SpeechEnd | None) -> None:
         utt = self._active
         if utt is None or end is None:
             return
         self._active = None
+        self._last_voiced_end = end.voiced_end
         self._scheduler.mark_speaking(self, False)
         utt.ended = True
         utt.cut_after(end.sample)
@@ -265,8 +335,8 @@ class SpeakerStream:
             self._counters["finals_speculated"] += 1
             spec.claimed = True
             if spec.result is not None:
-                hyp, error, offset = spec.result
-                self._apply_final(utt, None if error else hyp, offset)
+                hyp, error, span = spec.result
+                self._apply_final(utt, None if error else hyp, span)
             return  # still decoding (or queued): its result becomes the final
         utt.speculation = None
         self._scheduler.submit(Job(JobKind.FINAL, self, lambda: self._prepare(utt, final=True)))
@@ -288,28 +358,28 @@ class SpeakerStream:
     def _prepare_speculative(self, utt: _Utterance, spec: _Speculation) -> Prepared | None:
         if utt.speculation is not spec or self._closed or utt.samples == 0:
             if spec.claimed:  # ended with nothing left to decode: finish as a normal final would
-                self._apply_final(utt, None, utt.buffer_start / WHISPER_RATE)
+                self._apply_final(utt, None, None)
             return None
-        prepared = self._prepare(utt, final=True)
-        if prepared is None:
-            return None
+        request, span = self._decode_request(utt, final=True)
         spec.prepared_end = utt.buffer_end
-        offset = utt.buffer_start / WHISPER_RATE
-        apply_final = prepared.on_done
 
         def on_done(hyp: Hypothesis | None, error: BaseException | None) -> None:
             if utt.speculation is not spec:
                 return  # speech resumed meanwhile; the real final will follow
             if spec.claimed:
-                apply_final(hyp, error)
+                self._apply_final(utt, None if error else hyp, span)
             else:
-                spec.result = (hyp, error, offset)
+                spec.result = (hyp, error, span)
 
-        return Prepared(prepared.request, on_done)
+        return Prepared(request, on_done)
 
     def _maybe_request_partial(self, utt: _Utterance) -> None:
         if utt.speculation is not None:
             return  # a final decode is already out; a partial now would only delay it
+        if self._endpointer.silence_ms >= self._config.vad.min_silence_ms // 3:
+            # Nothing new was said: a partial of the trailing silence would only hold the worker when
+            # the final decode wants to start (measured: the main cause of late finals after speculation).
+            return
         cfg = self._config
         minimum = cfg.min_partial_audio_s
         if self._decode_language(utt) is None:
@@ -343,26 +413,35 @@ class SpeakerStream:
             if final:
                 self._finalize(utt, utt.agreement.finish(), None)
             return None
-        cfg = self._config
-        request = DecodeRequest(
-            audio=utt.audio(),
-            language=self._decode_language(utt),
-            prompt=self._context[-cfg.prompt_chars :] or None,
-            beam_size=cfg.final_beam_size if final else cfg.partial_beam_size,
-            temperatures=cfg.final_temperatures if final else (0.0,),
-        )
-        offset = utt.buffer_start / WHISPER_RATE
+        request, span = self._decode_request(utt, final=final)
 
         def on_done(hyp: Hypothesis | None, error: BaseException | None) -> None:
             if final:
-                self._apply_final(utt, hyp, offset)
+                self._apply_final(utt, hyp, span)
             elif hyp is not None:
-                self._apply_partial(utt, hyp, offset)
+                self._apply_partial(utt, hyp, span)
 
         return Prepared(request, on_done)
 
-    def _accepted_words(self, utt: _Utterance, hyp: Hypothesis, offset: float) -> tuple[list[Word], list[float]]:
-        """Words of segments that pass the hallucination gate, in stream seconds; and segment ends."""
+    def _decode_request(self, utt: _Utterance, *, final: bool) -> tuple[DecodeRequest, _Span]:
+        cfg = self._config
+        context = utt.context
+        request = DecodeRequest(
+            audio=np.concatenate((context, utt.audio())) if len(context) else utt.audio(),
+            language=self._decode_language(utt),
+            prompt=(self._context[-cfg.prompt_chars :] or None) if cfg.prompt_chars else None,
+            beam_size=cfg.final_beam_size if final else cfg.partial_beam_size,
+            temperatures=cfg.final_temperatures if final else (0.0,),
+        )
+        start = utt.buffer_start / WHISPER_RATE
+        speech_start = float("inf") if utt.speech_start is None else utt.speech_start / WHISPER_RATE
+        return request, _Span(start - len(context) / WHISPER_RATE, utt.context_end / WHISPER_RATE, speech_start)
+
+    def _accepted_words(self, utt: _Utterance, hyp: Hypothesis, span: _Span) -> tuple[list[Word], list[float]]:
+        """Words of segments that pass the hallucination gate, in stream seconds; and segment ends.
+
+        Words centred in the left context were said before this buffer (and captioned already)."""
+        offset = span.offset
         if self._multilingual and self.language is None:
             self._learn_language(utt, hyp)
         words: list[Word] = []
@@ -373,9 +452,13 @@ class SpeakerStream:
                 self._counters["segments_rejected"] += 1
                 log.debug("caption segment rejected: %s", reason)  # no text: never log what was said
                 continue
-            words.extend(Word(w.start + offset, w.end + offset, w.text) for w in seg.words)
+            new = [Word(w.start + offset, w.end + offset, w.text) for w in seg.words
+                   if span.is_new(w.start + offset, w.end + offset)]
+            if not new:
+                continue
+            words.extend(new)
             # A segment ends where its last word does, if Whisper's segment timestamp is earlier.
-            ends.append(max([seg.end, *(w.end for w in seg.words)]) + offset)
+            ends.append(max([seg.end + offset, *(w.end for w in new)]))
         return words, ends
 
     def _learn_language(self, utt: _Utterance, hyp: Hypothesis) -> None:
@@ -391,8 +474,8 @@ class SpeakerStream:
             return "en"
         return self.language or utt.language or utt.detected_language or "und"
 
-    def _apply_partial(self, utt: _Utterance, hyp: Hypothesis, offset: float) -> None:
-        words, ends = self._accepted_words(utt, hyp, offset)
+    def _apply_partial(self, utt: _Utterance, hyp: Hypothesis, span: _Span) -> None:
+        words, ends = self._accepted_words(utt, hyp, span)
         utt.agreement.update(words)
         self._maybe_split(utt, ends)
         if utt.ended:
@@ -425,16 +508,16 @@ class SpeakerStream:
         released = utt.agreement.release_until(cut)
         audio = utt.audio()[: max(0, cut_sample - utt.buffer_start)]
         self._finalize(utt, released, audio)
-        utt.cut_before(cut_sample)
+        utt.cut_before(cut_sample, keep_context=self._context_samples)
         utt.segment_id = self._new_segment_id()
         utt.last_partial = None
         self._counters["segments_split"] += 1
 
-    def _apply_final(self, utt: _Utterance, hyp: Hypothesis | None, offset: float) -> None:
-        if hyp is None:  # decode failed: keep what was already committed
+    def _apply_final(self, utt: _Utterance, hyp: Hypothesis | None, span: _Span | None) -> None:
+        if hyp is None or span is None:  # decode failed: keep what was already committed
             self._finalize(utt, utt.agreement.finish(), None)
             return
-        words, _ = self._accepted_words(utt, hyp, offset)
+        words, _ = self._accepted_words(utt, hyp, span)
         utt.agreement.finish(words)
         self._finalize(utt, utt.agreement.release_until(float("inf")), utt.audio())
 
@@ -445,7 +528,7 @@ class SpeakerStream:
         self._counters["finals_emitted"] += 1
         language = self._caption_language(utt)
         self._send(utt.segment_id, text, True, utt, words)
-        if text:
+        if text and self._config.prompt_chars:  # kept only if used: never more text than the prompt needs
             self._context = (self._context + " " + text).strip()[-self._config.prompt_chars * 2 :]
         if (
             text

@@ -25,11 +25,12 @@ from transcribe.stream import SpeakerStream
 
 CaptionSink = Callable[[Caption], None]
 
-# Opus DTX sends one packet per 400 ms in silence, and a muted or paused microphone sends nothing. The
-# end-pointer counts silence in samples, so gaps are filled with silence (as a jitter buffer would play
-# them), up to MAX_FILL_S: enough to end an utterance (the end-pointer waits 0.6 s), never a long stretch.
+# SpeakerStream feeds a gap between pushes (Opus DTX: one packet per 400 ms of silence) as silence, but its
+# clock only moves when audio arrives: a muted or paused microphone sends nothing, and the utterance would
+# stay open until they spoke again. So a stream whose packets stop is given silence as time passes, up to
+# MAX_FILL_S: enough to end an utterance (the end-pointer waits 0.6 s), never a long stretch.
 MAX_FILL_S = 1.0
-IDLE_AFTER_S = 0.5  # no packet for this long: fill the silence now instead of waiting for the next packet
+IDLE_AFTER_S = 0.5  # longer than DTX's 400 ms between packets: only a real stop counts
 IDLE_CHECK_S = 0.25
 
 
@@ -78,8 +79,6 @@ class LocalStream:
         pcm = self._decoder.decode(payload)
         if not len(pcm):
             return
-        if self._next_room_time is not None:
-            self._fill_silence(min(room_time - self._next_room_time, MAX_FILL_S - self._filled))
         self._stream.push(pcm, room_time)
         self._next_room_time = room_time + len(pcm) / SAMPLE_RATE
         self._last_arrival = self._clock()
@@ -94,7 +93,7 @@ class LocalStream:
     def _fill_silence(self, seconds: float) -> None:
         assert self._next_room_time is not None
         samples = int(seconds * SAMPLE_RATE)
-        if samples >= SAMPLE_RATE // 100:  # more than jitter: a real gap
+        if samples >= SAMPLE_RATE // 100:
             self._stream.push(np.zeros(samples, dtype=np.int16), self._next_room_time)
             self._next_room_time += samples / SAMPLE_RATE
             self._filled += samples / SAMPLE_RATE

@@ -3,7 +3,8 @@ speech start/end decisions.
 
 faster-whisper ships the Silero model (no download). Its wrapper scores a whole file from a fresh state;
 here the recurrent state and the 64-sample context are carried between calls, which gives exactly the same
-probabilities as scoring the whole signal at once (checked in tests).
+probabilities as scoring the whole signal at once (checked in tests). The ONNX session itself is driven by
+transcribe/whisper_adapter.py (library internals, pinned and checked there).
 """
 
 from __future__ import annotations
@@ -13,21 +14,18 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from transcribe.audio import WHISPER_RATE
-
-WINDOW = 512  # samples at 16 kHz (32 ms): Silero's frame size
-_CONTEXT = 64
+from transcribe.whisper_adapter import SILERO_CONTEXT as _CONTEXT
+from transcribe.whisper_adapter import SILERO_WINDOW as WINDOW
+from transcribe.whisper_adapter import SileroSession
 
 
 class StreamingVad:
     """Speech probability per 32 ms window of a 16 kHz stream, scored in small batches."""
 
     def __init__(self, batch_windows: int = 3) -> None:
-        from faster_whisper.vad import get_vad_model
-
-        self._session = get_vad_model().session  # one shared ONNX session; run() is thread-safe
+        self._session = SileroSession()
         self._batch = batch_windows
-        self._h = np.zeros((1, 1, 128), dtype=np.float32)
-        self._c = np.zeros((1, 1, 128), dtype=np.float32)
+        self._h, self._c = SileroSession.initial_state()
         self._context = np.zeros(_CONTEXT, dtype=np.float32)
         self._pending = np.zeros(0, dtype=np.float32)
 
@@ -49,9 +47,9 @@ class StreamingVad:
         self._pending = self._pending[n * WINDOW :].copy()
         contexts = np.vstack((self._context[None, :], windows[:-1, -_CONTEXT:]))
         batch = np.concatenate((contexts, windows), axis=1)
-        probs, self._h, self._c = self._session.run(None, {"input": batch, "h": self._h, "c": self._c})
+        probs, self._h, self._c = self._session.run(batch, self._h, self._c)
         self._context = windows[-1, -_CONTEXT:].copy()
-        return list(zip(windows, np.asarray(probs, dtype=np.float32).reshape(-1).tolist(), strict=True))
+        return list(zip(windows, probs.tolist(), strict=True))
 
 
 @dataclass(frozen=True)
@@ -67,6 +65,7 @@ class VadConfig:
 @dataclass
 class SpeechStart:
     sample: int  # first sample of the utterance, pre-roll included
+    voiced_sample: int = 0  # first sample of the first speech window
 
 
 @dataclass
@@ -74,6 +73,7 @@ class SpeechEnd:
     sample: int  # one past the last sample of the utterance, padding included
     voiced_ms: int
     mean_prob: float  # mean speech probability over the utterance's windows: weak evidence if low
+    voiced_end: int = 0  # one past the last sample of the last speech window
 
 
 @dataclass
@@ -109,7 +109,7 @@ class EndPointer:
             self._prob_sum = prob
             self._speech_span = (1, prob)
             pre_roll = cfg.pre_roll_ms * WHISPER_RATE // 1000
-            return SpeechStart(max(0, i * WINDOW - pre_roll))
+            return SpeechStart(max(0, i * WINDOW - pre_roll), i * WINDOW)
         self._windows += 1
         self._prob_sum += prob
         if prob >= cfg.threshold:
@@ -131,7 +131,8 @@ class EndPointer:
         self.speaking = False
         pad = self.config.post_pad_ms * WHISPER_RATE // 1000
         end = min((self._last_speech + 1) * WINDOW + pad, self._window_index * WINDOW)
-        return SpeechEnd(end, self._ms(self._voiced_windows), self.mean_prob)
+        voiced_end = (self._last_speech + 1) * WINDOW
+        return SpeechEnd(end, self._ms(self._voiced_windows), self.mean_prob, min(voiced_end, end))
 
     @property
     def silence_ms(self) -> int:

@@ -14,20 +14,37 @@ The hook is ``WhisperModel.encode``, which faster-whisper 1.2.1 calls with the a
 which real log-mel features never are (digital silence normalises to about -1.5, not 0). This relies on
 faster-whisper internals, so the version is pinned here and ``check_compatibility`` plus
 tests/test_whisper_adapter.py fail loudly if an upgrade changes them.
+
+The same goes for voice activity: faster-whisper ships Silero VAD (``silero_vad_v6.onnx``) but only scores
+whole files from a fresh state. ``SileroSession`` drives its ONNX session directly (inputs ``input``
+(windows with 64 samples of context), ``h``, ``c``; outputs probabilities, ``hn``, ``cn``) so the recurrent
+state can be carried across 20 ms pushes; ``check_compatibility`` checks that signature too.
+
+faster-whisper also logs "Processing audio with duration ..." at INFO on every decode (one line per
+speaker every ~0.7 s); ``quiet_library_logs`` keeps that chatter out of the console unless asked for.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 from faster_whisper import WhisperModel
 from faster_whisper import __version__ as faster_whisper_version
 from faster_whisper.audio import pad_or_trim
+from faster_whisper.vad import get_vad_model
 
 SUPPORTED_FASTER_WHISPER = "1.2.1"
+SILERO_WINDOW = 512  # samples at 16 kHz per probability (32 ms)
+SILERO_CONTEXT = 64  # samples of the previous window prepended to each window
+SILERO_STATE_SHAPE = (1, 1, 128)
+_SILERO_INPUTS = {"input": ["seq_len", SILERO_CONTEXT + SILERO_WINDOW], "h": list(SILERO_STATE_SHAPE),
+                  "c": list(SILERO_STATE_SHAPE)}
+LIBRARY_LOGGER = "faster_whisper"
 FRAMES_PER_SECOND = 100  # Whisper's log-mel hop is 10 ms
 # Words starting this close to the audio's end: healthy decodes had at most 2 (a word cut off by the
 # buffer's end), loops 5 or more (134 buffers, en + es, measured for this adapter).
@@ -84,6 +101,33 @@ class ShortWindowWhisperModel(WhisperModel):
         return super().encode(features)
 
 
+class SileroSession:
+    """faster-whisper's bundled Silero VAD, one step at a time with the caller's recurrent state.
+
+    The ONNX session is shared by every stream (``get_vad_model`` is cached; ``run`` is thread-safe)."""
+
+    def __init__(self) -> None:
+        self._session: Any = get_vad_model().session
+        _check_silero(self._session)
+
+    @staticmethod
+    def initial_state() -> tuple[np.ndarray, np.ndarray]:
+        return np.zeros(SILERO_STATE_SHAPE, dtype=np.float32), np.zeros(SILERO_STATE_SHAPE, dtype=np.float32)
+
+    def run(self, batch: np.ndarray, h: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``batch``: (n, 64 + 512) float32, each window preceded by its context. Returns (probs (n,), h, c)."""
+        probs, h, c = self._session.run(None, {"input": batch, "h": h, "c": c})
+        return np.asarray(probs, dtype=np.float32).reshape(-1), h, c
+
+
+def quiet_library_logs(level: int = logging.WARNING) -> None:
+    """faster-whisper's per-decode INFO lines stay out of the console (they say nothing an operator needs;
+    set the ``faster_whisper`` logger lower to see them again)."""
+    logger = logging.getLogger(LIBRARY_LOGGER)
+    if logger.level == logging.NOTSET:  # someone who configured it explicitly keeps their choice
+        logger.setLevel(level)
+
+
 class IncompatibleFasterWhisper(RuntimeError):
     pass
 
@@ -98,3 +142,13 @@ def check_compatibility() -> None:
     probe = pad_or_trim(np.ones((2, 4), dtype=np.float32))
     if probe.shape[-1] != 30 * FRAMES_PER_SECOND or np.any(probe[:, 4:] != 0):
         raise IncompatibleFasterWhisper("faster-whisper no longer zero-pads features to 3000 frames")
+    _check_silero(get_vad_model().session)
+
+
+def _check_silero(session: Any) -> None:  # an onnxruntime.InferenceSession
+    inputs = {i.name: list(i.shape) for i in session.get_inputs()}
+    if inputs != _SILERO_INPUTS or len(session.get_outputs()) != 3:
+        raise IncompatibleFasterWhisper(
+            f"faster-whisper's Silero VAD session changed: inputs {inputs}, {len(session.get_outputs())} outputs; "
+            f"transcribe/whisper_adapter.SileroSession expects {_SILERO_INPUTS} and (probs, h, c)"
+        )

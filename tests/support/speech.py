@@ -129,6 +129,30 @@ def wer(reference: str, hypothesis: str, language: str = "en") -> float:
     return float(jiwer.wer(ref, hyp))
 
 
+def inserted_words(reference: str, hypothesis: str, language: str = "en") -> int:
+    """Words of ``hypothesis`` that align to nothing in ``reference`` (jiwer's insertions, after the WER
+    normaliser): what a caption reader would see someone say that they did not."""
+    import jiwer
+
+    ref = normalize_for_wer(reference, language)
+    hyp = normalize_for_wer(hypothesis, language)
+    if not hyp:
+        return 0
+    if not ref:
+        return len(hyp.split())
+    return int(jiwer.process_words(ref, hyp).insertions)
+
+
+def erased_words(before: list[str], after: list[str]) -> int:
+    """Words of ``before`` (what was on screen) that ``after`` withdraws: everything past their common prefix."""
+    common = 0
+    for old, new in zip(before, after, strict=False):
+        if old != new:
+            break
+        common += 1
+    return len(before) - common
+
+
 @dataclass(frozen=True)
 class ReferenceClip:
     name: str
