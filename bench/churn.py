@@ -100,14 +100,14 @@ def snapshot(rooms, steady_ids: set[str | None]) -> dict[str, float]:  # type: i
     gc.collect()
     objects = gc.get_objects()
     held = {id(slot.subscription) for room in rooms.rooms.values() for p in room.participants.values()
-            for slot in p.slots}
+            for slot in p.media.slots}
     subscriptions = [o for o in objects if isinstance(o, Subscription)]
     return {
         "tasks": len(asyncio.all_tasks()),
         "subscriptions": len(subscriptions),
         "orphan_subscriptions": sum(1 for s in subscriptions if id(s) not in held),
         "slots": len(held),
-        "steady_slots": sum(len(p.slots) for room in rooms.rooms.values() for p in room.participants.values()
+        "steady_slots": sum(len(p.media.slots) for room in rooms.rooms.values() for p in room.participants.values()
                             if p.id in steady_ids),
         "pcs": sum(1 for o in objects if isinstance(o, RTCPeerConnection)),
         "fds": len(os.listdir("/proc/self/fd")),

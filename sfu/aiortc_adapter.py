@@ -42,6 +42,7 @@ import time
 import types
 from collections.abc import Callable, Sequence
 from importlib.metadata import version
+from typing import Any
 
 import aioice.candidate
 import aioice.ice
@@ -459,6 +460,36 @@ def stamp_audio_level(sender: RTCRtpSender, level_of: Callable[[bytes], int]) ->
         return frame
 
     sender._next_encoded_frame = stamped  # type: ignore[method-assign]
+
+
+def drop_outgoing_rtp(pc: RTCPeerConnection, should_drop: Callable[[bytes], bool]) -> None:
+    """Lose RTP packets this connection sends (before SRTP) when `should_drop(packet)` says so.
+
+    For loss tests only: every sender of a max-bundle connection sends through its one DTLS transport's
+    private ``_send_rtp`` (first transmissions and NACK retransmissions alike).
+    """
+    transports = {id(t.sender.transport): t.sender.transport for t in pc.getTransceivers() if t.sender.transport}
+    for transport in transports.values():
+        original = transport._send_rtp
+
+        async def send(data: bytes, _original: Callable[[bytes], Any] = original) -> None:
+            if not should_drop(data):
+                await _original(data)
+
+        transport._send_rtp = send  # type: ignore[method-assign]
+
+
+def count_keyframe_requests(sender: RTCRtpSender) -> Callable[[], int]:
+    """How many PLI/FIR reached this sender (tests: a subscriber's request got to the publisher)."""
+    received = [0]
+    original = sender._send_keyframe
+
+    def counted() -> None:
+        received[0] += 1
+        original()
+
+    sender._send_keyframe = counted  # type: ignore[method-assign]
+    return lambda: received[0]
 
 
 async def send_raw_text_frame(channel: RTCDataChannel, data: bytes) -> None:
