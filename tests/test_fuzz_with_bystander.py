@@ -151,8 +151,11 @@ async def scenario(signals: list[dict], channel_requests: list[dict]) -> None:
         end = time.perf_counter()
         room = server.rooms.rooms["circle"]
         assert {publisher.participant_id, bystander.participant_id, sender.participant_id} <= set(room.participants)
-        if end - start >= 1.0:
-            assert meter.min_fps_ratio(start, end, FPS) >= 0.9, meter.min_fps_ratio(start, end, FPS)
+        # 2 s windows: at 15 fps a 1 s window holds 15 frames, so two frames ~70 ms late crossing its edge read
+        # as 0.87 (seen once in a full-suite run on the shared machine); a real stall shows in the gap below.
+        if end - start >= 2.0:
+            ratio = meter.min_fps_ratio(start, end, FPS, window=2.0)
+            assert ratio >= 0.9, ratio
         assert meter.longest_gap(start, end) <= 0.5, meter.longest_gap(start, end)
         assert counter.records == [], counter.records
     finally:

@@ -88,7 +88,7 @@ async def test_offer_flood_leaves_a_bystanders_video_alone(flood_server: Running
                         refused += 1
         end = time.perf_counter()
 
-        ratio = meter.min_fps_ratio(start, end, baseline_fps)
+        ratio = meter.min_fps_ratio(start, end, baseline_fps, window=2.0)  # 1 s at 15 fps is too coarse for jitter
         gap = meter.longest_gap(start, end)
         assert refused >= 30, refused
         assert baseline_fps > FPS * 0.8, baseline_fps
