@@ -74,12 +74,15 @@ class FrameMeter:
     def fps_between(self, start: float, end: float) -> float:
         return sum(1 for t in self.times if start <= t < end) / max(end - start, 1e-9)
 
-    def min_fps_ratio(self, start: float, end: float, reference_fps: float, window: float = 1.0) -> float:
-        """The worst `window`-second stretch in [start, end) against `reference_fps`."""
+    def min_fps_ratio(self, start: float, end: float, reference_fps: float, window: float = 1.0,
+                      skip: list[tuple[float, float]] | None = None) -> float:
+        """The worst `window`-second stretch in [start, end) against `reference_fps`, leaving out windows that
+        overlap `skip` (moments the measuring process itself stopped, e.g. to walk the heap)."""
         worst = float("inf")
         at = start
         while at + window <= end + 1e-9:
-            worst = min(worst, self.fps_between(at, at + window) / reference_fps)
+            if not any(a < at + window and at < b for a, b in skip or []):
+                worst = min(worst, self.fps_between(at, at + window) / reference_fps)
             at += window / 2
         return worst if worst != float("inf") else 0.0
 

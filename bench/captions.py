@@ -476,6 +476,7 @@ def reference_text(clip: Clip, offline: Offline) -> str:
 STAT_KEYS = (
     "utterances", "partials_emitted", "finals_emitted", "segments_split", "segments_rejected",
     "partial_decodes", "final_decodes", "partials_shed", "partials_coarsened", "finals_dropped", "window_retries",
+    "context_retries", "gap_fill_ms",
     "decode_seconds_total", "audio_seconds_decoded", "decode_seconds_per_audio_second",
     "partial_decode_seconds_ema", "partial_interval_s", "max_queue_wait_s", "push_us_mean", "push_us_max",
 )

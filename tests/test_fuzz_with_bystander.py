@@ -151,10 +151,12 @@ async def scenario(signals: list[dict], channel_requests: list[dict]) -> None:
         end = time.perf_counter()
         room = server.rooms.rooms["circle"]
         assert {publisher.participant_id, bystander.participant_id, sender.participant_id} <= set(room.participants)
-        # Targets (0.9 of the frame rate, 0.5 s gaps) are bench.abuse's; on a shared CI machine this only has
-        # to tell a stalled loop (seconds without video) from a working one.
-        if end - start >= 1.0:
-            assert meter.min_fps_ratio(start, end, FPS) >= 0.6, meter.min_fps_ratio(start, end, FPS)
+        # 2 s windows: at 15 fps a 1 s window holds 15 frames, so two frames ~70 ms late crossing its edge read
+        # as 0.87 (seen once in a full-suite run on the shared machine). The targets (0.9, 0.5 s) are
+        # bench.abuse's; here the margin only has to tell a stalled loop (seconds without video) from a pass.
+        if end - start >= 2.0:
+            ratio = meter.min_fps_ratio(start, end, FPS, window=2.0)
+            assert ratio >= 0.75, ratio
         assert meter.longest_gap(start, end) <= 1.0, meter.longest_gap(start, end)
         assert counter.records == [], counter.records
     finally:

@@ -88,13 +88,13 @@ async def test_offer_flood_leaves_a_bystanders_video_alone(flood_server: Running
                         refused += 1
         end = time.perf_counter()
 
-        ratio = meter.min_fps_ratio(start, end, baseline_fps)
+        ratio = meter.min_fps_ratio(start, end, baseline_fps, window=2.0)  # 1 s at 15 fps is too coarse for jitter
         gap = meter.longest_gap(start, end)
         assert refused >= 30, refused
         assert baseline_fps > FPS * 0.8, baseline_fps
         # The issue measured 1.4 of 15 fps and a 23 s gap under this flood. The target (0.9, 0.5 s) is
         # bench.abuse's; here, on a shared CI machine, the margin only has to tell that failure from a pass.
-        assert ratio >= 0.6 and gap <= 1.0, (ratio, gap, refused)
+        assert ratio >= 0.75 and gap <= 1.0, (ratio, gap, refused)
         assert set(server.rooms.rooms["circle"].participants) == {publisher.participant_id, bystander.participant_id}
     finally:
         await publisher.leave()

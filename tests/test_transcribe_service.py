@@ -324,3 +324,29 @@ async def test_decode_observer_sees_every_decode_and_the_captions_it_produced(sp
     assert sum(1 for event, _ in log if event == "applied") == stats["decodes_run"]
     final_at = log.index(("caption", "final"))
     assert log[final_at - 1] == ("finished", "FINAL") and log[final_at + 1] == ("applied", "FINAL")
+
+
+@dataclass
+class CollapsingModel(ScriptedModel):
+    """Hears only the first second of a buffer that starts in speech (one with left context: an utterance
+    alone starts with its pre-roll's silence), as base does when a line repeats what the context just
+    said (it transcribes the first instance and stops)."""
+
+    def transcribe(self, audio: np.ndarray, **kwargs: object) -> tuple[object, object]:
+        segments, info = super().transcribe(audio, **kwargs)
+        starts_in_speech = float(np.sqrt(np.mean(audio[:3200] ** 2))) > 0.01
+        if starts_in_speech and kwargs.get("task") != "translate":
+            segments = iter([self._segment(0.0, 1.0, [(0.0, 0.3, " w0"), (0.4, 0.7, " w1")])])
+        return segments, info
+
+
+async def test_an_utterance_whisper_hears_only_as_its_context_is_decoded_alone(speech: np.ndarray) -> None:
+    rec = Recorder()
+    service = CaptionService(CollapsingModel(), rec, workers=1)  # type: ignore[arg-type]
+    stream = service.open_stream("p1", "Robin", language="en")
+    end = await feed(stream, speech, speed=4.0)  # ends in 1.2 s of silence: the next one has left context
+    await feed(stream, speech, start_time=end, speed=4.0)
+    await service.close()
+    finals = [e for e in rec.events if e.final]
+    assert len(finals) == 2 and all(f.text for f in finals), [f.text for f in finals]
+    assert service.stats()["context_retries"] >= 1

@@ -31,6 +31,7 @@ _STREAM_COUNTERS = (
     "buffer_overflows",
     "gap_ends",
     "gap_fill_ms",
+    "context_retries",
     "finals_speculated",
     "speculations_dropped",
     "pushes",

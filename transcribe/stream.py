@@ -518,6 +518,14 @@ class SpeakerStream:
             self._finalize(utt, utt.agreement.finish(), None)
             return
         words, _ = self._accepted_words(utt, hyp, span)
+        if not words and not utt.agreement.committed and len(utt.context) and utt.samples:
+            # Whisper heard nothing after the context: it collapses a line said twice in a row into the
+            # first one. Decode this utterance on its own rather than lose it.
+            utt.context = np.zeros(0, dtype=np.float32)
+            utt.context_end = utt.speech_start = utt.buffer_start
+            self._counters["context_retries"] += 1
+            self._scheduler.submit(Job(JobKind.FINAL, self, lambda: self._prepare(utt, final=True)))
+            return
         utt.agreement.finish(words)
         self._finalize(utt, utt.agreement.release_until(float("inf")), utt.audio())
 
