@@ -462,6 +462,27 @@ def stamp_audio_level(sender: RTCRtpSender, level_of: Callable[[bytes], int]) ->
     sender._next_encoded_frame = stamped  # type: ignore[method-assign]
 
 
+async def close_half_built(pc: RTCPeerConnection) -> None:
+    """Close a connection an offer failed on half-way, as far as it was built.
+
+    aiortc's close() stops every transceiver's transports and raises at the first transceiver that never
+    got one (a failed setRemoteDescription/createAnswer leaves such), leaving the rest running.
+    """
+    try:
+        await pc.close()
+        return
+    except AttributeError:
+        logger.debug("closing a half-built connection transport by transport")
+    for transceiver in pc.getTransceivers():
+        dtls = transceiver.receiver.transport
+        for transport in (dtls, dtls.transport if dtls is not None else None):
+            if transport is not None:
+                try:
+                    await transport.stop()
+                except Exception:  # already stopped, or never started
+                    logger.debug("a transport of a half-built connection would not stop")
+
+
 def drop_outgoing_rtp(pc: RTCPeerConnection, should_drop: Callable[[bytes], bool]) -> None:
     """Lose RTP packets this connection sends (before SRTP) when `should_drop(packet)` says so.
 

@@ -68,9 +68,9 @@ class PeerSession:
         # max-bundle: with aiortc's default ("balanced") a transceiver added after the first answer is
         # tied to a transport that BUNDLE then discards, so its sender never starts. Offers must BUNDLE
         # every section (aiortc_adapter.offer_problem checks), as browsers do by default.
-        configuration = dataclasses.replace(rtc_configuration or RTCConfiguration(),
-                                            bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
-        self.pc = RTCPeerConnection(configuration)
+        self._configuration = dataclasses.replace(rtc_configuration or RTCConfiguration(),
+                                                  bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        self.pc = self._new_connection()
         self.publications: dict[str, Publication] = {}  # by kind
         self.slots: list[Slot] = []
         self.channel: RTCDataChannel | None = None
@@ -83,9 +83,23 @@ class PeerSession:
         self._transport: RTCDtlsTransport | None = None
         self.closed = False
         self.media_ended = False  # the peer connection closed or failed; the seat may outlive it
-        self.pc.on("track", self._on_track)
-        self.pc.on("datachannel", self._on_datachannel)
-        self.pc.on("connectionstatechange", self._on_connection_state)
+
+    def _new_connection(self) -> RTCPeerConnection:
+        pc = RTCPeerConnection(self._configuration)
+        pc.on("track", self._on_track)
+        pc.on("datachannel", self._on_datachannel)
+        pc.on("connectionstatechange", self._on_connection_state)
+        return pc
+
+    async def _start_over(self) -> None:
+        """A first offer aiortc failed on half-way leaves the connection half-built (transceivers without
+        transports, duplicated mids), and every later offer or close trips over it: start from a fresh one."""
+        broken, self.pc = self.pc, self._new_connection()
+        broken.remove_all_listeners()
+        for publication in self.publications.values():
+            publication.close()
+        self.publications.clear()
+        await aiortc_adapter.close_half_built(broken)
 
     @property
     def ready(self) -> bool:
@@ -115,6 +129,7 @@ class PeerSession:
                 answer = await self.pc.createAnswer()
                 await self.pc.setLocalDescription(answer)
             except Exception as exc:  # aiortc raises several types for bad SDP
+                await self._start_over()
                 raise NegotiationError(f"cannot use this offer: {exc}") from None
             for transceiver in self.pc.getTransceivers():
                 aiortc_adapter.pin_codecs(transceiver, aiortc_adapter.negotiated_codecs(transceiver))
