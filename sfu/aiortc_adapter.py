@@ -152,6 +152,10 @@ def offer_problem(sdp: str) -> str | None:
     bundled = {mid for g in parsed.group if g.semantic == "BUNDLE" for mid in g.items}
     if any(m.port != 0 and m.rtp.muxId not in bundled for m in parsed.media):
         return "every section must be in the BUNDLE group (one transport, as browsers offer by default)"
+    mids = [m.rtp.muxId for m in parsed.media]
+    if len(set(mids)) != len(mids) or not bundled <= set(mids):
+        # aiortc would build transceivers without a transport and fail half-way through the answer.
+        return "each section needs its own mid, and the BUNDLE group may name only those mids"
     return None
 
 
