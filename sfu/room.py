@@ -160,9 +160,7 @@ class Room:
         self.speakers.forget(participant.id)
         self.presence.forget(participant.id)
         self.update_video_caps()
-        for publication in participant.media.publications.values():
-            for other in self.participants.values():
-                other.media.unsubscribe(publication)
+        self.media_ended(participant)  # already out of self.participants: every remaining slot goes idle
         for observer in self.observers:
             observer.participant_left(self, participant)
         if participant.id in self.hands:

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from faster_whisper import WhisperModel
 from playwright.async_api import Browser, async_playwright
 
 from models.argos import install_package_file
+from models.whisper import load_whisper_model, resolve_whisper_model
 from sfu.app import create_app
 from sfu.config import ServerConfig
 from sfu.signaling import ROOMS_KEY, Rooms
@@ -81,6 +83,12 @@ async def browser(tmp_path: Path) -> AsyncIterator[Browser]:
         browser = await launch_chromium(playwright, write_tone_wav(tmp_path / "tone.wav"))
         yield browser
         await browser.close()
+
+
+@pytest.fixture(scope="module")
+def whisper_base() -> WhisperModel:
+    """The bundled multilingual Whisper base, loaded once per test module (tests share it, not its services)."""
+    return load_whisper_model(resolve_whisper_model("base"))
 
 
 @pytest.fixture(scope="module")

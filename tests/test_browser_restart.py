@@ -5,63 +5,29 @@ back in the room with the same id and role, without the lobby, with media flowin
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import socket
-import sys
-import time
 from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser
 
 from tests.support.browser import TILE_STATE, join, new_page, poll, uncaught
+from tests.support.serve import LOBBY_GROUP, SECRET, free_port, start_serve
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parent.parent
-SECRET = "facilitator-secret-for-tests"
-CONFIG = f"""
-[server]
-allow_adhoc_rooms = false
-
-[[group]]
-slug = "circle"
-name = "Circle"
-agreement = "Be kind."
-lobby = true
-facilitator_secret = "{SECRET}"
-"""
 MY_ID = "() => window.peerwell.call && window.peerwell.call.participantId"
 CONNECTED = "() => window.peerwell.call && window.peerwell.call.pc && window.peerwell.call.pc.connectionState"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def text(path: Path) -> str:
-    return path.read_text(errors="replace")
-
-
 async def start(port: int, config: Path, log: Path) -> asyncio.subprocess.Process:
-    with log.open("ab") as out:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "peerwell.cli", "serve", "--port", str(port), "--ice-host", "127.0.0.1",
-            "--no-captions", "--config", str(config), cwd=ROOT, stdout=out, stderr=out,
-            env={**os.environ, "PEERWELL_SERVER_RESTART_KEY": "restart-key-for-tests"})
-    deadline = time.monotonic() + 60
-    while "peerwell is running" not in text(log):
-        assert process.returncode is None and time.monotonic() < deadline, text(log)
-        await asyncio.sleep(0.1)
-    return process
+    return await start_serve(["--port", str(port), "--ice-host", "127.0.0.1", "--no-captions", "--config",
+                              str(config)], log, env={"PEERWELL_SERVER_RESTART_KEY": "restart-key-for-tests"})
 
 
 async def test_browsers_take_their_places_back_after_a_restart(browser: Browser, tmp_path: Path) -> None:
     config = tmp_path / "peerwell.toml"
-    config.write_text(CONFIG)
+    config.write_text(LOBBY_GROUP)
     port = free_port()
     server = await start(port, config, tmp_path / "first.log")
     base = f"http://127.0.0.1:{port}"

@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 from faster_whisper import WhisperModel
 
-from models.whisper import load_whisper_model, resolve_whisper_model
 from peerwell.captioning import CaptionsObserver
 from sfu.client import RoomClient, encode_opus_clip, opus_silence_frame
 from tests.conftest import RunningServer, start_server, wait_for
@@ -62,11 +61,6 @@ def test_a_stream_whose_packets_stop_gets_silence_as_time_passes_up_to_a_limit()
     recorder.pushes.clear()
     stream.push_opus(packet, 30.0)  # speaking again: pushed as it is (SpeakerStream ends any open utterance)
     assert [(p[0], p[1]) for p in recorder.pushes] == [(30.0, 960)]
-
-
-@pytest.fixture(scope="module")
-def whisper_base() -> WhisperModel:
-    return load_whisper_model(resolve_whisper_model("base"))
 
 
 @pytest.fixture

@@ -5,10 +5,7 @@ the same restart key listens on the same port."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import socket
-import sys
 import time
 from pathlib import Path
 
@@ -19,48 +16,17 @@ from sfu import aiortc_adapter
 from sfu.client import RoomClient, encode_opus_clip, encode_vp8_clip
 from sfu.shutdown import SHUTDOWN_KEY
 from tests.conftest import start_server
+from tests.support.serve import LOBBY_GROUP, SECRET, free_port, start_serve, text
 from tests.support.speech import espeak, have_espeak, load_48k, silence, to_int16
 
-ROOT = Path(__file__).resolve().parent.parent
 SPOKEN = ("Tonight I want to tell you about my week. I went walking every morning by the river, "
           "and I called my sister twice, which helped more than I expected.")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def text(path: Path) -> str:
-    return path.read_text(errors="replace")
-
-
-SECRET = "facilitator-secret-for-tests"
-CONFIG = f"""
-[server]
-allow_adhoc_rooms = false
-
-[[group]]
-slug = "circle"
-name = "Circle"
-agreement = "Be kind."
-lobby = true
-facilitator_secret = "{SECRET}"
-"""
-
-
 async def start(port: int, log: Path, config: Path) -> asyncio.subprocess.Process:
-    with log.open("ab") as out:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "peerwell.cli", "serve", "--port", str(port), "--ice-host", "127.0.0.1",
-            "--whisper-model", "tiny.en", "--reconnect-grace", "20", "--config", str(config),
-            cwd=ROOT, stdout=out, stderr=out, env={**os.environ, "PEERWELL_SERVER_RESTART_KEY": "restart-key-1234"})
-    deadline = time.monotonic() + 120
-    while "peerwell is running" not in text(log):
-        assert process.returncode is None and time.monotonic() < deadline, text(log)
-        await asyncio.sleep(0.1)
-    return process
+    return await start_serve(["--port", str(port), "--ice-host", "127.0.0.1", "--whisper-model", "tiny.en",
+                              "--reconnect-grace", "20", "--config", str(config)], log,
+                             env={"PEERWELL_SERVER_RESTART_KEY": "restart-key-1234"}, timeout=120)
 
 
 def signals(client: RoomClient, kind: str) -> list[dict]:
@@ -72,7 +38,7 @@ def signals(client: RoomClient, kind: str) -> list[dict]:
 async def test_sigterm_tells_everyone_finishes_the_caption_and_members_come_back(tmp_path: Path) -> None:
     aiortc_adapter.set_ice_host_addresses(["127.0.0.1"])
     config = tmp_path / "peerwell.toml"
-    config.write_text(CONFIG)
+    config.write_text(LOBBY_GROUP)
     port, log = free_port(), tmp_path / "server.log"
     server = await start(port, log, config)
     speech = load_48k(espeak(SPOKEN, "en", tmp_path))

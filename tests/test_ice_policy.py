@@ -24,7 +24,7 @@ from sfu import aiortc_adapter
 from sfu.aiortc_adapter import AdapterIncompatible, PortRange, check_compatibility, set_host_candidate_policy
 from sfu.client import RoomClient, encode_opus_clip, encode_vp8_clip
 from tests.support.netns import Namespace, link, require_private_namespace, udp_ports_bound, unlink
-from tests.support.settings import open_rooms_settings
+from tests.support.serve import open_rooms_settings
 
 CLIENT, SERVER, ANNOUNCED = "198.18.3.1", "198.18.3.2", "198.18.3.3"
 FIRST, LAST = 40000, 40009

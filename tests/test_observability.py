@@ -13,7 +13,6 @@ import asyncio
 import json
 import os
 import re
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -26,11 +25,12 @@ import pytest
 
 from sfu import aiortc_adapter
 from sfu.client import RoomClient, encode_opus_clip, encode_vp8_clip
+from tests.support.serve import ROOT, free_port
 from tests.support.speech import espeak, have_espeak, load_48k, silence, to_int16
 
 pytestmark = pytest.mark.model
 
-ROOT = Path(__file__).resolve().parent.parent
+
 SPEAKER, LISTENER = "Zephyrine", "Quillon"
 SPOKEN = "I have been walking by the river every morning, and the marmalade sandwiches help me a lot."
 CHAT = "my private chat line about tangerine bicycles"
@@ -50,12 +50,6 @@ class Server:
 
     def output(self) -> str:
         return self.stdout.read_text(errors="replace") + self.stderr.read_text(errors="replace")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

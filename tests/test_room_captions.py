@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 from faster_whisper import WhisperModel
 
-from models.whisper import load_whisper_model, resolve_whisper_model
 from peerwell.captioning import CaptionsObserver
 from sfu.client import RoomClient, encode_opus_clip
 from tests.conftest import RunningServer, start_server
@@ -34,11 +33,6 @@ ENGLISH = ("Thank you all for coming tonight. I want to talk about how my week w
            "Sleeping has been hard, but walking every morning helps me a lot.")
 SPANISH = ("Hola a todos. Esta semana fue difícil para mí, pero hablar con mi hermana me ayudó mucho. "
            "Gracias por escucharme.")
-
-
-@pytest.fixture(scope="module")
-def whisper_base() -> WhisperModel:
-    return load_whisper_model(resolve_whisper_model("base"))
 
 
 @pytest.fixture

@@ -29,11 +29,6 @@ pytestmark = pytest.mark.model
 ROOM_RATE = 48_000
 
 
-@pytest.fixture(scope="module")
-def whisper_base() -> WhisperModel:
-    return load_whisper_model(resolve_whisper_model("base"))
-
-
 @pytest.fixture
 def service(whisper_base: WhisperModel) -> CaptionService:
     return CaptionService(whisper_base)

@@ -18,7 +18,6 @@ import pytest
 from faster_whisper import WhisperModel
 
 from models.argos import install_package_file
-from models.whisper import load_whisper_model, resolve_whisper_model
 from peerwell.captioning import CaptionsObserver
 from sfu.client import RoomClient, encode_opus_clip
 from tests.conftest import RunningServer, start_server
@@ -32,11 +31,6 @@ pytestmark = pytest.mark.model
 
 ENGLISH = "Thank you for listening to me tonight. This week was hard, but I feel a little better now."
 SPANISH = "Gracias por escucharme. Esta semana fue muy difícil, pero mi hermana me ayudó mucho."
-
-
-@pytest.fixture(scope="module")
-def whisper_base() -> WhisperModel:
-    return load_whisper_model(resolve_whisper_model("base"))
 
 
 @pytest.fixture(scope="module")

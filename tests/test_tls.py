@@ -9,7 +9,6 @@ import datetime
 import ipaddress
 import os
 import shutil
-import socket
 import ssl
 import sys
 import time
@@ -39,9 +38,7 @@ from tests.support.browser import (
     uncaught,
     write_tone_wav,
 )
-from tests.support.settings import open_rooms_settings
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.serve import ROOT, free_port, open_rooms_settings, text
 
 
 def self_signed(directory: Path) -> tuple[Path, Path]:
@@ -60,16 +57,6 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
     key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
     return cert_path, key_path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def text(path: Path) -> str:
-    return path.read_text(errors="replace")
 
 
 async def test_https_and_wss_with_a_test_certificate(tmp_path: Path) -> None:

@@ -34,7 +34,7 @@ from sfu.client import RoomClient, encode_opus_clip, encode_vp8_clip, read_trail
 from sfu.turn import rest_credentials
 from tests.support.browser import CHROMIUM, TILE_STATE, chromium_args, join, new_page, poll, uncaught, write_tone_wav
 from tests.support.netns import Namespace, link, require_private_namespace, start_forwarder, unlink
-from tests.support.settings import open_rooms_settings
+from tests.support.serve import open_rooms_settings
 
 CLIENT, TURN_CLIENT_SIDE, TURN_SERVER_SIDE, SERVER = "198.18.1.2", "198.18.1.1", "198.18.2.1", "198.18.2.2"
 TURN_PORT, HTTP_PORT, EDGE_PORT = 3478, 8080, 8081

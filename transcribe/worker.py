@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from transcribe import worker_protocol as wire
@@ -68,12 +69,13 @@ class Worker:
         if not self.writer.is_closing():
             self.writer.write(wire.frame(message))
 
-    def _output(self, key: int) -> tuple[object, object]:
+    def _output(self, key: int) -> Callable[[Caption], None]:
+        """Captions and Whisper's English alike go back as CaptionOut; `task` tells the server which is which."""
         def out(caption: Caption) -> None:
             self.send(wire.CaptionOut(key=key, segment_id=caption.segment_id, text=caption.text,
                                       final=caption.final, start=caption.start, end=caption.end,
                                       language=caption.language, task=caption.task))
-        return out, out
+        return out
 
     def handle(self, message: wire.ToWorker) -> None:
         match message:
@@ -83,10 +85,9 @@ class Worker:
                     if stream is not None:
                         stream.push_opus(payload, room_time)
             case wire.OpenStream(key=key, language=language, english=english):
-                on_caption, on_english = self._output(key)
-                self.streams[key] = self.transcriber.open_stream(
-                    str(key), language, english=english,
-                    on_caption=on_caption, on_english=on_english)  # type: ignore[arg-type]
+                out = self._output(key)
+                self.streams[key] = self.transcriber.open_stream(str(key), language, english=english,
+                                                                 on_caption=out, on_english=out)
             case wire.SetLanguage(key=key, language=language):
                 if key in self.streams:
                     self.streams[key].set_language(language)
