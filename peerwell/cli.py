@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from peerwell.server import ServeError, serve  # heavy imports only when serving
 
     try:
-        serve(args)
+        serve(args, list(argv) if argv is not None else None)
     except ServeError as exc:
         print(f"peerwell: {exc}", file=sys.stderr)
         return 2

@@ -119,6 +119,13 @@ def _url(value: object) -> str:
     return text
 
 
+def _redis_url(value: object) -> str:
+    text = _text(value)
+    if not text.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("must start with redis://, rediss:// or unix://")  # the URL may hold a password
+    return text
+
+
 def _ice_url(value: object) -> str:
     return parse_ice_server(_text(value)).urls[0]
 
@@ -166,6 +173,13 @@ SETTINGS: tuple[Setting, ...] = (
             secret=True),
     Setting("server.allowed_origins", _list_of(_url), (), "other sites whose pages may open /ws, e.g. "
             "https://intranet.example.org (the server's own origin is always allowed)"),
+    Setting("server.workers", _integer(1, 64), None, "worker processes (nodes) on this machine, sharing the port: "
+            "default one per core with server.redis, else 1 (more than 1 needs server.redis)"),
+    Setting("server.redis", _redis_url, None, "Redis URL, e.g. redis://127.0.0.1:6379/0: nodes register there and "
+            "rooms are placed on them (docs/architecture.md, Many rooms); default: none, one process alone",
+            secret=True),
+    Setting("server.node_address", _address, None, "address other nodes reach this machine's nodes at (routed "
+            "joins; default server.host, or 127.0.0.1 when that is a wildcard)"),
     Setting("server.log_level", _choice(*LOG_LEVELS), "INFO", "peerwell's own log level (libraries: WARNING)"),
     Setting("server.log_format", _choice("text", "json"), "text", "text for a console, json for a log pipeline"),
     Setting("captions.enabled", _boolean, True, "transcribe speech into captions"),
@@ -206,6 +220,9 @@ class Settings:
     tls: tuple[str, str] | None = None  # (certificate, key)
     public_url: str | None = None
     shutdown_grace: float = 5.0
+    workers: int = 1  # nodes on this machine (resolved: one per core with Redis, else 1)
+    redis: str | None = field(default=None, repr=False)
+    node_address: str = "127.0.0.1"  # where other nodes reach this machine's nodes
     log_level: str = "INFO"
     log_format: str = "text"
     sources: dict[str, str] = field(default_factory=dict)  # key -> "flag" | "environment" | file | "default"
@@ -318,6 +335,8 @@ def _cross_checks(values: dict[str, Any]) -> list[str]:
         problems.append("turn credentials are set but turn.urls is empty")
     if values["turn.server_url"] is not None and secret is None:
         problems.append("turn.server_url needs turn.secret")
+    if values["server.workers"] is not None and values["server.workers"] > 1 and values["server.redis"] is None:
+        problems.append("server.workers above 1 needs server.redis: the workers place rooms through Redis")
     if values["ice.announced_address"] is not None and len(values["ice.hosts"]) > 1:
         problems.append("ice.announced_address binds one address: give at most one ice.hosts entry with it")
     return problems
@@ -342,9 +361,24 @@ def _build(values: dict[str, Any], groups: GroupsConfig, sources: dict[str, str]
                               workers=values["captions.workers"], full_window=values["captions.full_window"])
     tls = (values["server.tls_cert"], values["server.tls_key"]) if values["server.tls_cert"] else None
     return Settings(server=server, captions=captions, tls=tls, public_url=values["server.public_url"],
-                    shutdown_grace=values["server.shutdown_grace"],
+                    shutdown_grace=values["server.shutdown_grace"], workers=_workers(values),
+                    redis=values["server.redis"], node_address=_node_address(values),
                     log_level=values["server.log_level"], log_format=values["server.log_format"], sources=sources,
                     values=values)
+
+
+def _workers(values: dict[str, Any]) -> int:
+    if values["server.workers"] is not None:
+        return values["server.workers"]
+    # One Python process forwards on one core; without Redis nothing could route between processes.
+    return (os.cpu_count() or 1) if values["server.redis"] else 1
+
+
+def _node_address(values: dict[str, Any]) -> str:
+    if values["server.node_address"]:
+        return values["server.node_address"]
+    host = values["server.host"]
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
 
 
 # --- command line --------------------------------------------------------------------------------
@@ -355,6 +389,7 @@ _FLAG_NAMES = {
     "server.tls_cert": "--tls-cert", "server.tls_key": "--tls-key", "server.reconnect_grace": "--reconnect-grace",
     "server.shutdown_grace": "--shutdown-grace", "server.restart_key": "--restart-key",
     "server.allowed_origins": "--allowed-origin",
+    "server.workers": "--workers", "server.redis": "--redis", "server.node_address": "--node-address",
     "server.log_level": "--log-level", "server.log_format": "--log-format",
     "captions.model": "--whisper-model", "captions.workers": "--caption-workers",
     "captions.full_window": "--whisper-full-window",

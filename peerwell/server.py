@@ -6,10 +6,13 @@ import argparse
 import dataclasses
 import logging
 import ssl
+import sys
 
 from aiohttp import web
 
+from peerwell import nodes
 from peerwell.captioning import CaptionsObserver
+from peerwell.cluster import Cluster, ClusterError
 from peerwell.config import CaptionOptions, ConfigError, Settings, flags_from_args, load_settings
 from peerwell.facilitator_secrets import SecretsStoreError, keep_generated_secrets
 from peerwell.logs import configure_logging
@@ -131,22 +134,55 @@ def announce(settings: Settings) -> None:
                   flush=True)
 
 
-def serve(args: argparse.Namespace) -> None:
+def serve(args: argparse.Namespace, argv: list[str] | None = None) -> None:
     settings = settings_from_args(args)
     configure_logging(settings.log_level, settings.log_format)
+    node = nodes.this_node()
+    if node is None and settings.workers > 1:
+        if nodes.supervise(settings.workers, argv if argv is not None else sys.argv[1:]):
+            raise ServeError("a worker could not start (see above)")
+        return
+    index, count = node or (0, 1)
     config = settings.server
+    if settings.redis:
+        try:
+            config = dataclasses.replace(config, ice_port_range=nodes.port_slice(config.ice_port_range, index, count))
+        except ValueError as exc:
+            raise ServeError(str(exc)) from None
     ssl_context = tls_context(*settings.tls) if settings.tls else None
     app = build_app(config, settings.captions)
     app[ROOMS_KEY].public_url = public_url(settings)
     app[SHUTDOWN_KEY].grace = settings.shutdown_grace
+    sockets = None
+    if settings.redis:
+        try:
+            sockets, node_port = nodes.listen(config.host, config.port, index, count)
+        except OSError as exc:
+            raise ServeError(f"cannot listen on {config.host}:{config.port} (node {index + 1} of {count}): "
+                             f"{exc.strerror or exc}") from None
+        scheme = "wss" if ssl_context else "ws"
+        cluster = Cluster(settings.redis, f"{scheme}://{settings.node_address}:{node_port}/ws", app[ROOMS_KEY])
+        app.on_startup.insert(0, lambda app: cluster.start())  # before captions load: a bad Redis fails fast
+        app.on_shutdown.insert(0, cluster.leave)  # placement moves on while this node says goodbye
+        app.on_cleanup.append(cluster.close)
 
     async def on_startup(app: web.Application) -> None:
-        announce(settings)
+        if index == 0:
+            announce(settings)
+        if settings.redis:
+            print(f"peerwell node {index + 1} of {count} ({cluster.node_id}) is ready at {cluster.node_url}",
+                  flush=True)
 
     app.on_startup.append(on_startup)
     try:
         # shutdown_timeout: sockets still open after GracefulShutdown closed them all are cut after 1 s.
-        web.run_app(app, host=config.host, port=config.port, print=None, ssl_context=ssl_context,
-                    access_log=None, shutdown_timeout=1.0)
+        if sockets is not None:
+            web.run_app(app, sock=sockets, print=None, ssl_context=ssl_context, access_log=None,
+                        shutdown_timeout=1.0)
+        else:
+            web.run_app(app, host=config.host, port=config.port, print=None, ssl_context=ssl_context,
+                        access_log=None, shutdown_timeout=1.0)
     except OSError as exc:
         raise ServeError(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}") from None
+    except ClusterError as exc:
+        raise ServeError(str(exc)) from None

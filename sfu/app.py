@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,6 +14,7 @@ from peerwell import metrics
 from peerwell.groups import Group
 from sfu import aiortc_adapter, messages
 from sfu.config import ServerConfig
+from sfu.placement import PlacementUnavailable
 from sfu.room import RoomObserver
 from sfu.shutdown import SHUTDOWN_KEY, GracefulShutdown
 from sfu.signaling import BROWSER_KEY_COOKIE, ROOMS_KEY, Rooms, group_info, websocket_handler
@@ -99,6 +101,13 @@ async def get_group(request: web.Request) -> web.Response:
     # A configured group, or an ad-hoc room someone is in; a made-up name is 404 even with ad-hoc rooms
     # on (joining it opens it; the directory's `adhoc` says what such a room gets).
     group = rooms.config.groups.get(slug) or (live.group if live is not None else None)
+    if (group is None and rooms.placement is not None and rooms.config.groups.server.allow_adhoc_rooms
+            and re.fullmatch(messages.ROOM_NAME_PATTERN, slug)):
+        try:  # an ad-hoc room open on another node
+            if await rooms.placement.exists(slug):
+                group = rooms.config.groups.adhoc_group(slug)
+        except PlacementUnavailable:
+            return web.json_response({"error": "unavailable"}, status=503)
     if group is None:
         return web.json_response({"error": "no-such-room"}, status=404)
     return web.json_response({**_directory_entry(group), "privacy_notice": PRIVACY_NOTICE})

@@ -6,6 +6,7 @@ See docs/protocol.md. `Rooms` is the single owner of which rooms exist and who h
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import logging
 import math
@@ -26,6 +27,7 @@ from sfu.control import RoomControl
 from sfu.media_session import SessionEvents
 from sfu.participant import Participant
 from sfu.peer_session import NegotiationError, PeerSession
+from sfu.placement import Placement, PlacementUnavailable, forward
 from sfu.ratelimit import message_bucket
 from sfu.restart import RestartTickets, Ticket
 from sfu.room import Room, RoomObserver
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 _closing_sockets: set[asyncio.Future[bool]] = set()  # old sockets closed by a resume, kept until closed
+FORWARD_WAIT = 8.0  # seconds a join waits for a dead node's rooms to be placed again
 
 
 def secrets_match(given: str | None, expected: str) -> bool:
@@ -77,6 +80,7 @@ class Rooms:
     session_class: type[PeerSession] = PeerSession  # benchmarks swap in a transcoding baseline
     public_url: str = ""
     accepting_joins: bool = True  # False once the server is shutting down (sfu/shutdown.py)
+    placement: Placement | None = None  # several nodes (peerwell/cluster.py): rooms may live on another node
     restart_tickets: RestartTickets = field(init=False)  # places kept across a restart (sfu/restart.py)
 
     def __post_init__(self) -> None:
@@ -186,8 +190,9 @@ class SignalingSession:
     """One WebSocket: at most one participant, from join to leave or disconnect."""
 
     def __init__(self, rooms: Rooms, ws: web.WebSocketResponse, browser_key: str | None,
-                 address: str = "", abort: Callable[[], None] = lambda: None) -> None:
+                 address: str = "", abort: Callable[[], None] = lambda: None, forwarded: bool = False) -> None:
         self.rooms = rooms
+        self.forwarded = forwarded  # another node forwarded this socket: it is never forwarded again
         self.ws = ws
         self.sender = SocketSender(ws, abort)  # a client that stops reading holds up only itself
         self.address = address  # the client's IP address: offer and secret limits count per address
@@ -219,6 +224,8 @@ class SignalingSession:
                     await self.error("invalid-message", str(exc))
                     continue
                 try:
+                    if isinstance(message, messages.Join) and await self.forwarded_elsewhere(message, raw.data):
+                        break
                     await self.handle(message)
                 except Exception as exc:  # a bug must cost this request, not the socket or the seat
                     logger.error("signaling %s failed: %s", type(message).__name__, type(exc).__name__)
@@ -229,6 +236,35 @@ class SignalingSession:
             await self.disconnected()
             await self.sender.drain()  # the last replies (an error, a bye) still go out
             await self.sender.close()
+
+    async def forwarded_elsewhere(self, request: messages.Join, raw: str) -> bool:
+        """Several nodes: if the room lives on another node, this socket is piped there (until it closes)."""
+        placement = self.rooms.placement
+        if (placement is None or self.seat is not None or request.room in self.rooms.rooms
+                or not self.rooms.accepting_joins):
+            return False  # handled here: a room already here needs no lookup (and goes on if Redis is down)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + FORWARD_WAIT
+        while True:
+            try:
+                url = await placement.route(request.room)
+            except PlacementUnavailable:
+                await self.error("unavailable", "rooms cannot be found or opened right now; try again in a minute")
+                return True
+            if url is None:
+                return False
+            if self.forwarded:  # placement moved between two nodes' lookups: the client simply retries
+                await self.error("unavailable", "the room is moving to another server; try again in a moment")
+                return True
+            headers = placement.forwarding_headers(self.address, self.browser_key)
+            unreachable = functools.partial(placement.node_unreachable, url)
+            if await forward(self.ws, self.sender, raw, url, headers, unreachable):
+                self.left = True
+                return True
+            if loop.time() > deadline:  # its node is gone and nobody placed the room again in time
+                await self.error("unavailable", "the room's server is not answering; try again in a moment")
+                return True
+            await asyncio.sleep(0.5)  # a dead node's lease runs out within seconds; then the room is placed again
 
     async def handle(self, message: messages.ClientSignal) -> None:
         if isinstance(message, messages.Join):
@@ -319,6 +355,8 @@ class SignalingSession:
             resumed = self.rooms.seat_for_resume(room, request.resume)
             if resumed is None:
                 ticket = self.rooms.restart_tickets.redeem(request.resume, room.name)
+                if ticket is None and self.rooms.placement is not None:  # the room's previous node died
+                    ticket = self.rooms.placement.redeem_failover(request.resume, room.name)
                 if ticket is not None and ticket.participant_id in self.rooms.seats:
                     ticket = None
             if (resumed is None and ticket is None) or (resumed and resumed.participant.id in room.removed_ids):
@@ -351,9 +389,12 @@ class SignalingSession:
         if previous is not None:  # moderation and preferences survive a reconnect
             participant.carry_over(previous)
         peer.events = seat_events(self.rooms.control, room, participant)
-        self.seat = Seat(participant, room, peer, secrets.token_urlsafe(24), self)
-        self.rooms.seats[participant.id] = self.seat
         in_lobby = room.lobby_enabled and role != "facilitator" and previous is None and ticket is None
+        token = secrets.token_urlsafe(24)
+        if self.rooms.placement is not None and not in_lobby:  # a failover ticket skips the lobby: members only
+            token += self.rooms.placement.failover_ticket(room.name, participant.id, role) or ""
+        self.seat = Seat(participant, room, peer, token, self)
+        self.rooms.seats[participant.id] = self.seat
         await self.send(messages.Joined(
             participant_id=participant.id,
             room=room.name,
@@ -406,10 +447,16 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
         raise web.HTTPForbidden(text='{"error": "origin-not-allowed"}', content_type="application/json")
     # Frames up to MAX_SIGNALING_FRAME are read so an oversized message gets an `error`, not a 1009 close.
     ws = web.WebSocketResponse(heartbeat=15.0, max_msg_size=messages.MAX_SIGNALING_FRAME)
+    rooms = request.app[ROOMS_KEY]
+    address, browser_key = request.remote or "", request.cookies.get(BROWSER_KEY_COOKIE)
+    client = rooms.placement.forwarded_client(request.headers) if rooms.placement is not None else None
+    if client is not None:  # forwarded by another node, which signed who the client is
+        address, browser_key = client
     await ws.prepare(request)
     transport = request.transport
-    session = SignalingSession(request.app[ROOMS_KEY], ws, request.cookies.get(BROWSER_KEY_COOKIE),
-                               request.remote or "", transport.abort if transport is not None else lambda: None)
+    session = SignalingSession(rooms, ws, browser_key, address,
+                               transport.abort if transport is not None else lambda: None,
+                               forwarded=client is not None)
     await session.run()
     return ws
 

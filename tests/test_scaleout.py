@@ -1,0 +1,186 @@
+"""Several nodes with one Redis (issue 15): real `peerwell serve` processes on loopback and a real redis-server.
+
+A join arriving at node A for a room on node B is forwarded there and media flows straight to B; the directory
+agrees on both; when B is SIGKILLed its room comes back on A and both members resume with media; with Redis
+down, rooms that exist go on and new rooms get a clear error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from sfu import aiortc_adapter
+from sfu.client import JoinError, RoomClient, encode_opus_clip, encode_vp8_clip
+from tests.support.redis_server import RedisServer, have_redis
+from tests.support.serve import free_port, open_rooms_settings, start_serve, text
+
+pytestmark = pytest.mark.skipif(not have_redis(), reason="redis-server is not installed")
+
+
+class Node:
+    def __init__(self, name: str, tmp_path: Path, redis: RedisServer, ice_ports: tuple[int, int]) -> None:
+        self.port = free_port()
+        self.log = tmp_path / f"{name}.log"
+        self.redis = redis
+        self.ice_ports = ice_ports
+        self.settings = open_rooms_settings(tmp_path)
+        self.process: asyncio.subprocess.Process | None = None
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self.process = await start_serve(
+            ["--port", str(self.port), "--workers", "1", "--redis", self.redis.url, "--no-captions",
+             "--ice-host", "127.0.0.1", "--ice-port-range", f"{self.ice_ports[0]}-{self.ice_ports[1]}",
+             "--config", str(self.settings)], self.log)
+        while "is ready at" not in text(self.log):
+            await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()
+
+
+def client(url: str, room: str, name: str, tag: int, resume: str | None = None) -> RoomClient:
+    return RoomClient(url, room, name, video_frames=encode_vp8_clip(frames=30, width=320, height=240),
+                      audio_frames=encode_opus_clip(seconds=1.0), tag=tag, resume=resume, keep_frames=False)
+
+
+async def media_between(a: RoomClient, b: RoomClient, timeout: float = 10.0) -> None:
+    """Video and audio from each to the other, counted after this call began."""
+    def counts() -> tuple[int, ...]:
+        return tuple(x.count_from(y.participant_id, kind) for x, y in ((a, b), (b, a)) for kind in ("video", "audio"))
+
+    start = counts()
+    deadline = time.monotonic() + timeout
+    while not all(now >= then + 10 for now, then in zip(counts(), start, strict=True)):
+        assert time.monotonic() < deadline, f"media did not flow both ways: {start} -> {counts()}"
+        await asyncio.sleep(0.1)
+
+
+def candidate_ports(sdp: str) -> set[int]:
+    return {int(m.group(1)) for m in re.finditer(r"a=candidate:\S+ \d+ udp \d+ \S+ (\d+) typ host", sdp)}
+
+
+async def get_json(url: str) -> tuple[int, dict]:
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        return response.status, await response.json()
+
+
+async def closed(c: RoomClient, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not (c._ws is not None and c._ws.closed):
+        assert time.monotonic() < deadline, "the client's socket stayed open"
+        await asyncio.sleep(0.05)
+
+
+async def test_join_forwarded_to_the_rooms_node_and_failover_after_sigkill(tmp_path: Path) -> None:
+    aiortc_adapter.set_ice_host_addresses(["127.0.0.1"])
+    redis = RedisServer(tmp_path / "redis.log")
+    await redis.start()
+    a = Node("a", tmp_path, redis, (42000, 42099))
+    b = Node("b", tmp_path, redis, (42100, 42199))
+    clients: list[RoomClient] = []
+    try:
+        await asyncio.gather(a.start(), b.start())
+        first = client(b.ws, "evening", "Ana", 1)  # at B: the room is placed on B (the joining node wins ties)
+        second = client(a.ws, "evening", "Ben", 2)  # at A: forwarded to B
+        clients += [first, second]
+        await first.join()
+        await second.join()
+        assert [p["name"] for p in second.joined["participants"]] == ["Ana"]  # the room on B
+        await media_between(first, second)
+        # Media goes straight to the room's node: both answers offer only B's ICE ports.
+        for c in (first, second):
+            ports = candidate_ports(c.pc.remoteDescription.sdp)
+            assert ports and all(b.ice_ports[0] <= p <= b.ice_ports[1] for p in ports), ports
+
+        # The directory agrees on both nodes.
+        for node in (a, b):
+            status, group = await get_json(node.http + "/api/groups/evening")
+            assert status == 200 and group["slug"] == "evening"
+            status, _ = await get_json(node.http + "/api/groups/nobody-here")
+            assert status == 404
+        assert (await get_json(a.http + "/api/groups"))[1] == (await get_json(b.http + "/api/groups"))[1]
+
+        # SIGKILL B mid-session: both sockets close (the one through A too); both resume at A.
+        tokens = {c.name: (c.participant_id, c.joined["resume"]) for c in (first, second)}
+        killed_at = time.monotonic()
+        b.process.send_signal(signal.SIGKILL)
+        await asyncio.gather(closed(first), closed(second))
+        back = [client(a.ws, "evening", c.name, c.tag, resume=tokens[c.name][1]) for c in (first, second)]
+        clients += back
+        for c in back:
+            await c.join()
+            assert c.participant_id == tokens[c.name][0], "the same place, not a new one"
+        await media_between(*back)
+        print(f"failover: media back {time.monotonic() - killed_at:.1f} s after SIGKILL")
+        assert time.monotonic() - killed_at < 10, "members resume with media within 10 s"
+        for c in back:
+            ports = candidate_ports(c.pc.remoteDescription.sdp)
+            assert ports and all(a.ice_ports[0] <= p <= a.ice_ports[1] for p in ports), ports
+        # A failover ticket works once: the old token cannot take the place again.
+        again = client(a.ws, "evening", "Ana", 9, resume=tokens["Ana"][1])
+        clients.append(again)
+        with pytest.raises(JoinError) as refused:
+            await again.join()
+        assert refused.value.code == "resume-failed"
+        assert (await get_json(a.http + "/api/groups/evening"))[0] == 200
+        assert a.process.returncode is None
+    finally:
+        for c in clients:
+            await c.close()
+        await asyncio.gather(a.stop(), b.stop())
+        await redis.stop()
+
+
+async def test_redis_down_existing_rooms_go_on_new_rooms_get_a_clear_error(tmp_path: Path) -> None:
+    aiortc_adapter.set_ice_host_addresses(["127.0.0.1"])
+    redis = RedisServer(tmp_path / "redis.log")
+    await redis.start()
+    a = Node("a", tmp_path, redis, (42200, 42299))
+    clients: list[RoomClient] = []
+    try:
+        await a.start()
+        first, second = client(a.ws, "tuesday", "Ana", 1), client(a.ws, "tuesday", "Ben", 2)
+        clients += [first, second]
+        await first.join()
+        await second.join()
+        await media_between(first, second)
+        await redis.stop()
+        await media_between(first, second)  # the room goes on
+        third = client(a.ws, "tuesday", "Cleo", 3)  # joining a room this node holds still works
+        clients.append(third)
+        await third.join()
+        await media_between(first, third)
+        elsewhere = client(a.ws, "wednesday", "Dan", 4)
+        clients.append(elsewhere)
+        with pytest.raises(JoinError) as refused:
+            await elsewhere.join()
+        assert refused.value.code == "unavailable"
+        status, body = await get_json(a.http + "/api/groups/thursday")
+        assert status == 503 and body == {"error": "unavailable"}
+        assert (await get_json(a.http + "/healthz"))[0] == 200
+        await asyncio.sleep(1.5)  # a few failed heartbeats
+        assert a.process.returncode is None
+        assert "Redis unreachable" in text(a.log)
+        assert "Traceback" not in text(a.log)
+    finally:
+        for c in clients:
+            await c.close()
+        await a.stop()
+        await redis.stop()
