@@ -302,6 +302,11 @@ def main() -> None:
     parser.add_argument("--client-processes", type=int, default=2,
                         help="load-generator processes the participants are spread over (one Python process "
                              "receiving 16 people's media saturates its core before the server does)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="compare 1 worker with this many (`peerwell serve --workers N` + Redis): rooms are "
+                             "added until delivery drops under 99%% (bench/scaleout.py; --participants: per room, "
+                             "default 4 there)")
+    parser.add_argument("--max-rooms", type=int, default=24, help="with --workers: the most rooms tried")
     parser.add_argument("--serve", choices=["forward", "baseline"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--generate", metavar="URL", help=argparse.SUPPRESS)
@@ -309,6 +314,12 @@ def main() -> None:
     parser.add_argument("--t0", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--clips", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.workers:  # several worker processes: its own runner, the same clips and rooms (bench/scaleout.py)
+        from bench import scaleout
+
+        args.participants = args.participants if "--participants" in sys.argv else 4
+        scaleout.run(args)
+        return
     captions = args.captions if args.captions is not None else args.scenario == "conversation"
     if args.serve:
         serve(args.serve, args.port, bool(args.captions))

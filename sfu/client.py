@@ -271,6 +271,7 @@ class RoomClient:
     ice_transport_policy: str | None = None
     ssl: ssl_module.SSLContext | None = None  # for wss:// with a certificate the system does not trust
     browser_key: str | None = None  # what a browser's pw_key cookie would carry
+    local_address: str | None = None  # source address of the WebSocket (benchmarks: one per room, for the limits)
     participant_id: str | None = None
     joined: dict = field(default_factory=dict)
     tracks: dict[str, dict] = field(default_factory=dict)  # mid -> {participant_id, kind}
@@ -299,7 +300,8 @@ class RoomClient:
     async def join(self, timeout: float = 20.0) -> None:
         loop = asyncio.get_running_loop()
         cookies = {"pw_key": self.browser_key} if self.browser_key else None
-        self._session = aiohttp.ClientSession(cookies=cookies)
+        connector = aiohttp.TCPConnector(local_addr=(self.local_address, 0)) if self.local_address else None
+        self._session = aiohttp.ClientSession(cookies=cookies, connector=connector)
         self._ws = await self._session.ws_connect(self.url, ssl=self.ssl if self.ssl is not None else True)
         self._joined = loop.create_future()
         self._answer = loop.create_future()
