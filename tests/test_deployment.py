@@ -3,6 +3,7 @@ never built in tests, so what can be checked statically is checked)."""
 
 from __future__ import annotations
 
+import itertools
 import re
 import shlex
 import shutil
@@ -14,6 +15,7 @@ import pytest
 import yaml
 
 from peerwell.config import load_settings
+from peerwell.nodes import port_slice
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKER = ROOT / "docker"
@@ -70,11 +72,12 @@ def test_image_is_multi_stage_non_root_with_cpu_torch_and_every_package() -> Non
     assert "requirements.lock" in copied
 
 
-def compose_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def compose_config(env: dict[str, str], *extra: str) -> subprocess.CompletedProcess[str]:
+    files = [arg for name in ("compose.yaml", *extra) for arg in ("-f", name)]
     if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
-        command = ["docker", "compose", "-f", "compose.yaml", "config"]
+        command = ["docker", "compose", *files, "config"]
     elif shutil.which("docker-compose"):
-        command = ["docker-compose", "-f", "compose.yaml", "config"]
+        command = ["docker-compose", *files, "config"]
     else:
         pytest.fail("needs `docker compose` or docker-compose (Debian package docker-compose; .ci/run installs it)")
     return subprocess.run(command, cwd=DOCKER, capture_output=True, text=True, timeout=60,
@@ -128,6 +131,22 @@ def test_compose_pieces_agree_with_each_other_and_the_settings() -> None:
     assert re.search(r"@internal path /metrics\s+respond @internal 404", caddyfile), "metrics must stay internal"
     assert f"127.0.0.1:{server.port}/healthz" in (DOCKER / "Dockerfile").read_text()
     assert int(str(peerwell["stop_grace_period"]).rstrip("s")) > 10
+
+
+def test_compose_nodes_adds_redis_and_the_workers_share_the_ice_range() -> None:
+    ran = compose_config(example_env(), "compose.nodes.yaml")
+    assert ran.returncode == 0, ran.stderr
+    compose = yaml.safe_load(ran.stdout)["services"]
+    assert set(compose) == {"peerwell", "coturn", "caddy", "redis"}
+    assert "--save" in compose["redis"]["command"] and "no" in compose["redis"]["command"], "Redis keeps no files"
+    assert not compose["redis"].get("ports"), "Redis is not published"
+    environment = {k: str(v) for k, v in compose["peerwell"]["environment"].items()}
+    settings = load_settings(DOCKER / "peerwell.toml", environ={**environment, "PEERWELL_SERVER_WORKERS": "4"})
+    assert settings.redis == "redis://redis:6379/0" and settings.workers == 4
+    assert settings.node_address == "127.0.0.1"  # host 0.0.0.0: the workers reach each other in the container
+    slices = [port_slice(settings.server.ice_port_range, i, 4) for i in range(4)]
+    assert slices[0][0] == 40000 and slices[-1][1] == 40099  # type: ignore[index]
+    assert all(a[1] + 1 == b[0] for a, b in itertools.pairwise(slices))  # type: ignore[index]
 
 
 def test_compose_caddyfile_is_valid_caddy_configuration() -> None:

@@ -8,8 +8,10 @@ down, rooms that exist go on and new rooms get a clear error.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -55,9 +57,15 @@ class Node:
             await self.process.wait()
 
 
+@functools.cache
+def clips() -> tuple[list[bytes], list[bytes]]:
+    return encode_vp8_clip(frames=30, width=320, height=240), encode_opus_clip(seconds=1.0)
+
+
 def client(url: str, room: str, name: str, tag: int, resume: str | None = None) -> RoomClient:
-    return RoomClient(url, room, name, video_frames=encode_vp8_clip(frames=30, width=320, height=240),
-                      audio_frames=encode_opus_clip(seconds=1.0), tag=tag, resume=resume, keep_frames=False)
+    video, audio = clips()
+    return RoomClient(url, room, name, video_frames=video, audio_frames=audio, tag=tag, resume=resume,
+                      keep_frames=False)
 
 
 async def media_between(a: RoomClient, b: RoomClient, timeout: float = 10.0) -> None:
@@ -183,4 +191,60 @@ async def test_redis_down_existing_rooms_go_on_new_rooms_get_a_clear_error(tmp_p
         for c in clients:
             await c.close()
         await a.stop()
+        await redis.stop()
+
+
+async def test_workers_share_one_port_and_stop_together(tmp_path: Path) -> None:
+    """`--workers 2`: two nodes behind one public port, a room's members meet whichever worker took their
+    socket, and SIGTERM to the parent stops both gracefully."""
+    import redis.asyncio as aioredis
+
+    aiortc_adapter.set_ice_host_addresses(["127.0.0.1"])
+    redis = RedisServer(tmp_path / "redis.log")
+    await redis.start()
+    port = free_port()
+    while True:  # the workers' node ports are port + 1 and port + 2
+        try:
+            for p in (port + 1, port + 2):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p))
+            break
+        except OSError:
+            port = free_port()
+    log = tmp_path / "serve.log"
+    server = await start_serve(["--port", str(port), "--workers", "2", "--redis", redis.url, "--no-captions",
+                                "--ice-host", "127.0.0.1", "--ice-port-range", "42300-42399",
+                                "--config", str(open_rooms_settings(tmp_path))], log)
+    clients: list[RoomClient] = []
+    try:
+        while text(log).count("is ready at") < 2:
+            assert server.returncode is None, text(log)
+            await asyncio.sleep(0.05)
+        store = aioredis.from_url(redis.url, decode_responses=True)
+        assert len(await store.smembers("peerwell:nodes")) == 2
+        ws = f"ws://127.0.0.1:{port}/ws"
+        for room in ("monday", "tuesday"):
+            pair = [client(ws, room, "Ana", 1), client(ws, room, "Ben", 2)]
+            clients += pair
+            for c in pair:
+                await c.join()
+            await media_between(*pair)
+        # Each worker took one of the two rooms (least loaded), and each room lives whole on one node.
+        owners = [(await store.get(f"peerwell:room:{room}")).split("|")[0] for room in ("monday", "tuesday")]
+        assert len(set(owners)) == 2, owners
+        # Nothing about people in Redis: only node and room records and the deployment secret.
+        keys = set(await store.keys("*"))
+        assert keys <= {"peerwell:secret", "peerwell:nodes", "peerwell:room:monday", "peerwell:room:tuesday",
+                        *(f"peerwell:node:{n}" for n in await store.smembers("peerwell:nodes"))}, keys
+        await store.aclose()
+        server.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(server.wait(), 15)
+        assert server.returncode == 0, text(log)
+        assert text(log).count("shutting down: telling") == 2
+    finally:
+        for c in clients:
+            await c.close()
+        if server.returncode is None:
+            server.kill()
+            await server.wait()
         await redis.stop()
