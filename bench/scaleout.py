@@ -272,6 +272,19 @@ async def ladder(workers: int, redis_url: str | None, args: argparse.Namespace, 
     return steps
 
 
+def limited_by(steps: list[Step], workers: int) -> str:
+    """What stopped the ladder: the server (its nodes near a core each) or something else on this machine."""
+    failed = [s for s in steps if not s.fits]
+    if not failed:
+        return "not reached"
+    cores = failed[-1].cpu_seconds / max(failed[-1].wall, 1e-9)
+    return "server" if cores >= 0.8 * workers else "load generators / shared machine"
+
+
+def us_per_packet(step: Step | None) -> float | None:
+    return round(step.cpu_seconds / step.packets * 1e6, 1) if step and step.packets else None
+
+
 def best(steps: list[Step]) -> Step | None:
     fitting = [s for s in steps if s.fits]
     return max(fitting, key=lambda s: s.packets_per_s) if fitting else None
@@ -306,6 +319,11 @@ def run(args: argparse.Namespace) -> None:
     print(f"1 worker holds {one_best.rooms if one_best else 0} room(s) at >= 99% delivered "
           f"({one_best.packets_per_s if one_best else 0:.0f} packets/s); {workers} workers hold "
           f"{many_best.rooms if many_best else 0} ({many_best.packets_per_s if many_best else 0:.0f} packets/s)")
+    one_limit, many_limit = limited_by(one, 1), limited_by(many, workers)
+    print(f"what ran out first: 1 worker: {one_limit}; {workers} workers: {many_limit} "
+          f"(server CPU per forwarded packet: {us_per_packet(one_best)} / {us_per_packet(many_best)} us)")
+    if "server" not in (one_limit, many_limit):
+        print("!!! THE SERVER WAS NOT THE LIMIT: the scaling figure measures the load generators, not the workers !!!")
     if scaling is not None:
         print(f"scaling ({workers} workers / 1 worker, forwarded packets per second at >= 99% delivered): "
               f"{scaling:.2f}")
@@ -321,6 +339,9 @@ def run(args: argparse.Namespace) -> None:
         "delivered_video": round(many_best.delivered_video, 4) if many_best else None,
         "rooms_1_worker": one_best.rooms if one_best else 0,
         "server_cores_2_workers": round(many_best.cpu_seconds / many_best.wall, 2) if many_best else None,
+        "limited_by_1_worker": one_limit,
+        "limited_by_2_workers" if workers == 2 else f"limited_by_{workers}_workers": many_limit,
+        "us_per_packet_1_worker": us_per_packet(one_best),
         "load_average_1min": round(os.getloadavg()[0], 2),
     }))
 

@@ -12,6 +12,9 @@ Redis). Everything kept in Redis (prefix ``peerwell:``), and nothing else (no na
   after the last renewal (or is deleted when the room closes on its node). While it exists and its node is
   alive, every join for that room goes to that node. Once its node is dead, the first join places the room
   on the least loaded live node, keeping the session id, and failover tickets of that session work there.
+- ``revoked:<slug>``: MACs of the failover tickets of places given up in this room session (left, removed,
+  grace ran out, resumed with a newer token), so an old token cannot skip the lobby after a failover. A MAC
+  names nobody; the set lives and dies with the room key.
 
 Placement is one Lua script (atomic): a room is never on two nodes. Load = participants + 2 x rooms +
 10 x cpu cores; the joining node wins ties (no forwarding hop).
@@ -65,8 +68,8 @@ redis.call('SET', KEYS[1], ARGV[1] .. '|' .. session, 'PX', ARGV[3])
 redis.call('HINCRBY', ARGV[2] .. ARGV[1], 'rooms', 1)
 return {ARGV[1], session, redis.call('HGET', ARGV[2] .. ARGV[1], 'url')}
 """
-# KEYS: room key. ARGV: node id, lease ms, session. 1: renewed (or re-created after Redis lost it); 0: another
-# node holds it (this node was taken for dead).
+# KEYS: room key, revoked key. ARGV: node id, lease ms, session. 1: renewed (or re-created after Redis lost it);
+# 0: another node holds it (this node was taken for dead).
 _RENEW = """
 local value = redis.call('GET', KEYS[1])
 if not value then
@@ -75,14 +78,15 @@ if not value then
 end
 if string.match(value, '^([^|]+)|') == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
   return 1
 end
 return 0
 """
-# KEYS: room key. ARGV: node id. The room closed here: forget it (if it is still ours).
+# KEYS: room key, revoked key. ARGV: node id. The room closed here: forget it (if it is still ours).
 _RELEASE = """
 local value = redis.call('GET', KEYS[1])
-if value and string.match(value, '^([^|]+)|') == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+if value and string.match(value, '^([^|]+)|') == ARGV[1] then return redis.call('DEL', KEYS[1], KEYS[2]) end
 return 0
 """
 
@@ -100,7 +104,9 @@ class Cluster:
     rooms: Rooms
     node_id: str = field(default_factory=lambda: secrets.token_hex(4))
     sessions: dict[str, str] = field(default_factory=dict)  # room -> session id of its placement here
-    redeemed: set[str] = field(default_factory=set)  # failover tickets used on this node
+    issued: set[str] = field(default_factory=set)  # "room|participant": places this node gave out (not failovers)
+    _revoking: set[asyncio.Task[None]] = field(default_factory=set)
+    _leaving: bool = False
     _secret: bytes = field(default=b"", repr=False)
     _held: set[str] = field(default_factory=set)  # rooms whose lease this node renewed at the last beat
     _beat: asyncio.Task[None] | None = None
@@ -133,6 +139,7 @@ class Cluster:
     async def leave(self, app: object = None) -> None:
         """Graceful stop: this node is dead at once for placement; its room keys stay, so a returning member's
         join places the room on another node with the same session (failover tickets work there)."""
+        self._leaving = True  # the seats closed by the shutdown stay redeemable on the node taking the rooms
         if self._beat is not None:
             self._beat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -175,11 +182,11 @@ class Cluster:
             await pipe.execute()
         for slug in local:
             session = self.sessions.setdefault(slug, secrets.token_hex(8))
-            if not await self._renew(keys=[PREFIX + "room:" + slug],
+            if not await self._renew(keys=[PREFIX + "room:" + slug, PREFIX + "revoked:" + slug],
                                      args=[self.node_id, int(ROOM_LEASE * 1000), session]):
                 logger.error("room %r is placed on another node too (this node was taken for dead)", slug)
         for slug in self._held - local:
-            await self._release(keys=[PREFIX + "room:" + slug], args=[self.node_id])
+            await self._release(keys=[PREFIX + "room:" + slug, PREFIX + "revoked:" + slug], args=[self.node_id])
             self.sessions.pop(slug, None)
         self._held = local
 
@@ -248,23 +255,58 @@ class Cluster:
         session = self.sessions.get(room)
         if session is None or "." in participant_id:
             return None
-        body = f"f1.{participant_id}.{role[0]}"
+        self.issued.add(f"{room}|{participant_id}")
+        body = f"f1.{participant_id}.{role[0]}.{secrets.token_urlsafe(6)}"  # one per seat: revoked alone
         return f"~{body}.{self._mac(f'failover|{room}|{session}|{body}')}"
 
-    def redeem_failover(self, token: str, room: str) -> Ticket | None:
-        """Valid only for the placement session it was issued in (a room that closed and opened again is a
-        new session), once per node."""
-        _, _, ticket = token.rpartition("~")
+    def _ticket(self, token: str, room: str) -> tuple[list[str], str] | None:
+        """(the ticket's parts, its MAC) if `token` carries a ticket valid for the room's current session."""
+        _, tilde, ticket = token.rpartition("~")
         parts = ticket.split(".")
         session = self.sessions.get(room)
-        if session is None or len(parts) != 4 or parts[0] != "f1" or parts[2] not in _ROLES:
+        if not tilde or session is None or len(parts) != 5 or parts[0] != "f1" or parts[2] not in _ROLES:
             return None
-        body = ".".join(parts[:3])
-        if not hmac.compare_digest(parts[3], self._mac(f"failover|{room}|{session}|{body}")):
+        body = ".".join(parts[:4])
+        if not hmac.compare_digest(parts[4], self._mac(f"failover|{room}|{session}|{body}")):
             return None
-        if f"{room}|{body}" in self.redeemed:
+        return parts, parts[4]
+
+    def revoke(self, token: str, room: str) -> None:
+        """A seat was given up (left, removed, grace over, resumed with a newer token): its ticket must not
+        bring anyone back after a failover."""
+        ticket = self._ticket(token, room)
+        if ticket is None or self._leaving:
+            return
+
+        async def add() -> None:
+            key = PREFIX + "revoked:" + room
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    pipe.sadd(key, ticket[1])
+                    pipe.pexpire(key, int(ROOM_LEASE * 1000))
+                    await pipe.execute()
+            except (RedisError, OSError):
+                logger.warning("Redis unreachable: a given-up place in %r could come back after a failover", room)
+
+        task = asyncio.ensure_future(add())
+        self._revoking.add(task)
+        task.add_done_callback(self._revoking.discard)
+
+    async def redeem_failover(self, token: str, room: str) -> Ticket | None:
+        """Valid only in the placement session it was issued in (a room that closed and opened again is a new
+        session), on a node that did not give that place out itself, once, and never after it was given up."""
+        ticket = self._ticket(token, room)
+        if ticket is None:
             return None
-        self.redeemed.add(f"{room}|{body}")
+        parts, mac = ticket
+        if f"{room}|{parts[1]}" in self.issued:
+            return None
+        try:
+            if await self.redis.sismember(PREFIX + "revoked:" + room, mac):
+                return None
+        except (RedisError, OSError):
+            return None  # cannot tell whether it was given up: refuse (resume-failed: join afresh)
+        self.issued.add(f"{room}|{parts[1]}")
         return Ticket(participant_id=parts[1], role=_ROLES[parts[2]])
 
     def forwarding_headers(self, address: str, browser_key: str | None) -> dict[str, str]:

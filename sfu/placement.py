@@ -46,8 +46,12 @@ class Placement(Protocol):
     def failover_ticket(self, room: str, participant_id: str, role: str) -> str | None:
         """A token part that lets this place be taken back on whichever node holds the room after its node died."""
 
-    def redeem_failover(self, token: str, room: str) -> Ticket | None:
-        """The place `token` carries, if it is valid for this room's current placement and not used here yet."""
+    async def redeem_failover(self, token: str, room: str) -> Ticket | None:
+        """The place `token` carries, if it is valid for this room's current placement, was not given out by
+        this node and was not given up since."""
+
+    def revoke(self, token: str, room: str) -> None:
+        """The seat holding `token` was given up: its failover ticket must not work anywhere any more."""
 
     def forwarding_headers(self, address: str, browser_key: str | None) -> dict[str, str]:
         """Signed headers that tell the room's node who the client is (its address and pw_key)."""

@@ -121,6 +121,8 @@ class Rooms:
     async def release(self, seat: Seat) -> None:
         if self.seats.get(seat.participant.id) is seat:
             del self.seats[seat.participant.id]
+            if self.placement is not None:  # a place given up cannot come back through a failover
+                self.placement.revoke(seat.token, seat.room.name)
         if seat.removal is not None:
             seat.removal.cancel()
         room = seat.room
@@ -356,7 +358,7 @@ class SignalingSession:
             if resumed is None:
                 ticket = self.rooms.restart_tickets.redeem(request.resume, room.name)
                 if ticket is None and self.rooms.placement is not None:  # the room's previous node died
-                    ticket = self.rooms.placement.redeem_failover(request.resume, room.name)
+                    ticket = await self.rooms.placement.redeem_failover(request.resume, room.name)
                 if ticket is not None and ticket.participant_id in self.rooms.seats:
                     ticket = None
             if (resumed is None and ticket is None) or (resumed and resumed.participant.id in room.removed_ids):

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+import redis.asyncio as aioredis
 
 from sfu import aiortc_adapter
 from sfu.client import JoinError, RoomClient, encode_opus_clip, encode_vp8_clip
@@ -105,10 +106,14 @@ async def test_join_forwarded_to_the_rooms_node_and_failover_after_sigkill(tmp_p
     clients: list[RoomClient] = []
     try:
         await asyncio.gather(a.start(), b.start())
-        first = client(b.ws, "evening", "Ana", 1)  # at B: the room is placed on B (the joining node wins ties)
-        second = client(a.ws, "evening", "Ben", 2)  # at A: forwarded to B
-        clients += [first, second]
+        first = client(a.ws, "evening", "Ana", 1)
+        clients.append(first)
         await first.join()
+        # The room went to the less loaded node (CPU decides between two idle ones): call that one B.
+        if all(a.ice_ports[0] <= p <= a.ice_ports[1] for p in candidate_ports(first.pc.remoteDescription.sdp)):
+            a, b = b, a
+        second = client(a.ws, "evening", "Ben", 2)  # at A: forwarded to B
+        clients.append(second)
         await second.join()
         assert [p["name"] for p in second.joined["participants"]] == ["Ana"]  # the room on B
         await media_between(first, second)
@@ -124,6 +129,19 @@ async def test_join_forwarded_to_the_rooms_node_and_failover_after_sigkill(tmp_p
             status, _ = await get_json(node.http + "/api/groups/nobody-here")
             assert status == 404
         assert (await get_json(a.http + "/api/groups"))[1] == (await get_json(b.http + "/api/groups"))[1]
+
+        # Someone who leaves for good before the failure cannot use their token to skip back in after it.
+        leaver = client(a.ws, "evening", "Cleo", 3)
+        clients.append(leaver)
+        await leaver.join()
+        left_token = leaver.joined["resume"]
+        await leaver.leave()
+        store = aioredis.from_url(redis.url, decode_responses=True)
+        deadline = time.monotonic() + 5
+        while not await store.scard("peerwell:revoked:evening"):  # the room's node noted the place given up
+            assert time.monotonic() < deadline, "leaving did not revoke the failover ticket"
+            await asyncio.sleep(0.05)
+        await store.aclose()
 
         # SIGKILL B mid-session: both sockets close (the one through A too); both resume at A.
         tokens = {c.name: (c.participant_id, c.joined["resume"]) for c in (first, second)}
@@ -146,6 +164,11 @@ async def test_join_forwarded_to_the_rooms_node_and_failover_after_sigkill(tmp_p
         clients.append(again)
         with pytest.raises(JoinError) as refused:
             await again.join()
+        assert refused.value.code == "resume-failed"
+        gone = client(a.ws, "evening", "Cleo", 3, resume=left_token)
+        clients.append(gone)
+        with pytest.raises(JoinError) as refused:
+            await gone.join()
         assert refused.value.code == "resume-failed"
         assert (await get_json(a.http + "/api/groups/evening"))[0] == 200
         assert a.process.returncode is None
@@ -197,8 +220,6 @@ async def test_redis_down_existing_rooms_go_on_new_rooms_get_a_clear_error(tmp_p
 async def test_workers_share_one_port_and_stop_together(tmp_path: Path) -> None:
     """`--workers 2`: two nodes behind one public port, a room's members meet whichever worker took their
     socket, and SIGTERM to the parent stops both gracefully."""
-    import redis.asyncio as aioredis
-
     aiortc_adapter.set_ice_host_addresses(["127.0.0.1"])
     redis = RedisServer(tmp_path / "redis.log")
     await redis.start()
@@ -235,6 +256,7 @@ async def test_workers_share_one_port_and_stop_together(tmp_path: Path) -> None:
         # Nothing about people in Redis: only node and room records and the deployment secret.
         keys = set(await store.keys("*"))
         assert keys <= {"peerwell:secret", "peerwell:nodes", "peerwell:room:monday", "peerwell:room:tuesday",
+                        "peerwell:revoked:monday", "peerwell:revoked:tuesday",
                         *(f"peerwell:node:{n}" for n in await store.smembers("peerwell:nodes"))}, keys
         await store.aclose()
         server.send_signal(signal.SIGTERM)
