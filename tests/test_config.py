@@ -180,3 +180,17 @@ def test_allowed_origins_come_from_flags_environment_or_file(tmp_path: Path) -> 
     with pytest.raises(ConfigError) as refused:
         load_settings(None, {"server.allowed_origins": ["intranet.example.org"]}, environ={})
     assert any("must start with" in problem for problem in refused.value.problems)
+
+
+def test_workers_default_to_one_without_redis_and_more_need_it() -> None:
+    import os
+
+    assert load_settings(None, {}, environ={}).workers == 1  # `make serve`: one process, no Redis
+    with_redis = load_settings(None, {}, environ={"PEERWELL_SERVER_REDIS": "redis://:pw@10.0.0.2:6379/0"})
+    assert with_redis.workers == (os.cpu_count() or 1) and with_redis.redis == "redis://:pw@10.0.0.2:6379/0"
+    assert with_redis.node_address == "127.0.0.1"
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, flags("--workers", "2"), environ={"PEERWELL_SERVER_REDIS": "http://x"})
+    problems = "\n".join(info.value.problems)
+    assert "server.workers above 1 needs server.redis" in problems
+    assert "PEERWELL_SERVER_REDIS: invalid value (hidden)" in problems  # the URL may hold a password
