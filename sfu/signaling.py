@@ -227,7 +227,9 @@ class SignalingSession:
                     continue
                 try:
                     if isinstance(message, messages.Join) and await self.forwarded_elsewhere(message, raw.data):
-                        break
+                        if self.left:  # piped to the room's node until the socket closed
+                            break
+                        continue  # refused (`unavailable`): the socket stays open, as after any refused join
                     await self.handle(message)
                 except Exception as exc:  # a bug must cost this request, not the socket or the seat
                     logger.error("signaling %s failed: %s", type(message).__name__, type(exc).__name__)
@@ -240,7 +242,8 @@ class SignalingSession:
             await self.sender.close()
 
     async def forwarded_elsewhere(self, request: messages.Join, raw: str) -> bool:
-        """Several nodes: if the room lives on another node, this socket is piped there (until it closes)."""
+        """Several nodes: if the room lives on another node, this socket is piped there until it closes
+        (`self.left` is then set). True if the join was dealt with here: forwarded, or refused."""
         placement = self.rooms.placement
         if (placement is None or self.seat is not None or request.room in self.rooms.rooms
                 or not self.rooms.accepting_joins):

@@ -32,7 +32,8 @@ def keys_used() -> set[str]:
     used |= {f"bye.{reason}.{part}" for reason in ("denied", "removed", "ended", "other", "left", "leftLobby")
              for part in ("title", "text")}
     used |= {f"joinError.{code}" for code in ("room-locked", "room-full", "lobby-full", "removed", "bad-secret",
-                                              "no-such-room", "agreement-required", "rate-limited", "connection")}
+                                              "no-such-room", "agreement-required", "rate-limited", "connection",
+                                              "unavailable")}
     return used
 
 

@@ -14,6 +14,8 @@ import { store } from "./store.js";
 import { banner, currentView, showView } from "./views.js";
 
 const RECONNECT_DELAYS_MS = [500, 1000, 2000, 4000, 8000];
+// Worth trying again: no connection, or (several nodes) the room could not be found or placed right now.
+const RETRY_CODES = new Set(["connection", "unavailable"]);
 const PLACE_KEY = "peerwell.place";
 const LEFT_NOTICE_DELAY_MS = 4000; // a reload comes back within this: no "left" notice for it
 
@@ -237,7 +239,7 @@ async function reconnect(failedCall) {
       return;
     } catch (error) {
       if (ctx.call) ctx.call.close();
-      if (error.code && error.code !== "connection") {
+      if (error.code && !RETRY_CODES.has(error.code)) {
         if (error.code !== "resume-failed") return refusedLater(error);
         break;
       }
@@ -249,7 +251,7 @@ async function reconnect(failedCall) {
     banner("");
     afterConnect();
   } catch (error) {
-    if (error.code && error.code !== "connection") return refusedLater(error);
+    if (error.code && !RETRY_CODES.has(error.code)) return refusedLater(error);
     banner(t("session.couldNotReconnect"));
   }
 }
