@@ -409,6 +409,8 @@ class RoomClient:
                 if self._joined and not self._joined.done():
                     self._joined.set_exception(JoinError(message["code"], message["message"]))
             elif kind == "admitted" and self._admitted is not None and not self._admitted.done():
+                if message.get("resume"):  # several nodes: the token that also survives a failover
+                    self.joined = {**self.joined, "resume": message["resume"]}
                 self._admitted.set_result(message)
 
     async def _answer_server_offer(self, message: dict) -> None:

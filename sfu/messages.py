@@ -127,6 +127,7 @@ class LobbyUpdate(Struct, tag="lobby-update"):
 
 class Admitted(Struct, tag="admitted"):
     participants: list[ParticipantInfo]
+    resume: str | None = None  # several nodes: a token that also survives a failover (a lobby token does not)
 
 
 class ServerOffer(Struct, tag="offer"):

@@ -327,7 +327,14 @@ class SignalingSession:
             return
         await room.add(waiting)
         others = [p for p in room.participant_list() if p.id != waiting.id]
-        await waiting.send_signal(messages.Admitted(participants=others))
+        seat = self.rooms.seats.get(waiting.id)
+        token = None
+        if self.rooms.placement is not None and seat is not None and seat.participant is waiting:
+            # Their lobby token carried no failover ticket (it would have skipped the lobby); now it may.
+            ticket = self.rooms.placement.failover_ticket(room.name, waiting.id, waiting.role)
+            if ticket is not None:
+                token = seat.token = secrets.token_urlsafe(24) + ticket
+        await waiting.send_signal(messages.Admitted(participants=others, resume=token))
 
     async def join(self, request: messages.Join) -> None:
         if self.seat is not None:

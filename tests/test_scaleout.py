@@ -22,18 +22,19 @@ import redis.asyncio as aioredis
 from sfu import aiortc_adapter
 from sfu.client import JoinError, RoomClient, encode_opus_clip, encode_vp8_clip
 from tests.support.redis_server import RedisServer, have_redis
-from tests.support.serve import free_port, open_rooms_settings, start_serve, text
+from tests.support.serve import LOBBY_GROUP, SECRET, free_port, open_rooms_settings, start_serve, text
 
 pytestmark = pytest.mark.skipif(not have_redis(), reason="redis-server is not installed")
 
 
 class Node:
-    def __init__(self, name: str, tmp_path: Path, redis: RedisServer, ice_ports: tuple[int, int]) -> None:
+    def __init__(self, name: str, tmp_path: Path, redis: RedisServer, ice_ports: tuple[int, int],
+                 settings: Path | None = None) -> None:
         self.port = free_port()
         self.log = tmp_path / f"{name}.log"
         self.redis = redis
         self.ice_ports = ice_ports
-        self.settings = open_rooms_settings(tmp_path)
+        self.settings = settings or open_rooms_settings(tmp_path)
         self.process: asyncio.subprocess.Process | None = None
 
     @property
@@ -63,10 +64,11 @@ def clips() -> tuple[list[bytes], list[bytes]]:
     return encode_vp8_clip(frames=30, width=320, height=240), encode_opus_clip(seconds=1.0)
 
 
-def client(url: str, room: str, name: str, tag: int, resume: str | None = None) -> RoomClient:
+def client(url: str, room: str, name: str, tag: int, resume: str | None = None,
+           secret: str | None = None) -> RoomClient:
     video, audio = clips()
     return RoomClient(url, room, name, video_frames=video, audio_frames=audio, tag=tag, resume=resume,
-                      keep_frames=False)
+                      keep_frames=False, secret=secret)
 
 
 async def media_between(a: RoomClient, b: RoomClient, timeout: float = 10.0) -> None:
@@ -98,83 +100,96 @@ async def closed(c: RoomClient, timeout: float = 10.0) -> None:
 
 
 async def test_join_forwarded_to_the_rooms_node_and_failover_after_sigkill(tmp_path: Path) -> None:
+    """A lobby group: the facilitator, an admitted member, one who left and one still waiting."""
     aiortc_adapter.set_ice_host_addresses(["127.0.0.1"])
+    settings = tmp_path / "circle.toml"
+    settings.write_text(LOBBY_GROUP)
     redis = RedisServer(tmp_path / "redis.log")
     await redis.start()
-    a = Node("a", tmp_path, redis, (42000, 42099))
-    b = Node("b", tmp_path, redis, (42100, 42199))
+    a = Node("a", tmp_path, redis, (42000, 42099), settings)
+    b = Node("b", tmp_path, redis, (42100, 42199), settings)
     clients: list[RoomClient] = []
+    store = aioredis.from_url(redis.url, decode_responses=True)
+
+    async def admitted(name: str, tag: int) -> RoomClient:
+        member = client(a.ws, "circle", name, tag)  # at A: forwarded to B, into the lobby
+        clients.append(member)
+        await member.join()
+        await facilitator.send({"type": "admit", "participant_id": member.participant_id})
+        await member.wait_admitted()
+        await member.connect_media()
+        return member
+
     try:
         await asyncio.gather(a.start(), b.start())
-        first = client(a.ws, "evening", "Ana", 1)
-        clients.append(first)
-        await first.join()
+        facilitator = client(a.ws, "circle", "Ana", 1, secret=SECRET)
+        clients.append(facilitator)
+        await facilitator.join()
         # The room went to the less loaded node (CPU decides between two idle ones): call that one B.
-        if all(a.ice_ports[0] <= p <= a.ice_ports[1] for p in candidate_ports(first.pc.remoteDescription.sdp)):
+        if all(a.ice_ports[0] <= p <= a.ice_ports[1] for p in candidate_ports(facilitator.pc.remoteDescription.sdp)):
             a, b = b, a
-        second = client(a.ws, "evening", "Ben", 2)  # at A: forwarded to B
-        clients.append(second)
-        await second.join()
-        assert [p["name"] for p in second.joined["participants"]] == ["Ana"]  # the room on B
-        await media_between(first, second)
+        member = await admitted("Ben", 2)
+        entry = next(m for m in member.signals if m["type"] == "admitted")
+        assert [p["name"] for p in entry["participants"]] == ["Ana"]  # in B's room, though it joined at A
+        lobby_token = next(m for m in member.signals if m["type"] == "joined")["resume"]
+        assert "~" not in lobby_token, "a token from the lobby carries no failover ticket"
+        assert "~" in entry["resume"] and member.joined["resume"] == entry["resume"]
+        await media_between(facilitator, member)
         # Media goes straight to the room's node: both answers offer only B's ICE ports.
-        for c in (first, second):
+        for c in (facilitator, member):
             ports = candidate_ports(c.pc.remoteDescription.sdp)
             assert ports and all(b.ice_ports[0] <= p <= b.ice_ports[1] for p in ports), ports
 
         # The directory agrees on both nodes.
         for node in (a, b):
-            status, group = await get_json(node.http + "/api/groups/evening")
-            assert status == 200 and group["slug"] == "evening"
+            status, group = await get_json(node.http + "/api/groups/circle")
+            assert status == 200 and group["slug"] == "circle"
             status, _ = await get_json(node.http + "/api/groups/nobody-here")
             assert status == 404
         assert (await get_json(a.http + "/api/groups"))[1] == (await get_json(b.http + "/api/groups"))[1]
 
         # Someone who leaves for good before the failure cannot use their token to skip back in after it.
-        leaver = client(a.ws, "evening", "Cleo", 3)
-        clients.append(leaver)
-        await leaver.join()
+        leaver = await admitted("Cleo", 3)
         left_token = leaver.joined["resume"]
         await leaver.leave()
-        store = aioredis.from_url(redis.url, decode_responses=True)
         deadline = time.monotonic() + 5
-        while not await store.scard("peerwell:revoked:evening"):  # the room's node noted the place given up
+        while not await store.scard("peerwell:revoked:circle"):  # the room's node noted the place given up
             assert time.monotonic() < deadline, "leaving did not revoke the failover ticket"
             await asyncio.sleep(0.05)
-        await store.aclose()
+        waiting = client(a.ws, "circle", "Dan", 4)  # still in the lobby when B dies
+        clients.append(waiting)
+        await waiting.join()
 
-        # SIGKILL B mid-session: both sockets close (the one through A too); both resume at A.
-        tokens = {c.name: (c.participant_id, c.joined["resume"]) for c in (first, second)}
+        # SIGKILL B mid-session: the sockets close (those through A too); the two in the room resume at A.
+        tokens = {c.name: (c.participant_id, c.joined["resume"]) for c in (facilitator, member)}
         killed_at = time.monotonic()
         b.process.send_signal(signal.SIGKILL)
-        await asyncio.gather(closed(first), closed(second))
-        back = [client(a.ws, "evening", c.name, c.tag, resume=tokens[c.name][1]) for c in (first, second)]
+        await asyncio.gather(closed(facilitator), closed(member), closed(waiting))
+        back = [client(a.ws, "circle", c.name, c.tag, resume=tokens[c.name][1]) for c in (facilitator, member)]
         clients += back
         for c in back:
-            await c.join()
+            await c.join()  # no lobby: the failover ticket keeps the place
             assert c.participant_id == tokens[c.name][0], "the same place, not a new one"
+        assert [c.joined["role"] for c in back] == ["facilitator", "participant"]
         await media_between(*back)
         print(f"failover: media back {time.monotonic() - killed_at:.1f} s after SIGKILL")
         assert time.monotonic() - killed_at < 10, "members resume with media within 10 s"
         for c in back:
             ports = candidate_ports(c.pc.remoteDescription.sdp)
             assert ports and all(a.ice_ports[0] <= p <= a.ice_ports[1] for p in ports), ports
-        # A failover ticket works once: the old token cannot take the place again.
-        again = client(a.ws, "evening", "Ana", 9, resume=tokens["Ana"][1])
-        clients.append(again)
-        with pytest.raises(JoinError) as refused:
-            await again.join()
-        assert refused.value.code == "resume-failed"
-        gone = client(a.ws, "evening", "Cleo", 3, resume=left_token)
-        clients.append(gone)
-        with pytest.raises(JoinError) as refused:
-            await gone.join()
-        assert refused.value.code == "resume-failed"
-        assert (await get_json(a.http + "/api/groups/evening"))[0] == 200
+        # Refused: a ticket used already, a place given up before the failure, a token from the lobby.
+        for name, tag, token in (("Ana", 9, tokens["Ana"][1]), ("Cleo", 3, left_token),
+                                 ("Dan", 4, waiting.joined["resume"])):
+            again = client(a.ws, "circle", name, tag, resume=token)
+            clients.append(again)
+            with pytest.raises(JoinError) as refused:
+                await again.join()
+            assert refused.value.code == "resume-failed", name
         assert a.process.returncode is None
     finally:
         for c in clients:
             await c.close()
+        await store.aclose()
         await asyncio.gather(a.stop(), b.stop())
         await redis.stop()
 

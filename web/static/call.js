@@ -95,6 +95,7 @@ export class Call extends EventTarget {
         break;
       case "admitted":
         this.waiting = false;
+        if (message.resume) this.resumeToken = message.resume; // several nodes: it also survives a failover
         if (Array.isArray(message.participants)) this.setParticipants(message.participants);
         this.emit("admitted", message);
         this.emit("participants");

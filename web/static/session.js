@@ -155,7 +155,10 @@ async function connect(resume) {
   call.addEventListener("bye", (e) => onBye(e.detail.reason));
   call.addEventListener("failed", () => reconnect(call));
   call.addEventListener("lobby", (e) => onLobby(e.detail));
-  call.addEventListener("admitted", () => enterRoom());
+  call.addEventListener("admitted", () => {
+    savePlace(); // the token may have changed (several nodes)
+    enterRoom();
+  });
   call.addEventListener("lobby-update", (e) => {
     const waiting = e.detail.waiting || [];
     store.update((state) => {
