@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import re
 import signal
 import socket
 import time
@@ -21,42 +20,10 @@ import redis.asyncio as aioredis
 
 from sfu import aiortc_adapter
 from sfu.client import JoinError, RoomClient, encode_opus_clip, encode_vp8_clip
-from tests.support.redis_server import RedisServer, have_redis
+from tests.support.cluster import Node, RedisServer, candidate_ports, have_redis
 from tests.support.serve import LOBBY_GROUP, SECRET, free_port, open_rooms_settings, start_serve, text
 
 pytestmark = pytest.mark.skipif(not have_redis(), reason="redis-server is not installed")
-
-
-class Node:
-    def __init__(self, name: str, tmp_path: Path, redis: RedisServer, ice_ports: tuple[int, int],
-                 settings: Path | None = None) -> None:
-        self.port = free_port()
-        self.log = tmp_path / f"{name}.log"
-        self.redis = redis
-        self.ice_ports = ice_ports
-        self.settings = settings or open_rooms_settings(tmp_path)
-        self.process: asyncio.subprocess.Process | None = None
-
-    @property
-    def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
-
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        self.process = await start_serve(
-            ["--port", str(self.port), "--workers", "1", "--redis", self.redis.url, "--no-captions",
-             "--ice-host", "127.0.0.1", "--ice-port-range", f"{self.ice_ports[0]}-{self.ice_ports[1]}",
-             "--config", str(self.settings)], self.log)
-        while "is ready at" not in text(self.log):
-            await asyncio.sleep(0.05)
-
-    async def stop(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.kill()
-            await self.process.wait()
 
 
 @functools.cache
@@ -81,10 +48,6 @@ async def media_between(a: RoomClient, b: RoomClient, timeout: float = 10.0) -> 
     while not all(now >= then + 10 for now, then in zip(counts(), start, strict=True)):
         assert time.monotonic() < deadline, f"media did not flow both ways: {start} -> {counts()}"
         await asyncio.sleep(0.1)
-
-
-def candidate_ports(sdp: str) -> set[int]:
-    return {int(m.group(1)) for m in re.finditer(r"a=candidate:\S+ \d+ udp \d+ \S+ (\d+) typ host", sdp)}
 
 
 async def get_json(url: str) -> tuple[int, dict]:
@@ -126,7 +89,7 @@ async def test_join_forwarded_to_the_rooms_node_and_failover_after_sigkill(tmp_p
         clients.append(facilitator)
         await facilitator.join()
         # The room went to the less loaded node (CPU decides between two idle ones): call that one B.
-        if all(a.ice_ports[0] <= p <= a.ice_ports[1] for p in candidate_ports(facilitator.pc.remoteDescription.sdp)):
+        if a.holds(facilitator.pc.remoteDescription.sdp):
             a, b = b, a
         member = await admitted("Ben", 2)
         entry = next(m for m in member.signals if m["type"] == "admitted")
@@ -137,8 +100,7 @@ async def test_join_forwarded_to_the_rooms_node_and_failover_after_sigkill(tmp_p
         await media_between(facilitator, member)
         # Media goes straight to the room's node: both answers offer only B's ICE ports.
         for c in (facilitator, member):
-            ports = candidate_ports(c.pc.remoteDescription.sdp)
-            assert ports and all(b.ice_ports[0] <= p <= b.ice_ports[1] for p in ports), ports
+            assert b.holds(c.pc.remoteDescription.sdp), candidate_ports(c.pc.remoteDescription.sdp)
 
         # The directory agrees on both nodes.
         for node in (a, b):
@@ -175,8 +137,7 @@ async def test_join_forwarded_to_the_rooms_node_and_failover_after_sigkill(tmp_p
         print(f"failover: media back {time.monotonic() - killed_at:.1f} s after SIGKILL")
         assert time.monotonic() - killed_at < 10, "members resume with media within 10 s"
         for c in back:
-            ports = candidate_ports(c.pc.remoteDescription.sdp)
-            assert ports and all(a.ice_ports[0] <= p <= a.ice_ports[1] for p in ports), ports
+            assert a.holds(c.pc.remoteDescription.sdp), candidate_ports(c.pc.remoteDescription.sdp)
         # Refused: a ticket used already, a place given up before the failure, a token from the lobby.
         for name, tag, token in (("Ana", 9, tokens["Ana"][1]), ("Cleo", 3, left_token),
                                  ("Dan", 4, waiting.joined["resume"])):
