@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import psutil
 import pytest
 import redis.asyncio as aioredis
 
@@ -195,7 +196,7 @@ async def test_redis_down_existing_rooms_go_on_new_rooms_get_a_clear_error(tmp_p
 
 async def test_workers_share_one_port_and_stop_together(tmp_path: Path) -> None:
     """`--workers 2`: two nodes behind one public port, a room's members meet whichever worker took their
-    socket, and SIGTERM to the parent stops both gracefully."""
+    socket, a worker stopped alone hands its room on, and SIGTERM to the parent stops them all gracefully."""
     aiortc_adapter.set_ice_host_addresses(["127.0.0.1"])
     redis = RedisServer(tmp_path / "redis.log")
     await redis.start()
@@ -234,11 +235,34 @@ async def test_workers_share_one_port_and_stop_together(tmp_path: Path) -> None:
         assert keys <= {"peerwell:secret", "peerwell:nodes", "peerwell:room:monday", "peerwell:room:tuesday",
                         "peerwell:revoked:monday", "peerwell:revoked:tuesday",
                         *(f"peerwell:node:{n}" for n in await store.smembers("peerwell:nodes"))}, keys
+
+        # SIGTERM to one worker (a rolling restart): its members are told, reconnect to the public port with
+        # their token and get their places back, whichever worker now holds the room; the parent starts a
+        # new worker in its place.
+        monday = clients[:2]
+        node_port = int((await store.hget(f"peerwell:node:{owners[0]}", "url")).rsplit(":", 1)[1].split("/")[0])
+        worker = next(c for c in psutil.Process(server.pid).children()
+                      if any(conn.laddr.port == node_port for conn in c.net_connections("tcp")))
+        worker.send_signal(signal.SIGTERM)
+        for c in monday:
+            await closed(c)
+            assert any(m["type"] == "server-shutdown" for m in c.signals)
+        back = [client(ws, "monday", c.name, c.tag, resume=c.joined["resume"]) for c in monday]
+        clients += back
+        for old, new in zip(monday, back, strict=True):
+            await new.join()
+            assert new.participant_id == old.participant_id
+        await media_between(*back)
+        deadline = time.monotonic() + 30
+        while text(log).count("is ready at") < 3:  # the parent replaced the stopped worker
+            assert time.monotonic() < deadline and server.returncode is None, text(log)
+            await asyncio.sleep(0.1)
         await store.aclose()
+
         server.send_signal(signal.SIGTERM)
         await asyncio.wait_for(server.wait(), 15)
         assert server.returncode == 0, text(log)
-        assert text(log).count("shutting down: telling") == 2
+        assert text(log).count("shutting down: telling") == 3
     finally:
         for c in clients:
             await c.close()
