@@ -195,6 +195,7 @@ class SignalingSession:
                  address: str = "", abort: Callable[[], None] = lambda: None, forwarded: bool = False) -> None:
         self.rooms = rooms
         self.forwarded = forwarded  # another node forwarded this socket: it is never forwarded again
+        self.join_counted = False  # this join was counted against the address's limit already
         self.ws = ws
         self.sender = SocketSender(ws, abort)  # a client that stops reading holds up only itself
         self.address = address  # the client's IP address: offer and secret limits count per address
@@ -248,6 +249,10 @@ class SignalingSession:
         if (placement is None or self.seat is not None or request.room in self.rooms.rooms
                 or not self.rooms.accepting_joins):
             return False  # handled here: a room already here needs no lookup (and goes on if Redis is down)
+        if not self.rooms.join_rate.allow(self.address):  # before any lookup: joins must not flood Redis
+            await self.error("rate-limited", "too many joins from your address; wait a minute")
+            return True
+        self.join_counted = True  # if the room turns out to be here, handle() does not count this join again
         loop = asyncio.get_running_loop()
         deadline = loop.time() + FORWARD_WAIT
         while True:
@@ -273,7 +278,8 @@ class SignalingSession:
 
     async def handle(self, message: messages.ClientSignal) -> None:
         if isinstance(message, messages.Join):
-            if not self.rooms.join_rate.allow(self.address):
+            counted, self.join_counted = self.join_counted, False
+            if not counted and not self.rooms.join_rate.allow(self.address):
                 await self.error("rate-limited", "too many joins from your address; wait a minute")
                 return
             try:
