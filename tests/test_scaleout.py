@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
 import signal
 import socket
 import time
@@ -235,6 +236,10 @@ async def test_workers_share_one_port_and_stop_together(tmp_path: Path) -> None:
         assert keys <= {"peerwell:secret", "peerwell:nodes", "peerwell:room:monday", "peerwell:room:tuesday",
                         "peerwell:revoked:monday", "peerwell:revoked:tuesday",
                         *(f"peerwell:node:{n}" for n in await store.smembers("peerwell:nodes"))}, keys
+        for node in await store.smembers("peerwell:nodes"):
+            assert set(await store.hgetall(f"peerwell:node:{node}")) == {"url", "participants", "rooms", "cpu", "beat"}
+        for room in ("monday", "tuesday"):
+            assert re.fullmatch(r"[0-9a-f]+\|[0-9a-f]+", await store.get(f"peerwell:room:{room}"))
 
         # SIGTERM to one worker (a rolling restart): its members are told, reconnect to the public port with
         # their token and get their places back, whichever worker now holds the room; the parent starts a
