@@ -125,13 +125,9 @@ class Cluster:
     async def start(self) -> None:
         """Join the deployment (before the node listens); a Redis that cannot be reached stops the start."""
         try:
-            await self.redis.set(PREFIX + "secret", secrets.token_hex(32), nx=True)
-            self._secret = bytes.fromhex(await self.redis.get(PREFIX + "secret"))
             await self._report()
         except (RedisError, OSError, ValueError, TypeError) as exc:
             raise ClusterError(f"cannot use Redis for placement: {type(exc).__name__}: {exc}") from None
-        # The cookie any node issued is recognised by every node (a removal sticks across nodes).
-        self.rooms.browser_keys = BrowserKeys(hmac.new(self._secret, b"pw_key", hashlib.sha256).digest())
         self.rooms.placement = self
         self._beat = asyncio.ensure_future(self._heartbeats())
         logger.info("node %s joined the deployment at %s", self.node_id, self.node_url)
@@ -174,6 +170,15 @@ class Cluster:
         cpu = (now_cpu - self._cpu[0]) / max(now - self._cpu[1], 1e-3)
         self._cpu = (now_cpu, now)
         local = set(self.rooms.rooms)
+        # The deployment's secret: the first node sets it; a Redis restarted empty gets it back from the nodes.
+        await self.redis.set(PREFIX + "secret", (self._secret or secrets.token_bytes(32)).hex(), nx=True)
+        shared = bytes.fromhex(await self.redis.get(PREFIX + "secret"))
+        if shared != self._secret:
+            if self._secret:
+                logger.error("the deployment secret in Redis changed; tokens issued before no longer cross nodes")
+            self._secret = shared
+            # The cookie any node issued is recognised by every node (a removal sticks across nodes).
+            self.rooms.browser_keys = BrowserKeys(hmac.new(shared, b"pw_key", hashlib.sha256).digest())
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hset(node_key, mapping={"url": self.node_url, "participants": len(self.rooms.seats),
                                          "rooms": len(local), "cpu": f"{cpu:.3f}", "beat": f"{time.time():.3f}"})

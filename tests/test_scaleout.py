@@ -187,6 +187,18 @@ async def test_redis_down_existing_rooms_go_on_new_rooms_get_a_clear_error(tmp_p
         await asyncio.sleep(1.5)  # a few failed heartbeats
         assert a.process.returncode is None
         assert "Redis unreachable" in text(a.log)
+        # Redis comes back empty (it keeps nothing on disk): the node registers again, re-asserts its room and
+        # the deployment secret, and new rooms open again.
+        await redis.start()
+        deadline = time.monotonic() + 10
+        store = aioredis.from_url(redis.url, decode_responses=True)
+        while not (await store.get("peerwell:room:tuesday") and await store.get("peerwell:secret")):
+            assert time.monotonic() < deadline, "the node did not come back into Redis"
+            await asyncio.sleep(0.1)
+        await store.aclose()
+        later = client(a.ws, "wednesday", "Dan", 4)
+        clients.append(later)
+        await later.join()
         assert "Traceback" not in text(a.log)
     finally:
         for c in clients:
