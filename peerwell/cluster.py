@@ -163,6 +163,8 @@ class Cluster:
                     logger.error("Redis unreachable (%s): rooms here go on, new rooms cannot be opened",
                                  type(exc).__name__)
                 self._healthy = False
+            except Exception:  # a bug (or a mangled key) must not stop the heartbeats for good
+                logger.exception("heartbeat failed")
 
     async def _report(self) -> None:
         node_key = PREFIX + "node:" + self.node_id
@@ -193,6 +195,7 @@ class Cluster:
         for slug in self._held - local:
             await self._release(keys=[PREFIX + "room:" + slug, PREFIX + "revoked:" + slug], args=[self.node_id])
             self.sessions.pop(slug, None)
+            self.issued = {place for place in self.issued if not place.startswith(slug + "|")}
         self._held = local
 
     # --- placement (sfu/placement.py) --------------------------------------------------------------
