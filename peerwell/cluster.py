@@ -192,11 +192,17 @@ class Cluster:
             if not await self._renew(keys=[PREFIX + "room:" + slug, PREFIX + "revoked:" + slug],
                                      args=[self.node_id, int(ROOM_LEASE * 1000), session]):
                 logger.error("room %r is placed on another node too (this node was taken for dead)", slug)
-        for slug in self._held - local:
+        # Rooms that closed here: checked now, not against `local`, since joins went on during the awaits above
+        # (a room placed meanwhile is already held, and its session must survive).
+        for slug in list(self._held):
+            if slug in self.rooms.rooms:
+                continue
             await self._release(keys=[PREFIX + "room:" + slug, PREFIX + "revoked:" + slug], args=[self.node_id])
-            self.sessions.pop(slug, None)
-            self.issued = {place for place in self.issued if not place.startswith(slug + "|")}
-        self._held = local
+            if slug not in self.rooms.rooms:  # else it opened again meanwhile: the next beat re-creates its key
+                self._held.discard(slug)
+                self.sessions.pop(slug, None)
+                self.issued = {place for place in self.issued if not place.startswith(slug + "|")}
+        self._held |= set(self.rooms.rooms)
 
     # --- placement (sfu/placement.py) --------------------------------------------------------------
 
@@ -312,8 +318,8 @@ class Cluster:
         try:
             if await self.redis.sismember(PREFIX + "revoked:" + room, mac):
                 return None
-        except (RedisError, OSError):
-            return None  # cannot tell whether it was given up: refuse (resume-failed: join afresh)
+        except (RedisError, OSError) as exc:  # cannot tell whether it was given up: try again, keep the token
+            raise PlacementUnavailable(str(exc)) from None
         self.issued.add(f"{room}|{parts[1]}")
         return Ticket(participant_id=parts[1], role=_ROLES[parts[2]])
 

@@ -48,7 +48,7 @@ class Placement(Protocol):
 
     async def redeem_failover(self, token: str, room: str) -> Ticket | None:
         """The place `token` carries, if it is valid for this room's current placement, was not given out by
-        this node and was not given up since."""
+        this node and was not given up since. Raises PlacementUnavailable if that cannot be checked now."""
 
     def revoke(self, token: str, room: str) -> None:
         """The seat holding `token` was given up: its failover ticket must not work anywhere any more."""

@@ -374,7 +374,11 @@ class SignalingSession:
             if resumed is None:
                 ticket = self.rooms.restart_tickets.redeem(request.resume, room.name)
                 if ticket is None and self.rooms.placement is not None:  # the room's previous node died
-                    ticket = await self.rooms.placement.redeem_failover(request.resume, room.name)
+                    try:
+                        ticket = await self.rooms.placement.redeem_failover(request.resume, room.name)
+                    except PlacementUnavailable:  # not resume-failed: the place may still be theirs
+                        raise JoinRefused("unavailable", "your place cannot be checked right now; try again "
+                                                         "in a moment") from None
                 if ticket is not None and ticket.participant_id in self.rooms.seats:
                     ticket = None
             if (resumed is None and ticket is None) or (resumed and resumed.participant.id in room.removed_ids):

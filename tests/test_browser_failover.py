@@ -16,6 +16,7 @@ from sfu import aiortc_adapter
 from sfu.client import RoomClient
 from tests.support.browser import PARTICIPANT_ID, TILE_STATE, join, new_page, poll, uncaught
 from tests.support.cluster import Node, RedisServer, have_redis
+from tests.support.serve import text
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(not have_redis(), reason="redis-server is not installed")]
 
@@ -59,7 +60,7 @@ async def test_browsers_resume_on_another_node_after_sigkill(tmp_path: Path, bro
         b.process.send_signal(signal.SIGKILL)
         for page in (alice, bob):  # a new Call (the client's reconnect), connected
             await poll(page, NEW_CALL_STATE, None, lambda s: s == "connected", timeout=15)
-        assert [await page.evaluate(PARTICIPANT_ID) for page in (alice, bob)] == ids, "the same places"
+        assert [await page.evaluate(PARTICIPANT_ID) for page in (alice, bob)] == ids, text(a.log)[-4000:]
         assert await owner_url(store, "evening") == a.ws
         first = await poll(bob, TILE_STATE, "Alice", lambda v: v is not None and v["width"] > 0, timeout=10)
         await poll(bob, TILE_STATE, "Alice", lambda v: v is not None and v["time"] > first["time"], timeout=10)
