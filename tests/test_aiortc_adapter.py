@@ -19,7 +19,7 @@ from aiortc.codecs import vpx
 from sfu import aiortc_adapter
 from sfu.aiortc_adapter import AdapterIncompatible, check_compatibility
 from sfu.client import ReplayTrack, encode_vp8_clip
-from sfu.framing import AssembledFrame, AudioFrameAssembler, VideoFrameAssembler
+from sfu.framing import AssembledFrame, AudioFrameAssembler, VideoStreamsAssembler
 
 
 @pytest.fixture(autouse=True)
@@ -183,6 +183,10 @@ def _video_sections(sdp: str) -> list[tuple[list[int], dict[str, int]]]:
             for m in aiortc_sdp.SessionDescription.parse(sdp).media if m.kind == "video"]
 
 
+# Added to aiortc's video table by the adapter (simulcast in); aiortc's own offers number them 12 and 13.
+RID_EXTENSIONS = {"rtp-stream-id": 12, "repaired-rtp-stream-id": 13}
+
+
 async def test_reoffer_keeps_the_peers_payload_types_and_extension_ids() -> None:
     aiortc_adapter.set_ice_host_addresses(["127.0.0.1"])
     browser, server = RTCPeerConnection(), RTCPeerConnection()
@@ -192,7 +196,7 @@ async def test_reoffer_keeps_the_peers_payload_types_and_extension_ids() -> None
                                      if c.mimeType in ("video/VP8", "video/rtx")])
         await browser.setLocalDescription(await browser.createOffer())
         offer = _browser_like_offer(browser.localDescription.sdp)
-        assert _video_sections(offer) == [([120, 121], {"mid": 4, "abs-send-time": 9})]
+        assert _video_sections(offer) == [([120, 121], {"mid": 4, "abs-send-time": 9, **RID_EXTENSIONS})]
 
         await server.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
         await server.setLocalDescription(await server.createAnswer())
@@ -206,11 +210,11 @@ async def test_reoffer_keeps_the_peers_payload_types_and_extension_ids() -> None
         table = aiortc_pc.HEADER_EXTENSIONS
         reoffer = await aiortc_adapter.create_offer(server)
         assert aiortc_pc.HEADER_EXTENSIONS is table  # swapped only while createOffer ran
-        assert _video_sections(reoffer.sdp) == [([120, 121], {"mid": 4, "abs-send-time": 9})] * 2
+        assert _video_sections(reoffer.sdp) == [([120, 121], {"mid": 4, "abs-send-time": 9, **RID_EXTENSIONS})] * 2
 
         # Why: aiortc on its own renumbers the extensions from its fixed table.
         plain = await server.createOffer()
-        assert _video_sections(plain.sdp)[0][1] == {"mid": 1, "abs-send-time": 3}
+        assert _video_sections(plain.sdp)[0][1] == {"mid": 1, "abs-send-time": 3, **RID_EXTENSIONS}
     finally:
         await browser.close()
         await server.close()
@@ -359,7 +363,7 @@ async def test_tapped_receiver_yields_encoded_frames_and_pli_reaches_the_redirec
         await pair.connect()
         assert len(pair.receivers) == 1
         receiver = pair.receivers[0]
-        assert isinstance(receiver._RTCRtpReceiver__jitter_buffer, VideoFrameAssembler)
+        assert isinstance(receiver._RTCRtpReceiver__jitter_buffer, VideoStreamsAssembler)
 
         await wait_until(lambda: len(pair.frames) >= 12)
         # Frames arrive whole, in order, byte for byte (the first may be skipped while syncing).
@@ -394,7 +398,7 @@ async def test_tap_chooses_the_assembler_by_kind() -> None:
         aiortc_adapter.tap_receiver(audio, "audio", lambda frame: None)
         aiortc_adapter.tap_receiver(video, "video", lambda frame: None)
         assert isinstance(audio._RTCRtpReceiver__jitter_buffer, AudioFrameAssembler)
-        assert isinstance(video._RTCRtpReceiver__jitter_buffer, VideoFrameAssembler)
+        assert isinstance(video._RTCRtpReceiver__jitter_buffer, VideoStreamsAssembler)
     finally:
         await pc.close()
 
