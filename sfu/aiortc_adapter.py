@@ -28,7 +28,12 @@ there is no supported way around that (aiortc issues #449, #55). We forward enco
    jitter buffer becomes one assembler per SSRC (sfu.framing.VideoStreamsAssembler), its NACK generator
    one per SSRC, and RTX streams are mapped to their layer by repaired-rid as they first arrive
    (aiortc knows RTX SSRCs only from ``a=ssrc-group:FID``, which RID simulcast does not send).
-8. Downlink feedback: REMB and receiver-report loss a subscriber's browser sends about our RTP reach
+8. aiortc's REMB to a publisher follows its delay-based estimate, which never exceeds 1.5x what arrives:
+   a simulcast browser turns its top layer on only once the estimate covers all layers, which it then
+   never does (measured: stuck at ~500 kbit/s with the top layer off). Without overuse in the last
+   REMB_FLOOR_QUIET_S the REMB we send is at least PUBLISHER_REMB_FLOOR_BPS; the browser's own loss-based
+   control still backs off on a thin uplink, and overuse still lowers the REMB at once.
+9. Downlink feedback: REMB and receiver-report loss a subscriber's browser sends about our RTP reach
    aiortc's sender, which only stores them; ``observe_downlink`` hands them to the session too.
 
 Written against aiortc 1.16.0 / aioice 0.13.0. ``check_compatibility()`` runs at server start and in
@@ -69,6 +74,7 @@ from aiortc import (
 )
 from aiortc import rtp as aiortc_rtp
 from aiortc import sdp as aiortc_sdp
+from aiortc.rate import BandwidthUsage, RemoteBitrateEstimator
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpHeaderExtensionParameters, RTCRtpSendParameters
 
@@ -85,6 +91,9 @@ _RTX_SSRC = "_RTCRtpReceiver__rtx_ssrc"
 RID_URI = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
 REPAIRED_RID_URI = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
 MAX_SIMULCAST_LAYERS = 3
+PUBLISHER_REMB_FLOOR_BPS = 1_300_000  # the web client's three layers together (docs/architecture.md)
+REMB_FLOOR_QUIET_S = 10.0
+_REMB_ESTIMATOR = "_RTCRtpReceiver__remote_bitrate_estimator"
 _RECEIVER_CODECS = "_RTCRtpReceiver__codecs"
 _RECEIVER_STARTED = "_RTCRtpReceiver__started"
 
@@ -105,7 +114,7 @@ def check_compatibility() -> None:
         if version(package) != tested:
             problems.append(f"{package} {version(package)} installed, adapter written for {tested}")
     init_names = RTCRtpReceiver.__init__.__code__.co_names
-    for attr in (_JITTER_BUFFER, _RECEIVER_CODECS, _RECEIVER_STARTED, _NACK_GENERATOR, _RTX_SSRC):
+    for attr in (_JITTER_BUFFER, _RECEIVER_CODECS, _RECEIVER_STARTED, _NACK_GENERATOR, _RTX_SSRC, _REMB_ESTIMATOR):
         if attr not in init_names:
             problems.append(f"RTCRtpReceiver no longer sets {attr}")
     if not _feeds_jitter_buffer():
@@ -170,6 +179,11 @@ def _simulcast_problems() -> list[str]:
         problems.append("aiortc's HEADER_EXTENSIONS table changed shape")
     if "HEADER_EXTENSIONS" not in aiortc_pc.RTCPeerConnection.setRemoteDescription.__code__.co_names:
         problems.append("setRemoteDescription no longer negotiates header extensions from HEADER_EXTENSIONS")
+    estimator = RemoteBitrateEstimator()
+    add_parameters = list(inspect.signature(estimator.add).parameters)
+    if not callable(getattr(getattr(estimator, "detector", None), "state", None)) or add_parameters != [
+            "arrival_time_ms", "abs_send_time", "payload_size", "ssrc"]:
+        problems.append("aiortc's RemoteBitrateEstimator changed (add() or detector.state())")
     for attr in ("_RTCRtpSender__rtp_header_extensions_map", "_RTCRtpSender__started", "_RTCRtpSender__cname"):
         if attr not in RTCRtpSender.__init__.__code__.co_names:
             problems.append(f"RTCRtpSender no longer sets {attr} (stamp_rid, send_simulcast_layer)")
@@ -213,8 +227,31 @@ def tap_receiver(receiver: RTCRtpReceiver, kind: str, emit: FrameSink) -> None:
         setattr(receiver, _JITTER_BUFFER, AudioFrameAssembler(emit))
         return
     setattr(receiver, _JITTER_BUFFER, VideoStreamsAssembler(emit))
+    setattr(receiver, _REMB_ESTIMATOR, _RembWithFloor(getattr(receiver, _REMB_ESTIMATOR)))
     setattr(receiver, _NACK_GENERATOR, _NackPerStream(getattr(receiver, _NACK_GENERATOR).__class__))
     _map_rtx_by_repaired_rid(receiver)
+
+
+class _RembWithFloor:
+    """aiortc's estimator, with the REMB it reports kept at PUBLISHER_REMB_FLOOR_BPS or more while no
+    overuse was seen for REMB_FLOOR_QUIET_S (module docstring, 8)."""
+
+    def __init__(self, estimator: RemoteBitrateEstimator) -> None:
+        self.estimator = estimator
+        self._overuse_at_ms = -1e12
+
+    def add(self, arrival_time_ms: int, abs_send_time: int, payload_size: int,
+            ssrc: int) -> tuple[int, list[int]] | None:
+        result = self.estimator.add(arrival_time_ms=arrival_time_ms, abs_send_time=abs_send_time,
+                                    payload_size=payload_size, ssrc=ssrc)
+        if self.estimator.detector.state() == BandwidthUsage.OVERUSING:
+            self._overuse_at_ms = arrival_time_ms
+        if result is None:
+            return None
+        bitrate, ssrcs = result
+        if arrival_time_ms - self._overuse_at_ms > REMB_FLOOR_QUIET_S * 1000:
+            bitrate = max(bitrate, PUBLISHER_REMB_FLOOR_BPS)
+        return bitrate, ssrcs
 
 
 class _NackPerStream:

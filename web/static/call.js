@@ -6,6 +6,16 @@ import { Signaling, signalingUrl } from "./signaling.js";
 
 const GATHER_TIMEOUT_MS = 3000;
 const OUTBOX_LIMIT = 20; // requests kept while the data channel is opening
+// Simulcast (docs/architecture.md, "Video layers"): three VP8 layers, smallest first; the server forwards
+// each listener the one its tile, its link and the speaker call for. A browser or codec that cannot
+// simulcast sends the first encoding the answer keeps, and the server treats it as one layer.
+export const SIMULCAST_LAYERS = [
+  { rid: "l", scaleResolutionDownBy: 4, maxBitrate: 100000, maxFramerate: 15 },
+  { rid: "m", scaleResolutionDownBy: 2, maxBitrate: 250000, maxFramerate: 30 },
+  { rid: "h", scaleResolutionDownBy: 1, maxBitrate: 900000, maxFramerate: 30 },
+];
+// Chrome sends three simulcast layers only from 960x540 up (two from 640x360); the top layer is this size.
+export const CAMERA_SIZE = { width: { ideal: 960 }, height: { ideal: 540 } };
 
 function waitForIceGathering(pc) {
   if (pc.iceGatheringState === "complete") return Promise.resolve();
@@ -20,6 +30,26 @@ function waitForIceGathering(pc) {
     pc.addEventListener("icegatheringstatechange", check);
     // The server does not take trickled candidates; send what we have if gathering stalls.
     setTimeout(done, GATHER_TIMEOUT_MS);
+  });
+}
+
+// The room's cap over simulcast layers (docs/architecture.md): layers taller than the cap are off (the
+// smallest always stays on), none runs faster than it, and together they stay within its bitrate.
+function limitLayers(encodings, cap, height) {
+  let top = 0;
+  encodings.forEach((encoding, i) => {
+    const layer = SIMULCAST_LAYERS.find((l) => l.rid === encoding.rid) || SIMULCAST_LAYERS[i];
+    const layerHeight = height / layer.scaleResolutionDownBy;
+    encoding.active = i === 0 || (height > 0 && layerHeight <= cap.max_height);
+    encoding.maxFramerate = Math.min(layer.maxFramerate, cap.max_framerate);
+    if (encoding.active) top = i;
+  });
+  let left = cap.max_bitrate_bps;
+  encodings.forEach((encoding, i) => {
+    if (!encoding.active) return;
+    const layer = SIMULCAST_LAYERS.find((l) => l.rid === encoding.rid) || SIMULCAST_LAYERS[i];
+    encoding.maxBitrate = Math.max(30000, i === top ? Math.min(layer.maxBitrate, left) : Math.min(layer.maxBitrate, left / 2));
+    left -= encoding.maxBitrate;
   });
 }
 
@@ -52,6 +82,7 @@ export class Call extends EventTarget {
     this.mediaStarted = false;
     this.outbox = [];
     this.videoCap = null; // the server's latest `video-cap` for our video
+    this.videoCapApplied = null; // the cap our encoder runs with
     this.capQueue = Promise.resolve();
   }
 
@@ -185,7 +216,9 @@ export class Call extends EventTarget {
     });
     for (const kind of ["audio", "video"]) {
       const track = this.localStream ? this.localStream.getTracks().find((t) => t.kind === kind) : null;
-      const transceiver = this.pc.addTransceiver(track || kind, { direction: "sendonly" });
+      const init = { direction: "sendonly" };
+      if (kind === "video") init.sendEncodings = SIMULCAST_LAYERS.map((layer) => ({ ...layer }));
+      const transceiver = this.pc.addTransceiver(track || kind, init);
       this.senders[kind] = transceiver.sender;
     }
     this.channel = this.pc.createDataChannel("peerwell");
@@ -266,7 +299,8 @@ export class Call extends EventTarget {
     if (kind === "video") this.setVideoCap(this.videoCap); // the scale depends on the camera's height
   }
 
-  // The most our video may use (docs/protocol.md, `video-cap`). Only the encoder is limited, so the
+  // The most our video may use (docs/protocol.md, `video-cap`); with simulcast, over all layers together
+  // (limitLayers). Only the encoder is limited, so the
   // self-view keeps the camera's quality. Chained: Chrome refuses a setParameters while one is pending.
   setVideoCap(cap) {
     const valid = (n) => Number.isFinite(n) && n > 0;
@@ -284,11 +318,16 @@ export class Call extends EventTarget {
     const parameters = sender.getParameters();
     if (!parameters.encodings || !parameters.encodings.length) return;
     const height = sender.track ? sender.track.getSettings().height || 0 : 0;
-    const encoding = parameters.encodings[0];
-    encoding.maxBitrate = cap.max_bitrate_bps;
-    encoding.maxFramerate = cap.max_framerate;
-    encoding.scaleResolutionDownBy = height > cap.max_height ? height / cap.max_height : 1;
+    if (parameters.encodings.length > 1) {
+      limitLayers(parameters.encodings, cap, height);
+    } else {
+      const encoding = parameters.encodings[0];
+      encoding.maxBitrate = cap.max_bitrate_bps;
+      encoding.maxFramerate = cap.max_framerate;
+      encoding.scaleResolutionDownBy = height > cap.max_height ? height / cap.max_height : 1;
+    }
     await sender.setParameters(parameters);
+    this.videoCapApplied = cap;
   }
 
   fail(reason) {
