@@ -110,17 +110,20 @@ def allocate(sources: Sequence[VideoSource], views: dict[str, int], *, audio_onl
 class DownlinkBudget:
     """What one listener's link carries, from the feedback its browser sends about our RTP.
 
-    REMB (the browser's delay-based estimate) tracks what it receives (at most ~1.5x of it), so it says
-    when a link is too thin, not how much more it could take. So: no limit until the feedback shows
-    congestion (REMB under what we send, or over 10% loss), then a limit just under the estimate; after
-    `hold_s` without congestion the limit is raised one step (x1.5) to try the next layer, and a try that
-    brings congestion back doubles the hold (up to MAX_HOLD_S), as Jitsi and LiveKit back off probing.
+    REMB (the browser's delay-based estimate) follows what it receives (at most ~1.5x of it) and lags
+    behind a rate that just went up, so a low REMB alone says little. Congestion is a REMB that *fell*
+    (the estimator lowers it only on overuse: queues growing) below what we send, or over 10% loss in a
+    receiver report. Until the first congestion there is no limit; then the limit sits just under the
+    estimate. After `hold_s` without congestion the limit is raised one step (x1.5) to try the next layer,
+    and a try that brings congestion back doubles the hold (up to MAX_HOLD_S), as Jitsi and LiveKit back
+    off probing.
     """
 
-    CONGESTED_SHARE = 0.85  # REMB below this share of our send rate is congestion
+    CONGESTED_SHARE = 0.85  # a falling REMB below this share of our send rate is congestion
+    REMB_FELL = 0.95
     LOSS_CONGESTED = 0.1
-    FIRST_HOLD_S = 4.0
-    MAX_HOLD_S = 32.0
+    FIRST_HOLD_S = 8.0
+    MAX_HOLD_S = 64.0
     PROBE_STEP = 1.5
 
     def __init__(self) -> None:
@@ -132,13 +135,16 @@ class DownlinkBudget:
 
     def observe(self, sending_bps: float, now: float, remb_bps: int | None = None, loss: float | None = None) -> bool:
         """Feedback arrived; True if the limit changed."""
+        fell = False
         if remb_bps is not None:
+            fell = self.remb_bps is not None and remb_bps < self.remb_bps * self.REMB_FELL
             self.remb_bps = remb_bps
-        congested = (remb_bps is not None and sending_bps > 0 and remb_bps < sending_bps * self.CONGESTED_SHARE) or (
-            loss is not None and loss > self.LOSS_CONGESTED)
+        lossy = loss is not None and loss > self.LOSS_CONGESTED
+        congested = lossy or (fell and remb_bps is not None and remb_bps < sending_bps * self.CONGESTED_SHARE)
         if congested:
-            estimate = self.remb_bps if self.remb_bps is not None else sending_bps
-            if loss is not None and loss > self.LOSS_CONGESTED:
+            estimate = min(self.remb_bps or sending_bps, sending_bps)
+            if lossy:
+                assert loss is not None
                 estimate = min(estimate, sending_bps * (1 - loss))
             new_limit = estimate * 0.9
             if self.limit_bps is not None and new_limit >= self.limit_bps:
