@@ -125,6 +125,7 @@ class DownlinkBudget:
     FIRST_HOLD_S = 8.0
     MAX_HOLD_S = 64.0
     PROBE_STEP = 1.5
+    REACT_S = 1.5  # after lowering the limit, reports still describe the old rate for about this long
 
     def __init__(self) -> None:
         self.limit_bps: float | None = None
@@ -132,6 +133,7 @@ class DownlinkBudget:
         self._since = 0.0  # the limit was last set
         self._probed_at: float | None = None
         self.remb_bps: int | None = None
+        self._lowered_at = -1e9
 
     def observe(self, sending_bps: float, now: float, remb_bps: int | None = None, loss: float | None = None) -> bool:
         """Feedback arrived; True if the limit changed."""
@@ -141,6 +143,8 @@ class DownlinkBudget:
             self.remb_bps = remb_bps
         lossy = loss is not None and loss > self.LOSS_CONGESTED
         congested = lossy or (fell and remb_bps is not None and remb_bps < sending_bps * self.CONGESTED_SHARE)
+        if congested and now - self._lowered_at < self.REACT_S:
+            return False  # the last cut has not shown in the feedback yet
         if congested:
             estimate = min(self.remb_bps or sending_bps, sending_bps)
             if lossy:
@@ -152,7 +156,7 @@ class DownlinkBudget:
             if self._probed_at is not None and now - self._probed_at < self.hold_s:
                 self.hold_s = min(self.hold_s * 2, self.MAX_HOLD_S)  # the last try up failed
             self._probed_at = None
-            self.limit_bps, self._since = new_limit, now
+            self.limit_bps, self._since, self._lowered_at = new_limit, now, now
             return True
         if self.limit_bps is not None and now - self._since >= self.hold_s:
             self.limit_bps *= self.PROBE_STEP
