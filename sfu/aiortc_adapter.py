@@ -227,9 +227,20 @@ def tap_receiver(receiver: RTCRtpReceiver, kind: str, emit: FrameSink) -> None:
         setattr(receiver, _JITTER_BUFFER, AudioFrameAssembler(emit))
         return
     setattr(receiver, _JITTER_BUFFER, VideoStreamsAssembler(emit))
-    setattr(receiver, _REMB_ESTIMATOR, _RembWithFloor(getattr(receiver, _REMB_ESTIMATOR)))
     setattr(receiver, _NACK_GENERATOR, _NackPerStream(getattr(receiver, _NACK_GENERATOR).__class__))
     _map_rtx_by_repaired_rid(receiver)
+
+
+def keep_remb_floor(receiver: RTCRtpReceiver) -> None:
+    """The server's receiver of a publisher's video: REMB at least PUBLISHER_REMB_FLOOR_BPS while no overuse
+    was seen (module docstring, 8)."""
+    setattr(receiver, _REMB_ESTIMATOR, _RembWithFloor(getattr(receiver, _REMB_ESTIMATOR)))
+
+
+def send_no_remb(receiver: RTCRtpReceiver) -> None:
+    """A receiver that sends no REMB (benchmark load generators: their delay readings measure their own
+    overloaded event loop, not a link). aiortc skips REMB when it has no estimator."""
+    setattr(receiver, _REMB_ESTIMATOR, None)
 
 
 class _RembWithFloor:

@@ -257,7 +257,8 @@ class RoomClient:
     # Without: the one clip is sent whatever the cap (dropping VP8 frames would break the picture).
     video_variants: Sequence[VideoVariant] = ()
     # Given: VP8 simulcast, one RTP stream per variant (smallest first) named SIMULCAST_RIDS, as a browser's
-    # layers; the server chooses per listener (video_frames, fps and video_variants are ignored).
+    # layers; the server chooses per listener (video_frames, fps and video_variants are ignored). Layer i's
+    # frames carry the trailer tag `tag * 10 + i`.
     simulcast: Sequence[VideoVariant] = ()
     loop_audio: bool = True
     video_codec: str = "video/VP8"  # or "video/H264"
@@ -266,6 +267,7 @@ class RoomClient:
     tag: int = 0
     mark_frames: bool = True
     keep_frames: bool = True  # keep received bytes (tests); benchmarks only count
+    send_remb: bool = True  # False: no REMB about what it receives (aiortc_adapter.send_no_remb)
     on_frame: Callable[[str, str, bytes, float], None] | None = None  # (mid, kind, data, perf_counter)
     on_event: Callable[[dict], None] | None = None  # each data-channel event, as it arrives
     talking: Callable[[], bool] | None = None  # audio: False = silent, sent as Opus DTX (needs silence_frame)
@@ -357,8 +359,8 @@ class RoomClient:
             self.video_frames, self.fps = self.video_variant.frames, self.video_variant.fps
         rids = SIMULCAST_RIDS[:len(self.simulcast)]
         if self.simulcast:
-            self.layer_tracks = [ReplayTrack("video", v.frames, v.fps, self.tag, self.mark_frames)
-                                 for v in self.simulcast[:len(rids)]]
+            self.layer_tracks = [ReplayTrack("video", v.frames, v.fps, self.tag * 10 + i, self.mark_frames)
+                                 for i, v in enumerate(self.simulcast[:len(rids)])]
             self.video_track = self.layer_tracks[0]
             transceiver = self.pc.addTransceiver(self.video_track, direction="sendonly")
             aiortc_adapter.stamp_rid(transceiver.sender, rids[0])
@@ -461,6 +463,8 @@ class RoomClient:
                 self.on_frame(mid, track.kind, frame.data, now)
 
         aiortc_adapter.tap_receiver(transceiver.receiver, track.kind, count)
+        if not self.send_remb:
+            aiortc_adapter.send_no_remb(transceiver.receiver)
 
     async def packets_received(self) -> int:
         """RTP packets received on every transceiver (aiortc's inbound-rtp statistics)."""

@@ -205,6 +205,8 @@ class PeerSession:
             receiver, track.kind,
             lambda frame: publication.on_assembled(frame, aiortc_adapter.receiver_codec(receiver,
                                                                                        frame.payload_type)))
+        if track.kind == "video":
+            aiortc_adapter.keep_remb_floor(receiver)
         publication.codec = aiortc_adapter.negotiated_codec(transceiver)
         if publication.codec is None or publication.codec.mimeType.lower() not in FORWARDABLE:
             logger.warning("participant %s offered no forwardable %s codec", self.owner_id, track.kind)
