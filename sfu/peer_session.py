@@ -264,6 +264,7 @@ class PeerSession:
                 slot.subscription.unbind()
                 slot.transceiver.direction = "inactive"
                 self._schedule_offer(changed=True)
+                self.allocate_layers()
 
     # --- video layers (sfu/layer_allocation.py decides; subscriptions switch) ----------------
 

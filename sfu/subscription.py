@@ -98,6 +98,8 @@ class Subscription(MediaStreamTrack):
                 if self.current is None:  # nothing forwarded yet: a delta we cannot use
                     self.frames_dropped += 1
                     metrics.dropped(self.kind)
+                if self.publication is not None and self.kind == "video":
+                    self.publication.request_keyframe(frame.ssrc)  # again, rate-limited: a PLI may be lost
                 return
             self._switch_to(frame)
         elif self._waiting_for_keyframe and self.target not in (_ANY, frame.ssrc) and frame.keyframe:
@@ -106,6 +108,8 @@ class Subscription(MediaStreamTrack):
             if not frame.keyframe:
                 self.frames_dropped += 1
                 metrics.dropped(self.kind)
+                if self.publication is not None:
+                    self.publication.request_keyframe(frame.ssrc)
                 return
             self._waiting_for_keyframe = False
         if len(self._queue) >= self._limit:
