@@ -10,6 +10,7 @@ from collections import Counter
 
 import aioice
 import aioice.ice
+import aiortc.codecs as aiortc_codecs
 import aiortc.rtcpeerconnection as aiortc_pc
 import pytest
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCSessionDescription
@@ -424,3 +425,54 @@ def test_clock_callers_and_epoch_are_checked(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(aiortc_adapter, "_original_current_ms", lambda: int(time.time() * 1000))  # a Unix epoch
     message = problems()
     assert "clock.current_ms" in message and "NTP epoch" in message
+
+
+# --- simulcast in -------------------------------------------------------------------------------
+
+CHROME_SIMULCAST_VIDEO = (
+    "m=video 9 UDP/TLS/RTP/SAVPF 96 97\r\na=mid:1\r\na=sendonly\r\n"
+    "a=rid:l send\r\na=rid:m send\r\na=rid:h send\r\na=rid:x-1 send\r\n"
+    "a=simulcast:send l;~m;h,x-1;x-1;bad!\r\n")
+
+
+def test_offered_layers_are_read_and_answered() -> None:
+    sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n" + CHROME_SIMULCAST_VIDEO
+    layers = aiortc_adapter.offered_simulcast(sdp)
+    assert layers == {"1": ["l", "m", "h"]}  # paused ~m kept as a layer, the alternative and extras left out
+    answer = aiortc_adapter.receive_simulcast("v=0\r\nm=audio 9 X 111\r\na=mid:0\r\nm=video 9 X 96\r\na=mid:1\r\n",
+                                              layers)
+    video = answer.split("m=video")[1]
+    assert video.endswith("a=rid:l recv\r\na=rid:m recv\r\na=rid:h recv\r\na=simulcast:recv l;m;h\r\n")
+    assert "rid" not in answer.split("m=video")[0]
+    assert aiortc_adapter.offered_simulcast("v=0\r\nm=video 9 X 96\r\na=mid:0\r\n") == {}
+
+
+def test_rid_extensions_are_negotiated_for_video_only() -> None:
+    video = {e.uri for e in aiortc_codecs.HEADER_EXTENSIONS["video"]}
+    audio = {e.uri for e in aiortc_codecs.HEADER_EXTENSIONS["audio"]}
+    assert {aiortc_adapter.RID_URI, aiortc_adapter.REPAIRED_RID_URI} <= video
+    assert aiortc_adapter.RID_URI not in audio
+
+
+def test_simulcast_internals_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def handle_without_nacks(self, packet, arrival_time_ms):  # type: ignore[no-untyped-def]
+        return None
+
+    monkeypatch.setattr(RTCRtpReceiver, "_handle_rtp_packet", handle_without_nacks)
+    message = problems()
+    assert "_RTCRtpReceiver__nack_generator" in message and "_RTCRtpReceiver__rtx_ssrc" in message
+
+
+def test_nacks_are_generated_per_stream() -> None:
+    from aiortc.rtcrtpreceiver import NackGenerator
+    from aiortc.rtp import RtpPacket
+
+    nacks = aiortc_adapter._NackPerStream(NackGenerator)
+    for seq in range(100, 110):  # two layers interleaved, each in order: no loss
+        assert not nacks.add(RtpPacket(sequence_number=seq, ssrc=1))
+        assert not nacks.add(RtpPacket(sequence_number=5000 + seq, ssrc=2))
+    assert nacks.add(RtpPacket(sequence_number=112, ssrc=1))  # one real gap on layer 1
+    assert nacks.missing == {110, 111}
+    single = NackGenerator()  # why: aiortc's own reads the interleaving as thousands of losses
+    single.add(RtpPacket(sequence_number=100, ssrc=1))
+    assert single.add(RtpPacket(sequence_number=5100, ssrc=2)) and len(single.missing) > 100

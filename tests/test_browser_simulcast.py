@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 from playwright.async_api import Browser, Page
 
+from sfu import messages
 from sfu.config import ServerConfig
 from tests.conftest import RunningServer, start_server
 from tests.support.browser import PARTICIPANT_ID, TILE_STATE, join, new_page, poll, uncaught
@@ -116,4 +117,39 @@ async def test_chromium_simulcasts_and_a_hidden_tile_pauses_then_resumes_with_a_
     resumed_after = time.monotonic() - shown_at
     print(f"\nresumed with a picture {resumed_after:.2f} s after the tile was shown")
     assert resumed_after < 1.0
+    assert not uncaught(publisher, viewer)
+
+
+async def test_audio_only_mode_and_the_paused_for_bandwidth_notice(server: RunningServer, browser: Browser) -> None:
+    publisher = await new_page(browser, server.http_url)
+    await join(publisher, "Camera", room="thin-ui", mic=True, camera=True)
+    viewer = await new_page(browser, server.http_url)
+    await join(viewer, "Viewer", room="thin-ui", mic=False, camera=False)
+    await poll(viewer, TILE_STATE, "Camera", lambda v: v is not None and v["width"] > 0 and v["time"] > 0)
+    camera_id = await publisher.evaluate(PARTICIPANT_ID)
+    session = server.rooms.rooms["thin-ui"].participants[await viewer.evaluate(PARTICIPANT_ID)].media
+
+    # "Low bandwidth: audio and captions only": no video bytes, audio goes on, the tile shows initials.
+    await viewer.click("#toggle-audio-only")
+    assert await viewer.get_attribute("#toggle-audio-only", "aria-pressed") == "true"
+    await poll(viewer, "() => [...window.peerwell.store.state.videoDelivery.values()]", None,
+               lambda v: v == ["audio-only"], timeout=5)
+    assert session.audio_only
+    await asyncio.sleep(0.5)
+    before = await viewer.evaluate(INBOUND, camera_id)
+    await asyncio.sleep(1.5)
+    after = await viewer.evaluate(INBOUND, camera_id)
+    assert after["video"]["bytes"] == before["video"]["bytes"], (before, after)
+    assert after["audio"]["packets"] > before["audio"]["packets"], (before, after)
+    assert await viewer.locator(".tile.no-video .name", has_text="Camera").count() == 1
+    await viewer.click("#toggle-audio-only")
+    await poll(viewer, INBOUND, camera_id, lambda v: v["video"]["frames"] > after["video"]["frames"], timeout=5)
+
+    # What the viewer sees when the server pauses a video for its link (sent through the real event path).
+    assert await viewer.is_hidden("#bandwidth-status")
+    session.send_event(messages.VideoDelivery(videos={camera_id: "bandwidth"}))
+    await viewer.wait_for_selector("#bandwidth-status:not([hidden])", timeout=5000)
+    await poll(viewer, TILE_STATE, "Camera", lambda v: "Video paused: slow connection" in v["badges"], timeout=5)
+    session.send_event(messages.VideoDelivery(videos={camera_id: "shown"}))
+    await viewer.wait_for_selector("#bandwidth-status", state="hidden", timeout=5000)
     assert not uncaught(publisher, viewer)
