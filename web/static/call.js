@@ -33,22 +33,37 @@ function waitForIceGathering(pc) {
   });
 }
 
-// The room's cap over simulcast layers (docs/architecture.md): layers taller than the cap are off (the
-// smallest always stays on), none runs faster than it, and together they stay within its bitrate.
+// The room's cap over simulcast layers (docs/architecture.md): a layer taller than the cap is scaled down to
+// it if that still makes it clearly bigger than the layer below, else turned off (the smallest always stays
+// on); none runs faster than the cap; together they stay within its bitrate, the top one taking the rest.
 function limitLayers(encodings, cap, height) {
   let top = 0;
+  let below = 0; // height of the layer below
   encodings.forEach((encoding, i) => {
     const layer = SIMULCAST_LAYERS.find((l) => l.rid === encoding.rid) || SIMULCAST_LAYERS[i];
-    const layerHeight = height / layer.scaleResolutionDownBy;
-    encoding.active = i === 0 || (height > 0 && layerHeight <= cap.max_height);
+    const natural = height / layer.scaleResolutionDownBy;
+    encoding.scaleResolutionDownBy = layer.scaleResolutionDownBy;
     encoding.maxFramerate = Math.min(layer.maxFramerate, cap.max_framerate);
-    if (encoding.active) top = i;
+    if (i === 0 || (height > 0 && natural <= cap.max_height)) {
+      encoding.active = true;
+    } else if (height > 0 && below > 0 && cap.max_height > below * 1.3) {
+      encoding.active = true;
+      encoding.scaleResolutionDownBy = height / cap.max_height;
+    } else {
+      encoding.active = false;
+    }
+    if (encoding.active) {
+      top = i;
+      below = height / encoding.scaleResolutionDownBy;
+      if (below >= cap.max_height) below = Infinity; // nothing above may be turned on
+    }
   });
   let left = cap.max_bitrate_bps;
   encodings.forEach((encoding, i) => {
     if (!encoding.active) return;
     const layer = SIMULCAST_LAYERS.find((l) => l.rid === encoding.rid) || SIMULCAST_LAYERS[i];
-    encoding.maxBitrate = Math.max(30000, i === top ? Math.min(layer.maxBitrate, left) : Math.min(layer.maxBitrate, left / 2));
+    const share = i === top ? left : left / 2;
+    encoding.maxBitrate = Math.max(30000, Math.min(layer.maxBitrate, share));
     left -= encoding.maxBitrate;
   });
 }
