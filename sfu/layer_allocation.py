@@ -17,6 +17,7 @@ Pure: no I/O, no timers; the caller passes the time.
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -113,8 +114,9 @@ class DownlinkBudget:
     REMB (the browser's delay-based estimate) follows what it receives (at most ~1.5x of it) and lags
     behind a rate that just went up, so a low REMB alone says little. Congestion is a REMB that *fell*
     (the estimator lowers it only on overuse: queues growing) below what we send, or over 10% loss in a
-    receiver report. Until the first congestion there is no limit; then the limit sits just under the
-    estimate. After `hold_s` without congestion the limit is raised one step (x1.5) to try the next layer,
+    receiver report. Until the first congestion there is no limit; then the limit is 90% of the REMB, or
+    on loss what we sent in the last 2 s at most less half the loss (libwebrtc's loss-based rule). After
+    `hold_s` without congestion the limit is raised one step (x1.5) to try the next layer,
     and a try that brings congestion back doubles the hold (up to MAX_HOLD_S), as Jitsi and LiveKit back
     off probing.
     """
@@ -122,10 +124,11 @@ class DownlinkBudget:
     CONGESTED_SHARE = 0.85  # a falling REMB below this share of our send rate is congestion
     REMB_FELL = 0.95
     LOSS_CONGESTED = 0.1
-    FIRST_HOLD_S = 8.0
-    MAX_HOLD_S = 64.0
+    FIRST_HOLD_S = 10.0
+    MAX_HOLD_S = 120.0
     PROBE_STEP = 1.5
     REACT_S = 1.5  # after lowering the limit, reports still describe the old rate for about this long
+    RECENT_S = 2.0
 
     def __init__(self) -> None:
         self.limit_bps: float | None = None
@@ -134,9 +137,13 @@ class DownlinkBudget:
         self._probed_at: float | None = None
         self.remb_bps: int | None = None
         self._lowered_at = -1e9
+        self._recent: collections.deque[tuple[float, float]] = collections.deque()  # (time, what we sent)
 
     def observe(self, sending_bps: float, now: float, remb_bps: int | None = None, loss: float | None = None) -> bool:
         """Feedback arrived; True if the limit changed."""
+        self._recent.append((now, sending_bps))
+        while self._recent and now - self._recent[0][0] > self.RECENT_S:
+            self._recent.popleft()
         fell = False
         if remb_bps is not None:
             fell = self.remb_bps is not None and remb_bps < self.remb_bps * self.REMB_FELL
@@ -146,11 +153,15 @@ class DownlinkBudget:
         if congested and now - self._lowered_at < self.REACT_S:
             return False  # the last cut has not shown in the feedback yet
         if congested:
-            estimate = min(self.remb_bps or sending_bps, sending_bps)
+            # Reports describe the last second or so: what we sent then, at its most (a switch may not
+            # have happened yet, or just did).
+            sent = max(rate for _, rate in self._recent)
             if lossy:
                 assert loss is not None
-                estimate = min(estimate, sending_bps * (1 - loss))
-            new_limit = estimate * 0.9
+                new_limit = sent * (1 - loss / 2)  # as libwebrtc's loss-based control
+            else:
+                assert remb_bps is not None
+                new_limit = remb_bps * 0.9
             if self.limit_bps is not None and new_limit >= self.limit_bps:
                 return False
             if self._probed_at is not None and now - self._probed_at < self.hold_s:

@@ -1,5 +1,5 @@
 """Real Chromium on a thin link: a simulcast publisher, one viewer on loopback and one in its own network
-namespace behind a veth shaped to 500 kbit/s (`tc ... tbf`; netem is not available here), under the
+namespace behind a veth shaped to 350 kbit/s (`tc ... tbf`; netem is not available here), under the
 publisher's top layer. The shaped viewer
 is moved to a lower layer by the feedback its browser sends (REMB, loss) and its audio keeps flowing with
 little concealment, while the unshaped viewer gets the top layer and the publisher's top layer is not
@@ -16,7 +16,7 @@ from aiohttp import web
 from playwright.async_api import Page, async_playwright
 
 from sfu.config import ServerConfig
-from tests.conftest import start_server
+from tests.conftest import RunningServer, start_server
 from tests.support.browser import (
     CHROMIUM,
     PARTICIPANT_ID,
@@ -36,9 +36,12 @@ from tests.test_browser_simulcast import INBOUND, OUTBOUND_LAYERS, SET_TILE_HEIG
 pytestmark = pytest.mark.browser
 
 SERVER_ADDRESS, VIEWER_ADDRESS = "198.18.7.1", "198.18.7.2"
-RATE = "500kbit"  # the fake camera's top layer runs 450-620 kbps: a 600 kbit link sometimes carries it
-SETTLE_S = 14.0  # the first overload, the feedback and the move down (and the first try back up) pass
-WINDOW_S = 8.0
+# Chromium's fake camera (a simple moving pattern) compresses to 380-620 kbit/s in the top layer (the low end
+# when the machine is busy and Chromium scales the layer down), so a 600 kbit/s link often carries it: the
+# link is shaped under the top layer's low end, with the middle layer (~250) and audio still fitting.
+RATE = "350kbit"
+SETTLE_S = 14.0  # the first overload, the feedback and the move down pass
+WINDOW_S = 10.0
 
 
 async def measure(page: Page, participant_id: str) -> dict[str, float]:
@@ -54,6 +57,22 @@ async def measure(page: Page, participant_id: str) -> dict[str, float]:
         "audio_packets_per_s": (last["audio"]["packets"] - first["audio"]["packets"]) / seconds,
         "audio_concealed": (last["audio"]["concealed"] - first["audio"]["concealed"]) / samples if samples else 1.0,
     }
+
+
+async def sample_layers(server: RunningServer, publisher: Page, viewers: dict[str, Page]) -> dict[str, float]:
+    """For each viewer, the share of WINDOW_S during which the server forwarded it the top layer."""
+    room = server.rooms.rooms["thin-room"]
+    publication = room.participants[await publisher.evaluate(PARTICIPANT_ID)].media.publications["video"]
+    sessions = {name: room.participants[await page.evaluate(PARTICIPANT_ID)].media for name, page in viewers.items()}
+    on_top = dict.fromkeys(viewers, 0)
+    samples = int(WINDOW_S / 0.25)
+    for _ in range(samples):
+        layers = publication.layers()
+        for name, session in sessions.items():
+            subscription = session.subscription_for(publication)
+            on_top[name] += bool(layers) and subscription is not None and subscription.current == layers[-1].ssrc
+        await asyncio.sleep(0.25)
+    return {name: count / samples for name, count in on_top.items()}
 
 
 async def test_a_thin_link_gets_a_lower_layer_and_keeps_its_audio(tmp_path: Path) -> None:
@@ -91,16 +110,21 @@ async def test_a_thin_link_gets_a_lower_layer_and_keeps_its_audio(tmp_path: Path
 
             await asyncio.sleep(SETTLE_S)
             layers_before = await publisher.evaluate(OUTBOUND_LAYERS)
+            sampling = asyncio.ensure_future(sample_layers(server, publisher, {"far": far, "near": near}))
             far_figures, near_figures = await asyncio.gather(measure(far, camera_id), measure(near, camera_id))
+            on_top = await sampling
             layers_after = await publisher.evaluate(OUTBOUND_LAYERS)
             seconds = (layers_after["h"]["at"] - layers_before["h"]["at"]) / 1000
             top_kbps = (layers_after["h"]["bytes"] - layers_before["h"]["bytes"]) * 8 / seconds / 1000
             print(f"\nshaped ({RATE}): {far_figures}\nunshaped: {near_figures}\n"
                   f"publisher top layer {top_kbps:.0f} kbps")
 
-            assert near_figures["video_height"] == 540, near_figures
-            assert 0 < far_figures["video_height"] < 540, far_figures
-            assert far_figures["video_kbps"] < 600, far_figures
+            # Layers forwarded, sampled on the server: the far viewer spends the window below the top layer (a
+            # try back up, every 10-120 s, may fall inside it), the near one on it.
+            print(f"share of the window on the top layer: {on_top}")
+            assert on_top["near"] >= 0.9, on_top
+            assert on_top["far"] <= 0.3, on_top
+            assert far_figures["video_kbps"] < 350, far_figures
             assert far_figures["video_fps"] > 5, far_figures  # degraded, not stopped
             assert far_figures["audio_packets_per_s"] > 40, far_figures  # 20 ms Opus: 50 a second
             assert far_figures["audio_concealed"] < 0.05, far_figures

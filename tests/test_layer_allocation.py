@@ -72,5 +72,5 @@ def test_budget_follows_a_falling_remb_and_loss_and_probes_up_with_growing_holds
     assert budget.observe(300_000, 1.0 + budget.FIRST_HOLD_S, remb_bps=450_000)  # held: try a step up
     assert budget.limit_bps == 315_000 * 1.5
     assert budget.observe(470_000, 2.0 + budget.FIRST_HOLD_S, loss=0.3)  # the try failed: loss
-    assert budget.limit_bps == 470_000 * 0.7 * 0.9
+    assert budget.limit_bps == 470_000 * (1 - 0.3 / 2)  # what we sent, less half the loss
     assert budget.hold_s == 2 * budget.FIRST_HOLD_S
