@@ -61,16 +61,20 @@ def test_a_single_layer_publisher_is_forwarded_or_paused() -> None:
     assert allocate(single, {}, audio_only=False, speaker=None, budget_bps=500_000)["h264"].reason == "bandwidth"
 
 
-def test_budget_follows_a_falling_remb_and_loss_and_probes_up_with_growing_holds() -> None:
+def test_budget_follows_loss_and_probes_up_with_growing_holds() -> None:
     budget = DownlinkBudget()
-    assert not budget.observe(1_000_000, 0.0, remb_bps=300_000)  # a first low REMB: a ramp, not congestion
-    assert not budget.observe(1_000_000, 0.5, remb_bps=400_000)
+    assert not budget.observe(1_000_000, 0.0, remb_bps=300_000)
+    assert not budget.observe(1_000_000, 0.5, remb_bps=6_000)  # a REMB falling alone changes nothing
+    assert not budget.observe(1_000_000, 0.6, loss=0.05)  # nor does a little loss
     assert budget.limit_bps is None
-    assert budget.observe(1_000_000, 1.0, remb_bps=350_000)  # fell, and under what we send
-    assert budget.limit_bps == 315_000
-    assert not budget.observe(300_000, 2.0, remb_bps=450_000)
-    assert budget.observe(300_000, 1.0 + budget.FIRST_HOLD_S, remb_bps=450_000)  # held: try a step up
-    assert budget.limit_bps == 315_000 * 1.5
-    assert budget.observe(470_000, 2.0 + budget.FIRST_HOLD_S, loss=0.3)  # the try failed: loss
-    assert budget.limit_bps == 470_000 * (1 - 0.3 / 2)  # what we sent, less half the loss
+    assert budget.observe(1_000_000, 1.0, loss=0.4)
+    assert budget.limit_bps == 1_000_000 * 0.8  # the most sent in the last 2 s, less half the loss
+    assert not budget.observe(500_000, 1.5, loss=0.5)  # the same overload still being reported
+    assert budget.observe(500_000, 3.2, loss=0.5)  # after the reaction time: lower again
+    assert budget.limit_bps == 500_000 * 0.75
+    assert not budget.observe(300_000, 4.0)
+    assert budget.observe(300_000, 3.2 + budget.FIRST_HOLD_S)  # held: try a step up
+    assert budget.limit_bps == 500_000 * 0.75 * 1.5
+    assert budget.observe(560_000, 4.2 + budget.FIRST_HOLD_S, loss=0.3)  # the try failed
+    assert budget.limit_bps == 560_000 * 0.85
     assert budget.hold_s == 2 * budget.FIRST_HOLD_S
