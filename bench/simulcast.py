@@ -9,9 +9,9 @@ server, and cpu_vs_single_layer = server CPU with simulcast / server CPU single-
 
 Delivered video counts, per listener and publisher, the frames of the layer that tile asks for: received /
 sent on that layer in the window. Latency is timed end to end on trailer-stamped frames (each layer has its
-own trailer tag). The server runs in its own process; listeners count without decoding and send no REMB
-(on loopback their delay readings measure their own busy event loops, which the server would take for a
-congested link and pause video for; receiver reports still go). Loopback only.
+own trailer tag). The server runs in its own process; listeners count without decoding. Pairs the server
+paused for bandwidth (loss reported by a load generator too busy to read its socket) are printed. Loopback
+only.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ async def generate(url: str, tags: list[int], participants: int, mode: str, t0: 
     for tag in tags:
         video = {"simulcast": layers} if mode == "simulcast" else {"video_frames": layers[-1].frames,
                                                                       "fps": layers[-1].fps}
-        client = RoomClient(url, "bench", f"p{tag}", audio_frames=opus, tag=tag, keep_frames=False, send_remb=False,
+        client = RoomClient(url, "bench", f"p{tag}", audio_frames=opus, tag=tag, keep_frames=False,
                             on_frame=on_frame_for(tag), talking=lambda tag=tag: speaker_now() == tag,
                             silence_frame=silence, **video)
         clients.append(client)

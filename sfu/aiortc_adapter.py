@@ -237,12 +237,6 @@ def keep_remb_floor(receiver: RTCRtpReceiver) -> None:
     setattr(receiver, _REMB_ESTIMATOR, _RembWithFloor(getattr(receiver, _REMB_ESTIMATOR)))
 
 
-def send_no_remb(receiver: RTCRtpReceiver) -> None:
-    """A receiver that sends no REMB (benchmark load generators: their delay readings measure their own
-    overloaded event loop, not a link). aiortc skips REMB when it has no estimator."""
-    setattr(receiver, _REMB_ESTIMATOR, None)
-
-
 class _RembWithFloor:
     """aiortc's estimator, with the REMB it reports kept at PUBLISHER_REMB_FLOOR_BPS or more while no
     overuse was seen for REMB_FLOOR_QUIET_S (module docstring, 8)."""

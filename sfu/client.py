@@ -267,7 +267,6 @@ class RoomClient:
     tag: int = 0
     mark_frames: bool = True
     keep_frames: bool = True  # keep received bytes (tests); benchmarks only count
-    send_remb: bool = True  # False: no REMB about what it receives (aiortc_adapter.send_no_remb)
     on_frame: Callable[[str, str, bytes, float], None] | None = None  # (mid, kind, data, perf_counter)
     on_event: Callable[[dict], None] | None = None  # each data-channel event, as it arrives
     talking: Callable[[], bool] | None = None  # audio: False = silent, sent as Opus DTX (needs silence_frame)
@@ -463,8 +462,6 @@ class RoomClient:
                 self.on_frame(mid, track.kind, frame.data, now)
 
         aiortc_adapter.tap_receiver(transceiver.receiver, track.kind, count)
-        if not self.send_remb:
-            aiortc_adapter.send_no_remb(transceiver.receiver)
 
     async def packets_received(self) -> int:
         """RTP packets received on every transceiver (aiortc's inbound-rtp statistics)."""
