@@ -84,8 +84,6 @@ async def test_a_thin_link_gets_a_lower_layer_and_keeps_its_audio(tmp_path: Path
         runner = None
         try:
             link(None, SERVER_ADDRESS, shaped, VIEWER_ADDRESS, "thin")
-            # The server's side of the veth: everything it sends the shaped viewer queues here.
-            run("tc", "qdisc", "add", "dev", "thina", "root", "tbf", "rate", RATE, "burst", "10kb", "latency", "50ms")
             runner, server = await start_server(ServerConfig(ice_hosts=("127.0.0.1", SERVER_ADDRESS),
                                                              reconnect_grace=0))
             await web.TCPSite(runner, SERVER_ADDRESS, server.port).start()
@@ -107,6 +105,9 @@ async def test_a_thin_link_gets_a_lower_layer_and_keeps_its_audio(tmp_path: Path
             for viewer in (near, far):
                 await poll(viewer, TILE_STATE, "Camera", lambda v: v is not None and v["width"] > 0, timeout=20)
                 await viewer.evaluate(SET_TILE_HEIGHT, ["Camera", 540])  # both would show the top layer
+            # The link thins once everyone is in (the page itself is not the subject): the server's side of the
+            # veth, where everything it sends the shaped viewer queues.
+            run("tc", "qdisc", "add", "dev", "thina", "root", "tbf", "rate", RATE, "burst", "10kb", "latency", "50ms")
 
             await asyncio.sleep(SETTLE_S)
             layers_before = await publisher.evaluate(OUTBOUND_LAYERS)
