@@ -1,6 +1,6 @@
 """SFU benchmark: a room that looks like a group, measured from the server's process and every listener.
 
-    python -m bench.sfu [--scenario conversation|all-talk] [--participants 12] [--captions | --no-captions]
+    python -m bench.sfu [--scenario conversation|all-talk|simulcast] [--participants 12] [--captions | --no-captions]
                         [--baseline] [--fixed-video] [--warmup 5] [--window 10]
 
 Every participant publishes VP8 and Opus, encoded once beforehand, and subscribes to everyone else. The
@@ -290,7 +290,8 @@ def fmt(value: float | None, spec: str = ".1f") -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scenario", choices=["conversation", "all-talk"], default="conversation")
+    parser.add_argument("--scenario", choices=["conversation", "all-talk", "simulcast"], default="conversation",
+                        help="simulcast: bench/simulcast.py (three layers, mixed tiles, against single-layer)")
     parser.add_argument("--participants", type=int, default=12)
     parser.add_argument("--captions", action=argparse.BooleanOptionalAction, default=None,
                         help="real caption service in the server (default: on for conversation)")
@@ -330,6 +331,11 @@ def main() -> None:
                              args.scenario, args.t0, clips, bool(args.captions)))
         return
 
+    if args.scenario == "simulcast":
+        from bench import simulcast
+
+        simulcast.main(args.participants, args.warmup, args.window, args.client_processes)
+        return
     vp8 = encode_vp8_clip(frames=90, bitrate=500_000)
     variants = [] if args.fixed_video else encode_vp8_variants([c for r in LADDER for c in (r.gallery, r.speaker)])
     opus = speech_clip() if captions else encode_opus_clip(seconds=2.0)

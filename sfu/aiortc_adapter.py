@@ -22,6 +22,19 @@ there is no supported way around that (aiortc issues #449, #55). We forward enco
 6. aiortc reads the wall clock through ``datetime`` for every RTP packet (the arrival time of each one
    received, two NTP timestamps for each one sent): ~1.6-2.3 us a reading. The same values come from
    ``time.time()`` at a third of the cost; per forwarded packet that is a few microseconds.
+7. Simulcast in (RID-based, RFC 8853): aiortc parses the rid/repaired-rid header extensions but neither
+   negotiates them nor receives more than one stream per m-line. The answer (and every server re-offer)
+   gets ``a=rid:<id> recv`` and ``a=simulcast:recv`` for the layers the browser offered; the receiver's
+   jitter buffer becomes one assembler per SSRC (sfu.framing.VideoStreamsAssembler), its NACK generator
+   one per SSRC, and RTX streams are mapped to their layer by repaired-rid as they first arrive
+   (aiortc knows RTX SSRCs only from ``a=ssrc-group:FID``, which RID simulcast does not send).
+8. aiortc's REMB to a publisher follows its delay-based estimate, which never exceeds 1.5x what arrives:
+   a simulcast browser turns its top layer on only once the estimate covers all layers, which it then
+   never does (measured: stuck at ~500 kbit/s with the top layer off). Without overuse in the last
+   REMB_FLOOR_QUIET_S the REMB we send is at least PUBLISHER_REMB_FLOOR_BPS; the browser's own loss-based
+   control still backs off on a thin uplink, and overuse still lowers the REMB at once.
+9. Downlink feedback: REMB and receiver-report loss a subscriber's browser sends about our RTP reach
+   aiortc's sender, which only stores them; ``observe_downlink`` hands them to the session too.
 
 Written against aiortc 1.16.0 / aioice 0.13.0. ``check_compatibility()`` runs at server start and in
 tests (tests/test_aiortc_adapter.py) and fails loudly if these internals move.
@@ -59,11 +72,13 @@ from aiortc import (
     RTCRtpTransceiver,
     RTCSessionDescription,
 )
+from aiortc import rtp as aiortc_rtp
 from aiortc import sdp as aiortc_sdp
+from aiortc.rate import BandwidthUsage, RemoteBitrateEstimator
 from aiortc.rtcdtlstransport import RTCDtlsTransport
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpHeaderExtensionParameters
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpHeaderExtensionParameters, RTCRtpSendParameters
 
-from sfu.framing import AudioFrameAssembler, FrameSink, VideoFrameAssembler
+from sfu.framing import AudioFrameAssembler, FrameSink, VideoStreamsAssembler
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +86,14 @@ TESTED_AIORTC = "1.16.0"
 TESTED_AIOICE = "0.13.0"
 
 _JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
+_NACK_GENERATOR = "_RTCRtpReceiver__nack_generator"
+_RTX_SSRC = "_RTCRtpReceiver__rtx_ssrc"
+RID_URI = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
+REPAIRED_RID_URI = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
+MAX_SIMULCAST_LAYERS = 3
+PUBLISHER_REMB_FLOOR_BPS = 1_300_000  # the web client's three layers together (docs/architecture.md)
+REMB_FLOOR_QUIET_S = 10.0
+_REMB_ESTIMATOR = "_RTCRtpReceiver__remote_bitrate_estimator"
 _RECEIVER_CODECS = "_RTCRtpReceiver__codecs"
 _RECEIVER_STARTED = "_RTCRtpReceiver__started"
 
@@ -91,7 +114,7 @@ def check_compatibility() -> None:
         if version(package) != tested:
             problems.append(f"{package} {version(package)} installed, adapter written for {tested}")
     init_names = RTCRtpReceiver.__init__.__code__.co_names
-    for attr in (_JITTER_BUFFER, _RECEIVER_CODECS, _RECEIVER_STARTED):
+    for attr in (_JITTER_BUFFER, _RECEIVER_CODECS, _RECEIVER_STARTED, _NACK_GENERATOR, _RTX_SSRC, _REMB_ESTIMATOR):
         if attr not in init_names:
             problems.append(f"RTCRtpReceiver no longer sets {attr}")
     if not _feeds_jitter_buffer():
@@ -132,8 +155,42 @@ def check_compatibility() -> None:
         problems.append("aiortc's data-channel PPIDs moved")
     if "_data_channel_queue" not in aiortc_sctp.RTCSctpTransport._data_channel_send.__code__.co_names:
         problems.append("RTCSctpTransport._data_channel_send no longer queues (pp_id, bytes)")
+    problems += _simulcast_problems()
     if problems:
         raise AdapterIncompatible("; ".join(problems))
+
+
+def _simulcast_problems() -> list[str]:
+    """What simulcast reception relies on in aiortc 1.16.0."""
+    problems: list[str] = []
+    handle = RTCRtpReceiver._handle_rtp_packet.__code__.co_names
+    for name in (_NACK_GENERATOR, _RTX_SSRC, "unwrap_rtx", "missing"):
+        if name not in handle:
+            problems.append(f"RTCRtpReceiver._handle_rtp_packet no longer uses {name}")
+    uris = {"rtp_stream_id": RID_URI, "repaired_rtp_stream_id": REPAIRED_RID_URI}
+    extension_map = aiortc_rtp.HeaderExtensionsMap()
+    extension_map.configure(RTCRtpSendParameters(headerExtensions=[
+        RTCRtpHeaderExtensionParameters(id=i + 5, uri=uri) for i, uri in enumerate(uris.values())]))
+    packed = extension_map.set(aiortc_rtp.HeaderExtensions(rtp_stream_id="h", repaired_rtp_stream_id="m"))
+    values = extension_map.get(*packed)
+    if (values.rtp_stream_id, values.repaired_rtp_stream_id) != ("h", "m"):
+        problems.append("aiortc no longer parses the rid / repaired-rid header extensions")
+    if not any(e.uri == "urn:ietf:params:rtp-hdrext:sdes:mid" for e in aiortc_codecs.HEADER_EXTENSIONS["video"]):
+        problems.append("aiortc's HEADER_EXTENSIONS table changed shape")
+    if "HEADER_EXTENSIONS" not in aiortc_pc.RTCPeerConnection.setRemoteDescription.__code__.co_names:
+        problems.append("setRemoteDescription no longer negotiates header extensions from HEADER_EXTENSIONS")
+    estimator = RemoteBitrateEstimator()
+    add_parameters = list(inspect.signature(estimator.add).parameters)
+    if not callable(getattr(getattr(estimator, "detector", None), "state", None)) or add_parameters != [
+            "arrival_time_ms", "abs_send_time", "payload_size", "ssrc"]:
+        problems.append("aiortc's RemoteBitrateEstimator changed (add() or detector.state())")
+    for attr in ("_RTCRtpSender__rtp_header_extensions_map", "_RTCRtpSender__started", "_RTCRtpSender__cname"):
+        if attr not in RTCRtpSender.__init__.__code__.co_names:
+            problems.append(f"RTCRtpSender no longer sets {attr} (stamp_rid, send_simulcast_layer)")
+    sender = RTCRtpSender._handle_rtcp_packet.__code__.co_names
+    if "unpack_remb_fci" not in sender or "fraction_lost" not in RTCRtpSender._handle_rtcp_packet.__code__.co_names:
+        problems.append("RTCRtpSender._handle_rtcp_packet no longer reads REMB and report loss")
+    return problems
 
 
 def offer_problem(sdp: str) -> str | None:
@@ -166,8 +223,168 @@ def tap_receiver(receiver: RTCRtpReceiver, kind: str, emit: FrameSink) -> None:
     """
     if getattr(receiver, _RECEIVER_STARTED):
         raise AdapterIncompatible("receiver already started; tap it from the 'track' event")
-    assembler = AudioFrameAssembler(emit) if kind == "audio" else VideoFrameAssembler(emit)
-    setattr(receiver, _JITTER_BUFFER, assembler)
+    if kind == "audio":
+        setattr(receiver, _JITTER_BUFFER, AudioFrameAssembler(emit))
+        return
+    setattr(receiver, _JITTER_BUFFER, VideoStreamsAssembler(emit))
+    setattr(receiver, _NACK_GENERATOR, _NackPerStream(getattr(receiver, _NACK_GENERATOR).__class__))
+    _map_rtx_by_repaired_rid(receiver)
+
+
+def keep_remb_floor(receiver: RTCRtpReceiver) -> None:
+    """The server's receiver of a publisher's video: REMB at least PUBLISHER_REMB_FLOOR_BPS while no overuse
+    was seen (module docstring, 8)."""
+    setattr(receiver, _REMB_ESTIMATOR, _RembWithFloor(getattr(receiver, _REMB_ESTIMATOR)))
+
+
+class _RembWithFloor:
+    """aiortc's estimator, with the REMB it reports kept at PUBLISHER_REMB_FLOOR_BPS or more while no
+    overuse was seen for REMB_FLOOR_QUIET_S (module docstring, 8)."""
+
+    def __init__(self, estimator: RemoteBitrateEstimator) -> None:
+        self.estimator = estimator
+        self._overuse_at_ms = -1e12
+
+    def add(self, arrival_time_ms: int, abs_send_time: int, payload_size: int,
+            ssrc: int) -> tuple[int, list[int]] | None:
+        result = self.estimator.add(arrival_time_ms=arrival_time_ms, abs_send_time=abs_send_time,
+                                    payload_size=payload_size, ssrc=ssrc)
+        if self.estimator.detector.state() == BandwidthUsage.OVERUSING:
+            self._overuse_at_ms = arrival_time_ms
+        if result is None:
+            return None
+        bitrate, ssrcs = result
+        if arrival_time_ms - self._overuse_at_ms > REMB_FLOOR_QUIET_S * 1000:
+            bitrate = max(bitrate, PUBLISHER_REMB_FLOOR_BPS)
+        return bitrate, ssrcs
+
+
+class _NackPerStream:
+    """aiortc's NackGenerator follows one sequence space; simulcast interleaves one per SSRC, which it
+    would read as a storm of losses. The receiver asks for `.missing` right after `add` returned True,
+    for the same packet's SSRC, so `.missing` answers for the stream last added to."""
+
+    def __init__(self, generator: type) -> None:
+        self._generator = generator
+        self._streams: dict[int, Any] = {}
+        self._last: Any = None
+
+    def add(self, packet: Any) -> bool:
+        stream = self._streams.get(packet.ssrc)
+        if stream is None:
+            if len(self._streams) >= 2 * MAX_SIMULCAST_LAYERS + 2:
+                return False
+            stream = self._streams[packet.ssrc] = self._generator()
+        self._last = stream
+        return bool(stream.add(packet))
+
+    @property
+    def missing(self) -> set[int]:
+        return self._last.missing if self._last is not None else set()
+
+
+def _map_rtx_by_repaired_rid(receiver: RTCRtpReceiver) -> None:
+    """Teach the receiver which RTX SSRC repairs which layer, from the rid / repaired-rid extensions."""
+    rtx_ssrc: dict[int, int] = getattr(receiver, _RTX_SSRC)
+    media_by_rid: dict[str, int] = {}
+    repair_by_rid: dict[str, int] = {}
+    original = receiver._handle_rtp_packet
+
+    async def handle(packet: Any, arrival_time_ms: int) -> None:
+        extensions = packet.extensions
+        if packet.ssrc not in rtx_ssrc and extensions is not None:
+            if extensions.rtp_stream_id and len(media_by_rid) < 2 * MAX_SIMULCAST_LAYERS:
+                media_by_rid.setdefault(extensions.rtp_stream_id, packet.ssrc)
+            rid = extensions.repaired_rtp_stream_id
+            if rid and len(repair_by_rid) < 2 * MAX_SIMULCAST_LAYERS:
+                repair_by_rid.setdefault(rid, packet.ssrc)
+            for rid, repair in repair_by_rid.items():
+                if rid in media_by_rid and repair not in rtx_ssrc:
+                    rtx_ssrc[repair] = media_by_rid[rid]
+        await original(packet, arrival_time_ms)
+
+    receiver._handle_rtp_packet = handle  # type: ignore[method-assign]
+
+
+def offered_simulcast(sdp: str) -> dict[str, list[str]]:
+    """The RID layers each m-line of a client's offer sends (`a=simulcast:send`), by mid, at most
+    MAX_SIMULCAST_LAYERS each. Paused layers (~rid) and alternatives after the first are left out."""
+    layers: dict[str, list[str]] = {}
+    for section in _media_sections(sdp):
+        mid = next((line[6:].strip() for line in section if line.startswith("a=mid:")), None)
+        declared = {line[6:].split()[0] for line in section if line.startswith("a=rid:") and " send" in line}
+        for line in section:
+            if not line.startswith("a=simulcast:"):
+                continue
+            words = line[len("a=simulcast:"):].split()
+            if len(words) < 2 or words[0] != "send" or mid is None:
+                continue
+            rids = []
+            for stream in words[1].split(";"):
+                rid = stream.split(",")[0].lstrip("~")
+                if rid in declared and _valid_rid(rid) and rid not in rids:
+                    rids.append(rid)
+            if rids:
+                layers[mid] = rids[:MAX_SIMULCAST_LAYERS]
+    return layers
+
+
+def _valid_rid(rid: str) -> bool:
+    return 0 < len(rid) <= 16 and all(c.isalnum() or c in "-_" for c in rid)
+
+
+def _media_sections(sdp: str) -> list[list[str]]:
+    sections: list[list[str]] = []
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            sections.append([])
+        if sections:
+            sections[-1].append(line)
+    return sections
+
+
+def receive_simulcast(sdp: str, layers: dict[str, list[str]]) -> str:
+    """Our SDP (answer or re-offer) with `a=rid:<id> recv` and `a=simulcast:recv` on each m-line that
+    receives simulcast; aiortc's serializer knows neither attribute."""
+    if not layers:
+        return sdp
+    out: list[str] = []
+    mid: str | None = None
+
+    def close_section() -> None:
+        if mid in layers:
+            out.extend(f"a=rid:{rid} recv" for rid in layers[mid])
+            out.append("a=simulcast:recv " + ";".join(layers[mid]))
+
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            close_section()
+            mid = None
+        elif line.startswith("a=mid:"):
+            mid = line[6:].strip()
+        out.append(line)
+    close_section()
+    return "\r\n".join(out) + "\r\n"
+
+
+def observe_downlink(sender: RTCRtpSender, on_remb: Callable[[int], None],
+                     on_loss: Callable[[float], None]) -> None:
+    """REMB (bits/s) and report-block loss (0..1) the subscriber sends about this sender's stream."""
+    original = sender._handle_rtcp_packet
+
+    async def handle(packet: Any) -> None:
+        if isinstance(packet, aiortc_rtp.RtcpPsfbPacket) and packet.fmt == aiortc_rtp.RTCP_PSFB_APP:
+            try:
+                on_remb(aiortc_rtp.unpack_remb_fci(packet.fci)[0])
+            except ValueError:
+                pass
+        elif isinstance(packet, (aiortc_rtp.RtcpRrPacket, aiortc_rtp.RtcpSrPacket)):
+            for report in packet.reports:
+                if report.ssrc == sender._ssrc:
+                    on_loss(report.fraction_lost / 256)
+        await original(packet)
+
+    sender._handle_rtcp_packet = handle  # type: ignore[method-assign]
 
 
 def receiver_codec(receiver: RTCRtpReceiver, payload_type: int) -> RTCRtpCodecParameters | None:
@@ -504,6 +721,58 @@ def drop_outgoing_rtp(pc: RTCPeerConnection, should_drop: Callable[[bytes], bool
         transport._send_rtp = send  # type: ignore[method-assign]
 
 
+class _RidStampingMap(aiortc_rtp.HeaderExtensionsMap):
+    def __init__(self, rid: str) -> None:
+        super().__init__()
+        self.rid = rid
+
+    def set(self, values: aiortc_rtp.HeaderExtensions) -> tuple[int, bytes]:
+        values.rtp_stream_id = self.rid
+        return super().set(values)
+
+
+def stamp_rid(sender: RTCRtpSender, rid: str) -> None:
+    """Make an unstarted sender name its stream `rid` in every packet, as a browser's simulcast layer does.
+
+    For test and benchmark publishers only (aiortc cannot simulcast): the sender's private header
+    extension map is swapped before send() configures it.
+    """
+    if sender._RTCRtpSender__started:
+        raise AdapterIncompatible("stamp_rid needs a sender that has not started")
+    sender._RTCRtpSender__rtp_header_extensions_map = _RidStampingMap(rid)
+
+
+async def send_simulcast_layer(transceiver: RTCRtpTransceiver, track: Any, rid: str) -> RTCRtpSender:
+    """Another RTP stream (own SSRC) on `transceiver`'s m-line, sending `track` as layer `rid`: a second
+    sender on the same transport with the transceiver's negotiated codecs and extensions. Test/bench only."""
+    main = transceiver.sender
+    sender = RTCRtpSender(track, main.transport)
+    stamp_rid(sender, rid)
+    parameters = RTCRtpSendParameters(
+        codecs=transceiver._codecs, headerExtensions=transceiver._headerExtensions, muxId=transceiver.mid)
+    parameters.rtcp.cname = main._RTCRtpSender__cname
+    parameters.rtcp.ssrc = sender._ssrc
+    parameters.rtcp.mux = True
+    await sender.send(parameters)
+    return sender
+
+
+def offer_simulcast(sdp: str, rids: Sequence[str]) -> str:
+    """A test client's offer announcing `rids` on its first video m-line, as a browser's would."""
+    out: list[str] = []
+    in_video = done = False
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            if in_video and not done:
+                out.extend([*(f"a=rid:{rid} send" for rid in rids), "a=simulcast:send " + ";".join(rids)])
+                done = True
+            in_video = line.startswith("m=video")
+        out.append(line)
+    if in_video and not done:
+        out.extend([*(f"a=rid:{rid} send" for rid in rids), "a=simulcast:send " + ";".join(rids)])
+    return "\r\n".join(out) + "\r\n"
+
+
 def count_keyframe_requests(sender: RTCRtpSender) -> Callable[[], int]:
     """How many PLI/FIR reached this sender (tests: a subscriber's request got to the publisher)."""
     received = [0]
@@ -551,12 +820,18 @@ def install_patches() -> None:
     - text frames that are not UTF-8 reach the channel as bytes instead of raising inside aiortc.
     - aiortc's per-packet clock readings use time.time() instead of datetime (callers look the
       functions up on the module at each call, so replacing them there reaches every caller).
+    - video m-lines negotiate the rid / repaired-rid header extensions (simulcast in; the IDs are the
+      browser's in answers and renumbered to free ones by create_offer).
     """
     aioice.ice.Connection.connect = _connect_respecting_close  # type: ignore[method-assign]
     aiortc_pc.filter_preferred_codecs = _filter_keeping_exact
     aiortc_sctp.RTCSctpTransport._data_channel_receive = _receive_bad_text_as_bytes  # type: ignore[method-assign]
     aiortc_clock.current_ms = _fast_current_ms
     aiortc_clock.current_ntp_time = _fast_current_ntp_time
+    video_extensions = aiortc_codecs.HEADER_EXTENSIONS["video"]
+    for uri in (RID_URI, REPAIRED_RID_URI):
+        if all(e.uri != uri for e in video_extensions):
+            video_extensions.append(RTCRtpHeaderExtensionParameters(id=len(video_extensions) + 10, uri=uri))
 
 
 install_patches()

@@ -37,6 +37,7 @@ from aiortc.rtcconfiguration import RTCIceTransportPolicy
 from sfu import aiortc_adapter
 from sfu.framing import AssembledFrame
 
+SIMULCAST_RIDS = ("l", "m", "h")
 TRAILER_MAGIC = b"PWtr"
 TRAILER_SIZE = 16  # magic, 4-digit publisher tag, 8-digit frame number: identifies a frame end to end
 
@@ -241,6 +242,7 @@ class ReplayTrack(MediaStreamTrack):
 class ReceivedFrame:
     data: bytes
     received_at: float  # time.perf_counter()
+    timestamp: int = 0  # RTP timestamp as received
 
 
 @dataclass
@@ -254,6 +256,10 @@ class RoomClient:
     # Given: video starts with the largest and follows each `video-cap` (video_frames and fps are ignored).
     # Without: the one clip is sent whatever the cap (dropping VP8 frames would break the picture).
     video_variants: Sequence[VideoVariant] = ()
+    # Given: VP8 simulcast, one RTP stream per variant (smallest first) named SIMULCAST_RIDS, as a browser's
+    # layers; the server chooses per listener (video_frames, fps and video_variants are ignored). Layer i's
+    # frames carry the trailer tag `tag * 10 + i`.
+    simulcast: Sequence[VideoVariant] = ()
     loop_audio: bool = True
     video_codec: str = "video/VP8"  # or "video/H264"
     resume: str | None = None  # a resume token from an earlier `joined`: take back that place
@@ -286,6 +292,9 @@ class RoomClient:
         # max-bundle, as the server: aiortc's "balanced" strands transceivers added by a later offer.
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
         self.video_track: ReplayTrack | None = None
+        self.layer_tracks: list[ReplayTrack] = []  # simulcast: one per layer, smallest first
+        self._layer_senders: list[RTCRtpSender] = []
+        self._layer_start: asyncio.Task[None] | None = None
         self.video_variant: VideoVariant | None = None
         self.audio_track: ReplayTrack | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -346,10 +355,19 @@ class RoomClient:
             audio = self.pc.addTransceiver(self.audio_track, direction="sendonly")
             # Loud while it has something to say; the DTX silence packet is silence.
             aiortc_adapter.stamp_audio_level(audio.sender, lambda frame: 127 if frame == self.silence_frame else 30)
-        if self.video_variants:
+        if self.video_variants and not self.simulcast:
             self.video_variant = pick_variant(self.video_variants, self.video_cap)
             self.video_frames, self.fps = self.video_variant.frames, self.video_variant.fps
-        if self.video_frames:
+        rids = SIMULCAST_RIDS[:len(self.simulcast)]
+        if self.simulcast:
+            self.layer_tracks = [ReplayTrack("video", v.frames, v.fps, self.tag * 10 + i, self.mark_frames)
+                                 for i, v in enumerate(self.simulcast[:len(rids)])]
+            self.video_track = self.layer_tracks[0]
+            transceiver = self.pc.addTransceiver(self.video_track, direction="sendonly")
+            aiortc_adapter.stamp_rid(transceiver.sender, rids[0])
+            transceiver.setCodecPreferences([c for c in RTCRtpSender.getCapabilities("video").codecs
+                                             if c.mimeType.lower() in ("video/vp8", "video/rtx")])
+        elif self.video_frames:
             self.video_track = ReplayTrack("video", self.video_frames, self.fps, self.tag, self.mark_frames)
             transceiver = self.pc.addTransceiver(self.video_track, direction="sendonly")
             capabilities = RTCRtpSender.getCapabilities("video").codecs
@@ -360,8 +378,24 @@ class RoomClient:
         self.channel = self.pc.createDataChannel("peerwell")
         self.channel.on("message", self._on_event)
         await self.pc.setLocalDescription(await self.pc.createOffer())
-        await self.send({"type": "offer", "sdp": self.pc.localDescription.sdp})
+        sdp = self.pc.localDescription.sdp
+        if self.simulcast:
+            sdp = aiortc_adapter.offer_simulcast(sdp, rids)
+        await self.send({"type": "offer", "sdp": sdp})
         await asyncio.wait_for(self._answer, timeout)
+        if self.simulcast:
+            self._layer_start = asyncio.ensure_future(self._start_layers(transceiver, rids, timeout))
+
+    async def _start_layers(self, transceiver: object, rids: Sequence[str], timeout: float) -> None:
+        """The layers after the first get their own senders once the transport is up (a sender that
+        finds it down stops for good)."""
+        deadline = time.monotonic() + timeout
+        while self.pc.connectionState != "connected":
+            if time.monotonic() > deadline or self.pc.connectionState in ("failed", "closed"):
+                return
+            await asyncio.sleep(0.05)
+        for track, rid in zip(self.layer_tracks[1:], rids[1:], strict=True):
+            self._layer_senders.append(await aiortc_adapter.send_simulcast_layer(transceiver, track, rid))
 
     async def send(self, message: dict) -> None:
         assert self._ws is not None
@@ -427,7 +461,7 @@ class RoomClient:
             now = time.perf_counter()
             self.frame_counts[mid] += 1
             if self.keep_frames:
-                self.frames[mid].append(ReceivedFrame(frame.data, now))
+                self.frames[mid].append(ReceivedFrame(frame.data, now, frame.timestamp))
             if self.on_frame is not None:
                 self.on_frame(mid, track.kind, frame.data, now)
 
@@ -456,6 +490,11 @@ class RoomClient:
         await self.close()
 
     async def close(self) -> None:
+        if self._layer_start is not None:
+            self._layer_start.cancel()
+        for sender in self._layer_senders:
+            with contextlib.suppress(Exception):
+                await sender.stop()
         if self._reader is not None:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -21,6 +21,13 @@ def is_keyframe(mime_type: str, frame: bytes) -> bool:
     return True  # audio: every frame stands alone
 
 
+def vp8_keyframe_size(frame: bytes) -> tuple[int, int] | None:
+    """(width, height) from a VP8 keyframe's header (RFC 6386 9.1), None for anything else."""
+    if len(frame) < 10 or frame[0] & 0x01 or frame[3:6] != b"\x9d\x01\x2a":
+        return None
+    return (frame[6] | frame[7] << 8) & 0x3FFF, (frame[8] | frame[9] << 8) & 0x3FFF
+
+
 def _h264_nal_types(stream: bytes) -> list[int]:
     types = []
     i = stream.find(b"\x00\x00\x01")

@@ -69,6 +69,10 @@ class RoomControl:
                 if not sender.muted_by_facilitator:
                     return "invalid-message", "you are not muted by the facilitator"
                 room.send_to_facilitators(messages.UnmuteRequested(participant_id=sender.id, name=sender.name))
+            case messages.SetVideoViews(views=views):
+                sender.media.set_video_views(views)
+            case messages.SetAudioOnly(enabled=enabled):
+                sender.media.set_audio_only(enabled)
             case messages.Lock():
                 room.set_locked(True)
             case messages.Unlock():

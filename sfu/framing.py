@@ -27,7 +27,7 @@ class RtpLike(Protocol):
     payload_type: int
     ssrc: int
     _data: bytes  # depayloaded by aiortc before the jitter buffer
-    extensions: Any  # parsed header extensions; .audio_level is (voice, dBov) or None
+    extensions: Any  # parsed header extensions; .audio_level is (voice, dBov) or None, .rtp_stream_id a rid
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +38,7 @@ class AssembledFrame:
     ssrc: int
     discontinuity: bool  # frames were lost before this one
     audio_level: int | None = None  # RFC 6464 level in -dBov (0 loudest, 127 silence), when the sender gave one
+    rid: str | None = None  # the simulcast layer (RTP stream id) this frame belongs to, when the sender named one
 
 
 FrameSink = Callable[[AssembledFrame], None]
@@ -77,12 +78,43 @@ class AudioFrameAssembler:
         return False, None
 
 
+MAX_VIDEO_STREAMS = 4  # SSRCs one video receiver assembles: three simulcast layers and a spare
+
+
+class VideoStreamsAssembler:
+    """One VideoFrameAssembler per SSRC: a simulcast publisher sends each layer as its own RTP stream
+    (own SSRC, sequence numbers and timestamps) on one m-line, interleaved. Each stream's rid is learned
+    from the first packet that names it (browsers stop repeating it once the stream is acknowledged)."""
+
+    def __init__(self, emit: FrameSink, loss_timeout: float = 0.25,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._emit = emit
+        self._loss_timeout = loss_timeout
+        self._clock = clock
+        self._streams: dict[int, VideoFrameAssembler] = {}
+        self.rids: dict[int, str] = {}
+
+    def add(self, packet: RtpLike) -> tuple[bool, None]:
+        ssrc = packet.ssrc
+        stream = self._streams.get(ssrc)
+        if stream is None:
+            if len(self._streams) >= MAX_VIDEO_STREAMS:
+                return False, None  # more streams than any simulcast publisher sends: ignore the extra
+            stream = self._streams[ssrc] = VideoFrameAssembler(self._emit, self._loss_timeout, self._clock)
+        rid = packet.extensions.rtp_stream_id if packet.extensions is not None else None
+        if rid and ssrc not in self.rids:
+            self.rids[ssrc] = rid
+            stream.rid = rid
+        return stream.add(packet)
+
+
 class VideoFrameAssembler:
     """Emits each video frame once its packets, up to the marker bit, are all present."""
 
     def __init__(self, emit: FrameSink, loss_timeout: float = 0.25,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._emit = emit
+        self.rid: str | None = None
         self._loss_timeout = loss_timeout
         self._clock = clock
         self._packets: dict[int, RtpLike] = {}
@@ -143,7 +175,7 @@ class VideoFrameAssembler:
         self._next_start = (end + 1) % _SEQ_MOD
         self.frames_emitted += 1
         self._emit(AssembledFrame(b"".join(parts), first.timestamp, first.payload_type, first.ssrc,
-                                  self._discontinuity))
+                                  self._discontinuity, rid=self.rid))
         self._discontinuity = False
         return True
 

@@ -50,6 +50,15 @@ class MediaSession(Protocol):
     def end_media(self) -> None:
         """Stop forwarding to and from this connection at once (it is gone)."""
 
+    def set_video_views(self, views: dict[str, int]) -> None:
+        """The tile height (device pixels, 0 = not shown) at which this person shows each publisher."""
+
+    def set_audio_only(self, audio_only: bool) -> None:
+        """This person asked for audio and captions only (no video forwarded to them)."""
+
+    def set_dominant_speaker(self, participant_id: str | None) -> None:
+        """The room's dominant speaker changed (their video is kept first when this link is thin)."""
+
     def send_event(self, message: messages.Struct) -> None:
         """A data-channel event (kept in a bounded backlog until the channel opens)."""
 

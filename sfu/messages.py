@@ -13,6 +13,7 @@ import msgspec
 MAX_SIGNALING_BYTES = 256 * 1024  # an SDP with many m-lines stays well under this
 MAX_SIGNALING_FRAME = 4 * MAX_SIGNALING_BYTES  # larger WebSocket frames close the socket (1009)
 MAX_CHANNEL_BYTES = 16 * 1024
+MAX_VIDEO_VIEWS = 64  # publishers a `set-video-views` may name
 
 # The one room-name rule: group slugs (peerwell/groups.py), `join.room`, and the web client (which gets it from
 # GET /api/groups) all use these. docs/protocol.md states it.
@@ -251,13 +252,27 @@ class AskForHelp(Struct, tag="ask-for-help"):
     text: Annotated[str, msgspec.Meta(max_length=500)] = ""
 
 
+class SetVideoViews(Struct, tag="set-video-views"):
+    """The height in device pixels at which each publisher's video is shown (0: not shown)."""
+
+    views: Annotated[dict[Annotated[str, msgspec.Meta(max_length=64)], Annotated[int, msgspec.Meta(ge=0, le=4320)]],
+                     msgspec.Meta(max_length=MAX_VIDEO_VIEWS)]
+
+
+class SetAudioOnly(Struct, tag="set-audio-only"):
+    """Low bandwidth: receive audio and captions only (no video at all) while enabled."""
+
+    enabled: bool
+
+
 class MuteAll(Struct, tag="mute-all"):
     pass
 
 
 ChannelRequest = (SetSpokenLanguage | SetSubtitleLanguage | SetCaptionNameHidden | SendChat | RaiseHand
                   | LowerHand | RequestUnmute | LowerHandOf | Mute | Unmute | StopVideo | AllowVideo | Remove
-                  | Lock | Unlock | EndSession | DeleteChat | SetMediaState | React | AskForHelp | MuteAll)
+                  | Lock | Unlock | EndSession | DeleteChat | SetMediaState | React | AskForHelp | MuteAll
+                  | SetVideoViews | SetAudioOnly)
 FACILITATOR_ONLY = (LowerHandOf, Mute, Unmute, StopVideo, AllowVideo, Remove, Lock, Unlock, EndSession, DeleteChat,
                     MuteAll)
 
@@ -331,6 +346,13 @@ class VideoCap(Struct, tag="video-cap"):
     max_bitrate_bps: int
     max_framerate: int
     max_height: int
+
+
+class VideoDelivery(Struct, tag="video-delivery"):
+    """Per publisher whose video this listener is sent: "shown", or why it is paused ("hidden",
+    "audio-only", "bandwidth"). Sent when it changes (sfu/layer_allocation.py)."""
+
+    videos: dict[str, str]
 
 
 class MediaState(Struct, tag="media-state"):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -32,6 +33,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from sfu import aiortc_adapter, messages
 from sfu.codecs import FORWARDABLE, same_codec, subscriber_codecs
+from sfu.layer_allocation import AUDIO_RESERVE_BPS, DownlinkBudget, LayerInfo, VideoSource, allocate
 from sfu.media_session import SessionEvents
 from sfu.publication import Publication
 from sfu.subscription import Subscription
@@ -44,6 +46,7 @@ CHANNEL_BACKLOG = 256  # events kept while the data channel opens: history (50 c
 
 
 CONNECTION_GONE = "your media connection has closed; join again with your resume token"
+ALLOCATE_EVERY_S = 0.5  # feedback re-runs the layer choice at most this often (each RTCP packet would ask)
 
 
 class NegotiationError(Exception):
@@ -83,6 +86,14 @@ class PeerSession:
         self._transport: RTCDtlsTransport | None = None
         self.closed = False
         self.media_ended = False  # the peer connection closed or failed; the seat may outlive it
+        # What this person is shown and can carry: the inputs of sfu/layer_allocation.py.
+        self._simulcast_layers: dict[str, list[str]] = {}  # mid -> rids the client sends
+        self.video_views: dict[str, int] = {}  # publisher id -> tile height in device pixels (0: not shown)
+        self.audio_only = False
+        self.speaker: str | None = None
+        self.downlink = DownlinkBudget()
+        self._allocated_at = -1e9
+        self._delivery: dict[str, str] = {}  # publisher id -> what the client was last told
 
     def _new_connection(self) -> RTCPeerConnection:
         pc = RTCPeerConnection(self._configuration)
@@ -123,6 +134,7 @@ class PeerSession:
             if problem is not None:
                 raise NegotiationError(f"cannot use this offer: {problem}")
             try:
+                self._simulcast_layers = aiortc_adapter.offered_simulcast(sdp)
                 await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
                 for transceiver in self.pc.getTransceivers():
                     aiortc_adapter.ask_for_opus_dtx(transceiver)
@@ -133,7 +145,8 @@ class PeerSession:
                 raise NegotiationError(f"cannot use this offer: {exc}") from None
             for transceiver in self.pc.getTransceivers():
                 aiortc_adapter.pin_codecs(transceiver, aiortc_adapter.negotiated_codecs(transceiver))
-            await self._send_signal(messages.ServerAnswer(sdp=self.pc.localDescription.sdp))
+            await self._send_signal(messages.ServerAnswer(
+                sdp=aiortc_adapter.receive_simulcast(self.pc.localDescription.sdp, self._simulcast_layers)))
             self._initial_answer_sent = True
             self._transport = aiortc_adapter.bundle_transport(self.pc)
             if self._transport is not None:
@@ -178,7 +191,8 @@ class PeerSession:
                 for slot in self.slots
                 if slot.subscription.publication is not None and slot.transceiver.mid is not None
             }
-            await self._send_signal(messages.ServerOffer(sdp=self.pc.localDescription.sdp, tracks=tracks))
+            sdp = aiortc_adapter.receive_simulcast(self.pc.localDescription.sdp, self._simulcast_layers)
+            await self._send_signal(messages.ServerOffer(sdp=sdp, tracks=tracks))
 
     # --- publishing --------------------------------------------------------------------------
 
@@ -191,6 +205,8 @@ class PeerSession:
             receiver, track.kind,
             lambda frame: publication.on_assembled(frame, aiortc_adapter.receiver_codec(receiver,
                                                                                        frame.payload_type)))
+        if track.kind == "video":
+            aiortc_adapter.keep_remb_floor(receiver)
         publication.codec = aiortc_adapter.negotiated_codec(transceiver)
         if publication.codec is None or publication.codec.mimeType.lower() not in FORWARDABLE:
             logger.warning("participant %s offered no forwardable %s codec", self.owner_id, track.kind)
@@ -218,12 +234,15 @@ class PeerSession:
             subscription = Subscription(publication.kind, self.owner_id)
             transceiver.sender.replaceTrack(subscription)
             aiortc_adapter.redirect_keyframe_requests(transceiver.sender, subscription.request_keyframe)
+            aiortc_adapter.observe_downlink(transceiver.sender, lambda bps: self._feedback(remb_bps=bps),
+                                            lambda loss: self._feedback(loss=loss))
             slot = Slot(transceiver, subscription, mime)
             self.slots.append(slot)
         else:
             slot.transceiver.direction = "sendonly"
         slot.subscription.bind(publication)
         self._schedule_offer(changed=True)
+        self.allocate_layers()
 
     def _codecs_like(self, codec: RTCRtpCodecParameters) -> list[RTCRtpCodecParameters]:
         """The subscriber's own negotiated payload types for `codec` (and its RTX), if it has any."""
@@ -245,6 +264,60 @@ class PeerSession:
                 slot.subscription.unbind()
                 slot.transceiver.direction = "inactive"
                 self._schedule_offer(changed=True)
+                self.allocate_layers()
+
+    # --- video layers (sfu/layer_allocation.py decides; subscriptions switch) ----------------
+
+    def set_video_views(self, views: dict[str, int]) -> None:
+        self.video_views = dict(views)
+        self.allocate_layers()
+
+    def set_audio_only(self, audio_only: bool) -> None:
+        self.audio_only = audio_only
+        self.allocate_layers()
+
+    def set_dominant_speaker(self, participant_id: str | None) -> None:
+        self.speaker = participant_id
+        self.allocate_layers()
+
+    def _video_subscriptions(self) -> list[Subscription]:
+        return [s.subscription for s in self.slots
+                if s.subscription.kind == "video" and s.subscription.publication is not None]
+
+    def sending_bps(self) -> int:
+        """What we forward to this person now: the layers they get, plus what audio may take."""
+        total = AUDIO_RESERVE_BPS // 2
+        for subscription in self._video_subscriptions():
+            assert subscription.publication is not None
+            layer = next((x for x in subscription.publication.layers() if x.ssrc == subscription.current), None)
+            if layer is not None and not subscription.paused:
+                total += layer.bitrate_bps
+        return total
+
+    def _feedback(self, remb_bps: int | None = None, loss: float | None = None) -> None:
+        now = time.monotonic()
+        changed = self.downlink.observe(self.sending_bps(), now, remb_bps=remb_bps, loss=loss)
+        if changed or now - self._allocated_at >= ALLOCATE_EVERY_S:
+            self.allocate_layers(now)
+
+    def allocate_layers(self, now: float | None = None) -> None:
+        """Choose each forwarded video's layer (or pause it) and tell the client what changed."""
+        if not self.media_open:
+            return
+        self._allocated_at = time.monotonic() if now is None else now
+        subscriptions = {sub.publication.participant_id: sub for sub in self._video_subscriptions()
+                         if sub.publication is not None}
+        sources = [VideoSource(pid, [LayerInfo(x.ssrc, x.height, x.bitrate_bps) for x in sub.publication.layers()])
+                   for pid, sub in subscriptions.items() if sub.publication is not None]
+        choices = allocate(sources, self.video_views, audio_only=self.audio_only, speaker=self.speaker,
+                           budget_bps=self.downlink.limit_bps)
+        for pid, choice in choices.items():
+            if choice.ssrc is not None or choice.reason != "shown":
+                subscriptions[pid].select(choice.ssrc)
+        delivery = {pid: choice.reason for pid, choice in choices.items()}
+        if delivery != self._delivery:
+            self._delivery = delivery
+            self.send_event(messages.VideoDelivery(videos=delivery))
 
     def subscription_for(self, publication: Publication) -> Subscription | None:
         return next((s.subscription for s in self.slots if s.subscription.publication is publication), None)

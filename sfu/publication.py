@@ -2,6 +2,10 @@
 
 Sinks are subscriptions (one per listener) and, for audio, at most one decoded-audio tap. Fan-out
 never awaits: each sink queues or drops on its own, so a slow subscriber cannot stall the publisher.
+
+A simulcast video publication has several layers (one RTP stream each, told apart by SSRC); every frame
+goes to every sink with its layer's SSRC, and each subscription forwards the one layer chosen for it
+(sfu/layer_allocation.py chooses, sfu/subscription.py switches at the target layer's keyframe).
 """
 
 from __future__ import annotations
@@ -17,12 +21,14 @@ from typing import Protocol
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from peerwell import metrics
-from sfu.codecs import FORWARDABLE, is_keyframe
+from sfu.codecs import FORWARDABLE, is_keyframe, vp8_keyframe_size
 from sfu.framing import AssembledFrame
 
 logger = logging.getLogger(__name__)
 
-KEYFRAME_REQUEST_INTERVAL = 0.5  # seconds between PLIs we send one publisher, however many ask
+KEYFRAME_REQUEST_INTERVAL = 0.5  # seconds between PLIs we send one publisher's stream, however many ask
+LAYER_IDLE_S = 1.0  # a layer without frames this long is not offered to anyone (the browser stopped it)
+BITRATE_WINDOW_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +39,45 @@ class EncodedFrame:
     timestamp: int  # publisher's RTP timestamp (codec clock)
     keyframe: bool
     received_at: float  # time.monotonic() when the frame was complete
+    ssrc: int = 0  # the publisher's RTP stream (a simulcast layer) it came on
+
+
+class Layer:
+    """One RTP stream of a publication: its picture size (from keyframes) and measured bitrate."""
+
+    __slots__ = (
+        "_window_bytes",
+        "_window_start",
+        "bitrate_bps",
+        "deferred_request",
+        "height",
+        "last_frame_at",
+        "last_keyframe_request",
+        "rid",
+        "ssrc",
+        "waiting_for_keyframe",
+        "width",
+    )
+
+    def __init__(self, ssrc: int, rid: str | None, now: float, waiting_for_keyframe: bool) -> None:
+        self.ssrc = ssrc
+        self.rid = rid
+        self.width = self.height = 0
+        self.bitrate_bps = 0
+        self.last_frame_at = now
+        self.waiting_for_keyframe = waiting_for_keyframe
+        self._window_start = now
+        self._window_bytes = 0
+        self.last_keyframe_request = -1e9
+        self.deferred_request: asyncio.TimerHandle | None = None
+
+    def count(self, size: int, now: float) -> None:
+        self.last_frame_at = now
+        self._window_bytes += size
+        elapsed = now - self._window_start
+        if elapsed >= BITRATE_WINDOW_S:
+            self.bitrate_bps = int(self._window_bytes * 8 / elapsed)
+            self._window_start, self._window_bytes = now, 0
 
 
 class FrameSink(Protocol):
@@ -53,10 +98,7 @@ class Publication:
         self._paused = False
         self._clock = clock
         self._sinks: list[FrameSink] = []
-        self._ssrc: int | None = None
-        self._last_keyframe_request = -1e9
-        self._deferred_request: asyncio.TimerHandle | None = None
-        self._waiting_for_keyframe = kind == "video"
+        self._layers: dict[int, Layer] = {}  # by SSRC, in arrival order
         self.frames_received = 0
         self.keyframe_requests_sent = 0
         self.closed = False
@@ -73,7 +115,8 @@ class Publication:
         self._paused = paused
         if resuming and self.kind == "video":
             # Subscribers missed the pictures the next delta frame refers to.
-            self._waiting_for_keyframe = True
+            for layer in self._layers.values():
+                layer.waiting_for_keyframe = True
             self.request_keyframe()
 
     @property
@@ -89,51 +132,70 @@ class Publication:
         if sink in self._sinks:
             self._sinks.remove(sink)
 
-    def request_keyframe(self) -> None:
-        """Ask the publisher for a keyframe: at most one PLI per interval, and a request that arrives
-        inside the interval is sent when it ends rather than dropped."""
-        if self.kind != "video" or self._ssrc is None or self.closed:
-            return
+    @property
+    def simulcast(self) -> bool:
+        return len(self._layers) > 1
+
+    def layers(self) -> list[Layer]:
+        """The layers sending now, smallest picture first (then lowest bitrate)."""
         now = self._clock()
-        wait = self._last_keyframe_request + KEYFRAME_REQUEST_INTERVAL - now
-        if wait > 0:
-            if self._deferred_request is None:
-                self._deferred_request = asyncio.get_running_loop().call_later(wait, self._send_deferred)
+        active = [layer for layer in self._layers.values() if now - layer.last_frame_at < LAYER_IDLE_S]
+        return sorted(active, key=lambda layer: (layer.height, layer.bitrate_bps))
+
+    def request_keyframe(self, ssrc: int | None = None) -> None:
+        """Ask the publisher for a keyframe on one layer (None: every layer): at most one PLI per layer
+        per interval, and a request that arrives inside the interval is sent when it ends, not dropped."""
+        if self.kind != "video" or self.closed:
             return
-        self._send_keyframe_request(now)
+        layers = list(self._layers.values()) if ssrc is None else [self._layers[ssrc]] if ssrc in self._layers else []
+        now = self._clock()
+        for layer in layers:
+            wait = layer.last_keyframe_request + KEYFRAME_REQUEST_INTERVAL - now
+            if wait > 0:
+                if layer.deferred_request is None:
+                    layer.deferred_request = asyncio.get_running_loop().call_later(wait, self._send_deferred, layer)
+                continue
+            self._send_keyframe_request(layer, now)
 
-    def _send_deferred(self) -> None:
-        self._deferred_request = None
-        if not self.closed and self._ssrc is not None:
-            self._send_keyframe_request(self._clock())
+    def _send_deferred(self, layer: Layer) -> None:
+        layer.deferred_request = None
+        if not self.closed:
+            self._send_keyframe_request(layer, self._clock())
 
-    def _send_keyframe_request(self, now: float) -> None:
-        assert self._ssrc is not None
-        self._last_keyframe_request = now
+    def _send_keyframe_request(self, layer: Layer, now: float) -> None:
+        layer.last_keyframe_request = now
         self.keyframe_requests_sent += 1
         metrics.KEYFRAME_REQUESTS.inc()
-        self._send_pli(self._ssrc)
+        self._send_pli(layer.ssrc)
 
     def on_assembled(self, assembled: AssembledFrame, codec: RTCRtpCodecParameters | None) -> None:
         """A complete encoded frame from the publisher's receiver, with the codec its payload type names."""
-        self._ssrc = assembled.ssrc
         if codec is None or codec.mimeType.lower() not in FORWARDABLE:
             return
         if self.codec is None or self.codec.payloadType != codec.payloadType:
             self.codec = codec
         self.frames_received += 1
         keyframe = is_keyframe(codec.mimeType, assembled.data)
+        now = self._clock()
         if self.kind == "video":
+            layer = self._layers.get(assembled.ssrc)
+            if layer is None:
+                layer = self._layers[assembled.ssrc] = Layer(assembled.ssrc, assembled.rid, now, True)
+            layer.count(len(assembled.data), now)
             if assembled.discontinuity:
-                self._waiting_for_keyframe = True
-            if self._waiting_for_keyframe:
+                layer.waiting_for_keyframe = True
+            if keyframe:
+                size = vp8_keyframe_size(assembled.data)
+                if size is not None:
+                    layer.width, layer.height = size
+            if layer.waiting_for_keyframe:
                 if not keyframe:
-                    self.request_keyframe()
+                    self.request_keyframe(layer.ssrc)
                     return
-                self._waiting_for_keyframe = False
+                layer.waiting_for_keyframe = False
         if self.paused:
             return
-        frame = EncodedFrame(assembled.data, assembled.timestamp, keyframe, self._clock())
+        frame = EncodedFrame(assembled.data, assembled.timestamp, keyframe, now, assembled.ssrc)
         for sink in self._sinks:
             sink.deliver(frame)
         if assembled.audio_level is not None and self.on_audio_level is not None:
@@ -141,6 +203,7 @@ class Publication:
 
     def close(self) -> None:
         self.closed = True
-        if self._deferred_request is not None:
-            self._deferred_request.cancel()
+        for layer in self._layers.values():
+            if layer.deferred_request is not None:
+                layer.deferred_request.cancel()
         self._sinks.clear()

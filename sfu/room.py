@@ -188,6 +188,7 @@ class Room:
         """`participant`'s first offer is answered: forward their tracks to everyone, and everyone's to them."""
         for publication in participant.media.publications.values():
             self.publication_started(participant, publication)
+        participant.media.set_dominant_speaker(self.speakers.current)
         self.subscribe_to_everyone(participant)
 
     def publication_started(self, publisher: Participant, publication: Publication) -> None:
@@ -209,6 +210,8 @@ class Room:
             changed = self.speakers.evaluate(at)
             if changed is not None:
                 self.broadcast_event(messages.DominantSpeakerChanged(participant_id=changed))
+                for member in self.participants.values():
+                    member.media.set_dominant_speaker(changed)
             self.update_video_caps(at)
 
     def update_video_caps(self, now: float | None = None) -> None:

@@ -10,6 +10,7 @@ from collections import Counter
 
 import aioice
 import aioice.ice
+import aiortc.codecs as aiortc_codecs
 import aiortc.rtcpeerconnection as aiortc_pc
 import pytest
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCSessionDescription
@@ -19,7 +20,7 @@ from aiortc.codecs import vpx
 from sfu import aiortc_adapter
 from sfu.aiortc_adapter import AdapterIncompatible, check_compatibility
 from sfu.client import ReplayTrack, encode_vp8_clip
-from sfu.framing import AssembledFrame, AudioFrameAssembler, VideoFrameAssembler
+from sfu.framing import AssembledFrame, AudioFrameAssembler, VideoStreamsAssembler
 
 
 @pytest.fixture(autouse=True)
@@ -183,6 +184,10 @@ def _video_sections(sdp: str) -> list[tuple[list[int], dict[str, int]]]:
             for m in aiortc_sdp.SessionDescription.parse(sdp).media if m.kind == "video"]
 
 
+# Added to aiortc's video table by the adapter (simulcast in); aiortc's own offers number them 12 and 13.
+RID_EXTENSIONS = {"rtp-stream-id": 12, "repaired-rtp-stream-id": 13}
+
+
 async def test_reoffer_keeps_the_peers_payload_types_and_extension_ids() -> None:
     aiortc_adapter.set_ice_host_addresses(["127.0.0.1"])
     browser, server = RTCPeerConnection(), RTCPeerConnection()
@@ -192,7 +197,7 @@ async def test_reoffer_keeps_the_peers_payload_types_and_extension_ids() -> None
                                      if c.mimeType in ("video/VP8", "video/rtx")])
         await browser.setLocalDescription(await browser.createOffer())
         offer = _browser_like_offer(browser.localDescription.sdp)
-        assert _video_sections(offer) == [([120, 121], {"mid": 4, "abs-send-time": 9})]
+        assert _video_sections(offer) == [([120, 121], {"mid": 4, "abs-send-time": 9, **RID_EXTENSIONS})]
 
         await server.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
         await server.setLocalDescription(await server.createAnswer())
@@ -206,11 +211,11 @@ async def test_reoffer_keeps_the_peers_payload_types_and_extension_ids() -> None
         table = aiortc_pc.HEADER_EXTENSIONS
         reoffer = await aiortc_adapter.create_offer(server)
         assert aiortc_pc.HEADER_EXTENSIONS is table  # swapped only while createOffer ran
-        assert _video_sections(reoffer.sdp) == [([120, 121], {"mid": 4, "abs-send-time": 9})] * 2
+        assert _video_sections(reoffer.sdp) == [([120, 121], {"mid": 4, "abs-send-time": 9, **RID_EXTENSIONS})] * 2
 
         # Why: aiortc on its own renumbers the extensions from its fixed table.
         plain = await server.createOffer()
-        assert _video_sections(plain.sdp)[0][1] == {"mid": 1, "abs-send-time": 3}
+        assert _video_sections(plain.sdp)[0][1] == {"mid": 1, "abs-send-time": 3, **RID_EXTENSIONS}
     finally:
         await browser.close()
         await server.close()
@@ -359,7 +364,7 @@ async def test_tapped_receiver_yields_encoded_frames_and_pli_reaches_the_redirec
         await pair.connect()
         assert len(pair.receivers) == 1
         receiver = pair.receivers[0]
-        assert isinstance(receiver._RTCRtpReceiver__jitter_buffer, VideoFrameAssembler)
+        assert isinstance(receiver._RTCRtpReceiver__jitter_buffer, VideoStreamsAssembler)
 
         await wait_until(lambda: len(pair.frames) >= 12)
         # Frames arrive whole, in order, byte for byte (the first may be skipped while syncing).
@@ -394,7 +399,7 @@ async def test_tap_chooses_the_assembler_by_kind() -> None:
         aiortc_adapter.tap_receiver(audio, "audio", lambda frame: None)
         aiortc_adapter.tap_receiver(video, "video", lambda frame: None)
         assert isinstance(audio._RTCRtpReceiver__jitter_buffer, AudioFrameAssembler)
-        assert isinstance(video._RTCRtpReceiver__jitter_buffer, VideoFrameAssembler)
+        assert isinstance(video._RTCRtpReceiver__jitter_buffer, VideoStreamsAssembler)
     finally:
         await pc.close()
 
@@ -420,3 +425,54 @@ def test_clock_callers_and_epoch_are_checked(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(aiortc_adapter, "_original_current_ms", lambda: int(time.time() * 1000))  # a Unix epoch
     message = problems()
     assert "clock.current_ms" in message and "NTP epoch" in message
+
+
+# --- simulcast in -------------------------------------------------------------------------------
+
+CHROME_SIMULCAST_VIDEO = (
+    "m=video 9 UDP/TLS/RTP/SAVPF 96 97\r\na=mid:1\r\na=sendonly\r\n"
+    "a=rid:l send\r\na=rid:m send\r\na=rid:h send\r\na=rid:x-1 send\r\n"
+    "a=simulcast:send l;~m;h,x-1;x-1;bad!\r\n")
+
+
+def test_offered_layers_are_read_and_answered() -> None:
+    sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n" + CHROME_SIMULCAST_VIDEO
+    layers = aiortc_adapter.offered_simulcast(sdp)
+    assert layers == {"1": ["l", "m", "h"]}  # paused ~m kept as a layer, the alternative and extras left out
+    answer = aiortc_adapter.receive_simulcast("v=0\r\nm=audio 9 X 111\r\na=mid:0\r\nm=video 9 X 96\r\na=mid:1\r\n",
+                                              layers)
+    video = answer.split("m=video")[1]
+    assert video.endswith("a=rid:l recv\r\na=rid:m recv\r\na=rid:h recv\r\na=simulcast:recv l;m;h\r\n")
+    assert "rid" not in answer.split("m=video")[0]
+    assert aiortc_adapter.offered_simulcast("v=0\r\nm=video 9 X 96\r\na=mid:0\r\n") == {}
+
+
+def test_rid_extensions_are_negotiated_for_video_only() -> None:
+    video = {e.uri for e in aiortc_codecs.HEADER_EXTENSIONS["video"]}
+    audio = {e.uri for e in aiortc_codecs.HEADER_EXTENSIONS["audio"]}
+    assert {aiortc_adapter.RID_URI, aiortc_adapter.REPAIRED_RID_URI} <= video
+    assert aiortc_adapter.RID_URI not in audio
+
+
+def test_simulcast_internals_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def handle_without_nacks(self, packet, arrival_time_ms):  # type: ignore[no-untyped-def]
+        return None
+
+    monkeypatch.setattr(RTCRtpReceiver, "_handle_rtp_packet", handle_without_nacks)
+    message = problems()
+    assert "_RTCRtpReceiver__nack_generator" in message and "_RTCRtpReceiver__rtx_ssrc" in message
+
+
+def test_nacks_are_generated_per_stream() -> None:
+    from aiortc.rtcrtpreceiver import NackGenerator
+    from aiortc.rtp import RtpPacket
+
+    nacks = aiortc_adapter._NackPerStream(NackGenerator)
+    for seq in range(100, 110):  # two layers interleaved, each in order: no loss
+        assert not nacks.add(RtpPacket(sequence_number=seq, ssrc=1))
+        assert not nacks.add(RtpPacket(sequence_number=5000 + seq, ssrc=2))
+    assert nacks.add(RtpPacket(sequence_number=112, ssrc=1))  # one real gap on layer 1
+    assert nacks.missing == {110, 111}
+    single = NackGenerator()  # why: aiortc's own reads the interleaving as thousands of losses
+    single.add(RtpPacket(sequence_number=100, ssrc=1))
+    assert single.add(RtpPacket(sequence_number=5100, ssrc=2)) and len(single.missing) > 100

@@ -1,5 +1,6 @@
-"""Real Chromium: a publisher told by the server to cap its video keeps its outbound bitrate, frame rate and
-height under the cap (its own getStats), and goes back up when the cap is lifted."""
+"""Real Chromium: a publisher told by the server to cap its video keeps its outbound bitrate (all simulcast
+layers together), frame rate and height under the cap (its own getStats), and goes back up when the cap is
+lifted."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from playwright.async_api import Browser, Page
 
 from sfu import messages
 from sfu.config import ServerConfig
-from sfu.video_quality import LADDER, rung_index
+from sfu.video_quality import LADDER, VideoCap, rung_index
 from tests.conftest import RunningServer, start_server
 from tests.support.browser import PARTICIPANT_ID, TILE_STATE, join, new_page, poll, uncaught
 
@@ -22,16 +23,22 @@ WINDOW_S = 4.0
 
 # The page's own video sender: payload bytes and frames sent so far, the last frame's height, and the
 # encoding parameters it runs with.
+# The page's own video sender (three simulcast layers): payload bytes over all layers, frames and the
+# latest frame height per layer, and the cap its encodings were last set for.
 OUTBOUND_VIDEO = """async () => {
-  const sender = window.peerwell.call.senders.video;
-  const out = {bytes: 0, frames: 0, height: 0, at: 0, params: sender.getParameters().encodings[0]};
-  (await sender.getStats()).forEach(s => {
+  const call = window.peerwell.call;
+  const out = {bytes: 0, layers: {}, at: 0, cap: call.videoCapApplied};
+  (await call.senders.video.getStats()).forEach(s => {
     if (s.type !== 'outbound-rtp') return;
-    out.bytes += s.bytesSent; out.frames += s.framesSent || 0; out.height = s.frameHeight || 0;
-    out.at = s.timestamp;
+    out.bytes += s.bytesSent; out.at = s.timestamp;
+    out.layers[s.rid || '-'] = {frames: s.framesSent || 0, height: s.frameHeight || 0};
   });
   return out;
 }"""
+
+
+def applied(value: dict, cap: VideoCap) -> bool:
+    return value["cap"] is not None and value["cap"]["max_bitrate_bps"] == cap.max_bitrate_bps
 
 
 @pytest.fixture
@@ -42,13 +49,17 @@ async def server() -> AsyncIterator[RunningServer]:
 
 
 async def measure(page: Page) -> dict[str, float]:
-    """Bitrate (payload), frame rate and the latest frame height over WINDOW_S."""
+    """Bitrate (payload, all layers), the fastest layer's frame rate and the tallest sending layer's latest
+    frame height over WINDOW_S."""
     first = await page.evaluate(OUTBOUND_VIDEO)
     await asyncio.sleep(WINDOW_S)
     last = await page.evaluate(OUTBOUND_VIDEO)
     seconds = (last["at"] - first["at"]) / 1000
-    return {"bps": (last["bytes"] - first["bytes"]) * 8 / seconds, "fps": (last["frames"] - first["frames"]) / seconds,
-            "height": last["height"]}
+    rates = {rid: (layer["frames"] - first["layers"].get(rid, {"frames": 0})["frames"]) / seconds
+             for rid, layer in last["layers"].items()}
+    sending = [rid for rid, fps in rates.items() if fps > 0]
+    return {"bps": (last["bytes"] - first["bytes"]) * 8 / seconds, "fps": max(rates.values(), default=0),
+            "height": max((last["layers"][rid]["height"] for rid in sending), default=0)}
 
 
 async def test_a_capped_publisher_stays_under_its_cap_and_goes_back_up(server: RunningServer,
@@ -62,14 +73,14 @@ async def test_a_capped_publisher_stays_under_its_cap_and_goes_back_up(server: R
 
     # Two people: the room's own cap, the ladder's first rung, came on joining and is in force.
     top = LADDER[0].gallery
-    await poll(publisher, OUTBOUND_VIDEO, None, lambda v: v["params"].get("maxBitrate") == top.max_bitrate_bps)
+    await poll(publisher, OUTBOUND_VIDEO, None, lambda v: applied(v, top))
     await asyncio.sleep(SETTLE_S)
     before = await measure(publisher)
 
     # What a publisher is told in a 12-person room (the sending path Room.update_video_caps uses).
     cap = LADDER[rung_index(12)].gallery
     participant.send_event(messages.VideoCap(*cap))
-    await poll(publisher, OUTBOUND_VIDEO, None, lambda v: v["params"].get("maxBitrate") == cap.max_bitrate_bps)
+    await poll(publisher, OUTBOUND_VIDEO, None, lambda v: applied(v, cap))
     await asyncio.sleep(SETTLE_S)
     capped = await measure(publisher)
     # 10%: maxBitrate bounds the encoder's target; a keyframe may overshoot it within a window.
@@ -79,7 +90,7 @@ async def test_a_capped_publisher_stays_under_its_cap_and_goes_back_up(server: R
     assert capped["fps"] > cap.max_framerate / 2, (before, capped)  # capped, not stopped
 
     participant.send_event(messages.VideoCap(*top))
-    await poll(publisher, OUTBOUND_VIDEO, None, lambda v: v["params"].get("maxBitrate") == top.max_bitrate_bps)
+    await poll(publisher, OUTBOUND_VIDEO, None, lambda v: applied(v, top))
     await asyncio.sleep(SETTLE_S)
     after = await measure(publisher)
     assert after["bps"] > cap.max_bitrate_bps * 2, (before, capped, after)

@@ -68,7 +68,7 @@ async def test_video_forwards_nothing_before_the_first_keyframe_and_asks_for_one
         s.feed(clip, range(10, 15))
         assert s.delivered() == [10, 11, 12, 13, 14]
         first = s.sink.frames[0]
-        assert first == EncodedFrame(clip[10], 30000, True, s.clock.now)
+        assert first == EncodedFrame(clip[10], 30000, True, s.clock.now, SSRC)
         assert [f.keyframe for f in s.sink.frames] == [True, False, False, False, False]
         assert s.pub.frames_received == 12
         assert s.pub.codec is VP8

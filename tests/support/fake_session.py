@@ -21,6 +21,9 @@ class FakeSession:
         self.subscribed: list[Publication] = []
         self.sent: list[messages.Struct] = []
         self.closed = False
+        self.video_views: dict[str, int] = {}
+        self.audio_only = False
+        self.speaker: str | None = None
         self.fail_subscribe = False  # the next subscribe raises, as a broken connection would
 
     def publish(self, kind: str) -> Publication:
@@ -46,6 +49,15 @@ class FakeSession:
             for publication in self.publications.values():  # as PeerSession does: its tracks are gone
                 publication.close()
             self.publications.clear()
+
+    def set_video_views(self, views: dict[str, int]) -> None:
+        self.video_views = dict(views)
+
+    def set_audio_only(self, audio_only: bool) -> None:
+        self.audio_only = audio_only
+
+    def set_dominant_speaker(self, participant_id: str | None) -> None:
+        self.speaker = participant_id
 
     def send_event(self, message: messages.Struct) -> None:
         self.sent.append(message)

@@ -6,6 +6,16 @@ import { Signaling, signalingUrl } from "./signaling.js";
 
 const GATHER_TIMEOUT_MS = 3000;
 const OUTBOX_LIMIT = 20; // requests kept while the data channel is opening
+// Simulcast (docs/architecture.md, "Video layers"): three VP8 layers, smallest first; the server forwards
+// each listener the one its tile, its link and the speaker call for. A browser or codec that cannot
+// simulcast sends the first encoding the answer keeps, and the server treats it as one layer.
+export const SIMULCAST_LAYERS = [
+  { rid: "l", scaleResolutionDownBy: 4, maxBitrate: 100000, maxFramerate: 15 },
+  { rid: "m", scaleResolutionDownBy: 2, maxBitrate: 250000, maxFramerate: 30 },
+  { rid: "h", scaleResolutionDownBy: 1, maxBitrate: 900000, maxFramerate: 30 },
+];
+// Chrome sends three simulcast layers only from 960x540 up (two from 640x360); the top layer is this size.
+export const CAMERA_SIZE = { width: { ideal: 960 }, height: { ideal: 540 } };
 
 function waitForIceGathering(pc) {
   if (pc.iceGatheringState === "complete") return Promise.resolve();
@@ -20,6 +30,41 @@ function waitForIceGathering(pc) {
     pc.addEventListener("icegatheringstatechange", check);
     // The server does not take trickled candidates; send what we have if gathering stalls.
     setTimeout(done, GATHER_TIMEOUT_MS);
+  });
+}
+
+// The room's cap over simulcast layers (docs/architecture.md): a layer taller than the cap is scaled down to
+// it if that still makes it clearly bigger than the layer below, else turned off (the smallest always stays
+// on); none runs faster than the cap; together they stay within its bitrate, the top one taking the rest.
+function limitLayers(encodings, cap, height) {
+  let top = 0;
+  let below = 0; // height of the layer below
+  encodings.forEach((encoding, i) => {
+    const layer = SIMULCAST_LAYERS.find((l) => l.rid === encoding.rid) || SIMULCAST_LAYERS[i];
+    const natural = height / layer.scaleResolutionDownBy;
+    encoding.scaleResolutionDownBy = layer.scaleResolutionDownBy;
+    encoding.maxFramerate = Math.min(layer.maxFramerate, cap.max_framerate);
+    if (i === 0 || (height > 0 && natural <= cap.max_height)) {
+      encoding.active = true;
+    } else if (height > 0 && below > 0 && cap.max_height > below * 1.3) {
+      encoding.active = true;
+      encoding.scaleResolutionDownBy = height / cap.max_height;
+    } else {
+      encoding.active = false;
+    }
+    if (encoding.active) {
+      top = i;
+      below = height / encoding.scaleResolutionDownBy;
+      if (below >= cap.max_height) below = Infinity; // nothing above may be turned on
+    }
+  });
+  let left = cap.max_bitrate_bps;
+  encodings.forEach((encoding, i) => {
+    if (!encoding.active) return;
+    const layer = SIMULCAST_LAYERS.find((l) => l.rid === encoding.rid) || SIMULCAST_LAYERS[i];
+    const share = i === top ? left : left / 2;
+    encoding.maxBitrate = Math.max(30000, Math.min(layer.maxBitrate, share));
+    left -= encoding.maxBitrate;
   });
 }
 
@@ -52,6 +97,7 @@ export class Call extends EventTarget {
     this.mediaStarted = false;
     this.outbox = [];
     this.videoCap = null; // the server's latest `video-cap` for our video
+    this.videoCapApplied = null; // the cap our encoder runs with
     this.capQueue = Promise.resolve();
   }
 
@@ -186,7 +232,9 @@ export class Call extends EventTarget {
     });
     for (const kind of ["audio", "video"]) {
       const track = this.localStream ? this.localStream.getTracks().find((t) => t.kind === kind) : null;
-      const transceiver = this.pc.addTransceiver(track || kind, { direction: "sendonly" });
+      const init = { direction: "sendonly" };
+      if (kind === "video") init.sendEncodings = SIMULCAST_LAYERS.map((layer) => ({ ...layer }));
+      const transceiver = this.pc.addTransceiver(track || kind, init);
       this.senders[kind] = transceiver.sender;
     }
     this.channel = this.pc.createDataChannel("peerwell");
@@ -267,7 +315,8 @@ export class Call extends EventTarget {
     if (kind === "video") this.setVideoCap(this.videoCap); // the scale depends on the camera's height
   }
 
-  // The most our video may use (docs/protocol.md, `video-cap`). Only the encoder is limited, so the
+  // The most our video may use (docs/protocol.md, `video-cap`); with simulcast, over all layers together
+  // (limitLayers). Only the encoder is limited, so the
   // self-view keeps the camera's quality. Chained: Chrome refuses a setParameters while one is pending.
   setVideoCap(cap) {
     const valid = (n) => Number.isFinite(n) && n > 0;
@@ -285,11 +334,16 @@ export class Call extends EventTarget {
     const parameters = sender.getParameters();
     if (!parameters.encodings || !parameters.encodings.length) return;
     const height = sender.track ? sender.track.getSettings().height || 0 : 0;
-    const encoding = parameters.encodings[0];
-    encoding.maxBitrate = cap.max_bitrate_bps;
-    encoding.maxFramerate = cap.max_framerate;
-    encoding.scaleResolutionDownBy = height > cap.max_height ? height / cap.max_height : 1;
+    if (parameters.encodings.length > 1) {
+      limitLayers(parameters.encodings, cap, height);
+    } else {
+      const encoding = parameters.encodings[0];
+      encoding.maxBitrate = cap.max_bitrate_bps;
+      encoding.maxFramerate = cap.max_framerate;
+      encoding.scaleResolutionDownBy = height > cap.max_height ? height / cap.max_height : 1;
+    }
     await sender.setParameters(parameters);
+    this.videoCapApplied = cap;
   }
 
   fail(reason) {

@@ -17,4 +17,5 @@ export const ctx = {
   subtitleLanguages: null, // null until the server says; [] when nothing can be offered
   hideName: storageGet("peerwell.hideName", "0") === "1",
   captionMode: storageGet("peerwell.captionMode", "both"),
+  audioOnly: storageGet("peerwell.audioOnly", "0") === "1",
 };

@@ -2,6 +2,7 @@
 // render from it. Also the room's own controls (microphone, camera, devices, hand, reactions, "I need help",
 // captions and subtitles).
 
+import { CAMERA_SIZE } from "./call.js";
 import { CaptionView } from "./captions.js";
 import { ChatView } from "./chat.js";
 import { ctx } from "./context.js";
@@ -13,11 +14,13 @@ import { notify } from "./notices.js";
 import { leave, savePlace } from "./session.js";
 import { moderationOf, store } from "./store.js";
 import { REACTIONS, Tiles } from "./tiles.js";
+import { VideoViews } from "./video_views.js";
 import { banner, currentView, showView } from "./views.js";
 
 const REACTION_SHOWN_MS = 4000;
 
 export const tiles = new Tiles($("tiles"));
+const videoViews = new VideoViews(tiles, (message) => (ctx.call ? ctx.call.sendControl(message) : false));
 export const captions = new CaptionView({
   live: $("captions-live"), history: $("captions-history"), status: $("captions-status"), jump: $("captions-jump"),
   onLine: (caption) => {
@@ -50,6 +53,8 @@ export function sendPreferences() {
   if (!ctx.call) return;
   if (ctx.subtitleLanguage) ctx.call.sendControl({ type: "set-subtitle-language", language: ctx.subtitleLanguage });
   if (ctx.hideName) ctx.call.sendControl({ type: "set-caption-name-hidden", hidden: true });
+  if (ctx.audioOnly) ctx.call.sendControl({ type: "set-audio-only", enabled: true });
+  videoViews.resend();
   sendMediaState();
 }
 
@@ -148,6 +153,9 @@ export function handleEvent(event) {
     case "room-state":
       onRoomState(event);
       break;
+    case "video-delivery":
+      onVideoDelivery(event.videos && typeof event.videos === "object" ? event.videos : {});
+      break;
     case "dominant-speaker":
       store.update((state) => {
         state.speaking = event.participant_id;
@@ -210,6 +218,15 @@ function onReaction(id, reaction) {
 }
 onReaction.timers = new Map();
 
+function onVideoDelivery(videos) {
+  const was = [...store.state.videoDelivery.values()].includes("bandwidth");
+  store.update((state) => {
+    state.videoDelivery = new Map(Object.entries(videos));
+  });
+  const now = Object.values(videos).includes("bandwidth");
+  if (was !== now) announce(now ? t("room.videoPausedBandwidth") : t("room.videoResumed"));
+}
+
 function onRoomState(event) {
   const changed = Boolean(event.locked) !== store.state.locked;
   store.update((state) => {
@@ -237,6 +254,7 @@ export function renderRoom(state) {
   const remote = ctx.call.remoteTracks();
   const localVideo = ctx.localStream ? ctx.localStream.getVideoTracks()[0] || null : null;
   tiles.render(state, remote, localVideo);
+  videoViews.update();
   renderHands(state);
   renderControls(state);
   renderSelfModeration(state);
@@ -300,6 +318,11 @@ function renderControls(state) {
     : local.cameraOn ? t("controls.cameraOff") : t("controls.cameraOn");
   cam.classList.toggle("off", local.hasCam && (!local.cameraOn || mine.videoStopped));
   cam.setAttribute("aria-pressed", String(local.hasCam && !local.cameraOn));
+  const audioOnly = $("toggle-audio-only");
+  audioOnly.setAttribute("aria-pressed", String(state.audioOnly));
+  audioOnly.classList.toggle("active", state.audioOnly);
+  const thin = [...state.videoDelivery.values()].includes("bandwidth");
+  $("bandwidth-status").hidden = !thin;
   if (ctx.localStream) {
     for (const track of ctx.localStream.getAudioTracks()) track.enabled = local.micOn;
     for (const track of ctx.localStream.getVideoTracks()) track.enabled = local.cameraOn;
@@ -372,7 +395,8 @@ async function fillDeviceMenus() {
 async function switchDevice(kind, deviceId) {
   if (!ctx.call || !deviceId) return;
   try {
-    const stream = await navigator.mediaDevices.getUserMedia({ [kind]: { deviceId: { exact: deviceId } } });
+    const size = kind === "video" ? CAMERA_SIZE : {};
+    const stream = await navigator.mediaDevices.getUserMedia({ [kind]: { deviceId: { exact: deviceId }, ...size } });
     const track = stream.getTracks()[0];
     if (!ctx.localStream) ctx.localStream = new MediaStream();
     for (const old of ctx.localStream.getTracks().filter((tr) => tr.kind === kind)) {
@@ -427,6 +451,18 @@ export function initRoom() {
       sendMediaState();
       savePlace();
     });
+  });
+  store.update((state) => {
+    state.audioOnly = ctx.audioOnly;
+  });
+  $("toggle-audio-only").addEventListener("click", () => {
+    ctx.audioOnly = !ctx.audioOnly;
+    storageSet("peerwell.audioOnly", ctx.audioOnly ? "1" : "0");
+    store.update((state) => {
+      state.audioOnly = ctx.audioOnly;
+    });
+    sendControl({ type: "set-audio-only", enabled: ctx.audioOnly });
+    announce(t(ctx.audioOnly ? "controls.audioOnlyNow" : "controls.videoBackNow"));
   });
   $("toggle-hand").addEventListener("click", () => {
     const raised = $("toggle-hand").dataset.raised === "1";

@@ -4,7 +4,7 @@
 // address bar. Only the Leave button (or a goodbye from the server) gives the place up at once; a reload or a
 // closed tab leaves it to the server's grace period, so a reload within it comes back to the same seat.
 
-import { Call } from "./call.js";
+import { CAMERA_SIZE, Call } from "./call.js";
 import { ctx } from "./context.js";
 import { $, announce } from "./dom.js";
 import { currentLanguage, setGroupLanguage, t } from "./i18n.js";
@@ -57,9 +57,9 @@ export function clearPlace() {
 
 // --- local media ----------------------------------------------------------------------------------------
 
-function constraint(wanted, deviceId) {
+function constraint(wanted, deviceId, extra = {}) {
   if (!wanted) return false;
-  return deviceId ? { deviceId: { exact: deviceId } } : true;
+  return deviceId ? { deviceId: { exact: deviceId }, ...extra } : Object.keys(extra).length ? extra : true;
 }
 
 export async function openLocalMedia(wantMic, wantCamera, devices = {}) {
@@ -67,7 +67,7 @@ export async function openLocalMedia(wantMic, wantCamera, devices = {}) {
   if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) return null;
   try {
     return await navigator.mediaDevices.getUserMedia({
-      audio: constraint(wantMic, devices.audio), video: constraint(wantCamera, devices.video),
+      audio: constraint(wantMic, devices.audio), video: constraint(wantCamera, devices.video, CAMERA_SIZE),
     });
   } catch {
     if (wantCamera && wantMic) {

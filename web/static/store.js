@@ -15,6 +15,8 @@ export function emptyRoom() {
     unmuteRequested: false,
     waiting: [], // facilitators: the lobby
     roomStartedAt: null, // Date.now() at room time 0, from room-state
+    videoDelivery: new Map(), // id -> "shown" | "hidden" | "audio-only" | "bandwidth": what the server sends us
+    audioOnly: false, // this person asked for audio and captions only
     local: { micOn: false, cameraOn: false, hasMic: false, hasCam: false },
   };
 }

@@ -14,6 +14,7 @@ const BADGES = [
   ["videoStopped", "tile.videoStopped"],
   ["micOff", "tile.micOff"],
   ["cameraOff", "tile.cameraOff"],
+  ["pausedBandwidth", "tile.pausedBandwidth"],
 ];
 
 export const REACTIONS = {
@@ -75,6 +76,7 @@ export class Tiles {
       ids.add(id);
       const tile = this.ensure(id, person.name, { self: id === state.self.id });
       const moderation = moderationOf(state, id);
+      const delivery = id === state.self.id ? "shown" : state.videoDelivery.get(id) || "shown";
       const media = id === state.self.id
         ? { microphone: state.local.micOn, camera: state.local.cameraOn }
         : mediaOf(state, id);
@@ -88,6 +90,8 @@ export class Tiles {
         micOff: !moderation.muted && !media.microphone,
         cameraOff: !moderation.videoStopped && !media.camera,
         speaking: state.speaking === id,
+        pausedBandwidth: delivery === "bandwidth",
+        videoPaused: delivery === "bandwidth" || delivery === "audio-only",
         reaction: state.reactions.get(id) || null,
       });
     }
@@ -125,7 +129,8 @@ export class Tiles {
     tile.element.classList.toggle("hand-raised", state.hand);
     tile.element.classList.toggle("speaking", state.speaking);
     // A stopped or turned-off video would otherwise freeze on its last frame: show initials instead.
-    tile.element.classList.toggle("no-video", !tile.hasVideo || state.videoStopped || state.cameraOff);
+    tile.element.classList.toggle("no-video",
+      !tile.hasVideo || state.videoStopped || state.cameraOff || state.videoPaused);
     if (state.reaction) {
       tile.reaction.textContent = REACTIONS[state.reaction] || "";
       tile.reaction.setAttribute("aria-label", t(`reaction.${state.reaction}`));
