@@ -60,7 +60,9 @@ async def get_json(url: str) -> tuple[int, dict]:
 async def closed(c: RoomClient, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not (c._ws is not None and c._ws.closed):
-        assert time.monotonic() < deadline, "the client's socket stayed open"
+        reader = c._reader
+        assert time.monotonic() < deadline, ("the client's socket stayed open; reader "
+                                             + (repr(reader.exception()) if reader and reader.done() else "running"))
         await asyncio.sleep(0.05)
 
 
