@@ -18,6 +18,7 @@ from safety.detector import CrisisDetector
 from sfu import messages
 from sfu.app import LIVE_METRICS_KEY, create_app
 from sfu.config import ServerConfig
+from sfu.heap import freeze_startup_heap
 from sfu.shutdown import SHUTDOWN_KEY
 from sfu.signaling import ROOMS_KEY
 
@@ -142,6 +143,7 @@ def serve(args: argparse.Namespace) -> None:
 
     async def on_startup(app: web.Application) -> None:
         announce(settings)
+        freeze_startup_heap()
 
     app.on_startup.append(on_startup)
     try:

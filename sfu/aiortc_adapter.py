@@ -5,8 +5,10 @@ on its public API decodes once per publisher and re-encodes once per subscriber.
 there is no supported way around that (aiortc issues #449, #55). We forward encoded frames instead:
 
 1. Receive side: before a receiver starts, its private JitterBuffer is swapped for our frame assembler
-   (sfu.framing), which hands each reassembled *encoded* frame to the publication. The decoder thread
-   aiortc starts anyway then sits idle on an empty queue: nothing is ever decoded for forwarding.
+   (sfu.framing), which hands each reassembled *encoded* frame to the publication. Nothing is ever decoded
+   for forwarding, so such a receiver gets no decoder thread either: aiortc starts one per receiver and
+   stops it by joining it, and both wait on the event loop for another thread to be scheduled (measured
+   under load by bench.churn: 185 ms in one close).
 2. Send side: a subscription track yields ``av.Packet`` objects, which RTCRtpSender only packetizes
    (``encoder.pack``); that part is public behaviour. PLI/FIR from a subscriber normally sets a private
    "force keyframe" flag for the sender's encoder; we redirect it to the publication instead.
@@ -38,8 +40,10 @@ import ipaddress
 import itertools
 import logging
 import socket
+import threading
 import time
 import types
+import weakref
 from collections.abc import Callable, Sequence
 from importlib.metadata import version
 from typing import Any
@@ -50,6 +54,7 @@ import aioice.turn
 import aiortc.clock as aiortc_clock
 import aiortc.codecs as aiortc_codecs
 import aiortc.rtcpeerconnection as aiortc_pc
+import aiortc.rtcrtpreceiver as aiortc_receiver
 import aiortc.rtcsctptransport as aiortc_sctp
 from aiortc import (
     RTCDataChannel,
@@ -73,6 +78,7 @@ TESTED_AIOICE = "0.13.0"
 _JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
 _RECEIVER_CODECS = "_RTCRtpReceiver__codecs"
 _RECEIVER_STARTED = "_RTCRtpReceiver__started"
+_DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
 
 
 class AdapterIncompatible(RuntimeError):
@@ -118,6 +124,7 @@ def check_compatibility() -> None:
     if not callable(getattr(aioice.ice, "get_host_addresses", None)):
         problems.append("aioice.ice.get_host_addresses is gone")
     problems += _host_candidate_problems()
+    problems += _decoder_thread_problems()
     receive = _original_data_channel_receive.__code__
     if "decode" not in receive.co_names or "WEBRTC_STRING" not in receive.co_names:
         problems.append("RTCSctpTransport._data_channel_receive no longer decodes WEBRTC_STRING frames itself")
@@ -168,6 +175,47 @@ def tap_receiver(receiver: RTCRtpReceiver, kind: str, emit: FrameSink) -> None:
         raise AdapterIncompatible("receiver already started; tap it from the 'track' event")
     assembler = AudioFrameAssembler(emit) if kind == "audio" else VideoFrameAssembler(emit)
     setattr(receiver, _JITTER_BUFFER, assembler)
+    _undecoded_queues.add(getattr(receiver, _DECODER_QUEUE))
+
+
+_undecoded_queues: weakref.WeakSet[object] = weakref.WeakSet()  # decoder queues of tapped receivers
+
+
+class _NoDecoderThread:
+    """Stands in for a tapped receiver's decoder thread: starting and joining it costs nothing."""
+
+    def start(self) -> None:
+        return None
+
+    def join(self, timeout: float | None = None) -> None:
+        return None
+
+
+class _ReceiverThreading:
+    """What aiortc.rtcrtpreceiver sees as `threading`: a real thread for a receiver that decodes, none for a
+    tapped one (the decoder queue is the second of the worker's arguments)."""
+
+    Event = threading.Event
+
+    @staticmethod
+    def Thread(*, target: Callable[..., None], name: str, args: tuple[Any, ...]) -> object:
+        if len(args) > 1 and args[1] in _undecoded_queues:
+            return _NoDecoderThread()
+        return threading.Thread(target=target, name=name, args=args)
+
+
+def _decoder_thread_problems() -> list[str]:
+    receive = inspect.getsource(RTCRtpReceiver.receive)
+    problems = []
+    if not {"threading", "Thread", "decoder_worker"} <= set(RTCRtpReceiver.receive.__code__.co_names):
+        problems.append("RTCRtpReceiver.receive no longer starts threading.Thread(decoder_worker)")
+    elif "asyncio.get_event_loop(),\n                    self.__decoder_queue," not in receive:
+        problems.append("RTCRtpReceiver.receive no longer passes the decoder queue as the worker's second argument")
+    if not {"join", "put"} <= set(RTCRtpReceiver._RTCRtpReceiver__stop_decoder.__code__.co_names):
+        problems.append("RTCRtpReceiver stops its decoder other than by put(None) and join()")
+    if _DECODER_QUEUE not in RTCRtpReceiver.__init__.__code__.co_names:
+        problems.append(f"RTCRtpReceiver no longer sets {_DECODER_QUEUE}")
+    return problems
 
 
 def receiver_codec(receiver: RTCRtpReceiver, payload_type: int) -> RTCRtpCodecParameters | None:
@@ -551,12 +599,14 @@ def install_patches() -> None:
     - text frames that are not UTF-8 reach the channel as bytes instead of raising inside aiortc.
     - aiortc's per-packet clock readings use time.time() instead of datetime (callers look the
       functions up on the module at each call, so replacing them there reaches every caller).
+    - tapped receivers get no decoder thread (the receiver module looks `threading` up at each call).
     """
     aioice.ice.Connection.connect = _connect_respecting_close  # type: ignore[method-assign]
     aiortc_pc.filter_preferred_codecs = _filter_keeping_exact
     aiortc_sctp.RTCSctpTransport._data_channel_receive = _receive_bad_text_as_bytes  # type: ignore[method-assign]
     aiortc_clock.current_ms = _fast_current_ms
     aiortc_clock.current_ntp_time = _fast_current_ntp_time
+    aiortc_receiver.threading = _ReceiverThreading  # type: ignore[assignment]
 
 
 install_patches()
