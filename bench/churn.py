@@ -33,7 +33,13 @@ Also: `offers_per_steady` (server offers each steady member answered during the 
 `newcomer_media_s` (median and worst seconds from a churner starting to join until a steady member
 receives its video), log records carrying a traceback in the server (`tracebacks`). The offer rate per
 address is raised (every churner comes from 127.0.0.1). Loopback only; figures from a shared machine are
-noisy: compare runs taken under the same load.
+noisy: compare runs taken under the same load (`load_average`; `server_longest_stall_s` and
+`server_longest_gc_s` give wall and process-CPU seconds: CPU far below wall means the machine did not run
+the server, not that the server was busy).
+
+Environment: CHURN_DEBUG=1 prints per-second frame rates and the kinds of tasks added; CHURN_NO_FREEZE=1
+runs the server without freezing its start-up heap (to compare); CHURN_TRACEMALLOC=1 prints on stderr
+what the server's heap grew by between cycle 20 and each later count (slow).
 """
 
 from __future__ import annotations
@@ -203,6 +209,11 @@ async def serve(grace: float) -> None:
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     rooms = app[ROOMS_KEY]
+    traces = []  # CHURN_TRACEMALLOC=1: what grew between the second snapshot (cycle 20) and the last, on stderr
+    if os.environ.get("CHURN_TRACEMALLOC"):
+        import tracemalloc
+
+        tracemalloc.start(8)
     if not os.environ.get("CHURN_NO_FREEZE"):
         from sfu.heap import freeze_startup_heap  # as `peerwell serve` does
 
@@ -217,6 +228,11 @@ async def serve(grace: float) -> None:
         if command == "snapshot":
             watch.walking = True
             answer: object = {**snapshot(rooms, ids, counter), **watch.report()}
+            if os.environ.get("CHURN_TRACEMALLOC"):
+                traces.append(tracemalloc.take_snapshot())
+                if len(traces) > 2:
+                    for stat in traces[-1].compare_to(traces[1], "traceback")[:12]:
+                        print(stat, *stat.traceback.format()[-6:], sep="\n  ", file=sys.stderr)
             await asyncio.sleep(0)  # the ticker's wake-up after the walk is the walk's, not a stall
             await asyncio.sleep(0.03)
             watch.walking = False
@@ -266,17 +282,19 @@ class ServerProcess:
 # --- the measuring process: steady clients and churners ----------------------------------------
 
 
-async def run(cycles: int, steady_count: int, grace: float, settle: float) -> dict[str, object]:
+async def run(cycles: int, steady_count: int, grace: float, settle: float,
+              freeze_heap: bool = False) -> dict[str, object]:
+    """`freeze_heap`: freeze this process's heap once the steady clients are in (never in a test process)."""
     server = ServerProcess(grace)
     await server.start()
     try:
-        return await measure(server, cycles, steady_count, grace, settle)
+        return await measure(server, cycles, steady_count, grace, settle, freeze_heap)
     finally:
         await server.stop()
 
 
 async def measure(server: ServerProcess, cycles: int, steady_count: int, grace: float,
-                  settle: float) -> dict[str, object]:
+                  settle: float, freeze_heap: bool) -> dict[str, object]:
     aiortc_adapter.set_ice_host_addresses(["127.0.0.1"])
     vp8, opus = clips()
     meters: dict[tuple[int, int], FrameMeter] = {}
@@ -298,6 +316,10 @@ async def measure(server: ServerProcess, cycles: int, steady_count: int, grace: 
     for client in steady:
         await client.join()
     await asyncio.sleep(5)
+    if freeze_heap:  # this process's own full collections would read as the server's stalls
+        from sfu.heap import freeze_startup_heap
+
+        freeze_startup_heap()
     steady_ids = {c.participant_id for c in steady}
     before = await server.ask("snapshot", steady_ids)
     offers = 0
@@ -420,7 +442,7 @@ def main() -> None:
     if args.serve:
         asyncio.run(serve(args.grace))
         return
-    result = asyncio.run(run(args.cycles, args.steady, args.grace, args.settle))
+    result = asyncio.run(run(args.cycles, args.steady, args.grace, args.settle, freeze_heap=True))
     print(json.dumps(result))
 
 
