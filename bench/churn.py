@@ -39,7 +39,8 @@ the server, not that the server was busy).
 
 Environment: CHURN_DEBUG=1 prints per-second frame rates and the kinds of tasks added; CHURN_NO_FREEZE=1
 runs the server without freezing its start-up heap (to compare); CHURN_TRACEMALLOC=1 prints on stderr
-what the server's heap grew by between cycle 20 and each later count (slow).
+what the server's heap grew by between cycle 20 and each later count (slow); CHURN_MALLOCSTATS=1 prints
+Python's allocator statistics at each count (how much of its arenas is free: fragmentation).
 """
 
 from __future__ import annotations
@@ -228,6 +229,8 @@ async def serve(grace: float) -> None:
         if command == "snapshot":
             watch.walking = True
             answer: object = {**snapshot(rooms, ids, counter), **watch.report()}
+            if os.environ.get("CHURN_MALLOCSTATS"):
+                sys._debugmallocstats()  # Python's own allocator: arenas, and the free blocks inside them
             if os.environ.get("CHURN_TRACEMALLOC"):
                 traces.append(tracemalloc.take_snapshot())
                 if len(traces) > 2:
