@@ -9,7 +9,8 @@ close; the server finds out from the socket and keeps the seat for the reconnect
 
 Three kinds of process, so that each figure is the server's: the server runs alone in a child process
 (`--serve`), which counts its own objects when asked on its stdin; the steady clients run in this process
-(they measure frame arrival); every churner is a child process of its own. Until 2026-11-30 the server
+(they measure frame arrival); every churner is a child process of its own, at niceness 10 (starting one
+takes a core for a second, which no client does on a real server's machine). Until 2026-11-30 the server
 and the steady clients shared this process, so a client's cost (its own SDP work, its heap's garbage
 collections) stalled the server's forwarding too and was counted against it.
 Measured after cycle 20 and again after the churn has settled (every churner's seat released, then
@@ -35,7 +36,8 @@ receives its video), log records carrying a traceback in the server (`tracebacks
 address is raised (every churner comes from 127.0.0.1). Loopback only; figures from a shared machine are
 noisy: compare runs taken under the same load (`load_average`; `server_longest_stall_s` and
 `server_longest_gc_s` give wall and process-CPU seconds: CPU far below wall means the machine did not run
-the server, not that the server was busy).
+the server, not that the server was busy; `clients_longest_stall_s` and `clients_longest_gc_s` are the
+same for this process, whose stalls delay the steady clients' frames just as the server's do).
 
 Environment: CHURN_DEBUG=1 prints per-second frame rates and the kinds of tasks added; CHURN_NO_FREEZE=1
 runs the server without freezing its start-up heap (to compare); CHURN_TRACEMALLOC=1 prints on stderr
@@ -66,6 +68,7 @@ from sfu.client import RoomClient, encode_opus_clip, encode_vp8_clip, read_trail
 
 FPS = 15.0
 ROOM = "churn"
+CHURNER_NICENESS = 10
 
 
 def clips() -> tuple[list[bytes], list[bytes]]:
@@ -324,6 +327,8 @@ async def measure(server: ServerProcess, cycles: int, steady_count: int, grace: 
 
         freeze_startup_heap()
     steady_ids = {c.participant_id for c in steady}
+    watch = StallWatch()  # this process's own stalls delay frames too: say how long they were
+    ticker = asyncio.ensure_future(watch.tick())
     before = await server.ask("snapshot", steady_ids)
     offers = 0
 
@@ -355,6 +360,9 @@ async def measure(server: ServerProcess, cycles: int, steady_count: int, grace: 
         process = subprocess.Popen(  # noqa: ASYNC220 - the child is the measured churner
             [sys.executable, "-m", "bench.churn", "--child", server.url, "--tag", str(tag), "--kind", kind],
             stdout=subprocess.PIPE)
+        # Below the server and the steady clients: a churner's start (Python, aiortc, encoding its clip)
+        # takes a core for a second or so, which on a real server's machine no client would.
+        os.setpriority(os.PRIO_PROCESS, process.pid, CHURNER_NICENESS)
         children.append(process)
         assert process.stdout is not None
         line = await asyncio.to_thread(process.stdout.readline)
@@ -397,6 +405,7 @@ async def measure(server: ServerProcess, cycles: int, steady_count: int, grace: 
     delays = sorted(seen - join_started[tag] for (_, tag), seen in first_seen.items() if tag in join_started)
     expected_pairs = steady_count * (steady_count - 1)
     count_offers()
+    ticker.cancel()
     for client in steady:
         await client.leave()
     for process in children:
@@ -423,6 +432,8 @@ async def measure(server: ServerProcess, cycles: int, steady_count: int, grace: 
         "tracebacks": end["tracebacks"],
         "server_longest_stall_s": end["longest_stall_s"],
         "server_longest_gc_s": end["longest_gc_s"],
+        "clients_longest_stall_s": watch.report()["longest_stall_s"],
+        "clients_longest_gc_s": watch.report()["longest_gc_s"],
         "load_average": [round(x, 2) for x in os.getloadavg()],
     }
 

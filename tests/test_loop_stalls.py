@@ -4,6 +4,7 @@ garbage collections. bench.churn measures the stalls themselves (`server_longest
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 import threading
@@ -51,3 +52,29 @@ def test_startup_heap_is_left_out_of_collections() -> None:
     assert walked_before > 20_000 and walked_after < walked_before / 20 and frozen >= walked_before / 2
     # `peerwell serve` does it once it is set up.
     assert any("freeze_startup_heap" in getattr(c, "co_names", ()) for c in peerwell_server.serve.__code__.co_consts)
+
+
+def test_bitrate_counter_counts_as_aiortcs_without_an_object_per_millisecond() -> None:
+    import random
+
+    import aiortc.rate as aiortc_rate
+
+    from sfu import aiortc_adapter
+
+    ours, theirs = aiortc_adapter.CompactRateCounter(1000, 8000), aiortc_adapter._OriginalRateCounter(1000, 8000)
+    generator = random.Random(7)
+    now = 10_000
+    for step in range(5000):
+        now += generator.choice((0, 1, 3, 20, 40, 700, 1500))  # bursts, frames, gaps longer than the window
+        size = generator.randint(20, 1200)
+        ours.add(size, now)
+        theirs.add(size, now)
+        assert ours.rate(now) == theirs.rate(now), step
+        if step % 997 == 0:
+            ours.reset()
+            theirs.reset()
+    # What every video receiver's estimator now holds: no bucket objects for the collector to walk.
+    estimator = aiortc_rate.RemoteBitrateEstimator()
+    assert isinstance(estimator.incoming_bitrate, aiortc_adapter.CompactRateCounter)
+    held = gc.get_referents(*vars(estimator.incoming_bitrate).values())
+    assert not any(isinstance(o, aiortc_rate.RateBucket) for o in held)
