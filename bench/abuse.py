@@ -47,6 +47,7 @@ def serve(port: int, unthrottled: bool) -> None:
     from peerwell.groups import Group, GroupsConfig, ServerSettings
     from sfu.app import create_app
     from sfu.config import ServerConfig
+    from sfu.heap import freeze_startup_heap
 
     logging.basicConfig(level=logging.ERROR)
     group = Group(slug=ROOM, name="Abuse", agreement="Benchmark.", max_participants=50, lobby=False,
@@ -55,7 +56,13 @@ def serve(port: int, unthrottled: bool) -> None:
                           offers_per_minute=1e6 if unthrottled else ServerConfig.offers_per_minute,
                           joins_per_minute=1e6 if unthrottled else ServerConfig.joins_per_minute,
                           groups=GroupsConfig(server=ServerSettings(allow_adhoc_rooms=False), groups=(group,)))
-    web.run_app(create_app(config), host="127.0.0.1", port=port, print=lambda *_: print("ready", flush=True))
+    app = create_app(config)
+
+    async def freeze(_: web.Application) -> None:
+        freeze_startup_heap()  # as `peerwell serve` does
+
+    app.on_startup.append(freeze)
+    web.run_app(app, host="127.0.0.1", port=port, print=lambda *_: print("ready", flush=True))
 
 
 async def sdp_flood(port: int, seconds: float) -> None:

@@ -21,6 +21,7 @@ from safety.detector import CrisisDetector
 from sfu import messages
 from sfu.app import LIVE_METRICS_KEY, create_app
 from sfu.config import ServerConfig
+from sfu.heap import freeze_startup_heap
 from sfu.shutdown import SHUTDOWN_KEY
 from sfu.signaling import ROOMS_KEY
 
@@ -172,6 +173,7 @@ def serve(args: argparse.Namespace, argv: list[str] | None = None) -> None:
         if settings.redis:
             print(f"peerwell node {index + 1} of {count} ({cluster.node_id}) is ready at {cluster.node_url}",
                   flush=True)
+        freeze_startup_heap()
 
     app.on_startup.append(on_startup)
     try:

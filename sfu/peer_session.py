@@ -43,6 +43,9 @@ logger = logging.getLogger(__name__)
 _closing: set[asyncio.Future[None]] = set()  # pc.close() of failed connections, kept until done
 SignalSender = Callable[[messages.Struct], Awaitable[None]]
 CHANNEL_BACKLOG = 256  # events kept while the data channel opens: history (50 captions, 100 chat) and more
+# An offer that would only make slots idle waits this long: forwarding to them stopped already, and in a
+# group people come and go in turns, so the next newcomer's offer (sent at once) usually carries it too.
+IDLE_SLOT_OFFER_DELAY = 5.0
 
 
 CONNECTION_GONE = "your media connection has closed; join again with your resume token"
@@ -83,6 +86,7 @@ class PeerSession:
         self._needs_offer = False
         self._offer_outstanding = False
         self._offer_task: asyncio.Future[None] | None = None
+        self._idle_offer: asyncio.TimerHandle | None = None  # a deferred offer for slots gone idle
         self._transport: RTCDtlsTransport | None = None
         self.closed = False
         self.media_ended = False  # the peer connection closed or failed; the seat may outlive it
@@ -181,6 +185,7 @@ class PeerSession:
                 return
             self._needs_offer = False
             self._offer_outstanding = True
+            self._cancel_idle_offer()  # this offer carries the idle slots too
             try:
                 await self.pc.setLocalDescription(await aiortc_adapter.create_offer(self.pc))
             except InvalidStateError:  # closed meanwhile: _on_connection_state ends the media
@@ -263,7 +268,7 @@ class PeerSession:
             if slot.subscription.publication is publication:
                 slot.subscription.unbind()
                 slot.transceiver.direction = "inactive"
-                self._schedule_offer(changed=True)
+                self._defer_idle_offer()
                 self.allocate_layers()
 
     # --- video layers (sfu/layer_allocation.py decides; subscriptions switch) ----------------
@@ -318,6 +323,22 @@ class PeerSession:
         if delivery != self._delivery:
             self._delivery = delivery
             self.send_event(messages.VideoDelivery(videos=delivery))
+
+    def _defer_idle_offer(self) -> None:
+        """Nothing is forwarded on an idle slot any more; the subscriber learns it is idle with the next
+        offer, or after IDLE_SLOT_OFFER_DELAY if none comes (one offer instead of two when someone leaves and
+        someone else joins, and a reused slot keeps its direction: nothing to tear down and set up again)."""
+        if self._idle_offer is None and self.media_open:
+            self._idle_offer = asyncio.get_running_loop().call_later(IDLE_SLOT_OFFER_DELAY, self._idle_offer_due)
+
+    def _idle_offer_due(self) -> None:
+        self._idle_offer = None
+        self._schedule_offer(changed=True)
+
+    def _cancel_idle_offer(self) -> None:
+        if self._idle_offer is not None:
+            self._idle_offer.cancel()
+            self._idle_offer = None
 
     def subscription_for(self, publication: Publication) -> Subscription | None:
         return next((s.subscription for s in self.slots if s.subscription.publication is publication), None)
@@ -382,6 +403,7 @@ class PeerSession:
         if self.media_ended:
             return
         self.media_ended = True
+        self._cancel_idle_offer()
         for slot in self.slots:
             slot.subscription.stop()
         self.events.ended()
@@ -398,6 +420,7 @@ class PeerSession:
         if self.closed:
             return
         self.closed = True
+        self._cancel_idle_offer()
         for slot in self.slots:
             slot.subscription.stop()
         for publication in self.publications.values():
