@@ -49,9 +49,16 @@ class StreamConfig:
     update_interval_s: float = 0.6  # re-decode cadence while someone speaks (stretched under load)
     min_partial_audio_s: float = 0.6  # no partial before this much audio: too little context to agree on
     min_detect_audio_s: float = 2.0  # language auto-detection on less audio than this is mostly noise
-    # Past this, cut the buffer at a committed segment boundary: a monologue without 600 ms pauses gets
-    # finals every few seconds, and partial decodes stay short (left context keeps the cut harmless).
+    # Past this, cut the buffer at a committed segment boundary or a short pause (``cut_pause_ms``): a
+    # monologue without pauses long enough to end it (vad.long_min_silence_ms) gets finals every few
+    # seconds, and partial decodes stay short (left context keeps the cut harmless).
     trim_after_s: float = 6.0
+    # Non-speech this long inside an utterance is a place to cut between words: no word is split there.
+    # Once the words before such a pause are committed and make this much audio, they are sent as a final
+    # (no decode needed); a cut that waited for a 6 s buffer and for Whisper to end a segment came 3-5 s
+    # after the words it finalised.
+    cut_pause_ms: int = 96
+    pause_cut_after_s: float = 3.0
     # Audio just before the buffer (the end of the previous utterance, or what a long one was cut off at)
     # decoded with it and its words dropped: on its own a short utterance lacks the context offline
     # Whisper has, and base mishears it ("Everfair old" for "ever failed", "We're all" for "We were all").
@@ -123,6 +130,8 @@ class _Utterance:
         self.last_partial: str | None = None
         self.vad_mean_prob = 1.0
         self.speculation: _Speculation | None = None
+        self.pauses: list[int] = []  # stream samples in the middle of each pause inside the buffer
+        self.quiet_from: int | None = None  # where the current run of non-speech windows began
 
     @property
     def buffer_end(self) -> int:
@@ -145,6 +154,7 @@ class _Utterance:
             if keep_context:
                 self.context = np.concatenate((self.context, audio[:drop]))[-keep_context:]
             self.chunks, self.samples, self.buffer_start = [rest], len(rest), self.buffer_start + drop
+            self.pauses = [p for p in self.pauses if p > self.buffer_start]
             # A cut inside speech has no pause for Whisper to stretch a word over: the centre decides.
             self.context_end, self.speech_start = self.buffer_start, None
 
@@ -189,6 +199,7 @@ class SpeakerStream:
         self._vad = StreamingVad()
         self._endpointer = EndPointer(config.vad)
         self._context_samples = int(config.left_context_s * WHISPER_RATE)
+        self._cut_pause_samples = config.cut_pause_ms * WHISPER_RATE // 1000
         history = max(config.vad.pre_roll_ms * WHISPER_RATE // 1000, self._context_samples)
         # The last few seconds of audio (pre-roll and left context); nothing older is kept.
         self._recent: deque[tuple[int, np.ndarray]] = deque(maxlen=-(-history // WINDOW) + 2)
@@ -279,12 +290,22 @@ class SpeakerStream:
             if self._active is not None and not self._active.ended:
                 self._active.append(window)
                 self._active.vad_mean_prob = self._endpointer.mean_prob
+                self._note_pause(self._active, index * WINDOW, prob)
             self._recent.append((index * WINDOW, window))
             if isinstance(event, SpeechEnd):
                 self._end_active(event)
             elif self._active is not None:
                 self._maybe_speculate(self._active)
                 self._maybe_request_partial(self._active)
+
+    def _note_pause(self, utt: _Utterance, window_start: int, prob: float) -> None:
+        if prob < self._config.vad.threshold:
+            if utt.quiet_from is None:
+                utt.quiet_from = window_start
+            return
+        if utt.quiet_from is not None and window_start - utt.quiet_from >= self._cut_pause_samples:
+            utt.pauses.append((utt.quiet_from + window_start) // 2)
+        utt.quiet_from = None
 
     def _new_segment_id(self) -> str:
         self._segments += 1
@@ -489,11 +510,19 @@ class SpeakerStream:
         self._send(utt.segment_id, text, False, utt, shown)
 
     def _maybe_split(self, utt: _Utterance, segment_ends: list[float]) -> None:
-        """Long buffer: send committed text up to a segment boundary as a final, cut that audio off."""
+        """Long buffer: send committed text up to a pause or a segment boundary as a final, cut that audio
+        off."""
         cfg = self._config
-        if utt.samples < cfg.trim_after_s * WHISPER_RATE:
+        committed_end = utt.agreement.last_committed_end
+        earliest = utt.buffer_start + cfg.pause_cut_after_s * WHISPER_RATE
+        pause = pause_within([p for p in utt.pauses if p >= earliest], committed_end * WHISPER_RATE)
+        long = utt.samples >= cfg.trim_after_s * WHISPER_RATE
+        if pause is None and not long:
             return
-        cut = completed_boundary(segment_ends, utt.agreement.last_committed_end)
+        cut = completed_boundary(segment_ends, committed_end) if long else None
+        at_pause = pause is not None and (cut is None or pause / WHISPER_RATE > cut)
+        if at_pause:
+            cut = pause / WHISPER_RATE
         if cut is None and utt.samples >= cfg.max_buffer_s * WHISPER_RATE:
             if utt.agreement.committed:
                 cut = utt.agreement.last_committed_end
@@ -504,6 +533,8 @@ class SpeakerStream:
                 return
         if cut is None:
             return
+        if not any(w.start < cut for w in utt.agreement.committed):
+            return  # nothing to send before it
         cut_sample = int(cut * WHISPER_RATE)
         released = utt.agreement.release_until(cut)
         audio = utt.audio()[: max(0, cut_sample - utt.buffer_start)]
@@ -512,6 +543,7 @@ class SpeakerStream:
         utt.segment_id = self._new_segment_id()
         utt.last_partial = None
         self._counters["segments_split"] += 1
+        self._counters["segments_split_at_pause"] += at_pause
 
     def _apply_final(self, utt: _Utterance, hyp: Hypothesis | None, span: _Span | None) -> None:
         if hyp is None or span is None:  # decode failed: keep what was already committed
@@ -594,6 +626,12 @@ class SpeakerStream:
                 language=self._caption_language(utt),
             )
         )
+
+
+def pause_within(pauses: Sequence[int], committed_end: float) -> int | None:
+    """The latest pause (stream samples) before the end of the committed words: every word before it is
+    committed, and none is split by a cut there."""
+    return max((p for p in pauses if p <= committed_end), default=None)
 
 
 def _score(seg: DecodedSegment) -> SegmentScore:
