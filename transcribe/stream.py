@@ -3,13 +3,15 @@
 Runs entirely on the event loop except the Whisper calls, which the scheduler sends to worker threads.
 Per utterance (VAD start to VAD end): every ~0.6 s of new audio the buffer is re-decoded and fed to the
 LocalAgreement policy; committed words plus the tentative tail go out as a partial. When the buffer
-grows long, the committed text up to a Whisper segment boundary is sent as a final and cut from the
-buffer (a long monologue becomes several captions, each with its own id). At end of speech the rest is
+grows long, the committed text up to a pause or a Whisper segment boundary is sent as a final and cut from
+the buffer (a long monologue becomes several captions, each with its own id). At end of speech the rest is
 decoded once more and sent as the final.
 
 Every decode sees up to ``left_context_s`` of the audio before its buffer (the previous utterance, or the
 part a long one was cut off at) and drops the words said there: Whisper hears a short utterance as it
-would offline, without the text prompt that steered it into inventing words (docs/architecture.md).
+would offline, without the text prompt that steered it into inventing words (docs/architecture.md). A long
+utterance ends at a shorter pause than a short one (VadConfig.long_min_silence_ms), and is cut at committed
+pauses: finals come at the speaker's breaths.
 
 Audio lives only in memory and only as long as a decode may need it.
 """
