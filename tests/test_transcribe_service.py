@@ -297,6 +297,26 @@ async def test_a_pause_shorter_than_the_end_of_speech_drops_the_early_final(spee
     assert len(finals[0].split()) >= int(len(voiced) / 48_000 / WORD_EVERY) - 2
 
 
+async def test_a_speaker_going_on_after_a_short_pause_keeps_the_detected_language(speech: np.ndarray) -> None:
+    # No language declared: detected per utterance. After a short pause the same speaker goes on, and the
+    # next utterance is decoded with the first as its context; detected afresh on a short clause, base
+    # heard the end of a Spanish talk ("Gracias por escucharme") as Italian. The stand-in "detects" Italian
+    # for the second utterance: the stream keeps the Spanish it locked.
+    voiced = speech[int(0.5 * 48_000):-int(1.2 * 48_000)]
+    model = ScriptedModel(language="es")
+    rec = Recorder()
+    service = CaptionService(model, rec, workers=1)  # type: ignore[arg-type]
+    stream = service.open_stream("p1", "Robin")
+    end = await feed(stream, np.concatenate([silence(0.3), voiced, silence(1.0)]), speed=4.0)
+    await asyncio.sleep(0.5)
+    model.language = "it"
+    await feed(stream, np.concatenate([voiced, silence(1.2)]), start_time=end, speed=4.0)
+    await service.close()
+    finals = [e for e in rec.events if e.final]
+    assert len(finals) >= 2 and {f.language for f in finals} == {"es"}, finals
+    assert model.calls[-1]["language"] == "es"
+
+
 async def test_decode_observer_sees_every_decode_and_the_captions_it_produced(speech: np.ndarray) -> None:
     # The hook bench.captions times finals with (instead of patching the scheduler's methods).
     log: list[tuple[str, str]] = []

@@ -58,9 +58,10 @@ class StreamConfig:
     # Non-speech this long inside an utterance is a place to cut between words: no word is split there.
     # Once the words before such a pause are committed and make this much audio, they are sent as a final
     # (no decode needed); a cut that waited for a 6 s buffer and for Whisper to end a segment came 3-5 s
-    # after the words it finalised.
+    # after the words it finalised. Not sooner than 4 s, like vad.long_speech_ms (short finals translate
+    # badly: their Whisper-English is decoded from their own audio).
     cut_pause_ms: int = 96
-    pause_cut_after_s: float = 3.0
+    pause_cut_after_s: float = 4.0
     # Audio just before the buffer (the end of the previous utterance, or what a long one was cut off at)
     # decoded with it and its words dropped: on its own a short utterance lacks the context offline
     # Whisper has, and base mishears it ("Everfair old" for "ever failed", "We're all" for "We were all").
@@ -206,6 +207,7 @@ class SpeakerStream:
         # The last few seconds of audio (pre-roll and left context); nothing older is kept.
         self._recent: deque[tuple[int, np.ndarray]] = deque(maxlen=-(-history // WINDOW) + 2)
         self._last_voiced_end: int | None = None  # stream sample where the previous utterance's speech ended
+        self._last_language: str | None = None  # the language the previous utterance locked (auto-detect)
         self._window_index = 0
         self._samples_in = 0  # 16 kHz samples produced so far: the stream's own clock
         self._anchors: deque[tuple[int, float]] = deque(maxlen=256)  # (sample, room_time) per push
@@ -251,6 +253,7 @@ class SpeakerStream:
     def set_language(self, language: str | None) -> None:
         """Fix the spoken language (None: detect per utterance). Applies from the next decode."""
         self.language = language
+        self._last_language = None
         if self._active is not None:
             self._active.language = None
 
@@ -324,6 +327,10 @@ class SpeakerStream:
         if len(utt.context) and self._last_voiced_end is not None:
             utt.context_end = min(start_sample, (self._last_voiced_end + start.voiced_sample) // 2)
             utt.speech_start = start.voiced_sample
+            # The same speaker going on after a short pause: keep the language detected for what they
+            # said just before (detected afresh on a short clause, base heard "Gracias por escucharme"
+            # after Spanish sentences as Italian).
+            utt.language = self._last_language
         self._active = utt
         self._counters["utterances"] += 1
         self._scheduler.mark_speaking(self, True)
@@ -344,6 +351,7 @@ class SpeakerStream:
             return
         self._active = None
         self._last_voiced_end = end.voiced_end
+        self._last_language = utt.language
         self._scheduler.mark_speaking(self, False)
         utt.ended = True
         utt.cut_after(end.sample)
@@ -518,6 +526,8 @@ class SpeakerStream:
         committed_end = utt.agreement.last_committed_end
         earliest = utt.buffer_start + cfg.pause_cut_after_s * WHISPER_RATE
         pause = pause_within([p for p in utt.pauses if p >= earliest], committed_end * WHISPER_RATE)
+        if self._decode_language(utt) is None:
+            pause = None  # a final cut now would carry a language still being detected
         long = utt.samples >= cfg.trim_after_s * WHISPER_RATE
         if pause is None and not long:
             return

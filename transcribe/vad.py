@@ -60,8 +60,9 @@ class VadConfig:
     # ...and this much ends one with more than ``long_speech_ms`` of speech behind it. A reader or a
     # monologue breathes every few seconds in pauses of 300-500 ms; ending there gives a final at once,
     # where waiting for 600 ms meant cutting the buffer mid-speech later, once Whisper agreed on a
-    # sentence end (finals 3-4 s after their last word on two_cities.wav), and ever longer decodes.
-    long_speech_ms: int = 3000
+    # sentence end (finals 3-4 s after their last word on two_cities.wav), and ever longer decodes. Not
+    # sooner: a final's Whisper-English is decoded from its audio alone, and short clauses translate badly.
+    long_speech_ms: int = 4000
     long_min_silence_ms: int = 300
     min_speech_ms: int = 250  # utterances with less voiced audio than this are dropped (clicks, coughs)
     pre_roll_ms: int = 300  # audio kept before the first speech window (soft onsets)
