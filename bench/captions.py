@@ -145,6 +145,7 @@ class RunResult:
     inserted: int = 0  # words of the finals aligned to nothing in the reference (all speakers)
     erased: int = 0
     final_words: int = 0
+    per_final: list[str] = field(default_factory=list)  # the first speaker's finals, one line each
 
     @property
     def erasure(self) -> float:
@@ -451,6 +452,14 @@ async def run_room(label: str, clip: Clip, opus: list[bytes], offline: Offline, 
             run.events.append((arrived - run.start_perf, event))
     scores = [score_speaker(r, offline, clip.language) for r in runs]
     reference = reference_text(clip, offline)
+    texts = {e["segment_id"]: e["text"] for _, e in runs[0].events if e["final"]} if runs else {}
+    per_final = [
+        f"{word_end:7.2f} {arrival - word_end:6.2f} "
+        f"{'end' if segment_id in timer.by_segment else 'other':>5} "
+        f"{timer.by_segment[segment_id]['audio_s'] if segment_id in timer.by_segment else 0:6.1f}  "
+        f"{texts.get(segment_id, '')}"
+        for segment_id, arrival, word_end in (scores[0].timed_finals if scores else [])
+    ]
     return RunResult(
         label=label, workers=workers, speakers=speakers,
         partial_latencies=[x for s in scores for x in s.partial],
@@ -465,7 +474,8 @@ async def run_room(label: str, clip: Clip, opus: list[bytes], offline: Offline, 
         wer_offline=wer(reference, offline.text, clip.language),
         inserted=sum(inserted_words(reference, s.text, clip.language) for s in scores),
         erased=sum(s.erased for s in scores),
-        final_words=sum(len(normalize_for_wer(s.text, clip.language).split()) for s in scores))
+        final_words=sum(len(normalize_for_wer(s.text, clip.language).split()) for s in scores),
+        per_final=per_final)
 
 
 def reference_text(clip: Clip, offline: Offline) -> str:
@@ -476,6 +486,7 @@ def reference_text(clip: Clip, offline: Offline) -> str:
 STAT_KEYS = (
     "utterances", "partials_emitted", "finals_emitted", "segments_split", "segments_rejected",
     "partial_decodes", "final_decodes", "partials_shed", "partials_coarsened", "finals_dropped", "window_retries",
+    "segments_split_at_pause", "finals_speculated", "speculations_dropped",
     "context_retries", "gap_fill_ms",
     "decode_seconds_total", "audio_seconds_decoded", "decode_seconds_per_audio_second",
     "partial_decode_seconds_ema", "partial_interval_s", "max_queue_wait_s", "push_us_mean", "push_us_max",
@@ -488,7 +499,7 @@ def log(message: str) -> None:
 
 def print_report(model: str, clips: list[Clip], offlines: dict[str, Offline], results: list[RunResult],
                  max_speakers: int, scale_clip: str, notes: list[str], elapsed: float,
-                 spoken_language: str | None) -> dict:
+                 spoken_language: str | None, per_final: bool = False) -> dict:
     print(f"Live captions benchmark: Whisper {model}, real time over WebRTC on 127.0.0.1, {elapsed:.0f} s in all; "
           f"spoken language {spoken_language or 'not declared (auto-detected per utterance)'}"
           + (" (declared by each speaker, as the join form does)" if spoken_language else ""))
@@ -539,6 +550,15 @@ def print_report(model: str, clips: list[Clip], offlines: dict[str, Offline], re
     for r in singles:
         print(f"streamed finals, {r.clip}:", r.texts[0] if r.texts else "")
         print(f"offline transcript, {r.clip}:", offlines[r.clip].text)
+    if per_final:
+        print()
+        print("each final (first speaker): its last word's end in the clip, latency, how it came (end: while its")
+        print("final decode was applied, with that decode's audio seconds; other: cut from a long buffer by a partial")
+        print("decode, or a speculative final decode that had finished before the utterance ended), text")
+        for r in results:
+            print(f"{r.clip} {r.label}:")
+            for line in r.per_final:
+                print("  " + line)
     for note in notes:
         print("note:", note)
 
@@ -661,6 +681,7 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=600.0, help="seconds; later runs are skipped past it")
     parser.add_argument("--workers2", action="store_true", help="add a workers=2 cpu_threads=1 row")
     parser.add_argument("--auto-detect", action="store_true", help="add a row without a declared language")
+    parser.add_argument("--per-final", action="store_true", help="print every final of each run with its latency")
     args = parser.parse_args()
     if (args.audio is None) != (args.text is None):
         parser.error("--audio and --text go together")
@@ -694,7 +715,7 @@ def main() -> None:
     del model
     results, max_speakers, scale_clip, notes = asyncio.run(bench(args, clips, offlines, started, spoken))
     summary = print_report(args.model, clips, offlines, results, max_speakers, scale_clip, notes,
-                           time.perf_counter() - started, spoken)
+                           time.perf_counter() - started, spoken, per_final=args.per_final)
     print(json.dumps(summary))
 
 

@@ -82,6 +82,22 @@ def test_committed_words_are_not_committed_again_when_audio_is_redecoded() -> No
     assert texts(la.committed) == ["one", "two", "three", "four"]
 
 
+def test_a_line_said_again_after_the_committed_one_is_not_taken_for_a_re_decode() -> None:
+    # endgame_nagg_nell.wav: one voice says "Ah, that's a good story.", the other says it again 0.3 s later
+    # in the same utterance. The words match the last committed ones, but they lie after them in the audio:
+    # new speech, not the committed words re-decoded (that collapsed the two lines into one).
+    line = ((14.34, 14.74, " Ah,"), (14.80, 14.98, " that's"), (14.98, 15.02, " a"), (15.02, 15.14, " good"),
+            (15.14, 15.54, " story."))
+    again = ((15.88, 15.96, " Ah,"), (16.02, 16.22, " that's"), (16.22, 16.26, " a"), (16.26, 16.40, " good"),
+             (16.40, 16.82, " story."))
+    la = LocalAgreement()
+    la.update(hyp(*line))
+    la.update(hyp(*line, again[0]))
+    assert join_words(la.committed) == "Ah, that's a good story."
+    assert join_words(la.finish(hyp(*line, *again))) == "Ah, that's a good story."
+    assert join_words(la.committed) == "Ah, that's a good story. Ah, that's a good story."
+
+
 def test_finish_commits_the_final_hypothesis_after_the_committed_prefix() -> None:
     la = LocalAgreement()
     la.update(hyp((0.0, 0.5, " Thank"), (0.5, 0.8, " you")))

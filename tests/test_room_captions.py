@@ -87,7 +87,7 @@ async def test_english_and_spanish_speakers_get_captions(caption_server: Running
         text = " ".join(f["text"] for f in sorted(finals, key=lambda f: f["start"]))
         score = wer(reference, text, language)
         assert score <= MAX_WER, f"{speaker.name}: WER {score:.2f} for {text!r}"
-        assert all(f["speaker_name"] == speaker.name and f["language"] == language for f in finals)
+        assert all(f["speaker_name"] == speaker.name and f["language"] == language for f in finals), finals
         # Partials came first under the same id, and each final was sent exactly once.
         events = [e for e in listener.events
                   if e.get("type") == "caption" and e["speaker_id"] == speaker.participant_id]

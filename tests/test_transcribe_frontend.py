@@ -85,6 +85,25 @@ def test_endpointer_short_pauses_and_hysteresis_keep_the_utterance() -> None:
 
 
 
+def test_endpointer_ends_a_long_utterance_at_a_shorter_pause() -> None:
+    # A reader pauses 300-500 ms between clauses (two_cities.wav). Early in an utterance that is no end
+    # (people pause mid-sentence), but after 3 s of speech it is: the final comes at the pause, not
+    # seconds later from a cut inside the speech.
+    config = VadConfig(min_silence_ms=600, long_speech_ms=3000, long_min_silence_ms=300)
+    pause = [0.05] * 11  # 352 ms
+    early = run_endpointer([0.9] * 40 + pause + [0.9] * 40 + [0.0] * 30, config)  # pause after 1.3 s
+    assert [type(e).__name__ for _, e in early] == ["SpeechStart", "SpeechEnd"]
+    assert early[1][0] > 91  # ended by the 600 ms after the second run, not at the pause
+    late = run_endpointer([0.9] * 100 + pause + [0.9] * 40 + [0.0] * 30, config)  # pause after 3.2 s
+    assert [type(e).__name__ for _, e in late] == ["SpeechStart", "SpeechEnd", "SpeechStart", "SpeechEnd"]
+    assert late[1][0] == 100 + 9  # the 10th silent window: 320 ms
+    ep = EndPointer(config)
+    assert ep.silence_to_end() == 600
+    for _ in range(94):
+        ep.step(0.9)
+    assert ep.silence_to_end() == 300
+
+
 def test_endpointer_force_end() -> None:
     ep = EndPointer()
     assert ep.force_end() is None

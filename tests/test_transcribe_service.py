@@ -256,7 +256,10 @@ async def test_speaker_rename_and_language_switch_apply_to_later_captions(speech
     await feed(stream, speech, start_time=end, speed=4.0)
     await service.close()
     finals = [e for e in rec.events if e.final]
-    assert [(f.speaker_name, f.language) for f in finals] == [("Old name", "en"), ("New name", "fr")]
+    # A long sentence may be cut at a pause into several finals; each keeps its own utterance's name.
+    pairs = [(f.speaker_name, f.language) for f in finals]
+    switch = pairs.index(("New name", "fr"))
+    assert switch > 0 and set(pairs[:switch]) == {("Old name", "en")} and set(pairs[switch:]) == {("New name", "fr")}
     assert model.calls[0]["language"] is None  # auto-detect until told
     assert model.calls[-1]["language"] == "fr"
 
@@ -287,10 +290,31 @@ async def test_a_pause_shorter_than_the_end_of_speech_drops_the_early_final(spee
     voiced = speech[int(0.5 * 48_000):-int(1.2 * 48_000)]
     half = len(voiced) // 2
     audio = np.concatenate([silence(0.3), voiced[:half], silence(0.45), voiced[half:], silence(1.2)])
-    finals, stats = await run_once(audio, StreamConfig(final_beam_size=5))
+    # No cut at the pause (pause_cut_after_s): this is about the speculative final decode alone.
+    finals, stats = await run_once(audio, StreamConfig(final_beam_size=5, pause_cut_after_s=60))
     assert stats["speculations_dropped"] >= 1
     assert len(finals) == 1  # one utterance: the early decode of its first half was discarded
     assert len(finals[0].split()) >= int(len(voiced) / 48_000 / WORD_EVERY) - 2
+
+
+async def test_a_speaker_going_on_after_a_short_pause_keeps_the_detected_language(speech: np.ndarray) -> None:
+    # No language declared: detected per utterance. After a short pause the same speaker goes on, and the
+    # next utterance is decoded with the first as its context; detected afresh on a short clause, base
+    # heard the end of a Spanish talk ("Gracias por escucharme") as Italian. The stand-in "detects" Italian
+    # for the second utterance: the stream keeps the Spanish it locked.
+    voiced = speech[int(0.5 * 48_000):-int(1.2 * 48_000)]
+    model = ScriptedModel(language="es")
+    rec = Recorder()
+    service = CaptionService(model, rec, workers=1)  # type: ignore[arg-type]
+    stream = service.open_stream("p1", "Robin")
+    end = await feed(stream, np.concatenate([silence(0.3), voiced, silence(1.0)]), speed=4.0)
+    await asyncio.sleep(0.5)
+    model.language = "it"
+    await feed(stream, np.concatenate([voiced, silence(1.2)]), start_time=end, speed=4.0)
+    await service.close()
+    finals = [e for e in rec.events if e.final]
+    assert len(finals) >= 2 and {f.language for f in finals} == {"es"}, finals
+    assert model.calls[-1]["language"] == "es"
 
 
 async def test_decode_observer_sees_every_decode_and_the_captions_it_produced(speech: np.ndarray) -> None:

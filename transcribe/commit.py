@@ -35,7 +35,9 @@ class LocalAgreement:
 
     ``time_tolerance``: words starting this much before the last committed word's end still count as
     new (Whisper's word times jitter between decodes). ``max_ngram``: a fresh hypothesis that restarts
-    with the last few committed words (re-decoded audio just before the commit point) is de-duplicated.
+    with the last few committed words (re-decoded audio just before the commit point) is de-duplicated,
+    but only where those words lie in the same audio as the committed ones: the same line said again
+    after it (a repeat, or a second voice echoing the first) is new speech.
     """
 
     def __init__(self, time_tolerance: float = 0.1, max_ngram: int = 5) -> None:
@@ -57,7 +59,10 @@ class LocalAgreement:
             recent = [normalize_word(w.text) for w in self._recent]
             head = [normalize_word(w.text) for w in fresh]
             for n in range(min(len(recent), len(head), self.max_ngram), 0, -1):
-                if recent[-n:] == head[:n]:
+                # A re-decode of the committed words starts where they were said (its first word overlaps
+                # its committed twin, give or take the jitter); a repeat starts after the twin ended.
+                said_again = fresh[0].start > self._recent[-n].end + self.time_tolerance
+                if recent[-n:] == head[:n] and not said_again:
                     return fresh[n:]
         return fresh
 

@@ -28,6 +28,7 @@ _STREAM_COUNTERS = (
     "partials_coarsened",
     "segments_rejected",
     "segments_split",
+    "segments_split_at_pause",
     "buffer_overflows",
     "gap_ends",
     "gap_fill_ms",

@@ -3,13 +3,15 @@
 Runs entirely on the event loop except the Whisper calls, which the scheduler sends to worker threads.
 Per utterance (VAD start to VAD end): every ~0.6 s of new audio the buffer is re-decoded and fed to the
 LocalAgreement policy; committed words plus the tentative tail go out as a partial. When the buffer
-grows long, the committed text up to a Whisper segment boundary is sent as a final and cut from the
-buffer (a long monologue becomes several captions, each with its own id). At end of speech the rest is
+grows long, the committed text up to a pause or a Whisper segment boundary is sent as a final and cut from
+the buffer (a long monologue becomes several captions, each with its own id). At end of speech the rest is
 decoded once more and sent as the final.
 
 Every decode sees up to ``left_context_s`` of the audio before its buffer (the previous utterance, or the
 part a long one was cut off at) and drops the words said there: Whisper hears a short utterance as it
-would offline, without the text prompt that steered it into inventing words (docs/architecture.md).
+would offline, without the text prompt that steered it into inventing words (docs/architecture.md). A long
+utterance ends at a shorter pause than a short one (VadConfig.long_min_silence_ms), and is cut at committed
+pauses: finals come at the speaker's breaths.
 
 Audio lives only in memory and only as long as a decode may need it.
 """
@@ -49,9 +51,17 @@ class StreamConfig:
     update_interval_s: float = 0.6  # re-decode cadence while someone speaks (stretched under load)
     min_partial_audio_s: float = 0.6  # no partial before this much audio: too little context to agree on
     min_detect_audio_s: float = 2.0  # language auto-detection on less audio than this is mostly noise
-    # Past this, cut the buffer at a committed segment boundary: a monologue without 600 ms pauses gets
-    # finals every few seconds, and partial decodes stay short (left context keeps the cut harmless).
+    # Past this, cut the buffer at a committed segment boundary or a short pause (``cut_pause_ms``): a
+    # monologue without pauses long enough to end it (vad.long_min_silence_ms) gets finals every few
+    # seconds, and partial decodes stay short (left context keeps the cut harmless).
     trim_after_s: float = 6.0
+    # Non-speech this long inside an utterance is a place to cut between words: no word is split there.
+    # Once the words before such a pause are committed and make this much audio, they are sent as a final
+    # (no decode needed); a cut that waited for a 6 s buffer and for Whisper to end a segment came 3-5 s
+    # after the words it finalised. Not sooner than 4 s, like vad.long_speech_ms (short finals translate
+    # badly: their Whisper-English is decoded from their own audio).
+    cut_pause_ms: int = 96
+    pause_cut_after_s: float = 4.0
     # Audio just before the buffer (the end of the previous utterance, or what a long one was cut off at)
     # decoded with it and its words dropped: on its own a short utterance lacks the context offline
     # Whisper has, and base mishears it ("Everfair old" for "ever failed", "We're all" for "We were all").
@@ -123,6 +133,8 @@ class _Utterance:
         self.last_partial: str | None = None
         self.vad_mean_prob = 1.0
         self.speculation: _Speculation | None = None
+        self.pauses: list[int] = []  # stream samples in the middle of each pause inside the buffer
+        self.quiet_from: int | None = None  # where the current run of non-speech windows began
 
     @property
     def buffer_end(self) -> int:
@@ -145,6 +157,7 @@ class _Utterance:
             if keep_context:
                 self.context = np.concatenate((self.context, audio[:drop]))[-keep_context:]
             self.chunks, self.samples, self.buffer_start = [rest], len(rest), self.buffer_start + drop
+            self.pauses = [p for p in self.pauses if p > self.buffer_start]
             # A cut inside speech has no pause for Whisper to stretch a word over: the centre decides.
             self.context_end, self.speech_start = self.buffer_start, None
 
@@ -189,10 +202,12 @@ class SpeakerStream:
         self._vad = StreamingVad()
         self._endpointer = EndPointer(config.vad)
         self._context_samples = int(config.left_context_s * WHISPER_RATE)
+        self._cut_pause_samples = config.cut_pause_ms * WHISPER_RATE // 1000
         history = max(config.vad.pre_roll_ms * WHISPER_RATE // 1000, self._context_samples)
         # The last few seconds of audio (pre-roll and left context); nothing older is kept.
         self._recent: deque[tuple[int, np.ndarray]] = deque(maxlen=-(-history // WINDOW) + 2)
         self._last_voiced_end: int | None = None  # stream sample where the previous utterance's speech ended
+        self._last_language: str | None = None  # the language the previous utterance locked (auto-detect)
         self._window_index = 0
         self._samples_in = 0  # 16 kHz samples produced so far: the stream's own clock
         self._anchors: deque[tuple[int, float]] = deque(maxlen=256)  # (sample, room_time) per push
@@ -238,6 +253,7 @@ class SpeakerStream:
     def set_language(self, language: str | None) -> None:
         """Fix the spoken language (None: detect per utterance). Applies from the next decode."""
         self.language = language
+        self._last_language = None
         if self._active is not None:
             self._active.language = None
 
@@ -279,12 +295,22 @@ class SpeakerStream:
             if self._active is not None and not self._active.ended:
                 self._active.append(window)
                 self._active.vad_mean_prob = self._endpointer.mean_prob
+                self._note_pause(self._active, index * WINDOW, prob)
             self._recent.append((index * WINDOW, window))
             if isinstance(event, SpeechEnd):
                 self._end_active(event)
             elif self._active is not None:
                 self._maybe_speculate(self._active)
                 self._maybe_request_partial(self._active)
+
+    def _note_pause(self, utt: _Utterance, window_start: int, prob: float) -> None:
+        if prob < self._config.vad.threshold:
+            if utt.quiet_from is None:
+                utt.quiet_from = window_start
+            return
+        if utt.quiet_from is not None and window_start - utt.quiet_from >= self._cut_pause_samples:
+            utt.pauses.append((utt.quiet_from + window_start) // 2)
+        utt.quiet_from = None
 
     def _new_segment_id(self) -> str:
         self._segments += 1
@@ -301,6 +327,10 @@ class SpeakerStream:
         if len(utt.context) and self._last_voiced_end is not None:
             utt.context_end = min(start_sample, (self._last_voiced_end + start.voiced_sample) // 2)
             utt.speech_start = start.voiced_sample
+            # The same speaker going on after a short pause: keep the language detected for what they
+            # said just before (detected afresh on a short clause, base heard "Gracias por escucharme"
+            # after Spanish sentences as Italian).
+            utt.language = self._last_language
         self._active = utt
         self._counters["utterances"] += 1
         self._scheduler.mark_speaking(self, True)
@@ -321,6 +351,7 @@ class SpeakerStream:
             return
         self._active = None
         self._last_voiced_end = end.voiced_end
+        self._last_language = utt.language
         self._scheduler.mark_speaking(self, False)
         utt.ended = True
         utt.cut_after(end.sample)
@@ -489,11 +520,21 @@ class SpeakerStream:
         self._send(utt.segment_id, text, False, utt, shown)
 
     def _maybe_split(self, utt: _Utterance, segment_ends: list[float]) -> None:
-        """Long buffer: send committed text up to a segment boundary as a final, cut that audio off."""
+        """Long buffer: send committed text up to a pause or a segment boundary as a final, cut that audio
+        off."""
         cfg = self._config
-        if utt.samples < cfg.trim_after_s * WHISPER_RATE:
+        committed_end = utt.agreement.last_committed_end
+        earliest = utt.buffer_start + cfg.pause_cut_after_s * WHISPER_RATE
+        pause = pause_within([p for p in utt.pauses if p >= earliest], committed_end * WHISPER_RATE)
+        if self._decode_language(utt) is None:
+            pause = None  # a final cut now would carry a language still being detected
+        long = utt.samples >= cfg.trim_after_s * WHISPER_RATE
+        if pause is None and not long:
             return
-        cut = completed_boundary(segment_ends, utt.agreement.last_committed_end)
+        cut = completed_boundary(segment_ends, committed_end) if long else None
+        at_pause = pause is not None and (cut is None or pause / WHISPER_RATE > cut)
+        if at_pause:
+            cut = pause / WHISPER_RATE
         if cut is None and utt.samples >= cfg.max_buffer_s * WHISPER_RATE:
             if utt.agreement.committed:
                 cut = utt.agreement.last_committed_end
@@ -504,6 +545,8 @@ class SpeakerStream:
                 return
         if cut is None:
             return
+        if not any(w.start < cut for w in utt.agreement.committed):
+            return  # nothing to send before it
         cut_sample = int(cut * WHISPER_RATE)
         released = utt.agreement.release_until(cut)
         audio = utt.audio()[: max(0, cut_sample - utt.buffer_start)]
@@ -512,6 +555,7 @@ class SpeakerStream:
         utt.segment_id = self._new_segment_id()
         utt.last_partial = None
         self._counters["segments_split"] += 1
+        self._counters["segments_split_at_pause"] += at_pause
 
     def _apply_final(self, utt: _Utterance, hyp: Hypothesis | None, span: _Span | None) -> None:
         if hyp is None or span is None:  # decode failed: keep what was already committed
@@ -594,6 +638,12 @@ class SpeakerStream:
                 language=self._caption_language(utt),
             )
         )
+
+
+def pause_within(pauses: Sequence[int], committed_end: float) -> int | None:
+    """The latest pause (stream samples) before the end of the committed words: every word before it is
+    committed, and none is split by a cut there."""
+    return max((p for p in pauses if p <= committed_end), default=None)
 
 
 def _score(seg: DecodedSegment) -> SegmentScore:

@@ -56,7 +56,14 @@ class StreamingVad:
 class VadConfig:
     threshold: float = 0.5  # a window at or above this is speech
     neg_threshold: float = 0.35  # below this is silence; in between keeps the current state
-    min_silence_ms: int = 600  # silence this long ends the utterance
+    min_silence_ms: int = 600  # silence this long ends the utterance...
+    # ...and this much ends one with more than ``long_speech_ms`` of speech behind it. A reader or a
+    # monologue breathes every few seconds in pauses of 300-500 ms; ending there gives a final at once,
+    # where waiting for 600 ms meant cutting the buffer mid-speech later, once Whisper agreed on a
+    # sentence end (finals 3-4 s after their last word on two_cities.wav), and ever longer decodes. Not
+    # sooner: a final's Whisper-English is decoded from its audio alone, and short clauses translate badly.
+    long_speech_ms: int = 4000
+    long_min_silence_ms: int = 300
     min_speech_ms: int = 250  # utterances with less voiced audio than this are dropped (clicks, coughs)
     pre_roll_ms: int = 300  # audio kept before the first speech window (soft onsets)
     post_pad_ms: int = 250  # audio kept after the last speech window
@@ -119,9 +126,15 @@ class EndPointer:
             self._speech_span = (self._windows, self._prob_sum)
         elif prob < cfg.neg_threshold:
             self._silent_windows += 1
-        if self._ms(self._silent_windows) < cfg.min_silence_ms:
+        if self._ms(self._silent_windows) < self.silence_to_end():
             return None
         return self._end()
+
+    def silence_to_end(self) -> int:
+        """Milliseconds of silence that end the current utterance (shorter once it has gone on long)."""
+        cfg = self.config
+        spoken = self._ms(self._last_speech - self._first_speech + 1)
+        return cfg.long_min_silence_ms if spoken >= cfg.long_speech_ms else cfg.min_silence_ms
 
     def force_end(self) -> SpeechEnd | None:
         """End the current utterance now (stream closing, or a gap in the audio)."""
