@@ -13,7 +13,8 @@ Redis). Everything kept in Redis (prefix ``peerwell:``), and nothing else (no na
   alive, every join for that room goes to that node. Once its node is dead, the first join places the room
   on the least loaded live node, keeping the session id, and failover tickets of that session work there.
 - ``revoked:<slug>``: MACs of the failover tickets of places given up in this room session (left, removed,
-  grace ran out, resumed with a newer token), so an old token cannot skip the lobby after a failover. A MAC
+  grace ran out, resumed with a newer token) or redeemed already, so an old token cannot skip the lobby or
+  take a place again after a failover. A MAC
   names nobody; the set lives and dies with the room key.
 
 Placement is one Lua script (atomic): a room is never on two nodes. Load = participants + 2 x rooms +
@@ -308,18 +309,24 @@ class Cluster:
 
     async def redeem_failover(self, token: str, room: str) -> Ticket | None:
         """Valid only in the placement session it was issued in (a room that closed and opened again is a new
-        session), on a node that did not give that place out itself, once, and never after it was given up."""
+        session), on a node that did not give that place out itself, once in the whole deployment, and never
+        after it was given up."""
         ticket = self._ticket(token, room)
         if ticket is None:
             return None
         parts, mac = ticket
         if f"{room}|{parts[1]}" in self.issued:
             return None
-        try:
-            if await self.redis.sismember(PREFIX + "revoked:" + room, mac):
-                return None
+        key = PREFIX + "revoked:" + room
+        try:  # used up as it is redeemed, in one step: once in the whole deployment, not once per node
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.sadd(key, mac)
+                pipe.pexpire(key, int(ROOM_LEASE * 1000))
+                added, _ = await pipe.execute()
         except (RedisError, OSError) as exc:  # cannot tell whether it was given up: try again, keep the token
             raise PlacementUnavailable(str(exc)) from None
+        if not added:  # given up, or redeemed already (on any node)
+            return None
         self.issued.add(f"{room}|{parts[1]}")
         return Ticket(participant_id=parts[1], role=_ROLES[parts[2]])
 

@@ -287,3 +287,45 @@ async def test_workers_share_one_port_and_stop_together(tmp_path: Path) -> None:
             server.kill()
             await server.wait()
         await redis.stop()
+
+
+async def test_a_failover_ticket_works_once_in_the_whole_deployment(tmp_path: Path) -> None:
+    """A ticket redeemed on one node must not work again on a third node (or a restarted worker, which has a
+    new node id) after a second failover: else an old token, once its holder has left, takes their place and
+    role. Real Redis; the nodes are `Cluster` objects without a web server (only placement is under test)."""
+    from peerwell.cluster import Cluster
+    from sfu.config import ServerConfig
+    from sfu.signaling import Rooms
+
+    redis = RedisServer(tmp_path / "redis.log")
+    await redis.start()
+    nodes = [Cluster(redis.url, f"ws://127.0.0.1:{9000 + i}/ws", Rooms(ServerConfig())) for i in range(3)]
+    store = aioredis.from_url(redis.url, decode_responses=True)
+    try:
+        async def die(node: Cluster) -> None:  # as after SIGKILL: no more beats, its node record gone
+            assert node._beat is not None
+            node._beat.cancel()
+            await store.delete(f"peerwell:node:{node.node_id}")
+
+        async def place_on(node: Cluster) -> None:  # each starts once the one before died: it is the only node
+            await node.start()
+            assert await node.route("monday") is None, "the room should be placed on the asking node"
+
+        issuer, first, second = nodes
+        await place_on(issuer)
+        token = "x" * 32 + issuer.failover_ticket("monday", "alice", "facilitator")
+        await die(issuer)
+        await place_on(first)
+        ticket = await first.redeem_failover(token, "monday")
+        assert ticket is not None and ticket.role == "facilitator"
+        await die(first)
+        await place_on(second)
+        assert await second.redeem_failover(token, "monday") is None, "a used ticket worked again on another node"
+        assert set(await store.keys("*")) <= {"peerwell:secret", "peerwell:nodes", "peerwell:room:monday",
+                                              "peerwell:revoked:monday",
+                                              *(f"peerwell:node:{n.node_id}" for n in nodes)}
+    finally:
+        for node in nodes:
+            await node.close()
+        await store.aclose()
+        await redis.stop()
