@@ -8,6 +8,7 @@ down, rooms that exist go on and new rooms get a clear error.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import re
 import signal
@@ -328,4 +329,57 @@ async def test_a_failover_ticket_works_once_in_the_whole_deployment(tmp_path: Pa
         for node in nodes:
             await node.close()
         await store.aclose()
+        await redis.stop()
+
+
+async def test_workers_outlive_a_redis_outage_and_a_hung_worker_does_not_hang_the_stop(tmp_path: Path) -> None:
+    """`--workers 2`: a worker that dies while Redis is down cannot start again yet; that must not stop the
+    other worker and its rooms (only a first start that fails is fatal), and the parent keeps trying. A worker
+    that does not stop on SIGTERM (here: SIGSTOPped) is killed, so the parent still exits within its deadline."""
+    redis = RedisServer(tmp_path / "redis.log")
+    await redis.start()
+    port = free_port()
+    while True:  # the workers' node ports are port + 1 and port + 2
+        try:
+            for p in (port + 1, port + 2):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p))
+            break
+        except OSError:
+            port = free_port()
+    log = tmp_path / "serve.log"
+    server = await start_serve(["--port", str(port), "--workers", "2", "--redis", redis.url, "--no-captions",
+                                "--ice-host", "127.0.0.1", "--ice-port-range", "42400-42499",
+                                "--config", str(open_rooms_settings(tmp_path))], log)
+    workers: list[psutil.Process] = []
+    try:
+        while text(log).count("is ready at") < 2:
+            assert server.returncode is None, text(log)
+            await asyncio.sleep(0.05)
+        workers = psutil.Process(server.pid).children()
+        assert len(workers) == 2
+        await redis.stop()
+        workers[0].kill()
+        deadline = time.monotonic() + 20
+        while text(log).count("cannot use Redis") < 1:  # its replacement could not start
+            assert time.monotonic() < deadline, text(log)
+            assert server.returncode is None, "the parent gave up on the deployment:\n" + text(log)
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)  # the parent has seen that exit by now
+        assert server.returncode is None and workers[1].is_running(), text(log)
+
+        workers[1].suspend()  # SIGSTOP: it cannot act on SIGTERM
+        stopped_at = time.monotonic()
+        server.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(server.wait(), 20)
+        assert time.monotonic() - stopped_at < 12
+        assert not workers[1].is_running() or workers[1].status() == psutil.STATUS_ZOMBIE
+        assert "did not stop" in text(log)
+    finally:
+        for worker in [*workers, *(psutil.Process(server.pid).children() if server.returncode is None else [])]:
+            with contextlib.suppress(psutil.Error):
+                worker.kill()
+        if server.returncode is None:
+            server.kill()
+            await server.wait()
         await redis.stop()
