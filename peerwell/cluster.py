@@ -264,7 +264,12 @@ class Cluster:
     # --- tokens that cross nodes ---------------------------------------------------------------------
 
     def _mac(self, text: str) -> str:
-        return base64.urlsafe_b64encode(hmac.new(self._secret, text.encode(), hashlib.sha256).digest()[:18]).decode()
+        digest = hmac.new(self._secret, text.encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest[:18]).decode()
+
+    def _mac_matches(self, given: str, text: str) -> bool:
+        """Constant time; `given` comes from a client (a header or a token) and may be any text."""
+        return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), self._mac(text).encode())
 
     def failover_ticket(self, room: str, participant_id: str, role: str) -> str | None:
         session = self.sessions.get(room)
@@ -282,7 +287,7 @@ class Cluster:
         if not tilde or session is None or len(parts) != 5 or parts[0] != "f1" or parts[2] not in _ROLES:
             return None
         body = ".".join(parts[:4])
-        if not hmac.compare_digest(parts[4], self._mac(f"failover|{room}|{session}|{body}")):
+        if not self._mac_matches(parts[4], f"failover|{room}|{session}|{body}"):
             return None
         return parts, parts[4]
 
@@ -332,7 +337,7 @@ class Cluster:
 
     def forwarding_headers(self, address: str, browser_key: str | None) -> dict[str, str]:
         sent = str(int(time.time()))
-        key = browser_key or ""
+        key = browser_key if browser_key and browser_key.isascii() else ""  # else not a key any node issued
         return {"X-Peerwell-Client": address, "X-Peerwell-Browser-Key": key, "X-Peerwell-Sent": sent,
                 "X-Peerwell-Signature": self._mac(f"forward|{address}|{key}|{sent}")}
 
@@ -343,8 +348,8 @@ class Cluster:
         address = headers.get("X-Peerwell-Client", "")
         key = headers.get("X-Peerwell-Browser-Key", "")
         sent = headers.get("X-Peerwell-Sent", "")
-        if not sent.isdigit() or abs(time.time() - int(sent)) > FORWARD_SKEW:
+        if not sent.isascii() or not sent.isdigit() or abs(time.time() - int(sent)) > FORWARD_SKEW:
             return None
-        if not hmac.compare_digest(signature, self._mac(f"forward|{address}|{key}|{sent}")):
+        if not self._mac_matches(signature, f"forward|{address}|{key}|{sent}"):
             return None
         return address, key or None

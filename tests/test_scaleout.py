@@ -383,3 +383,26 @@ async def test_workers_outlive_a_redis_outage_and_a_hung_worker_does_not_hang_th
             server.kill()
             await server.wait()
         await redis.stop()
+
+
+def test_non_ascii_signatures_and_tickets_are_refused_not_a_crash() -> None:
+    """A client connecting straight to a node port may send any header bytes, and any text as `resume`:
+    hmac.compare_digest raises TypeError on non-ASCII str, which must not turn into a 500 or a logged error.
+    No Redis is needed: these checks use only the secret and the room's session, set here as a node would."""
+    from peerwell.cluster import Cluster
+    from sfu.config import ServerConfig
+    from sfu.signaling import Rooms
+
+    node = Cluster("redis://127.0.0.1:1/0", "ws://127.0.0.1:1/ws", Rooms(ServerConfig()))
+    node._secret = b"s" * 32
+    node.sessions["monday"] = "abcd"
+    sent = str(int(time.time()))
+    good = node.forwarding_headers("10.0.0.1", None)
+    assert node.forwarded_client(good) == ("10.0.0.1", None)
+    for signature in ("é" * 24, "\udcc3\udca9"):  # aiohttp decodes header bytes as UTF-8 with surrogateescape
+        assert node.forwarded_client({**good, "X-Peerwell-Signature": signature, "X-Peerwell-Sent": sent}) is None
+    assert node.forwarded_client({**good, "X-Peerwell-Client": "é"}) is None
+    assert node.forwarded_client({**good, "X-Peerwell-Sent": "²"}) is None  # isdigit() but not int()
+    ticket = node.failover_ticket("monday", "alice", "facilitator")
+    assert ticket is not None and node._ticket("x" * 8 + ticket, "monday") is not None
+    assert node._ticket("x" * 8 + ticket[:-2] + "éé", "monday") is None
