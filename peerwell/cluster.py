@@ -182,23 +182,32 @@ class Cluster:
             self._secret = shared
             # The cookie any node issued is recognised by every node (a removal sticks across nodes).
             self.rooms.browser_keys = BrowserKeys(hmac.new(shared, b"pw_key", hashlib.sha256).digest())
+        # One round trip for the node record and every lease: with a slow Redis, one per room made a beat of a
+        # busy node outlast NODE_TTL, and its rooms were then placed on another node while it still held them.
+        held = sorted(local)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hset(node_key, mapping={"url": self.node_url, "participants": len(self.rooms.seats),
                                          "rooms": len(local), "cpu": f"{cpu:.3f}", "beat": f"{time.time():.3f}"})
             pipe.pexpire(node_key, int(NODE_TTL * 1000))
             pipe.sadd(PREFIX + "nodes", self.node_id)
-            await pipe.execute()
-        for slug in local:
-            session = self.sessions.setdefault(slug, secrets.token_hex(8))
-            if not await self._renew(keys=[PREFIX + "room:" + slug, PREFIX + "revoked:" + slug],
-                                     args=[self.node_id, int(ROOM_LEASE * 1000), session]):
+            for slug in held:
+                session = self.sessions.setdefault(slug, secrets.token_hex(8))
+                await self._renew(keys=[PREFIX + "room:" + slug, PREFIX + "revoked:" + slug],
+                                  args=[self.node_id, int(ROOM_LEASE * 1000), session], client=pipe)
+            renewed = (await pipe.execute())[3:]
+        for slug, ok in zip(held, renewed, strict=True):
+            if not ok:
                 logger.error("room %r is placed on another node too (this node was taken for dead)", slug)
         # Rooms that closed here: checked now, not against `local`, since joins went on during the awaits above
         # (a room placed meanwhile is already held, and its session must survive).
-        for slug in list(self._held):
-            if slug in self.rooms.rooms:
-                continue
-            await self._release(keys=[PREFIX + "room:" + slug, PREFIX + "revoked:" + slug], args=[self.node_id])
+        closed = [slug for slug in self._held if slug not in self.rooms.rooms]
+        if closed:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for slug in closed:
+                    await self._release(keys=[PREFIX + "room:" + slug, PREFIX + "revoked:" + slug],
+                                        args=[self.node_id], client=pipe)
+                await pipe.execute()
+        for slug in closed:
             if slug not in self.rooms.rooms:  # else it opened again meanwhile: the next beat re-creates its key
                 self._held.discard(slug)
                 self.sessions.pop(slug, None)

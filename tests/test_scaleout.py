@@ -406,3 +406,51 @@ def test_non_ascii_signatures_and_tickets_are_refused_not_a_crash() -> None:
     ticket = node.failover_ticket("monday", "alice", "facilitator")
     assert ticket is not None and node._ticket("x" * 8 + ticket, "monday") is not None
     assert node._ticket("x" * 8 + ticket[:-2] + "éé", "monday") is None
+
+
+async def delaying_proxy(target_port: int, delay: float) -> tuple[asyncio.Server, int]:
+    """A TCP proxy on loopback that holds every reply from `target_port` back `delay` seconds: a slow Redis."""
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, wait: float) -> None:
+        with contextlib.suppress(OSError):
+            while data := await reader.read(65536):
+                await asyncio.sleep(wait)
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    async def handle(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        server_reader, server_writer = await asyncio.open_connection("127.0.0.1", target_port)
+        await asyncio.gather(pipe(client_reader, server_writer, 0.0), pipe(server_reader, client_writer, delay))
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def test_a_node_with_many_rooms_stays_alive_when_redis_is_slow(tmp_path: Path) -> None:
+    """Redis answering 100 ms late: a beat renews all of a node's room leases in one round trip, so a node
+    holding 40 rooms beats well within NODE_TTL; one round trip per room (4 s) let its record expire, and
+    then its rooms would be placed on another node too while it still held them."""
+    from peerwell.cluster import Cluster
+    from sfu.config import ServerConfig
+    from sfu.signaling import Rooms
+
+    redis = RedisServer(tmp_path / "redis.log")
+    await redis.start()
+    proxy, proxy_port = await delaying_proxy(redis.port, 0.1)
+    rooms = Rooms(ServerConfig())
+    for i in range(40):
+        rooms.room_for_join(f"room-{i}")
+    node = Cluster(f"redis://127.0.0.1:{proxy_port}/0", "ws://127.0.0.1:1/ws", rooms)
+    store = aioredis.from_url(redis.url, decode_responses=True)
+    try:
+        await node.start()
+        deadline = time.monotonic() + 5  # more than one whole beat cycle
+        while time.monotonic() < deadline:
+            assert await store.exists(f"peerwell:node:{node.node_id}"), "the node was taken for dead"
+            await asyncio.sleep(0.1)
+        assert await store.get("peerwell:room:room-39") == f"{node.node_id}|{node.sessions['room-39']}"
+    finally:
+        await node.close()
+        await store.aclose()
+        proxy.close()
+        await redis.stop()
