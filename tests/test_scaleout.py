@@ -454,3 +454,36 @@ async def test_a_node_with_many_rooms_stays_alive_when_redis_is_slow(tmp_path: P
         await store.aclose()
         proxy.close()
         await redis.stop()
+
+
+async def test_a_hung_rooms_node_does_not_hang_joins_forwarded_to_it(tmp_path: Path) -> None:
+    """The room's node is frozen (SIGSTOP: its kernel still accepts connections, but it never answers the
+    WebSocket handshake). A join reaching another node must not wait on it forever: once the frozen node's
+    record expires, the room is placed on a live node and the join goes through there."""
+    aiortc_adapter.set_ice_host_addresses(["127.0.0.1"])
+    redis = RedisServer(tmp_path / "redis.log")
+    await redis.start()
+    a = Node("a", tmp_path, redis, (42500, 42549))
+    b = Node("b", tmp_path, redis, (42550, 42599))
+    clients: list[RoomClient] = []
+    try:
+        await b.start()
+        first = client(b.ws, "friday", "Ana", 1)
+        clients.append(first)
+        await first.join()  # the only node: the room is on B
+        await a.start()
+        assert b.process is not None
+        b.process.send_signal(signal.SIGSTOP)
+        second = client(a.ws, "friday", "Ben", 2)
+        clients.append(second)
+        await asyncio.wait_for(second.join(), 25)
+        assert a.holds(second.pc.remoteDescription.sdp)
+    finally:
+        if b.process is not None and b.process.returncode is None:
+            b.process.send_signal(signal.SIGCONT)
+        for c in clients:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(c.close(), 5)
+        await a.stop()
+        await b.stop()
+        await redis.stop()
