@@ -195,9 +195,7 @@ class Cluster:
                 await self._renew(keys=[PREFIX + "room:" + slug, PREFIX + "revoked:" + slug],
                                   args=[self.node_id, int(ROOM_LEASE * 1000), session], client=pipe)
             renewed = (await pipe.execute())[3:]
-        for slug, ok in zip(held, renewed, strict=True):
-            if not ok:
-                logger.error("room %r is placed on another node too (this node was taken for dead)", slug)
+        lost = [slug for slug, ok in zip(held, renewed, strict=True) if not ok]
         # Rooms that closed here: checked now, not against `local`, since joins went on during the awaits above
         # (a room placed meanwhile is already held, and its session must survive).
         closed = [slug for slug in self._held if slug not in self.rooms.rooms]
@@ -213,6 +211,10 @@ class Cluster:
                 self.sessions.pop(slug, None)
                 self.issued = {place for place in self.issued if not place.startswith(slug + "|")}
         self._held |= set(self.rooms.rooms)
+        for slug in lost:  # two copies of one group must not go on: its members go to the node that holds it now
+            logger.error("room %r was placed on another node (this node was taken for dead): moving its members",
+                         slug)
+            await self.rooms.hand_over(slug)
 
     # --- placement (sfu/placement.py) --------------------------------------------------------------
 

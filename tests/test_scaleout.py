@@ -459,7 +459,8 @@ async def test_a_node_with_many_rooms_stays_alive_when_redis_is_slow(tmp_path: P
 async def test_a_hung_rooms_node_does_not_hang_joins_forwarded_to_it(tmp_path: Path) -> None:
     """The room's node is frozen (SIGSTOP: its kernel still accepts connections, but it never answers the
     WebSocket handshake). A join reaching another node must not wait on it forever: once the frozen node's
-    record expires, the room is placed on a live node and the join goes through there."""
+    record expires, the room is placed on a live node and the join goes through there. When the frozen node
+    wakes up, its copy of the room must not go on beside the new one."""
     aiortc_adapter.set_ice_host_addresses(["127.0.0.1"])
     redis = RedisServer(tmp_path / "redis.log")
     await redis.start()
@@ -478,6 +479,14 @@ async def test_a_hung_rooms_node_does_not_hang_joins_forwarded_to_it(tmp_path: P
         clients.append(second)
         await asyncio.wait_for(second.join(), 25)
         assert a.holds(second.pc.remoteDescription.sdp)
+        # B wakes up and finds its room placed on A: its members are sent there (1012) and keep their places.
+        b.process.send_signal(signal.SIGCONT)
+        await closed(first)
+        back = client(a.ws, "friday", "Ana", 1, resume=first.joined["resume"])
+        clients.append(back)
+        await back.join()
+        assert back.participant_id == first.participant_id
+        await media_between(back, second)
     finally:
         if b.process is not None and b.process.returncode is None:
             b.process.send_signal(signal.SIGCONT)
