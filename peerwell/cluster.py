@@ -13,7 +13,8 @@ Redis). Everything kept in Redis (prefix ``peerwell:``), and nothing else (no na
   alive, every join for that room goes to that node. Once its node is dead, the first join places the room
   on the least loaded live node, keeping the session id, and failover tickets of that session work there.
 - ``revoked:<slug>``: MACs of the failover tickets of places given up in this room session (left, removed,
-  grace ran out, resumed with a newer token), so an old token cannot skip the lobby after a failover. A MAC
+  grace ran out, resumed with a newer token) or redeemed already, so an old token cannot skip the lobby or
+  take a place again after a failover. A MAC
   names nobody; the set lives and dies with the room key.
 
 Placement is one Lua script (atomic): a room is never on two nodes. Load = participants + 2 x rooms +
@@ -181,28 +182,39 @@ class Cluster:
             self._secret = shared
             # The cookie any node issued is recognised by every node (a removal sticks across nodes).
             self.rooms.browser_keys = BrowserKeys(hmac.new(shared, b"pw_key", hashlib.sha256).digest())
+        # One round trip for the node record and every lease: with a slow Redis, one per room made a beat of a
+        # busy node outlast NODE_TTL, and its rooms were then placed on another node while it still held them.
+        held = sorted(local)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hset(node_key, mapping={"url": self.node_url, "participants": len(self.rooms.seats),
                                          "rooms": len(local), "cpu": f"{cpu:.3f}", "beat": f"{time.time():.3f}"})
             pipe.pexpire(node_key, int(NODE_TTL * 1000))
             pipe.sadd(PREFIX + "nodes", self.node_id)
-            await pipe.execute()
-        for slug in local:
-            session = self.sessions.setdefault(slug, secrets.token_hex(8))
-            if not await self._renew(keys=[PREFIX + "room:" + slug, PREFIX + "revoked:" + slug],
-                                     args=[self.node_id, int(ROOM_LEASE * 1000), session]):
-                logger.error("room %r is placed on another node too (this node was taken for dead)", slug)
+            for slug in held:
+                session = self.sessions.setdefault(slug, secrets.token_hex(8))
+                await self._renew(keys=[PREFIX + "room:" + slug, PREFIX + "revoked:" + slug],
+                                  args=[self.node_id, int(ROOM_LEASE * 1000), session], client=pipe)
+            renewed = (await pipe.execute())[3:]
+        lost = [slug for slug, ok in zip(held, renewed, strict=True) if not ok]
         # Rooms that closed here: checked now, not against `local`, since joins went on during the awaits above
         # (a room placed meanwhile is already held, and its session must survive).
-        for slug in list(self._held):
-            if slug in self.rooms.rooms:
-                continue
-            await self._release(keys=[PREFIX + "room:" + slug, PREFIX + "revoked:" + slug], args=[self.node_id])
+        closed = [slug for slug in self._held if slug not in self.rooms.rooms]
+        if closed:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for slug in closed:
+                    await self._release(keys=[PREFIX + "room:" + slug, PREFIX + "revoked:" + slug],
+                                        args=[self.node_id], client=pipe)
+                await pipe.execute()
+        for slug in closed:
             if slug not in self.rooms.rooms:  # else it opened again meanwhile: the next beat re-creates its key
                 self._held.discard(slug)
                 self.sessions.pop(slug, None)
                 self.issued = {place for place in self.issued if not place.startswith(slug + "|")}
         self._held |= set(self.rooms.rooms)
+        for slug in lost:  # two copies of one group must not go on: its members go to the node that holds it now
+            logger.error("room %r was placed on another node (this node was taken for dead): moving its members",
+                         slug)
+            await self.rooms.hand_over(slug)
 
     # --- placement (sfu/placement.py) --------------------------------------------------------------
 
@@ -263,7 +275,12 @@ class Cluster:
     # --- tokens that cross nodes ---------------------------------------------------------------------
 
     def _mac(self, text: str) -> str:
-        return base64.urlsafe_b64encode(hmac.new(self._secret, text.encode(), hashlib.sha256).digest()[:18]).decode()
+        digest = hmac.new(self._secret, text.encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest[:18]).decode()
+
+    def _mac_matches(self, given: str, text: str) -> bool:
+        """Constant time; `given` comes from a client (a header or a token) and may be any text."""
+        return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), self._mac(text).encode())
 
     def failover_ticket(self, room: str, participant_id: str, role: str) -> str | None:
         session = self.sessions.get(room)
@@ -281,7 +298,7 @@ class Cluster:
         if not tilde or session is None or len(parts) != 5 or parts[0] != "f1" or parts[2] not in _ROLES:
             return None
         body = ".".join(parts[:4])
-        if not hmac.compare_digest(parts[4], self._mac(f"failover|{room}|{session}|{body}")):
+        if not self._mac_matches(parts[4], f"failover|{room}|{session}|{body}"):
             return None
         return parts, parts[4]
 
@@ -308,24 +325,30 @@ class Cluster:
 
     async def redeem_failover(self, token: str, room: str) -> Ticket | None:
         """Valid only in the placement session it was issued in (a room that closed and opened again is a new
-        session), on a node that did not give that place out itself, once, and never after it was given up."""
+        session), on a node that did not give that place out itself, once in the whole deployment, and never
+        after it was given up."""
         ticket = self._ticket(token, room)
         if ticket is None:
             return None
         parts, mac = ticket
         if f"{room}|{parts[1]}" in self.issued:
             return None
-        try:
-            if await self.redis.sismember(PREFIX + "revoked:" + room, mac):
-                return None
+        key = PREFIX + "revoked:" + room
+        try:  # used up as it is redeemed, in one step: once in the whole deployment, not once per node
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.sadd(key, mac)
+                pipe.pexpire(key, int(ROOM_LEASE * 1000))
+                added, _ = await pipe.execute()
         except (RedisError, OSError) as exc:  # cannot tell whether it was given up: try again, keep the token
             raise PlacementUnavailable(str(exc)) from None
+        if not added:  # given up, or redeemed already (on any node)
+            return None
         self.issued.add(f"{room}|{parts[1]}")
         return Ticket(participant_id=parts[1], role=_ROLES[parts[2]])
 
     def forwarding_headers(self, address: str, browser_key: str | None) -> dict[str, str]:
         sent = str(int(time.time()))
-        key = browser_key or ""
+        key = browser_key if browser_key and browser_key.isascii() else ""  # else not a key any node issued
         return {"X-Peerwell-Client": address, "X-Peerwell-Browser-Key": key, "X-Peerwell-Sent": sent,
                 "X-Peerwell-Signature": self._mac(f"forward|{address}|{key}|{sent}")}
 
@@ -336,8 +359,8 @@ class Cluster:
         address = headers.get("X-Peerwell-Client", "")
         key = headers.get("X-Peerwell-Browser-Key", "")
         sent = headers.get("X-Peerwell-Sent", "")
-        if not sent.isdigit() or abs(time.time() - int(sent)) > FORWARD_SKEW:
+        if not sent.isascii() or not sent.isdigit() or abs(time.time() - int(sent)) > FORWARD_SKEW:
             return None
-        if not hmac.compare_digest(signature, self._mac(f"forward|{address}|{key}|{sent}")):
+        if not self._mac_matches(signature, f"forward|{address}|{key}|{sent}"):
             return None
         return address, key or None

@@ -20,6 +20,9 @@ import time
 logger = logging.getLogger("peerwell")
 NODE_ENV = "PEERWELL_NODE"
 RESTART_DELAY = 1.0  # seconds before a node that died is started again
+MAX_RESTART_DELAY = 30.0  # the delay doubles while a node keeps dying within STABLE_AFTER s of its start
+STABLE_AFTER = 60.0
+STOP_DEADLINE = 10.0  # seconds nodes get to stop after SIGTERM before they are killed
 
 
 def this_node() -> tuple[int, int] | None:
@@ -61,20 +64,29 @@ def listen(host: str, port: int, index: int, count: int) -> tuple[list[socket.so
 
 
 def supervise(count: int, argv: list[str]) -> int:
-    """Run `count` nodes until SIGTERM/SIGINT, which each node gets to shut down gracefully. 2 if a node could
-    not start at all (bad settings, a port taken): then the others are stopped too."""
-    stopping = False
+    """Run `count` nodes until SIGTERM/SIGINT, which each node gets to shut down gracefully (one still running
+    `STOP_DEADLINE` s later is killed). 2 if a node could not start at all (bad settings, a port taken): then
+    the others are stopped too. A node that dies later is started again, also if it cannot start yet (Redis
+    down): the others and their rooms go on, and the delay grows while it keeps failing."""
+    stopping: float | None = None  # when SIGTERM/SIGINT came
     result = 0
     children: dict[int, subprocess.Popen[bytes]] = {}
+    started: dict[int, float] = {}  # index -> when its current process started
+    restart_at: dict[int, float] = {}  # index -> when to start it again
+    failures = dict.fromkeys(range(count), 0)  # quick deaths in a row (crash loop backoff)
 
     def start(index: int) -> None:
         children[index] = subprocess.Popen([sys.executable, "-m", "peerwell.cli", *argv],
                                            env={**os.environ, NODE_ENV: f"{index}/{count}"})
+        started[index] = time.monotonic()
+        if stopping is not None:  # the signal came while it was being started
+            children[index].send_signal(signal.SIGTERM)
 
     def stop(signum: int, frame: object) -> None:
         nonlocal stopping
-        stopping = True
-        for child in children.values():
+        if stopping is None:
+            stopping = time.monotonic()
+        for child in list(children.values()):
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
 
@@ -82,22 +94,43 @@ def supervise(count: int, argv: list[str]) -> int:
     signal.signal(signal.SIGINT, stop)
     for index in range(count):
         start(index)
-    while children:
+    first_start = set(range(count))  # a node that never ran: exit 2 means the settings are wrong for all
+    killed = False
+    while children or (restart_at and stopping is None):
+        # Popen reaps a child itself when it polls (send_signal does): such a child has its returncode set.
+        exited = [(i, c.returncode) for i, c in children.items() if c.returncode is not None]
         try:
-            pid, status = os.wait()
+            pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            break
-        index = next((i for i, c in children.items() if c.pid == pid), None)
-        if index is None:
+            pid = status = 0
+        index = next((i for i, c in children.items() if c.pid == pid), None) if pid else None
+        if index is not None:
+            exited.append((index, os.waitstatus_to_exitcode(status)))
+        if not exited:
+            now = time.monotonic()
+            if stopping is not None and now - stopping > STOP_DEADLINE and not killed:
+                killed = True
+                for i, child in children.items():
+                    logger.error("node %d of %d did not stop within %.0f s; killing it", i + 1, count, STOP_DEADLINE)
+                    child.kill()
+            for i, when in list(restart_at.items()):
+                if stopping is None and now >= when:
+                    del restart_at[i]
+                    start(i)
+            time.sleep(0.1)
             continue
-        del children[index]
-        code = os.waitstatus_to_exitcode(status)
-        if code == 2 and not stopping:  # it said why on stderr; restarting would only say it again
-            result = 2
-            stop(signal.SIGTERM, None)
-        if not stopping:
-            logger.error("node %d of %d exited (%d); starting it again", index + 1, count, code)
-            time.sleep(RESTART_DELAY)
-            if not stopping:
-                start(index)
+        for index, code in exited:
+            children.pop(index).returncode = code
+            if stopping is not None:
+                continue
+            if code == 2 and index in first_start:  # it said why on stderr; restarting would only say it again
+                result = 2
+                stop(signal.SIGTERM, None)
+                continue
+            first_start.discard(index)
+            lived = time.monotonic() - started[index]
+            failures[index] = failures[index] + 1 if lived < STABLE_AFTER else 0
+            delay = min(RESTART_DELAY * 2 ** max(failures[index] - 1, 0), MAX_RESTART_DELAY)
+            logger.error("node %d of %d exited (%d); starting it again in %.0f s", index + 1, count, code, delay)
+            restart_at[index] = time.monotonic() + delay
     return result

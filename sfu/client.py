@@ -437,7 +437,10 @@ class RoomClient:
                 await self.pc.setRemoteDescription(RTCSessionDescription(sdp=message["sdp"], type="answer"))
                 self._answer.set_result(message["sdp"])
             elif kind == "offer":
-                await self._answer_server_offer(message)
+                try:
+                    await self._answer_server_offer(message)
+                except ConnectionError:  # the server is closing the socket: keep reading, its close comes next
+                    pass
             elif kind == "error":
                 self.errors.append(message)
                 if self._joined and not self._joined.done():

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-FORWARD_CONNECT_TIMEOUT = 2.0  # seconds to open the WebSocket to the room's node
+FORWARD_CONNECT_TIMEOUT = 2.0  # seconds to open the WebSocket to the room's node (connect and handshake)
 
 
 class PlacementUnavailable(Exception):
@@ -67,8 +67,10 @@ async def forward(client: web.WebSocketResponse, sender: SocketSender, first: st
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=FORWARD_CONNECT_TIMEOUT))
     try:
         try:
-            upstream = await session.ws_connect(url, headers=headers, heartbeat=15.0, ssl=False,
-                                                max_msg_size=messages.MAX_SIGNALING_FRAME, autoping=True)
+            # The handshake too: a frozen node's kernel still accepts the connection, and then nothing answers.
+            async with asyncio.timeout(FORWARD_CONNECT_TIMEOUT):
+                upstream = await session.ws_connect(url, headers=headers, heartbeat=15.0, ssl=False,
+                                                    max_msg_size=messages.MAX_SIGNALING_FRAME, autoping=True)
         except (aiohttp.ClientError, OSError, TimeoutError):
             on_connect_failed()
             return False

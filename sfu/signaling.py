@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from sfu import messages, offer_limits
 from sfu.browser_key import COOKIE as BROWSER_KEY_COOKIE
@@ -172,6 +172,26 @@ class Rooms:
     async def close(self) -> None:
         for seat in list(self.seats.values()):
             await self.release(seat)
+
+    async def hand_over(self, slug: str) -> None:
+        """Several nodes: another node holds this room now (this one was taken for dead while it could not
+        beat). The copy here ends and its members are sent there as after a node failure (close code 1012;
+        their places are not given up, so their failover tickets work on the room's node)."""
+        room = self.rooms.get(slug)
+        if room is None:
+            return
+        seats = [seat for seat in self.seats.values() if seat.room is room]
+        for seat in seats:
+            del self.seats[seat.participant.id]  # not release(): that would revoke their tickets
+            seat.session.left = True
+            if seat.removal is not None:
+                seat.removal.cancel()
+            await room.remove(seat.participant)
+        if self.rooms.get(slug) is room:
+            del self.rooms[slug]
+            room.close()
+        await asyncio.gather(*(seat.session.ws.close(code=WSCloseCode.SERVICE_RESTART, message=b"room moved")
+                               for seat in seats), return_exceptions=True)
 
 
 def seat_events(control: RoomControl, room: Room, participant: Participant) -> SessionEvents:

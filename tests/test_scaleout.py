@@ -8,6 +8,7 @@ down, rooms that exist go on and new rooms get a clear error.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import re
 import signal
@@ -288,4 +289,212 @@ async def test_workers_share_one_port_and_stop_together(tmp_path: Path) -> None:
         if server.returncode is None:
             server.kill()
             await server.wait()
+        await redis.stop()
+
+
+async def test_a_failover_ticket_works_once_in_the_whole_deployment(tmp_path: Path) -> None:
+    """A ticket redeemed on one node must not work again on a third node (or a restarted worker, which has a
+    new node id) after a second failover: else an old token, once its holder has left, takes their place and
+    role. Real Redis; the nodes are `Cluster` objects without a web server (only placement is under test)."""
+    from peerwell.cluster import Cluster
+    from sfu.config import ServerConfig
+    from sfu.signaling import Rooms
+
+    redis = RedisServer(tmp_path / "redis.log")
+    await redis.start()
+    nodes = [Cluster(redis.url, f"ws://127.0.0.1:{9000 + i}/ws", Rooms(ServerConfig())) for i in range(3)]
+    store = aioredis.from_url(redis.url, decode_responses=True)
+    try:
+        async def die(node: Cluster) -> None:  # as after SIGKILL: no more beats, its node record gone
+            assert node._beat is not None
+            node._beat.cancel()
+            await store.delete(f"peerwell:node:{node.node_id}")
+
+        async def place_on(node: Cluster) -> None:  # each starts once the one before died: it is the only node
+            await node.start()
+            assert await node.route("monday") is None, "the room should be placed on the asking node"
+
+        issuer, first, second = nodes
+        await place_on(issuer)
+        token = "x" * 32 + issuer.failover_ticket("monday", "alice", "facilitator")
+        await die(issuer)
+        await place_on(first)
+        ticket = await first.redeem_failover(token, "monday")
+        assert ticket is not None and ticket.role == "facilitator"
+        await die(first)
+        await place_on(second)
+        assert await second.redeem_failover(token, "monday") is None, "a used ticket worked again on another node"
+        assert set(await store.keys("*")) <= {"peerwell:secret", "peerwell:nodes", "peerwell:room:monday",
+                                              "peerwell:revoked:monday",
+                                              *(f"peerwell:node:{n.node_id}" for n in nodes)}
+    finally:
+        for node in nodes:
+            await node.close()
+        await store.aclose()
+        await redis.stop()
+
+
+async def test_workers_outlive_a_redis_outage_and_a_hung_worker_does_not_hang_the_stop(tmp_path: Path) -> None:
+    """`--workers 2`: a worker that dies while Redis is down cannot start again yet; that must not stop the
+    other worker and its rooms (only a first start that fails is fatal), and the parent keeps trying. A worker
+    that does not stop on SIGTERM (here: SIGSTOPped) is killed, so the parent still exits within its deadline."""
+    redis = RedisServer(tmp_path / "redis.log")
+    await redis.start()
+    port = free_port()
+    while True:  # the workers' node ports are port + 1 and port + 2
+        try:
+            for p in (port + 1, port + 2):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p))
+            break
+        except OSError:
+            port = free_port()
+    log = tmp_path / "serve.log"
+    server = await start_serve(["--port", str(port), "--workers", "2", "--redis", redis.url, "--no-captions",
+                                "--ice-host", "127.0.0.1", "--ice-port-range", "42400-42499",
+                                "--config", str(open_rooms_settings(tmp_path))], log)
+    workers: list[psutil.Process] = []
+    try:
+        while text(log).count("is ready at") < 2:
+            assert server.returncode is None, text(log)
+            await asyncio.sleep(0.05)
+        workers = psutil.Process(server.pid).children()
+        assert len(workers) == 2
+        await redis.stop()
+        workers[0].kill()
+        deadline = time.monotonic() + 20
+        while text(log).count("cannot use Redis") < 1:  # its replacement could not start
+            assert time.monotonic() < deadline, text(log)
+            assert server.returncode is None, "the parent gave up on the deployment:\n" + text(log)
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)  # the parent has seen that exit by now
+        assert server.returncode is None and workers[1].is_running(), text(log)
+
+        workers[1].suspend()  # SIGSTOP: it cannot act on SIGTERM
+        stopped_at = time.monotonic()
+        server.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(server.wait(), 20)
+        assert time.monotonic() - stopped_at < 12
+        assert not workers[1].is_running() or workers[1].status() == psutil.STATUS_ZOMBIE
+        assert "did not stop" in text(log)
+    finally:
+        for worker in [*workers, *(psutil.Process(server.pid).children() if server.returncode is None else [])]:
+            with contextlib.suppress(psutil.Error):
+                worker.kill()
+        if server.returncode is None:
+            server.kill()
+            await server.wait()
+        await redis.stop()
+
+
+def test_non_ascii_signatures_and_tickets_are_refused_not_a_crash() -> None:
+    """A client connecting straight to a node port may send any header bytes, and any text as `resume`:
+    hmac.compare_digest raises TypeError on non-ASCII str, which must not turn into a 500 or a logged error.
+    No Redis is needed: these checks use only the secret and the room's session, set here as a node would."""
+    from peerwell.cluster import Cluster
+    from sfu.config import ServerConfig
+    from sfu.signaling import Rooms
+
+    node = Cluster("redis://127.0.0.1:1/0", "ws://127.0.0.1:1/ws", Rooms(ServerConfig()))
+    node._secret = b"s" * 32
+    node.sessions["monday"] = "abcd"
+    sent = str(int(time.time()))
+    good = node.forwarding_headers("10.0.0.1", None)
+    assert node.forwarded_client(good) == ("10.0.0.1", None)
+    for signature in ("é" * 24, "\udcc3\udca9"):  # aiohttp decodes header bytes as UTF-8 with surrogateescape
+        assert node.forwarded_client({**good, "X-Peerwell-Signature": signature, "X-Peerwell-Sent": sent}) is None
+    assert node.forwarded_client({**good, "X-Peerwell-Client": "é"}) is None
+    assert node.forwarded_client({**good, "X-Peerwell-Sent": "²"}) is None  # isdigit() but not int()
+    ticket = node.failover_ticket("monday", "alice", "facilitator")
+    assert ticket is not None and node._ticket("x" * 8 + ticket, "monday") is not None
+    assert node._ticket("x" * 8 + ticket[:-2] + "éé", "monday") is None
+
+
+async def delaying_proxy(target_port: int, delay: float) -> tuple[asyncio.Server, int]:
+    """A TCP proxy on loopback that holds every reply from `target_port` back `delay` seconds: a slow Redis."""
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, wait: float) -> None:
+        with contextlib.suppress(OSError):
+            while data := await reader.read(65536):
+                await asyncio.sleep(wait)
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    async def handle(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        server_reader, server_writer = await asyncio.open_connection("127.0.0.1", target_port)
+        await asyncio.gather(pipe(client_reader, server_writer, 0.0), pipe(server_reader, client_writer, delay))
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def test_a_node_with_many_rooms_stays_alive_when_redis_is_slow(tmp_path: Path) -> None:
+    """Redis answering 100 ms late: a beat renews all of a node's room leases in one round trip, so a node
+    holding 40 rooms beats well within NODE_TTL; one round trip per room (4 s) let its record expire, and
+    then its rooms would be placed on another node too while it still held them."""
+    from peerwell.cluster import Cluster
+    from sfu.config import ServerConfig
+    from sfu.signaling import Rooms
+
+    redis = RedisServer(tmp_path / "redis.log")
+    await redis.start()
+    proxy, proxy_port = await delaying_proxy(redis.port, 0.1)
+    rooms = Rooms(ServerConfig())
+    for i in range(40):
+        rooms.room_for_join(f"room-{i}")
+    node = Cluster(f"redis://127.0.0.1:{proxy_port}/0", "ws://127.0.0.1:1/ws", rooms)
+    store = aioredis.from_url(redis.url, decode_responses=True)
+    try:
+        await node.start()
+        deadline = time.monotonic() + 5  # more than one whole beat cycle
+        while time.monotonic() < deadline:
+            assert await store.exists(f"peerwell:node:{node.node_id}"), "the node was taken for dead"
+            await asyncio.sleep(0.1)
+        assert await store.get("peerwell:room:room-39") == f"{node.node_id}|{node.sessions['room-39']}"
+    finally:
+        await node.close()
+        await store.aclose()
+        proxy.close()
+        await redis.stop()
+
+
+async def test_a_hung_rooms_node_does_not_hang_joins_forwarded_to_it(tmp_path: Path) -> None:
+    """The room's node is frozen (SIGSTOP: its kernel still accepts connections, but it never answers the
+    WebSocket handshake). A join reaching another node must not wait on it forever: once the frozen node's
+    record expires, the room is placed on a live node and the join goes through there. When the frozen node
+    wakes up, its copy of the room must not go on beside the new one."""
+    aiortc_adapter.set_ice_host_addresses(["127.0.0.1"])
+    redis = RedisServer(tmp_path / "redis.log")
+    await redis.start()
+    a = Node("a", tmp_path, redis, (42500, 42549))
+    b = Node("b", tmp_path, redis, (42550, 42599))
+    clients: list[RoomClient] = []
+    try:
+        await b.start()
+        first = client(b.ws, "friday", "Ana", 1)
+        clients.append(first)
+        await first.join()  # the only node: the room is on B
+        await a.start()
+        assert b.process is not None
+        b.process.send_signal(signal.SIGSTOP)
+        second = client(a.ws, "friday", "Ben", 2)
+        clients.append(second)
+        await asyncio.wait_for(second.join(), 25)
+        assert a.holds(second.pc.remoteDescription.sdp)
+        # B wakes up and finds its room placed on A: its members are sent there (1012) and keep their places.
+        b.process.send_signal(signal.SIGCONT)
+        await closed(first)
+        back = client(a.ws, "friday", "Ana", 1, resume=first.joined["resume"])
+        clients.append(back)
+        await back.join()
+        assert back.participant_id == first.participant_id
+        await media_between(back, second)
+    finally:
+        if b.process is not None and b.process.returncode is None:
+            b.process.send_signal(signal.SIGCONT)
+        for c in clients:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(c.close(), 5)
+        await a.stop()
+        await b.stop()
         await redis.stop()
