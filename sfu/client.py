@@ -454,11 +454,7 @@ class RoomClient:
         self.tracks = message["tracks"]
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=message["sdp"], type="offer"))
         await self.pc.setLocalDescription(await self.pc.createAnswer())
-        try:
-            await self.send({"type": "answer", "sdp": self.pc.localDescription.sdp})
-        except ConnectionResetError:
-            # The server closed while we answered (a shutdown or failover): keep reading, so the close is seen.
-            pass
+        await self.send({"type": "answer", "sdp": self.pc.localDescription.sdp})
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         transceiver = next(t for t in self.pc.getTransceivers() if t.receiver.track is track)
