@@ -32,7 +32,7 @@ class BrowserKeys:
 
     def issued_at(self, key: str | None) -> float | None:
         """When this server issued `key`, or None for a missing, forged or foreign key."""
-        if not key or len(key) > 128 or key.count(".") != 2:
+        if not key or len(key) > 128 or not key.isascii() or key.count(".") != 2:  # compare_digest wants ASCII
             return None
         body, mac = key.rsplit(".", 1)
         if not hmac.compare_digest(mac, self._mac(body)):
