@@ -167,22 +167,23 @@ def serve(args: argparse.Namespace, argv: list[str] | None = None) -> None:
         app.on_shutdown.insert(0, cluster.leave)  # placement moves on while this node says goodbye
         app.on_cleanup.append(cluster.close)
 
-    async def on_startup(app: web.Application) -> None:
+    def listening(_banner: str) -> None:
+        """run_app calls its `print` once every site listens (on_startup runs before the port is bound, so an
+        announcement from there could send a waiting operator or test to a port that refuses them)."""
+        freeze_startup_heap()
         if index == 0:
             announce(settings)
         if settings.redis:
             print(f"peerwell node {index + 1} of {count} ({cluster.node_id}) is ready at {cluster.node_url}",
                   flush=True)
-        freeze_startup_heap()
 
-    app.on_startup.append(on_startup)
     try:
         # shutdown_timeout: sockets still open after GracefulShutdown closed them all are cut after 1 s.
         if sockets is not None:
-            web.run_app(app, sock=sockets, print=None, ssl_context=ssl_context, access_log=None,
+            web.run_app(app, sock=sockets, print=listening, ssl_context=ssl_context, access_log=None,
                         shutdown_timeout=1.0)
         else:
-            web.run_app(app, host=config.host, port=config.port, print=None, ssl_context=ssl_context,
+            web.run_app(app, host=config.host, port=config.port, print=listening, ssl_context=ssl_context,
                         access_log=None, shutdown_timeout=1.0)
     except OSError as exc:
         raise ServeError(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}") from None
