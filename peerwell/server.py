@@ -143,6 +143,8 @@ def serve(args: argparse.Namespace, argv: list[str] | None = None) -> None:
         if nodes.supervise(settings.workers, argv if argv is not None else sys.argv[1:]):
             raise ServeError("a worker could not start (see above)")
         return
+    if node is not None:
+        nodes.stop_with_parent()
     index, count = node or (0, 1)
     config = settings.server
     if settings.redis:

@@ -286,7 +286,10 @@ async def test_workers_share_one_port_and_stop_together(tmp_path: Path) -> None:
     finally:
         for c in clients:
             await c.close()
-        if server.returncode is None:
+        if server.returncode is None:  # a failed test: its workers too, or they outlive it
+            for worker in psutil.Process(server.pid).children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    worker.kill()
             server.kill()
             await server.wait()
         await redis.stop()
@@ -497,4 +500,42 @@ async def test_a_hung_rooms_node_does_not_hang_joins_forwarded_to_it(tmp_path: P
                 await asyncio.wait_for(c.close(), 5)
         await a.stop()
         await b.stop()
+        await redis.stop()
+
+
+async def test_workers_stop_when_their_parent_is_killed(tmp_path: Path) -> None:
+    """SIGKILL to the parent (OOM killer, `kill -9`): its workers stop too (prctl death signal), instead of
+    serving the shared port beside the workers of a restarted parent."""
+    redis = RedisServer(tmp_path / "redis.log")
+    await redis.start()
+    port = free_port()
+    while True:  # the workers' node ports are port + 1 and port + 2
+        try:
+            for p in (port + 1, port + 2):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p))
+            break
+        except OSError:
+            port = free_port()
+    log = tmp_path / "serve.log"
+    server = await start_serve(["--port", str(port), "--workers", "2", "--redis", redis.url, "--no-captions",
+                                "--ice-host", "127.0.0.1", "--config", str(open_rooms_settings(tmp_path))], log)
+    workers: list[psutil.Process] = []
+    try:
+        while text(log).count("is ready at") < 2:
+            assert server.returncode is None, text(log)
+            await asyncio.sleep(0.05)
+        workers = psutil.Process(server.pid).children()
+        assert len(workers) == 2
+        server.kill()
+        await server.wait()
+        _gone, alive = psutil.wait_procs(workers, timeout=10)
+        assert not alive, f"workers outlived their killed parent: {[w.pid for w in alive]}"
+    finally:
+        for worker in workers:
+            with contextlib.suppress(psutil.Error):
+                worker.kill()
+        if server.returncode is None:
+            server.kill()
+            await server.wait()
         await redis.stop()
