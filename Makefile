@@ -48,6 +48,8 @@ bench: setup test-data
 	unshare -n sh -c 'ip link set lo up && exec $(PY) -m bench.sfu --scenario all-talk --participants 12'
 	unshare -n sh -c 'ip link set lo up && exec $(PY) -m bench.sfu --scenario all-talk --participants 6 --baseline'
 	unshare -n sh -c 'ip link set lo up && exec $(PY) -m bench.sfu --scenario all-talk --participants 6 --baseline --fixed-video'
+	unshare -n sh -c 'ip link set lo up && exec $(PY) -m bench.sfu --scenario simulcast --participants 8 --client-processes 3'
+	unshare -n sh -c 'ip link set lo up && exec $(PY) -m bench.sfu --workers 2'
 	unshare -n sh -c 'ip link set lo up && exec $(PY) -m bench.captions'
 	$(PY) -m bench.translate
 	unshare -n sh -c 'ip link set lo up && exec $(PY) -m bench.churn'
