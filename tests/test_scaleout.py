@@ -210,21 +210,26 @@ async def test_redis_down_existing_rooms_go_on_new_rooms_get_a_clear_error(tmp_p
         await redis.stop()
 
 
+def port_for_two_workers() -> int:
+    """A free public port whose two node ports (port + 1, port + 2) are free too."""
+    while True:
+        port = free_port()
+        try:
+            for p in (port + 1, port + 2):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p))
+            return port
+        except OSError:
+            continue
+
+
 async def test_workers_share_one_port_and_stop_together(tmp_path: Path) -> None:
     """`--workers 2`: two nodes behind one public port, a room's members meet whichever worker took their
     socket, a worker stopped alone hands its room on, and SIGTERM to the parent stops them all gracefully."""
     aiortc_adapter.set_ice_host_addresses(["127.0.0.1"])
     redis = RedisServer(tmp_path / "redis.log")
     await redis.start()
-    port = free_port()
-    while True:  # the workers' node ports are port + 1 and port + 2
-        try:
-            for p in (port + 1, port + 2):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", p))
-            break
-        except OSError:
-            port = free_port()
+    port = port_for_two_workers()
     log = tmp_path / "serve.log"
     server = await start_serve(["--port", str(port), "--workers", "2", "--redis", redis.url, "--no-captions",
                                 "--ice-host", "127.0.0.1", "--ice-port-range", "42300-42399",
@@ -343,15 +348,7 @@ async def test_workers_outlive_a_redis_outage_and_a_hung_worker_does_not_hang_th
     that does not stop on SIGTERM (here: SIGSTOPped) is killed, so the parent still exits within its deadline."""
     redis = RedisServer(tmp_path / "redis.log")
     await redis.start()
-    port = free_port()
-    while True:  # the workers' node ports are port + 1 and port + 2
-        try:
-            for p in (port + 1, port + 2):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", p))
-            break
-        except OSError:
-            port = free_port()
+    port = port_for_two_workers()
     log = tmp_path / "serve.log"
     server = await start_serve(["--port", str(port), "--workers", "2", "--redis", redis.url, "--no-captions",
                                 "--ice-host", "127.0.0.1", "--ice-port-range", "42400-42499",
@@ -508,15 +505,7 @@ async def test_workers_stop_when_their_parent_is_killed(tmp_path: Path) -> None:
     serving the shared port beside the workers of a restarted parent."""
     redis = RedisServer(tmp_path / "redis.log")
     await redis.start()
-    port = free_port()
-    while True:  # the workers' node ports are port + 1 and port + 2
-        try:
-            for p in (port + 1, port + 2):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", p))
-            break
-        except OSError:
-            port = free_port()
+    port = port_for_two_workers()
     log = tmp_path / "serve.log"
     server = await start_serve(["--port", str(port), "--workers", "2", "--redis", redis.url, "--no-captions",
                                 "--ice-host", "127.0.0.1", "--config", str(open_rooms_settings(tmp_path))], log)
