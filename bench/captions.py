@@ -61,6 +61,7 @@ from tests.support.speech import (
     wer,
 )
 from transcribe.audio import WHISPER_RATE, Resampler
+from transcribe.decoders import DecoderLayout, decoder_layout, usable_cores
 
 RATE = 48_000
 FINAL_P95_LIMIT_S = 3.0
@@ -370,7 +371,7 @@ async def declare_language(client: RoomClient, language: str, timeout: float = 1
 
 
 async def run_room(label: str, clip: Clip, opus: list[bytes], offline: Offline, *, model: str, speakers: int,
-                   workers: int, cpu_threads: int = 0, spoken_language: str | None = None) -> RunResult:
+                   workers: int, cpu_threads: int, spoken_language: str | None = None) -> RunResult:
     from aiohttp import web
 
     from peerwell.captioning import CaptionsObserver
@@ -402,7 +403,7 @@ async def run_room(label: str, clip: Clip, opus: list[bytes], offline: Offline, 
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     url = f"ws://127.0.0.1:{port}/ws"
-    room_name = f"bench-w{workers}-n{speakers}"
+    room_name = f"bench-w{workers}x{cpu_threads}-n{speakers}"
     clients: list[RoomClient] = []
     arrivals: list[tuple[float, dict]] = []
     try:
@@ -525,7 +526,7 @@ def print_report(model: str, clips: list[Clip], offlines: dict[str, Offline], re
               f"{'yes' if r.settled else 'NO':>8}")
     print()
     print("CaptionService.stats() per run")
-    labels = [f"{r.clip[:10]} {r.label.split()[-1]}" for r in results]
+    labels = [f"{r.clip[:10]} {r.label}" for r in results]
     width = max(12, *(len(label) + 2 for label in labels))
     print(f"{'stat':<38}" + "".join(f"{label:>{width}}" for label in labels))
     for key in STAT_KEYS:
@@ -546,7 +547,7 @@ def print_report(model: str, clips: list[Clip], offlines: dict[str, Offline], re
         print(f"{title:<38}" + "".join(f"{fmt(getattr(r.breakdown, key)):>{width}}" for r in results))
     print(f"{'finals timed':<38}" + "".join(f"{r.breakdown.timed:>{width}}" for r in results))
     print()
-    singles = [r for r in results if r.speakers == 1 and r.workers == 1 and r.label == "workers=1"]
+    singles = [r for r in results if r.speakers == 1 and r.label == MAIN_LABEL]
     for r in singles:
         print(f"streamed finals, {r.clip}:", r.texts[0] if r.texts else "")
         print(f"offline transcript, {r.clip}:", offlines[r.clip].text)
@@ -580,7 +581,7 @@ def print_report(model: str, clips: list[Clip], offlines: dict[str, Offline], re
         ("final latency p50 <= 1.0 s", p50f is not None and p50f <= 1.0, fmt(p50f)),
         (f"max_realtime_speakers >= 4 ({scale_clip})", max_speakers >= 4, str(max_speakers)),
     ]
-    print("targets (real speech, one speaker, workers=1):")
+    print("targets (real speech, one speaker):")
     for name, ok, value in checks:
         print(f"  {name}: {value} {'MET' if ok else 'NOT MET'}")
 
@@ -602,6 +603,22 @@ def print_report(model: str, clips: list[Clip], offlines: dict[str, Offline], re
 
 
 # -- main -------------------------------------------------------------------------------------------------
+MAIN_LABEL = "one speaker"
+
+
+def decoders_from(option: str | None) -> DecoderLayout:
+    """--decoders W:T, or what the server would choose on this machine."""
+    if option is None:
+        return decoder_layout(usable_cores())
+    try:
+        workers, threads = (int(part) for part in option.split(":"))
+        if workers < 1 or threads < 1:
+            raise ValueError
+    except ValueError:
+        sys.exit(f"--decoders {option!r}: expected W:T, two positive integers such as 2:1")
+    return DecoderLayout(workers, threads)
+
+
 def opus_of(clip: Clip) -> list[bytes]:
     return encode_opus_clip(to_int16(np.concatenate([clip.audio, silence(TAIL_S)])))
 
@@ -610,20 +627,22 @@ async def bench(args: argparse.Namespace, clips: list[Clip], offlines: dict[str,
                 spoken: str | None) -> tuple[list[RunResult], int, str, list[str]]:
     notes: list[str] = []
     opus = {clip.name: opus_of(clip) for clip in clips}
+    layout = decoders_from(args.decoders)
+    notes.append(f"captions decoded by {layout}")
 
     def fits(clip: Clip, speakers: int) -> bool:
         estimate = clip.seconds + TAIL_S + speakers * (STAGGER_S + 0.3) + 8
         return time.perf_counter() - started + estimate <= args.budget
 
-    async def run(clip: Clip, label: str, speakers: int, workers: int = 1, cpu_threads: int = 0,
-                  language: str | None = spoken) -> RunResult:
+    async def run(clip: Clip, label: str, speakers: int, language: str | None = spoken) -> RunResult:
         log(f"run: {clip.name} {label} ({speakers} x {clip.seconds:.0f} s of speech in real time)")
         return await run_room(label, clip, opus[clip.name], offlines[clip.name], model=args.model,
-                              speakers=speakers, workers=workers, cpu_threads=cpu_threads, spoken_language=language)
+                              speakers=speakers, workers=layout.workers, cpu_threads=layout.cpu_threads,
+                              spoken_language=language)
 
     results: list[RunResult] = []
     for clip in clips:
-        results.append(await run(clip, "workers=1", 1))
+        results.append(await run(clip, MAIN_LABEL, 1))
 
     scale = next((c for c in clips if c.name == args.scale_clip), clips[0])
     first = next(r for r in results if r.clip == scale.name)
@@ -637,7 +656,7 @@ async def bench(args: argparse.Namespace, clips: list[Clip], offlines: dict[str,
             notes.append(f"time budget ({args.budget:.0f} s) reached before {n} speakers: "
                          f"max_realtime_speakers is a lower bound")
             break
-        result = await run(scale, f"workers=1 x{n} speakers", n)
+        result = await run(scale, f"x{n} speakers", n)
         results.append(result)
         if not result.within_limit():
             p95 = pct(result.final_latencies, 95)
@@ -650,14 +669,9 @@ async def bench(args: argparse.Namespace, clips: list[Clip], offlines: dict[str,
     else:
         if max_speakers == args.max_speakers:
             notes.append(f"capped at {args.max_speakers} speakers")
-    if args.workers2:
-        if fits(scale, 1):
-            results.append(await run(scale, "workers=2 cpu_threads=1", 1, workers=2, cpu_threads=1))
-        else:
-            notes.append("workers=2 cpu_threads=1 row skipped: time budget")
     if args.auto_detect and spoken is not None:
         if fits(scale, 1):  # the same speaker without a declared language (nobody picked one)
-            results.append(await run(scale, "workers=1 auto-detect", 1, language=None))
+            results.append(await run(scale, "auto-detect", 1, language=None))
         else:
             notes.append("auto-detect row skipped: time budget")
     return results, max_speakers, scale.name, notes
@@ -679,7 +693,8 @@ def main() -> None:
                         help="the clip several speakers talk at once for max_realtime_speakers")
     parser.add_argument("--max-speakers", type=int, default=6)
     parser.add_argument("--budget", type=float, default=600.0, help="seconds; later runs are skipped past it")
-    parser.add_argument("--workers2", action="store_true", help="add a workers=2 cpu_threads=1 row")
+    parser.add_argument("--decoders", metavar="W:T", help="decodes side by side : CPU threads each (default: as "
+                        "the server chooses, transcribe/decoders.py; the old default was 1:2 on 2 cores)")
     parser.add_argument("--auto-detect", action="store_true", help="add a row without a declared language")
     parser.add_argument("--per-final", action="store_true", help="print every final of each run with its latency")
     args = parser.parse_args()

@@ -184,7 +184,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("server.log_format", _choice("text", "json"), "text", "text for a console, json for a log pipeline"),
     Setting("captions.enabled", _boolean, True, "transcribe speech into captions"),
     Setting("captions.model", _text, "base", "Whisper model: a name (tiny.en, base, ...) or a directory"),
-    Setting("captions.workers", _integer(1, 16), 1, "threads decoding speech"),
+    Setting("captions.workers", _integer(1, 16), None, "Whisper decodes run side by side (default: one per core "
+            "of this node's share, at most 4; the cores are shared out as CPU threads between them)"),
     Setting("captions.full_window", _boolean, False, "give Whisper its usual 30 s window per decode (slower)"),
     Setting("ice.hosts", _list_of(_address), (), "addresses offered as ICE host candidates (default: all but "
             "loopback)"),
@@ -209,7 +210,8 @@ _TABLES = {"server", "captions", "ice", "turn"}
 class CaptionOptions:
     enabled: bool = True
     model: str = "base"
-    workers: int = 1
+    workers: int | None = None  # decodes side by side; None: one per core (transcribe/decoders.py)
+    nodes: int = 1  # nodes on this machine, which share its cores
     full_window: bool = False  # plain faster-whisper: 30 s encoder window per decode (see whisper_adapter)
 
 
@@ -358,7 +360,8 @@ def _build(values: dict[str, Any], groups: GroupsConfig, sources: dict[str, str]
         reconnect_grace=values["server.reconnect_grace"], restart_key=values["server.restart_key"],
         allowed_origins=values["server.allowed_origins"])
     captions = CaptionOptions(enabled=values["captions.enabled"], model=values["captions.model"],
-                              workers=values["captions.workers"], full_window=values["captions.full_window"])
+                              workers=values["captions.workers"], nodes=_workers(values),
+                              full_window=values["captions.full_window"])
     tls = (values["server.tls_cert"], values["server.tls_key"]) if values["server.tls_cert"] else None
     return Settings(server=server, captions=captions, tls=tls, public_url=values["server.public_url"],
                     shutdown_grace=values["server.shutdown_grace"], workers=_workers(values),

@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import ssl
 import sys
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -24,6 +25,9 @@ from sfu.config import ServerConfig
 from sfu.heap import freeze_startup_heap
 from sfu.shutdown import SHUTDOWN_KEY
 from sfu.signaling import ROOMS_KEY
+
+if TYPE_CHECKING:
+    from transcribe.worker import WorkerOptions
 
 logger = logging.getLogger("peerwell")
 CAPTIONS_KEY: web.AppKey[CaptionsObserver] = web.AppKey("captions", CaptionsObserver)
@@ -52,24 +56,34 @@ def caption_options_from_args(args: argparse.Namespace) -> CaptionOptions:
     return settings_from_args(args).captions
 
 
+def worker_options(options: CaptionOptions, log_format: str = "text") -> WorkerOptions:
+    """What the transcription worker is started with: the settings, decoders laid out over this node's cores."""
+    from transcribe.decoders import decoder_layout, usable_cores
+    from transcribe.worker import WorkerOptions
+
+    layout = decoder_layout(usable_cores(), workers=options.workers, nodes=options.nodes)
+    return WorkerOptions(model=options.model, workers=layout.workers, cpu_threads=layout.cpu_threads,
+                         full_window=options.full_window, log_format=log_format)
+
+
 async def start_captions(options: CaptionOptions, observer: CaptionsObserver) -> messages.CaptionsStatus:
     """Start the transcription worker; if its model does not load, say exactly why and run without captions."""
     if not options.enabled:
         return messages.CaptionsStatus(enabled=False, reason="captions were turned off by the server operator")
     from peerwell.logs import JsonFormatter
     from transcribe.process import TranscriberProcess, TranscriptionUnavailable
-    from transcribe.worker import WorkerOptions
 
     json_logs = any(isinstance(h.formatter, JsonFormatter) for h in logging.getLogger().handlers)
-    process = TranscriberProcess(WorkerOptions(model=options.model, workers=options.workers,
-                                               full_window=options.full_window,
-                                               log_format="json" if json_logs else "text"))
+    worker = worker_options(options, "json" if json_logs else "text")
+    process = TranscriberProcess(worker)
     try:
         await process.start()
     except TranscriptionUnavailable as exc:
         logger.error("captions are off: %s", exc)
         return messages.CaptionsStatus(enabled=False, reason=str(exc))
     observer.transcriber = process
+    logger.info("captions: Whisper %s, %d decoder(s) x %d CPU thread(s)", options.model, worker.workers,
+                worker.cpu_threads)
     return messages.CaptionsStatus(enabled=True, model=options.model)
 
 

@@ -65,18 +65,20 @@ async def test_rooms_work_and_say_captions_are_off_when_no_model_loads(tmp_path:
 @pytest.mark.model
 @pytest.mark.parametrize("full_window", [False, True])
 async def test_whisper_window_option_reaches_the_model(full_window: bool) -> None:
-    from peerwell.server import caption_options_from_args
+    from peerwell.server import caption_options_from_args, worker_options
     from transcribe.whisper_adapter import ShortWindowWhisperModel
-    from transcribe.worker import WorkerOptions, load_transcriber
+    from transcribe.worker import load_transcriber
 
     args = serve_args("--whisper-model", "tiny.en", *(["--whisper-full-window"] if full_window else []))
     options = caption_options_from_args(args)
-    worker_options = WorkerOptions(model=options.model, workers=options.workers, full_window=options.full_window)
+    worker = worker_options(options)
     # What the server passes on the worker's command line is what the worker parses.
-    assert ("--full-window" in worker_options.arguments()) is full_window
-    transcriber = load_transcriber(worker_options)
+    assert ("--full-window" in worker.arguments()) is full_window
+    transcriber = load_transcriber(worker)
     try:
         model = transcriber.service._scheduler.engine.model
         assert isinstance(model, ShortWindowWhisperModel) is not full_window
+        # Decoders laid out over the cores (transcribe/decoders.py) reach CTranslate2 as replicas.
+        assert model.model.num_workers == worker.workers == transcriber.service._scheduler.workers
     finally:
         await transcriber.close()
