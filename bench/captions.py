@@ -453,14 +453,19 @@ async def run_room(label: str, clip: Clip, opus: list[bytes], offline: Offline, 
             run.events.append((arrived - run.start_perf, event))
     scores = [score_speaker(r, offline, clip.language) for r in runs]
     reference = reference_text(clip, offline)
-    texts = {e["segment_id"]: e["text"] for _, e in runs[0].events if e["final"]} if runs else {}
-    per_final = [
-        f"{word_end:7.2f} {arrival - word_end:6.2f} "
-        f"{'end' if segment_id in timer.by_segment else 'other':>5} "
-        f"{timer.by_segment[segment_id]['audio_s'] if segment_id in timer.by_segment else 0:6.1f}  "
-        f"{texts.get(segment_id, '')}"
-        for segment_id, arrival, word_end in (scores[0].timed_finals if scores else [])
-    ]
+    texts = {e["segment_id"]: e["text"] for r in runs for _, e in r.events if e["final"]}
+
+    def final_line(segment_id: str, arrival: float, word_end: float, speaker: int) -> str:
+        record = timer.by_segment.get(segment_id)
+        return (f"{speaker + 1:>3} {word_end:7.2f} {arrival - word_end:6.2f} {'end' if record else 'other':>5} "
+                f"{record['audio_s'] if record else 0:6.1f}  {texts.get(segment_id, '')}")
+
+    timed = [(arrival - word_end, final_line(segment_id, arrival, word_end, i))
+             for i, score in enumerate(scores) for segment_id, arrival, word_end in score.timed_finals]
+    # The first speaker's finals in order, then (with several speakers) the slowest of the others.
+    first = [final_line(*f, 0) for f in (scores[0].timed_finals if scores else [])]
+    slowest = [line for _, line in sorted(timed, reverse=True)[:5] if not line.startswith("  1 ")]
+    per_final = first + (["slowest finals of the other speakers:", *slowest] if slowest else [])
     return RunResult(
         label=label, workers=workers, speakers=speakers,
         partial_latencies=[x for s in scores for x in s.partial],
@@ -487,7 +492,8 @@ def reference_text(clip: Clip, offline: Offline) -> str:
 STAT_KEYS = (
     "utterances", "partials_emitted", "finals_emitted", "segments_split", "segments_rejected",
     "partial_decodes", "final_decodes", "partials_shed", "partials_coarsened", "finals_dropped", "window_retries",
-    "segments_split_at_pause", "finals_speculated", "speculations_dropped",
+    "segments_split_at_pause", "partials_for_cuts", "trailing_guesses_dropped", "finals_speculated",
+    "speculations_dropped",
     "context_retries", "gap_fill_ms",
     "decode_seconds_total", "audio_seconds_decoded", "decode_seconds_per_audio_second",
     "partial_decode_seconds_ema", "partial_interval_s", "max_queue_wait_s", "push_us_mean", "push_us_max",
@@ -553,9 +559,9 @@ def print_report(model: str, clips: list[Clip], offlines: dict[str, Offline], re
         print(f"offline transcript, {r.clip}:", offlines[r.clip].text)
     if per_final:
         print()
-        print("each final (first speaker): its last word's end in the clip, latency, how it came (end: while its")
-        print("final decode was applied, with that decode's audio seconds; other: cut from a long buffer by a partial")
-        print("decode, or a speculative final decode that had finished before the utterance ended), text")
+        print("each final of the first speaker: speaker, its last word's end in the clip, latency, how it came (end:")
+        print("while its final decode was applied, with that decode's audio seconds; other: cut from a long buffer by")
+        print("a partial decode, or a speculative final decode that had finished before the utterance ended), text")
         for r in results:
             print(f"{r.clip} {r.label}:")
             for line in r.per_final:

@@ -7,7 +7,8 @@ import pytest
 
 from tests.support.speech import espeak, have_espeak, load_48k, pink_noise, silence, to_int16
 from transcribe.audio import Resampler, to_float32_mono
-from transcribe.filters import SegmentScore, is_blocklisted, rejection_reason
+from transcribe.commit import Word
+from transcribe.filters import SegmentScore, is_blocklisted, rejection_reason, without_trailing_guesses
 from transcribe.vad import WINDOW, EndPointer, SpeechEnd, SpeechStart, StreamingVad, VadConfig
 
 
@@ -144,6 +145,18 @@ def test_blocklist() -> None:
     assert is_blocklisted("Thank you.")
     assert is_blocklisted("Subtítulos realizados por la comunidad de Amara.org")
     assert not is_blocklisted("Thank you for listening to me today")
+
+
+def test_words_whisper_appends_where_the_audio_stops_are_dropped() -> None:
+    # two_cities.wav 21.6-28.34 s, a final's audio ending 0.1 s after "way": base added a word of its own
+    # with next to no probability ("Okay." 0.04, "Ready?" 0.06, "You" 0.01; in the benchmark "3.", "D.").
+    said = [Word(5.84, 6.14, " the", 0.86), Word(6.14, 6.32, " other", 0.99), Word(6.32, 6.54, " way.", 1.0)]
+    assert without_trailing_guesses([*said, Word(6.54, 6.58, " Okay.", 0.04)]) == said
+    assert without_trailing_guesses([*said, Word(6.52, 6.6, " See", 0.05), Word(6.6, 6.7, " you.", 0.03)]) == said
+    # Only at the end: an unsure word inside the sentence is still what was heard there.
+    unsure = [Word(0.0, 0.3, " It", 0.9), Word(0.3, 0.5, " wass", 0.05), Word(0.5, 0.8, " cold.", 0.9)]
+    assert without_trailing_guesses(unsure) == unsure
+    assert without_trailing_guesses([]) == []
 
 
 def test_int16_speech_helper_round_trips() -> None:

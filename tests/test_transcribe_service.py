@@ -78,7 +78,7 @@ class ScriptedModel:
             start=start,
             end=end,
             text="".join(w for _, _, w in words),
-            words=[SimpleNamespace(start=a, end=b, word=t) for a, b, t in words],
+            words=[SimpleNamespace(start=a, end=b, word=t, probability=0.9) for a, b, t in words],
             no_speech_prob=0.01,
             avg_logprob=-0.1,
             compression_ratio=1.2,
@@ -374,3 +374,32 @@ async def test_an_utterance_whisper_hears_only_as_its_context_is_decoded_alone(s
     finals = [e for e in rec.events if e.final]
     assert len(finals) == 2 and all(f.text for f in finals), [f.text for f in finals]
     assert service.stats()["context_retries"] >= 1
+
+
+async def test_a_partial_that_may_settle_a_final_goes_before_other_partials() -> None:
+    from transcribe.engine import DecodeRequest, WhisperEngine
+    from transcribe.scheduler import DecodeScheduler, Job, JobKind, Prepared
+
+    scheduler = DecodeScheduler(WhisperEngine(ScriptedModel(delay=0.2)), workers=1)  # type: ignore[arg-type]
+    order: list[str] = []
+    done = asyncio.Event()
+
+    def job(owner: str, kind: JobKind = JobKind.PARTIAL, urgent: bool = False) -> Job:
+        def prepare() -> Prepared:
+            def on_done(hyp: object, error: BaseException | None) -> None:
+                order.append(owner)
+                if len(order) == 5:
+                    done.set()
+            return Prepared(DecodeRequest(np.zeros(16000, dtype=np.float32), language="en"), on_done)
+        return Job(kind, owner, prepare, urgent=urgent)
+
+    scheduler.submit(job("busy"))  # takes the only worker
+    scheduler.submit(job("a"))
+    scheduler.submit(job("b", urgent=True))
+    scheduler.submit(job("c"))
+    scheduler.submit(job("c", urgent=True))  # replaces c's queued partial, and keeps its place in time
+    scheduler.submit(job("final", JobKind.FINAL))
+    await asyncio.wait_for(done.wait(), 10)
+    await scheduler.close()
+    # Finals first, then the urgent partials in request order, then the rest.
+    assert order == ["busy", "final", "b", "c", "a"]

@@ -18,6 +18,7 @@ class Word:
     start: float  # seconds, on whatever clock the caller uses consistently
     end: float
     text: str  # as Whisper wrote it, leading space included (so joining keeps spacing, also for CJK)
+    probability: float = 1.0  # Whisper's own confidence in the word
 
 
 def normalize_word(text: str) -> str:

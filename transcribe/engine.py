@@ -161,7 +161,7 @@ class WhisperEngine:
 
     @staticmethod
     def _segment(seg: Segment) -> DecodedSegment:
-        words = tuple(Word(float(w.start), float(w.end), str(w.word)) for w in seg.words or ())
+        words = tuple(Word(float(w.start), float(w.end), str(w.word), float(w.probability)) for w in seg.words or ())
         return DecodedSegment(
             start=float(seg.start),
             end=float(seg.end),

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+from transcribe.commit import Word
 
 # Normalised (casefolded, punctuation stripped) texts Whisper produces on silence or noise.
 BLOCKLIST = frozenset(
@@ -74,6 +77,10 @@ class GateConfig:
     weak_no_speech_prob: float = 0.25
     weak_avg_logprob: float = -0.7
     weak_vad_prob: float = 0.75
+    # Audio that stops just after the last word: Whisper may append a word of its own there ("Okay.",
+    # "Ready?", "3.", "See you."), and gives it almost no probability (0.04-0.06 measured on two_cities.wav;
+    # the real words before it 0.8-1.0).
+    min_trailing_word_probability: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -122,3 +129,13 @@ def rejection_reason(seg: SegmentScore, vad_mean_prob: float, config: GateConfig
     if weak and is_blocklisted(seg.text):
         return "known silence hallucination on weak audio"
     return None
+
+
+def without_trailing_guesses(words: Sequence[Word], config: GateConfig | None = None) -> list[Word]:
+    """The words without the run of near-zero-probability words at their end (Whisper's own additions
+    where the audio stops)."""
+    cfg = config or GateConfig()
+    end = len(words)
+    while end and words[end - 1].probability < cfg.min_trailing_word_probability:
+        end -= 1
+    return list(words[:end])

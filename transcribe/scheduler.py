@@ -6,8 +6,9 @@ snapshotted when a worker becomes free, not when it is requested, so a job that 
 newest audio instead of stale audio.
 
 Bounds: at most one pending partial per stream (a newer request replaces the queued one: "shed"), finals
-before translations before partials, at most ``max_pending`` jobs in all, and partial updates spaced by
-the measured decode cost, so latency stays bounded when decoding falls behind real time.
+before translations before partials (urgent ones first: those that may settle a final), at most
+``max_pending`` jobs in all, and partial updates spaced by the measured decode cost, so latency stays
+bounded when decoding falls behind real time.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ class Job:
     kind: JobKind
     owner: Hashable  # jobs of one owner (a speaker stream) run one at a time, in priority order
     prepare: Callable[[], Prepared | None]  # on the loop, when a worker is free; None = no longer needed
+    urgent: bool = False  # ahead of the other jobs of its kind (a partial that may settle a final)
     requested_at: float = field(default_factory=time.perf_counter)
     seq: int = 0
 
@@ -118,6 +120,7 @@ class DecodeScheduler:
                 if queued.owner == job.owner and queued.kind is JobKind.PARTIAL:
                     # Coalesce: the queued update had not started; the newer one supersedes it.
                     job.seq, job.requested_at = queued.seq, queued.requested_at
+                    job.urgent = job.urgent or queued.urgent
                     self._pending[i] = job
                     self.counters["partials_shed"] += 1
                     return
@@ -206,7 +209,7 @@ class DecodeScheduler:
         ready = [j for j in self._pending if j.owner not in self._busy]
         if not ready:
             return None
-        job = min(ready, key=lambda j: (j.kind, j.seq))
+        job = min(ready, key=lambda j: (j.kind, not j.urgent, j.seq))
         self._pending.remove(job)
         return job
 

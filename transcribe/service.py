@@ -29,6 +29,8 @@ _STREAM_COUNTERS = (
     "segments_rejected",
     "segments_split",
     "segments_split_at_pause",
+    "partials_for_cuts",
+    "trailing_guesses_dropped",
     "buffer_overflows",
     "gap_ends",
     "gap_fill_ms",

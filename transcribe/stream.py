@@ -33,7 +33,7 @@ from transcribe.audio import WHISPER_RATE, Resampler, to_float32_mono
 from transcribe.commit import LocalAgreement, Word, completed_boundary, join_words
 from transcribe.engine import DecodeRequest, Hypothesis
 from transcribe.events import Caption
-from transcribe.filters import GateConfig, SegmentScore, rejection_reason
+from transcribe.filters import GateConfig, SegmentScore, rejection_reason, without_trailing_guesses
 from transcribe.scheduler import DecodeScheduler, Job, JobKind, Prepared
 from transcribe.vad import WINDOW, EndPointer, SpeechEnd, SpeechStart, StreamingVad, VadConfig
 
@@ -62,6 +62,12 @@ class StreamConfig:
     # badly: their Whisper-English is decoded from their own audio).
     cut_pause_ms: int = 96
     pause_cut_after_s: float = 4.0
+    # Once the buffer is long (trim_after_s), an earlier pause will do: a long sentence whose only pause
+    # came 3.7 s in otherwise waited for Whisper to end a segment (its final 2.5-3 s after its words).
+    long_pause_cut_after_s: float = 2.0
+    # Committed words ending at most this long before a pause's first silent window reach it (Whisper's
+    # word ends jitter and Silero lags); see pause_within.
+    pause_reach_s: float = 0.3
     # Audio just before the buffer (the end of the previous utterance, or what a long one was cut off at)
     # decoded with it and its words dropped: on its own a short utterance lacks the context offline
     # Whisper has, and base mishears it ("Everfair old" for "ever failed", "We're all" for "We were all").
@@ -133,7 +139,8 @@ class _Utterance:
         self.last_partial: str | None = None
         self.vad_mean_prob = 1.0
         self.speculation: _Speculation | None = None
-        self.pauses: list[int] = []  # stream samples in the middle of each pause inside the buffer
+        self.pauses: list[Pause] = []  # inside the buffer, in order
+        self.voiced_end: int | None = None  # stream sample one past the last speech window, once it ended
         self.quiet_from: int | None = None  # where the current run of non-speech windows began
 
     @property
@@ -157,7 +164,7 @@ class _Utterance:
             if keep_context:
                 self.context = np.concatenate((self.context, audio[:drop]))[-keep_context:]
             self.chunks, self.samples, self.buffer_start = [rest], len(rest), self.buffer_start + drop
-            self.pauses = [p for p in self.pauses if p > self.buffer_start]
+            self.pauses = [p for p in self.pauses if p.middle > self.buffer_start]
             # A cut inside speech has no pause for Whisper to stretch a word over: the centre decides.
             self.context_end, self.speech_start = self.buffer_start, None
 
@@ -309,7 +316,7 @@ class SpeakerStream:
                 utt.quiet_from = window_start
             return
         if utt.quiet_from is not None and window_start - utt.quiet_from >= self._cut_pause_samples:
-            utt.pauses.append((utt.quiet_from + window_start) // 2)
+            utt.pauses.append(Pause(utt.quiet_from, (utt.quiet_from + window_start) // 2))
         utt.quiet_from = None
 
     def _new_segment_id(self) -> str:
@@ -354,6 +361,7 @@ class SpeakerStream:
         self._last_language = utt.language
         self._scheduler.mark_speaking(self, False)
         utt.ended = True
+        utt.voiced_end = end.voiced_end
         utt.cut_after(end.sample)
         utt.vad_mean_prob = end.mean_prob
         if not self._endpointer.is_long_enough(end) and utt.last_partial is None:
@@ -421,14 +429,19 @@ class SpeakerStream:
         since = utt.buffer_end - utt.requested_at
         if since < base:
             return
-        if since < self._scheduler.partial_interval(cfg.update_interval_s) * WHISPER_RATE:
+        # A pause the buffer may be cut at, not yet settled: the decode that settles it gives a final, so it
+        # comes at the base cadence and before other speakers' partials (under load partials are spaced
+        # out, and a cut waiting for them came 3-4 s after its words with 4 speakers).
+        cut_due = any(p.middle > utt.agreement.last_committed_end * WHISPER_RATE for p in self._cut_pauses(utt))
+        if not cut_due and since < self._scheduler.partial_interval(cfg.update_interval_s) * WHISPER_RATE:
             # Decoding is behind: this update is skipped (counted once per skipped base interval).
             if utt.buffer_end - utt.coarsened_at >= base:
                 utt.coarsened_at = utt.buffer_end
                 self._counters["partials_coarsened"] += 1
             return
         utt.requested_at = utt.coarsened_at = utt.buffer_end
-        self._scheduler.submit(Job(JobKind.PARTIAL, self, lambda: self._prepare(utt, final=False)))
+        self._counters["partials_for_cuts"] += cut_due
+        self._scheduler.submit(Job(JobKind.PARTIAL, self, lambda: self._prepare(utt, final=False), urgent=cut_due))
 
     # -- decoding -----------------------------------------------------------------------------------
     def _decode_language(self, utt: _Utterance) -> str | None:
@@ -483,14 +496,16 @@ class SpeakerStream:
                 self._counters["segments_rejected"] += 1
                 log.debug("caption segment rejected: %s", reason)  # no text: never log what was said
                 continue
-            new = [Word(w.start + offset, w.end + offset, w.text) for w in seg.words
+            new = [Word(w.start + offset, w.end + offset, w.text, w.probability) for w in seg.words
                    if span.is_new(w.start + offset, w.end + offset)]
             if not new:
                 continue
             words.extend(new)
             # A segment ends where its last word does, if Whisper's segment timestamp is earlier.
             ends.append(max([seg.end + offset, *(w.end for w in new)]))
-        return words, ends
+        kept = without_trailing_guesses(words, self._config.gate)
+        self._counters["trailing_guesses_dropped"] += len(words) - len(kept)
+        return kept, ends
 
     def _learn_language(self, utt: _Utterance, hyp: Hypothesis) -> None:
         cfg = self._config
@@ -524,8 +539,9 @@ class SpeakerStream:
         off."""
         cfg = self._config
         committed_end = utt.agreement.last_committed_end
-        earliest = utt.buffer_start + cfg.pause_cut_after_s * WHISPER_RATE
-        pause = pause_within([p for p in utt.pauses if p >= earliest], committed_end * WHISPER_RATE)
+        tail = utt.agreement.tail
+        pause = pause_within(self._cut_pauses(utt), committed_end * WHISPER_RATE,
+                             tail[0].start * WHISPER_RATE if tail else None, cfg.pause_reach_s * WHISPER_RATE)
         if self._decode_language(utt) is None:
             pause = None  # a final cut now would carry a language still being detected
         long = utt.samples >= cfg.trim_after_s * WHISPER_RATE
@@ -556,6 +572,14 @@ class SpeakerStream:
         utt.last_partial = None
         self._counters["segments_split"] += 1
         self._counters["segments_split_at_pause"] += at_pause
+
+    def _cut_pauses(self, utt: _Utterance) -> list[Pause]:
+        """Pauses the buffer may be cut at: past ``pause_cut_after_s`` of it, or of a long buffer, past
+        ``long_pause_cut_after_s`` (a shorter final beats one that waits for Whisper to end a segment)."""
+        cfg = self._config
+        after = cfg.long_pause_cut_after_s if utt.samples >= cfg.trim_after_s * WHISPER_RATE else cfg.pause_cut_after_s
+        earliest = utt.buffer_start + after * WHISPER_RATE
+        return [p for p in utt.pauses if p.middle >= earliest]
 
     def _apply_final(self, utt: _Utterance, hyp: Hypothesis | None, span: _Span | None) -> None:
         if hyp is None or span is None:  # decode failed: keep what was already committed
@@ -640,10 +664,25 @@ class SpeakerStream:
         )
 
 
-def pause_within(pauses: Sequence[int], committed_end: float) -> int | None:
-    """The latest pause (stream samples) before the end of the committed words: every word before it is
-    committed, and none is split by a cut there."""
-    return max((p for p in pauses if p <= committed_end), default=None)
+@dataclass(frozen=True)
+class Pause:
+    """Non-speech inside an utterance (VAD), stream samples."""
+
+    start: int  # first non-speech window
+    middle: int  # where a cut goes
+
+
+def pause_within(pauses: Sequence[Pause], committed_end: float, next_word_start: float | None = None,
+                 reach: float = 0.0) -> int | None:
+    """The middle of the latest pause with every word before it committed, so a cut there splits none.
+
+    Either the committed words go on past its middle, or they reach its start (within ``reach``: Whisper's
+    word ends jitter, Silero lags) and the newest hypothesis's first uncommitted word starts in or after
+    it: nothing uncommitted was heard before the pause. The second needs one decode after the pause,
+    the first two that agree on a word after it. Same clock for all arguments."""
+    settled = [p.middle for p in pauses if p.middle <= committed_end
+               or (next_word_start is not None and committed_end >= p.start - reach and next_word_start >= p.start)]
+    return max(settled, default=None)
 
 
 def _score(seg: DecodedSegment) -> SegmentScore:
