@@ -466,6 +466,9 @@ async def run_room(label: str, clip: Clip, opus: list[bytes], offline: Offline, 
     first = [final_line(*f, 0) for f in (scores[0].timed_finals if scores else [])]
     slowest = [line for _, line in sorted(timed, reverse=True)[:5] if not line.startswith("  1 ")]
     per_final = first + (["slowest finals of the other speakers:", *slowest] if slowest else [])
+    decodes = sorted((j for j in timer.jobs if j.get("decode_s") is not None), key=lambda j: -j["decode_s"])[:4]
+    per_final += ["longest decodes (kind, audio s, queued s, decode s): " + ", ".join(
+        f"{j['kind']} {j['audio_s']:.1f} {j['started'] - j['submitted']:.2f} {j['decode_s']:.2f}" for j in decodes)]
     return RunResult(
         label=label, workers=workers, speakers=speakers,
         partial_latencies=[x for s in scores for x in s.partial],
@@ -492,7 +495,8 @@ def reference_text(clip: Clip, offline: Offline) -> str:
 STAT_KEYS = (
     "utterances", "partials_emitted", "finals_emitted", "segments_split", "segments_rejected",
     "partial_decodes", "final_decodes", "partials_shed", "partials_coarsened", "finals_dropped", "window_retries",
-    "segments_split_at_pause", "partials_for_cuts", "trailing_guesses_dropped", "finals_speculated",
+    "segments_split_at_pause", "partials_for_cuts", "trailing_guesses_dropped", "looped_partials_skipped",
+    "finals_speculated",
     "speculations_dropped",
     "context_retries", "gap_fill_ms",
     "decode_seconds_total", "audio_seconds_decoded", "decode_seconds_per_audio_second",

@@ -117,6 +117,18 @@ def test_a_looped_decode_is_redone_with_the_full_window(tiny_en_path, fox, monke
 
 
 @pytest.mark.model
+def test_a_looped_partial_is_reported_not_redone(tiny_en_path, fox, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # The full-window redo costs 1-2.5 s of a decoder under load, and holds that speaker's captions; a
+    # partial is superseded within a second anyway.
+    audio, _ = fox
+    engine = WhisperEngine(load_whisper_model(tiny_en_path, cpu_threads=2, window_pad_s=0.0))
+    frames = spy_encoder(monkeypatch)
+    hyp = engine.decode(DecodeRequest(audio=audio, language="en", redo_if_looped=False))
+    assert hyp.looped and not hyp.window_retried and hyp.segments == ()
+    assert frames and all(f < 3000 for f in frames)
+
+
+@pytest.mark.model
 def test_plain_faster_whisper_when_asked(tiny_en_path, fox, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     model = load_whisper_model(tiny_en_path, cpu_threads=2, window_pad_s=None)
     assert not isinstance(model, ShortWindowWhisperModel)

@@ -47,6 +47,9 @@ class DecodeRequest:
     temperatures: tuple[float, ...] = (0.0,)
     word_timestamps: bool = True
     max_new_tokens: int | None = None  # None: scaled to the audio length (see token_budget)
+    # A short-window decode that looks looped is decoded again with the full window (1-2.5 s on 2 cores
+    # under load). A partial need not be: the next one comes within a second, so it is reported looped.
+    redo_if_looped: bool = True
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class Hypothesis:
     audio_seconds: float
     decode_seconds: float
     window_retried: bool = False  # the short-window decode looked looped and was redone with the full window
+    looped: bool = False  # it looked looped and was not redone (``redo_if_looped`` False): no segments
 
 
 def token_budget(audio_seconds: float) -> int:
@@ -104,10 +108,12 @@ class WhisperEngine:
             detected = (language, float(probability))
             req = replace(req, language=language)
         decoded, info = self._transcribe(req, full_window=False)
-        retried = looks_looped([w.start for seg in decoded for w in seg.words], len(req.audio) / WHISPER_RATE)
-        if retried:
+        looped = looks_looped([w.start for seg in decoded for w in seg.words], len(req.audio) / WHISPER_RATE)
+        if looped and not req.redo_if_looped:
+            return self._hypothesis(req, (), info, started, looped=True, detected=detected)
+        if looped:
             decoded, info = self._transcribe(req, full_window=True)
-        return self._hypothesis(req, decoded, info, started, window_retried=retried, detected=detected)
+        return self._hypothesis(req, decoded, info, started, window_retried=looped, detected=detected)
 
     def _transcribe(self, req: DecodeRequest, *, full_window: bool) -> _Decoded:
         model = self.model
@@ -147,6 +153,7 @@ class WhisperEngine:
         started: float,
         *,
         window_retried: bool = False,
+        looped: bool = False,
         detected: tuple[str, float] | None = None,
     ) -> Hypothesis:
         language, probability = detected or (info.language, float(info.language_probability))
@@ -157,6 +164,7 @@ class WhisperEngine:
             audio_seconds=len(req.audio) / WHISPER_RATE,
             decode_seconds=time.perf_counter() - started,
             window_retried=window_retried,
+            looped=looped,
         )
 
     @staticmethod

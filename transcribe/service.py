@@ -31,6 +31,7 @@ _STREAM_COUNTERS = (
     "segments_split_at_pause",
     "partials_for_cuts",
     "trailing_guesses_dropped",
+    "looped_partials_skipped",
     "buffer_overflows",
     "gap_ends",
     "gap_fill_ms",

@@ -462,6 +462,8 @@ class SpeakerStream:
         def on_done(hyp: Hypothesis | None, error: BaseException | None) -> None:
             if final:
                 self._apply_final(utt, hyp, span)
+            elif hyp is not None and hyp.looped:
+                self._counters["looped_partials_skipped"] += 1
             elif hyp is not None:
                 self._apply_partial(utt, hyp, span)
 
@@ -476,6 +478,7 @@ class SpeakerStream:
             prompt=(self._context[-cfg.prompt_chars :] or None) if cfg.prompt_chars else None,
             beam_size=cfg.final_beam_size if final else cfg.partial_beam_size,
             temperatures=cfg.final_temperatures if final else (0.0,),
+            redo_if_looped=final,
         )
         start = utt.buffer_start / WHISPER_RATE
         speech_start = float("inf") if utt.speech_start is None else utt.speech_start / WHISPER_RATE
