@@ -156,7 +156,7 @@ class _Utterance:
             self.chunks = [np.concatenate(self.chunks)]
         return self.chunks[0].copy() if self.chunks else np.zeros(0, dtype=np.float32)
 
-    def cut_before(self, sample: int, keep_context: int = 0) -> None:
+    def cut_before(self, sample: int, keep_context: int = 0, pause: Pause | None = None) -> None:
         drop = min(max(0, sample - self.buffer_start), self.samples)
         if drop:
             audio = self.audio()
@@ -165,8 +165,10 @@ class _Utterance:
                 self.context = np.concatenate((self.context, audio[:drop]))[-keep_context:]
             self.chunks, self.samples, self.buffer_start = [rest], len(rest), self.buffer_start + drop
             self.pauses = [p for p in self.pauses if p.middle > self.buffer_start]
-            # A cut inside speech has no pause for Whisper to stretch a word over: the centre decides.
-            self.context_end, self.speech_start = self.buffer_start, None
+            if pause is not None:  # as between utterances: a word stretched over the pause is on its side
+                self.context_end, self.speech_start = pause.middle, pause.end
+            else:  # a cut inside speech has no pause for Whisper to stretch a word over: the centre decides
+                self.context_end, self.speech_start = self.buffer_start, None
 
     def cut_after(self, sample: int) -> None:
         keep = min(max(0, sample - self.buffer_start), self.samples)
@@ -316,7 +318,7 @@ class SpeakerStream:
                 utt.quiet_from = window_start
             return
         if utt.quiet_from is not None and window_start - utt.quiet_from >= self._cut_pause_samples:
-            utt.pauses.append(Pause(utt.quiet_from, (utt.quiet_from + window_start) // 2))
+            utt.pauses.append(Pause(utt.quiet_from, (utt.quiet_from + window_start) // 2, window_start))
         utt.quiet_from = None
 
     def _new_segment_id(self) -> str:
@@ -551,9 +553,9 @@ class SpeakerStream:
         if pause is None and not long:
             return
         cut = completed_boundary(segment_ends, committed_end) if long else None
-        at_pause = pause is not None and (cut is None or pause / WHISPER_RATE > cut)
+        at_pause = pause is not None and (cut is None or pause.middle / WHISPER_RATE > cut)
         if at_pause:
-            cut = pause / WHISPER_RATE
+            cut = pause.middle / WHISPER_RATE
         if cut is None and utt.samples >= cfg.max_buffer_s * WHISPER_RATE:
             if utt.agreement.committed:
                 cut = utt.agreement.last_committed_end
@@ -570,7 +572,7 @@ class SpeakerStream:
         released = utt.agreement.release_until(cut)
         audio = utt.audio()[: max(0, cut_sample - utt.buffer_start)]
         self._finalize(utt, released, audio)
-        utt.cut_before(cut_sample, keep_context=self._context_samples)
+        utt.cut_before(cut_sample, keep_context=self._context_samples, pause=pause if at_pause else None)
         utt.segment_id = self._new_segment_id()
         utt.last_partial = None
         self._counters["segments_split"] += 1
@@ -673,19 +675,20 @@ class Pause:
 
     start: int  # first non-speech window
     middle: int  # where a cut goes
+    end: int  # first speech window after it
 
 
 def pause_within(pauses: Sequence[Pause], committed_end: float, next_word_start: float | None = None,
-                 reach: float = 0.0) -> int | None:
-    """The middle of the latest pause with every word before it committed, so a cut there splits none.
+                 reach: float = 0.0) -> Pause | None:
+    """The latest pause with every word before it committed, so a cut in its middle splits none.
 
     Either the committed words go on past its middle, or they reach its start (within ``reach``: Whisper's
     word ends jitter, Silero lags) and the newest hypothesis's first uncommitted word starts in or after
     it: nothing uncommitted was heard before the pause. The second needs one decode after the pause,
     the first two that agree on a word after it. Same clock for all arguments."""
-    settled = [p.middle for p in pauses if p.middle <= committed_end
+    settled = [p for p in pauses if p.middle <= committed_end
                or (next_word_start is not None and committed_end >= p.start - reach and next_word_start >= p.start)]
-    return max(settled, default=None)
+    return max(settled, key=lambda p: p.middle, default=None)
 
 
 def _score(seg: DecodedSegment) -> SegmentScore:
