@@ -140,7 +140,6 @@ class _Utterance:
         self.vad_mean_prob = 1.0
         self.speculation: _Speculation | None = None
         self.pauses: list[Pause] = []  # inside the buffer, in order
-        self.voiced_end: int | None = None  # stream sample one past the last speech window, once it ended
         self.quiet_from: int | None = None  # where the current run of non-speech windows began
 
     @property
@@ -363,7 +362,6 @@ class SpeakerStream:
         self._last_language = utt.language
         self._scheduler.mark_speaking(self, False)
         utt.ended = True
-        utt.voiced_end = end.voiced_end
         utt.cut_after(end.sample)
         utt.vad_mean_prob = end.mean_prob
         if not self._endpointer.is_long_enough(end) and utt.last_partial is None:
