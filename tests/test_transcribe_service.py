@@ -366,7 +366,9 @@ class CollapsingModel(ScriptedModel):
 
 async def test_an_utterance_whisper_hears_only_as_its_context_is_decoded_alone(speech: np.ndarray) -> None:
     rec = Recorder()
-    service = CaptionService(CollapsingModel(), rec, workers=1)  # type: ignore[arg-type]
+    # The whole 3 s of context, as a short utterance gets it (this one is ~5 s, whose context is cut).
+    config = StreamConfig(context_with_buffer_s=9.0)
+    service = CaptionService(CollapsingModel(), rec, workers=1, config=config)  # type: ignore[arg-type]
     stream = service.open_stream("p1", "Robin", language="en")
     end = await feed(stream, speech, speed=4.0)  # ends in 1.2 s of silence: the next one has left context
     await feed(stream, speech, start_time=end, speed=4.0)

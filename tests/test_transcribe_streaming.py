@@ -28,6 +28,7 @@ from tests.support.speech import (
     feed,
     have_espeak,
     load_48k,
+    normalize_for_wer,
     pink_noise,
     silence,
     wer,
@@ -98,6 +99,25 @@ async def test_english_passage_in_real_time(base_model, audio_dir: Path) -> None
     assert all(e.language == "en" for e in rec.events)
     # The last final arrives soon after the audio stops (VAD end-of-speech + one decode), not seconds later.
     assert closed - fed < 6.0, (closed - fed, fed - started, stats)
+
+
+async def test_a_long_sentence_is_decoded_with_less_of_the_audio_before_it(base_model, audio_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    # The benchmark's monologue: with 3 s of the previous sentence before this 4.5 s one, base wrote
+    # "the breathing exercise helps" as "I'm help" (this test fails with
+    # StreamConfig(context_with_buffer_s=99.0)); a long buffer carries its own context.
+    before = load_48k(espeak("We talked for almost an hour, and it felt good to be honest with him.", "en", audio_dir,
+                             name="talked"))
+    sentence = "I am still anxious in the mornings, but the breathing exercise helps."
+    audio = np.concatenate([silence(0.5), before, silence(1.4), load_48k(espeak(sentence, "en", audio_dir,
+                                                                               name="anxious")), silence(1.5)])
+    rec = Recorder()
+    service = CaptionService(base_model, rec)
+    stream = service.open_stream("sam", "Sam", language="en")
+    await feed(stream, audio, speed=1.0)
+    await stream.close()
+    await service.close()
+    last = [e.text for e in rec.events if e.final][-1]
+    assert "exercise helps" in normalize_for_wer(last, "en"), last
 
 
 async def test_audioeval_english_clips_with_tiny_en(tiny_en_model) -> None:  # type: ignore[no-untyped-def]

@@ -73,6 +73,12 @@ class StreamConfig:
     # Whisper has, and base mishears it ("Everfair old" for "ever failed", "We're all" for "We were all").
     # Audio, not text: earlier text as a prompt made Whisper continue it (see prompt_chars).
     left_context_s: float = 3.0
+    # ...but a long buffer carries its own context: the context is cut so that the two make at most
+    # ``context_with_buffer_s``, keeping ``min_left_context_s``. With 3 s before a 4.5 s sentence, base wrote
+    # "the breathing exercise helps" as "I'm help" (espeak monologue; 0-2.2 s of context gave "helps"),
+    # and every partial of a long buffer decoded 3 s of audio it then threw away.
+    context_with_buffer_s: float = 6.0
+    min_left_context_s: float = 1.0
     max_buffer_s: float = 12.0  # hard cap: cut at the last committed word
     # Earlier finals given to Whisper as a prompt steer it into continuing them: on real speech it then
     # invented words in the pause after an utterance ("Yeah.", "You", "2.") and looped on short buffers
@@ -471,7 +477,8 @@ class SpeakerStream:
 
     def _decode_request(self, utt: _Utterance, *, final: bool) -> tuple[DecodeRequest, _Span]:
         cfg = self._config
-        context = utt.context
+        keep = max(cfg.min_left_context_s * WHISPER_RATE, cfg.context_with_buffer_s * WHISPER_RATE - utt.samples)
+        context = utt.context[-int(keep) :] if keep < len(utt.context) else utt.context
         request = DecodeRequest(
             audio=np.concatenate((context, utt.audio())) if len(context) else utt.audio(),
             language=self._decode_language(utt),
