@@ -41,6 +41,12 @@ there is no supported way around that (aiortc issues #449, #55). We forward enco
     object per millisecond of its 1 s window, made anew at every reset: 1,000+ objects per video receiver
     that every full garbage collection walks (18,000 of the 100,000 tracked objects of a 3-person room,
     server and clients). The same numbers are kept in two integer arrays instead.
+11. aiortc's sender keeps its last 128 RTP packets (``RtpPacket`` objects with their header extensions and
+    payloads) to answer NACKs, and an idle pooled slot keeps them for ever: ~170 kB per idle video slot and
+    ~55 kB per idle audio one at 320x240 (tracemalloc in the server), the largest part of what an idle slot
+    costs, and small long-lived objects that pin Python's allocator arenas after the peak of a churn.
+    ``forget_sent_packets`` empties the history of a sender that has nothing to send (nothing it could be
+    asked to retransmit is still useful to a decoder once the slot is idle).
 
 Written against aiortc 1.16.0 / aioice 0.13.0. ``check_compatibility()`` runs at server start and in
 tests (tests/test_aiortc_adapter.py) and fails loudly if these internals move.
@@ -170,6 +176,7 @@ def check_compatibility() -> None:
     if "_data_channel_queue" not in aiortc_sctp.RTCSctpTransport._data_channel_send.__code__.co_names:
         problems.append("RTCSctpTransport._data_channel_send no longer queues (pp_id, bytes)")
     problems += _simulcast_problems()
+    problems += _rtp_history_problems()
     if problems:
         raise AdapterIncompatible("; ".join(problems))
 
@@ -501,6 +508,35 @@ def _decoder_thread_problems() -> list[str]:
         problems.append("RTCRtpReceiver stops its decoder other than by put(None) and join()")
     if _DECODER_QUEUE not in RTCRtpReceiver.__init__.__code__.co_names:
         problems.append(f"RTCRtpReceiver no longer sets {_DECODER_QUEUE}")
+    return problems
+
+
+_RTP_HISTORY = "_RTCRtpSender__rtp_history"
+
+
+def forget_sent_packets(sender: RTCRtpSender) -> None:
+    """Drop the RTP packets `sender` keeps for retransmission (its slot went idle: no NACK can want them)."""
+    getattr(sender, _RTP_HISTORY).clear()
+
+
+def sent_packets_kept(sender: RTCRtpSender) -> int:
+    """How many sent RTP packets `sender` keeps for retransmission (tests, diagnostics)."""
+    return len(getattr(sender, _RTP_HISTORY))
+
+
+def _rtp_history_problems() -> list[str]:
+    """forget_sent_packets relies on the history being one dict, filled by _run_rtp and only read by
+    _retransmit (which finds nothing and sends nothing when it is empty)."""
+    problems = []
+    if _RTP_HISTORY not in RTCRtpSender.__init__.__code__.co_names:
+        problems.append(f"RTCRtpSender no longer sets {_RTP_HISTORY}")
+    sender_names = {name for name, member in vars(RTCRtpSender).items()
+                    if _RTP_HISTORY in getattr(getattr(member, "__code__", None), "co_names", ())}
+    if sender_names != {"__init__", "_run_rtp", "_retransmit"}:
+        problems.append(f"RTCRtpSender's RTP history is used by {sorted(sender_names)}, not only _run_rtp/_retransmit")
+    retransmit = list(dis.get_instructions(RTCRtpSender._retransmit))
+    if not any(a.argval == _RTP_HISTORY and b.argval == "get" for a, b in itertools.pairwise(retransmit)):
+        problems.append("RTCRtpSender._retransmit no longer looks packets up with history.get()")
     return problems
 
 

@@ -196,6 +196,9 @@ class PeerSession:
                 for slot in self.slots
                 if slot.subscription.publication is not None and slot.transceiver.mid is not None
             }
+            for slot in self.slots:
+                if slot.subscription.publication is None:  # idle since at least this offer's changes
+                    aiortc_adapter.forget_sent_packets(slot.transceiver.sender)
             sdp = aiortc_adapter.receive_simulcast(self.pc.localDescription.sdp, self._simulcast_layers)
             await self._send_signal(messages.ServerOffer(sdp=sdp, tracks=tracks))
 

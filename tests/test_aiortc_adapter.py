@@ -463,6 +463,21 @@ def test_simulcast_internals_are_checked(monkeypatch: pytest.MonkeyPatch) -> Non
     assert "_RTCRtpReceiver__nack_generator" in message and "_RTCRtpReceiver__rtx_ssrc" in message
 
 
+def test_rtp_history_internals_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """forget_sent_packets empties aiortc's RTP history: another user of it, or a lookup other than get(),
+    would make that unsafe."""
+    async def retransmit(self, sequence_number):  # type: ignore[no-untyped-def]
+        return self._RTCRtpSender__rtp_history[sequence_number % 128]
+
+    def prune(self):  # type: ignore[no-untyped-def]
+        self._RTCRtpSender__rtp_history.popitem()
+
+    monkeypatch.setattr(RTCRtpSender, "_retransmit", retransmit)
+    monkeypatch.setattr(RTCRtpSender, "_prune_history", prune, raising=False)
+    message = problems()
+    assert "_prune_history" in message and "history.get()" in message
+
+
 def test_nacks_are_generated_per_stream() -> None:
     from aiortc.rtcrtpreceiver import NackGenerator
     from aiortc.rtp import RtpPacket
