@@ -47,7 +47,7 @@ malloc_trim in wall seconds, in its worker thread).
 
 Environment: CHURN_DEBUG=1 prints per-second frame rates and the kinds of tasks added; CHURN_NO_FREEZE=1
 runs the server without freezing its start-up heap (to compare); CHURN_NO_TRIM=1 without its heap
-trimmer; CHURN_KEEP_RTP_HISTORY=1 with idle slots keeping their RTP history (aiortc's behaviour);
+trimmer; CHURN_KEEP_RTP_HISTORY=1 with aiortc's own RTP history (RtpPacket objects, kept on idle slots too);
 CHURN_TRACEMALLOC=1 prints on stderr
 what the server's heap grew by between cycle 20 and each later count (slow); CHURN_MALLOCSTATS=1 prints
 Python's allocator statistics at each count (how much of its arenas is free: fragmentation).
@@ -222,8 +222,9 @@ async def serve(grace: float) -> None:
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     rooms = app[ROOMS_KEY]
-    if os.environ.get("CHURN_KEEP_RTP_HISTORY"):  # to compare: idle slots keep their RTP history
+    if os.environ.get("CHURN_KEEP_RTP_HISTORY"):  # to compare: aiortc's own RTP history, kept on idle slots
         aiortc_adapter.forget_sent_packets = lambda sender: None
+        aiortc_adapter.keep_compact_rtp_history = lambda sender: None
     traces = []  # CHURN_TRACEMALLOC=1: what grew between the second snapshot (cycle 20) and the last, on stderr
     if os.environ.get("CHURN_TRACEMALLOC"):
         import tracemalloc

@@ -239,6 +239,7 @@ class PeerSession:
                 aiortc_adapter.pin_codecs(transceiver, codecs)
             else:
                 transceiver.setCodecPreferences(subscriber_codecs(publication.codec))
+            aiortc_adapter.keep_compact_rtp_history(transceiver.sender)
             subscription = Subscription(publication.kind, self.owner_id)
             transceiver.sender.replaceTrack(subscription)
             aiortc_adapter.redirect_keyframe_requests(transceiver.sender, subscription.request_keyframe)

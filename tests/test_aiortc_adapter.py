@@ -14,8 +14,10 @@ import aiortc.codecs as aiortc_codecs
 import aiortc.rtcpeerconnection as aiortc_pc
 import pytest
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCSessionDescription
+from aiortc import rtp as aiortc_rtp
 from aiortc import sdp as aiortc_sdp
 from aiortc.codecs import vpx
+from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpSendParameters
 
 from sfu import aiortc_adapter
 from sfu.aiortc_adapter import AdapterIncompatible, check_compatibility
@@ -476,6 +478,52 @@ def test_rtp_history_internals_are_checked(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(RTCRtpSender, "_prune_history", prune, raising=False)
     message = problems()
     assert "_prune_history" in message and "history.get()" in message
+
+
+def test_compact_rtp_history_gives_back_the_packets_aiortc_would_retransmit() -> None:
+    """Filled as RTCRtpSender._run_rtp fills its history (packets with mid, abs-send-time and, for audio,
+    a level), read as _retransmit reads it: the same bytes on the wire, plain and RTX-wrapped."""
+    mapping = aiortc_rtp.HeaderExtensionsMap()
+    mapping.configure(RTCRtpSendParameters(headerExtensions=[
+        RTCRtpHeaderExtensionParameters(id=1, uri="urn:ietf:params:rtp-hdrext:sdes:mid"),
+        RTCRtpHeaderExtensionParameters(id=2, uri="http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"),
+        RTCRtpHeaderExtensionParameters(id=3, uri="urn:ietf:params:rtp-hdrext:ssrc-audio-level")]))
+    plain: dict[int, aiortc_rtp.RtpPacket] = {}
+    compact = aiortc_adapter._CompactRtpHistory()
+    for n in range(300):
+        sequence_number = (65_400 + n) % 65_536  # wraps
+        packet = aiortc_rtp.RtpPacket(payload_type=111 if n % 2 else 96, sequence_number=sequence_number,
+                                      timestamp=(4_294_960_000 + 3000 * n) % (1 << 32))
+        packet.ssrc = 3_000_000_000 + n
+        packet.payload = bytes([n % 256]) * (40 + n)
+        packet.marker = 1 if n % 3 == 0 else 0
+        packet.extensions.abs_send_time = (n * 7919) & 0xFFFFFF
+        packet.extensions.mid = str(n % 4)
+        if n % 2:
+            packet.extensions.audio_level = (False, n % 127)
+        plain[sequence_number % 128] = packet
+        compact[sequence_number % 128] = packet
+    assert len(compact) == 128
+    for index in range(128):
+        ours, theirs = compact.get(index), plain.get(index)
+        assert ours.sequence_number == theirs.sequence_number
+        assert ours.serialize(mapping) == theirs.serialize(mapping)
+        assert aiortc_rtp.wrap_rtx(ours, 97, 5, 1234).serialize(mapping) == aiortc_rtp.wrap_rtx(
+            theirs, 97, 5, 1234).serialize(mapping)
+    assert compact.get(128) is None
+    compact.clear()
+    assert compact.get(0) is None
+
+
+def test_sender_packet_fields_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A field _run_rtp would set that the compact history does not keep must fail the check."""
+    async def run_rtp(self, codec):  # type: ignore[no-untyped-def]
+        packet = aiortc_rtp.RtpPacket()
+        packet.padding_size = 4
+        self._RTCRtpSender__rtp_history[0] = packet
+
+    monkeypatch.setattr(RTCRtpSender, "_run_rtp", run_rtp)
+    assert "padding_size" in problems()
 
 
 def test_nacks_are_generated_per_stream() -> None:
