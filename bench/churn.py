@@ -42,8 +42,9 @@ noisy: compare runs taken under the same load (`load_average`; `server_longest_s
 the server, not that the server was busy; `clients_longest_stall_s` and `clients_longest_gc_s` are the
 same for this process, whose stalls delay the steady clients' frames just as the server's do).
 
-Also `server_trims` and `server_longest_trim_s` (how often the server's trimmer ran, and its longest
-malloc_trim in wall seconds, in its worker thread).
+Also `server_trims`, `server_longest_trim_s` (how often the server's trimmer ran, and its longest
+malloc_trim in wall seconds, in its worker thread) and `server_longest_stall_trimming_s` (the server's
+longest loop stall while a trim was under way, wall and CPU seconds).
 
 Environment: CHURN_DEBUG=1 prints per-second frame rates and the kinds of tasks added; CHURN_NO_FREEZE=1
 runs the server without freezing its start-up heap (to compare); CHURN_NO_TRIM=1 without its heap
@@ -67,6 +68,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 import psutil
 
@@ -125,9 +127,11 @@ class StallWatch:
     outside the moments it walks its heap for the counts, each with the CPU time the process spent
     meanwhile (CPU close to the wall time: the server was busy; far below: the machine did not run it)."""
 
-    def __init__(self) -> None:
+    def __init__(self, trimming: Callable[[], bool] = lambda: False) -> None:
         self.longest_stall = (0.0, 0.0)  # (wall, process CPU) seconds
         self.longest_gc = (0.0, 0.0)
+        self.trimming = trimming  # the server's heap trimmer is at work (in its thread)
+        self.longest_stall_trimming = (0.0, 0.0)  # the loop's longest late wake-up while it was
         self.walking = False
         self._gc_started = (0.0, 0.0)
         gc.callbacks.append(self._on_gc)
@@ -142,15 +146,20 @@ class StallWatch:
     async def tick(self) -> None:
         last = (time.perf_counter(), time.process_time())
         while True:
+            trimming = self.trimming()
             await asyncio.sleep(0.02)
             now = (time.perf_counter(), time.process_time())
             if not self.walking:
-                self.longest_stall = max(self.longest_stall, (now[0] - last[0] - 0.02, now[1] - last[1]))
+                stall = (now[0] - last[0] - 0.02, now[1] - last[1])
+                self.longest_stall = max(self.longest_stall, stall)
+                if trimming or self.trimming():
+                    self.longest_stall_trimming = max(self.longest_stall_trimming, stall)
             last = now
 
     def report(self) -> dict[str, list[float]]:
         return {"longest_stall_s": [round(x, 3) for x in self.longest_stall],
-                "longest_gc_s": [round(x, 3) for x in self.longest_gc]}
+                "longest_gc_s": [round(x, 3) for x in self.longest_gc],
+                "longest_stall_trimming_s": [round(x, 3) for x in self.longest_stall_trimming]}
 
 
 def task_kinds() -> dict[str, int]:
@@ -237,7 +246,7 @@ async def serve(grace: float) -> None:
     trimmer = HeapTrimmer()
     if not os.environ.get("CHURN_NO_TRIM"):
         trimmer.start()  # as `peerwell serve` does
-    watch = StallWatch()
+    watch = StallWatch(lambda: trimmer.busy)
     ticker = asyncio.ensure_future(watch.tick())
     print(json.dumps({"url": f"ws://127.0.0.1:{port}/ws"}), flush=True)
     while True:
@@ -474,6 +483,7 @@ async def measure(server: ServerProcess, cycles: int, steady_count: int, grace: 
         "server_longest_gc_s": end["longest_gc_s"],
         "server_trims": end["trims"],
         "server_longest_trim_s": end["longest_trim_s"],
+        "server_longest_stall_trimming_s": end["longest_stall_trimming_s"],
         "clients_longest_stall_s": watch.report()["longest_stall_s"],
         "clients_longest_gc_s": watch.report()["longest_gc_s"],
         "load_average": [round(x, 2) for x in os.getloadavg()],

@@ -84,6 +84,11 @@ class HeapTrimmer:
     def available(self) -> bool:
         return self._malloc_trim is not None
 
+    @property
+    def busy(self) -> bool:
+        """A trim is running in its thread."""
+        return self._running is not None
+
     def start(self) -> None:
         if self._malloc_trim is None:
             logger.info("no malloc_trim in this C library: the heap is not trimmed")
