@@ -127,10 +127,10 @@ class StallWatch:
     outside the moments it walks its heap for the counts, each with the CPU time the process spent
     meanwhile (CPU close to the wall time: the server was busy; far below: the machine did not run it)."""
 
-    def __init__(self, trimming: Callable[[], bool] = lambda: False) -> None:
+    def __init__(self, trimming: Callable[[], tuple[bool, int]] = lambda: (False, 0)) -> None:
         self.longest_stall = (0.0, 0.0)  # (wall, process CPU) seconds
         self.longest_gc = (0.0, 0.0)
-        self.trimming = trimming  # the server's heap trimmer is at work (in its thread)
+        self.trimming = trimming  # (the server's heap trimmer is at work in its thread, trims done)
         self.longest_stall_trimming = (0.0, 0.0)  # the loop's longest late wake-up while it was
         self.walking = False
         self._gc_started = (0.0, 0.0)
@@ -152,7 +152,7 @@ class StallWatch:
             if not self.walking:
                 stall = (now[0] - last[0] - 0.02, now[1] - last[1])
                 self.longest_stall = max(self.longest_stall, stall)
-                if trimming or self.trimming():
+                if trimming[0] or self.trimming() != trimming:  # a trim ran during this wait
                     self.longest_stall_trimming = max(self.longest_stall_trimming, stall)
             last = now
 
@@ -246,7 +246,7 @@ async def serve(grace: float) -> None:
     trimmer = HeapTrimmer()
     if not os.environ.get("CHURN_NO_TRIM"):
         trimmer.start()  # as `peerwell serve` does
-    watch = StallWatch(lambda: trimmer.busy)
+    watch = StallWatch(lambda: (trimmer.busy, trimmer.trims))
     ticker = asyncio.ensure_future(watch.tick())
     print(json.dumps({"url": f"ws://127.0.0.1:{port}/ws"}), flush=True)
     while True:
