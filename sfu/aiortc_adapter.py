@@ -588,8 +588,9 @@ def sent_packets_kept(sender: RTCRtpSender) -> int:
 
 
 def _rtp_history_problems() -> list[str]:
-    """forget_sent_packets relies on the history being one dict, filled by _run_rtp and only read by
-    _retransmit (which finds nothing and sends nothing when it is empty)."""
+    """forget_sent_packets and keep_compact_rtp_history rely on the history being one dict, filled by
+    _run_rtp with packets whose fields they know and only read by _retransmit through get() (which finds
+    nothing and sends nothing when it is empty), and on no audio codec negotiating NACK."""
     problems = []
     if _RTP_HISTORY not in RTCRtpSender.__init__.__code__.co_names:
         problems.append(f"RTCRtpSender no longer sets {_RTP_HISTORY}")
