@@ -15,9 +15,9 @@ gone: in bench.churn (80 cycles), 9.9 MB of 134.5 MB at rest, the difference bet
 the same after `malloc_trim(0)`. `HeapTrimmer` calls `malloc_trim(0)` shortly after a garbage collection
 has freed a closed connection's objects (at most every TRIM_MIN_INTERVAL_S), in a worker thread: ctypes
 releases the GIL for the call, though the loop still waits if it allocates while glibc holds an arena's
-lock. Measured: 1.5-6 ms a call in bench.churn's server; 11-22 ms for a deliberately fragmented 140 MB
-heap (the trimmer records its longest). Python's own allocator (pymalloc) keeps small objects in 1 MiB
-arenas that it frees only when empty; no trim reaches those.
+lock. Measured: 1.4-18 ms a call (usually under 3 ms) in bench.churn's server; 11-22 ms for a
+deliberately fragmented 140 MB heap (the trimmer records its longest). Python's own allocator
+(pymalloc) keeps small objects in 1 MiB arenas that it frees only when empty; no trim reaches those.
 """
 
 from __future__ import annotations
