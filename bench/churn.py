@@ -24,9 +24,12 @@ Measured after cycle 20 and again after the churn has settled (every churner's s
                         `slots`, after cycle 20 and at the end)
   leaked_pcs            RTCPeerConnection objects, end minus before
   leaked_fds            the server's open file descriptors, end minus before
-  rss_growth_pct        the server's RSS at the end against its RSS after cycle 20, each read after
-                        malloc_trim(0) (memory the allocator holds free is not growth); the untrimmed
-                        figure is `rss_growth_untrimmed_pct`
+  rss_growth_pct        the server's RSS at the end against its RSS after cycle 20, as the server holds
+                        it: read after a full garbage collection and once the server's own heap trimmer
+                        (sfu/heap.py, as `peerwell serve` runs it) has acted on it. The same after the
+                        benchmark's own malloc_trim(0) is `rss_growth_trimmed_pct` (what no trim reaches:
+                        live data, and Python's allocator arenas a few live objects keep). Until 2026-11-30
+                        the headline was the trimmed figure, and the server did not trim.
   steady_min_fps_ratio  the worst 1 s of any steady viewer's video from any other steady publisher
                         during the churn, against the 15 fps sent (leaving out the seconds in which the
                         server walked its heap for the counts above)
@@ -39,8 +42,14 @@ noisy: compare runs taken under the same load (`load_average`; `server_longest_s
 the server, not that the server was busy; `clients_longest_stall_s` and `clients_longest_gc_s` are the
 same for this process, whose stalls delay the steady clients' frames just as the server's do).
 
+Also `server_trims`, `server_longest_trim_s` (how often the server's trimmer ran, and its longest
+malloc_trim in wall seconds, in its worker thread) and `server_longest_stall_trimming_s` (the server's
+longest loop stall while a trim was under way, wall and CPU seconds).
+
 Environment: CHURN_DEBUG=1 prints per-second frame rates and the kinds of tasks added; CHURN_NO_FREEZE=1
-runs the server without freezing its start-up heap (to compare); CHURN_TRACEMALLOC=1 prints on stderr
+runs the server without freezing its start-up heap (to compare); CHURN_NO_TRIM=1 without its heap
+trimmer; CHURN_KEEP_RTP_HISTORY=1 with aiortc's own RTP history (RtpPacket objects, kept on idle slots too);
+CHURN_TRACEMALLOC=1 prints on stderr
 what the server's heap grew by between cycle 20 and each later count (slow); CHURN_MALLOCSTATS=1 prints
 Python's allocator statistics at each count (how much of its arenas is free: fragmentation).
 """
@@ -59,6 +68,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 import psutil
 
@@ -117,9 +127,11 @@ class StallWatch:
     outside the moments it walks its heap for the counts, each with the CPU time the process spent
     meanwhile (CPU close to the wall time: the server was busy; far below: the machine did not run it)."""
 
-    def __init__(self) -> None:
+    def __init__(self, trimming: Callable[[], tuple[bool, int]] = lambda: (False, 0)) -> None:
         self.longest_stall = (0.0, 0.0)  # (wall, process CPU) seconds
         self.longest_gc = (0.0, 0.0)
+        self.trimming = trimming  # (the server's heap trimmer is at work in its thread, trims done)
+        self.longest_stall_trimming = (0.0, 0.0)  # the loop's longest late wake-up while it was
         self.walking = False
         self._gc_started = (0.0, 0.0)
         gc.callbacks.append(self._on_gc)
@@ -134,15 +146,20 @@ class StallWatch:
     async def tick(self) -> None:
         last = (time.perf_counter(), time.process_time())
         while True:
+            trimming = self.trimming()
             await asyncio.sleep(0.02)
             now = (time.perf_counter(), time.process_time())
             if not self.walking:
-                self.longest_stall = max(self.longest_stall, (now[0] - last[0] - 0.02, now[1] - last[1]))
+                stall = (now[0] - last[0] - 0.02, now[1] - last[1])
+                self.longest_stall = max(self.longest_stall, stall)
+                if trimming[0] or self.trimming() != trimming:  # a trim ran during this wait
+                    self.longest_stall_trimming = max(self.longest_stall_trimming, stall)
             last = now
 
     def report(self) -> dict[str, list[float]]:
         return {"longest_stall_s": [round(x, 3) for x in self.longest_stall],
-                "longest_gc_s": [round(x, 3) for x in self.longest_gc]}
+                "longest_gc_s": [round(x, 3) for x in self.longest_gc],
+                "longest_stall_trimming_s": [round(x, 3) for x in self.longest_stall_trimming]}
 
 
 def task_kinds() -> dict[str, int]:
@@ -151,14 +168,17 @@ def task_kinds() -> dict[str, int]:
     return dict(Counter(t.get_coro().__qualname__ for t in asyncio.all_tasks()))  # type: ignore[union-attr]
 
 
-def trimmed_rss_mb() -> tuple[float, float]:
-    """(RSS, RSS after glibc's malloc_trim(0) hands free heap pages back): growth in the second is real."""
-    before = psutil.Process().memory_info().rss / 1e6
+def rss_mb() -> float:
+    return float(psutil.Process().memory_info().rss / 1e6)
+
+
+def trimmed_rss_mb() -> float:
+    """RSS after glibc's malloc_trim(0) hands every free heap page back: growth in it is not the allocator's."""
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except OSError:  # not glibc
-        return before, before
-    return before, psutil.Process().memory_info().rss / 1e6
+        pass
+    return rss_mb()
 
 
 def snapshot(rooms, steady_ids: set[str | None], counter: TracebackCounter) -> dict[str, object]:  # type: ignore[no-untyped-def]
@@ -171,7 +191,6 @@ def snapshot(rooms, steady_ids: set[str | None], counter: TracebackCounter) -> d
     held = {id(slot.subscription) for room in rooms.rooms.values() for p in room.participants.values()
             for slot in p.media.slots}
     subscriptions = [o for o in objects if isinstance(o, Subscription)]
-    rss, rss_trimmed = trimmed_rss_mb()
     return {
         "tasks": len(asyncio.all_tasks()),
         "task_kinds": task_kinds(),
@@ -182,8 +201,6 @@ def snapshot(rooms, steady_ids: set[str | None], counter: TracebackCounter) -> d
                             if p.id in steady_ids),
         "pcs": sum(1 for o in objects if isinstance(o, RTCPeerConnection)),
         "fds": len(os.listdir("/proc/self/fd")),
-        "rss_untrimmed_mb": rss,
-        "rss_mb": rss_trimmed,
         "tracked_objects": len(objects),
         "tracebacks": counter.count,
         "traceback_examples": counter.examples,
@@ -198,6 +215,7 @@ async def serve(grace: float) -> None:
     from peerwell.groups import Group, GroupsConfig, ServerSettings
     from sfu.app import create_app
     from sfu.config import ServerConfig
+    from sfu.heap import HeapTrimmer
     from sfu.signaling import ROOMS_KEY
 
     counter = TracebackCounter()
@@ -213,6 +231,9 @@ async def serve(grace: float) -> None:
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     rooms = app[ROOMS_KEY]
+    if os.environ.get("CHURN_KEEP_RTP_HISTORY"):  # to compare: aiortc's own RTP history, kept on idle slots
+        aiortc_adapter.forget_sent_packets = lambda sender: None
+        aiortc_adapter.keep_compact_rtp_history = lambda sender: None
     traces = []  # CHURN_TRACEMALLOC=1: what grew between the second snapshot (cycle 20) and the last, on stderr
     if os.environ.get("CHURN_TRACEMALLOC"):
         import tracemalloc
@@ -222,13 +243,16 @@ async def serve(grace: float) -> None:
         from sfu.heap import freeze_startup_heap  # as `peerwell serve` does
 
         freeze_startup_heap()
-    watch = StallWatch()
+    trimmer = HeapTrimmer()
+    if not os.environ.get("CHURN_NO_TRIM"):
+        trimmer.start()  # as `peerwell serve` does
+    watch = StallWatch(lambda: (trimmer.busy, trimmer.trims))
     ticker = asyncio.ensure_future(watch.tick())
     print(json.dumps({"url": f"ws://127.0.0.1:{port}/ws"}), flush=True)
     while True:
         line = (await asyncio.to_thread(sys.stdin.readline)).strip()
         command, _, argument = line.partition(" ")
-        ids = set(json.loads(argument)) if argument else set()
+        ids = set(json.loads(argument)) if argument.startswith("[") else set()
         if command == "snapshot":
             watch.walking = True
             answer: object = {**snapshot(rooms, ids, counter), **watch.report()}
@@ -242,6 +266,20 @@ async def serve(grace: float) -> None:
             await asyncio.sleep(0)  # the ticker's wake-up after the walk is the walk's, not a stall
             await asyncio.sleep(0.03)
             watch.walking = False
+        elif command == "memory":
+            # After a snapshot (its full collection). `memory measure`: once the server's trimmer has acted on
+            # it, then again after the benchmark's own trim (only at the two points growth is measured
+            # between: a trim in between would lower what the server holds later); `memory now`: as it is.
+            if argument == "measure":
+                await trimmer.idle()
+            walked = time.perf_counter()
+            watch.walking = True  # the benchmark's own malloc_trim below, not the server's
+            answer = {"rss_mb": rss_mb(), "trims": trimmer.trims, "longest_trim_s": round(trimmer.longest_s, 4)}
+            answer["rss_trimmed_mb"] = trimmed_rss_mb() if argument == "measure" else float("nan")
+            await asyncio.sleep(0)
+            await asyncio.sleep(0.03)
+            watch.walking = False
+            answer["walk_s"] = time.perf_counter() - walked
         elif command == "settled":
             room = rooms.rooms.get(ROOM)
             answer = room is not None and set(room.participants) == ids and len(rooms.seats) == len(ids)
@@ -249,6 +287,7 @@ async def serve(grace: float) -> None:
             break
         print(json.dumps(answer), flush=True)
     ticker.cancel()
+    trimmer.stop()
     await runner.cleanup()
 
 
@@ -274,6 +313,12 @@ class ServerProcess:
         self.process.stdin.write(f"{command} {json.dumps(sorted(i for i in ids if i))}\n")
         self.process.stdin.flush()
         return await self._read()
+
+    async def memory(self, measure: bool) -> dict[str, float]:
+        assert self.process.stdin is not None
+        self.process.stdin.write(f"memory {'measure' if measure else 'now'}\n")
+        self.process.stdin.flush()
+        return await self._read()  # type: ignore[no-any-return]
 
     async def stop(self) -> None:
         assert self.process.stdin is not None
@@ -347,12 +392,12 @@ async def measure(server: ServerProcess, cycles: int, steady_count: int, grace: 
     churn_start = time.perf_counter()
     pauses: list[tuple[float, float]] = []  # the server walking its heap for the counts: not its usual self
     print(f"{'cycle':>5} {'kind':>7} {'tasks':>6} {'subs':>5} {'slots':>5} {'steady slots':>12} {'pcs':>4} {'fds':>4} "
-          f"{'rss MB':>7} {'untrimmed':>9} {'objects':>8}")
+          f"{'rss MB':>7} {'trimmed':>8} {'objects':>8} {'trims':>5}")
 
     def row(label: str, kind: str, now: dict) -> None:  # type: ignore[type-arg]
         print(f"{label:>5} {kind:>7} {now['tasks']:>6} {now['subscriptions']:>5} {now['slots']:>5} "
               f"{now['steady_slots']:>12} {now['pcs']:>4} {now['fds']:>4} {now['rss_mb']:>7.1f} "
-              f"{now['rss_untrimmed_mb']:>9.1f} {now['tracked_objects']:>8}", flush=True)
+              f"{now['rss_trimmed_mb']:>8.1f} {now['tracked_objects']:>8} {now['trims']:>5}", flush=True)
 
     for cycle in range(cycles):
         kind = ("clean", "abrupt", "killed")[cycle % 3]
@@ -380,6 +425,8 @@ async def measure(server: ServerProcess, cycles: int, steady_count: int, grace: 
             paused = time.perf_counter()
             now = await server.ask("snapshot", steady_ids)
             pauses.append((paused, time.perf_counter()))
+            now.update(await server.memory(measure=cycle + 1 == first_mark))
+            pauses.append((time.perf_counter() - now["walk_s"] - 0.05, time.perf_counter()))
             if cycle + 1 == first_mark:
                 after_20 = now
             row(str(cycle + 1), kind, now)
@@ -390,6 +437,7 @@ async def measure(server: ServerProcess, cycles: int, steady_count: int, grace: 
         await asyncio.sleep(0.5)
     await asyncio.sleep(settle)
     end = await server.ask("snapshot", steady_ids)
+    end.update(await server.memory(measure=True))
     if os.environ.get("CHURN_DEBUG"):
         added = {k: v - before["task_kinds"].get(k, 0) for k, v in end["task_kinds"].items()}
         print({k: v for k, v in added.items() if v})
@@ -421,8 +469,9 @@ async def measure(server: ServerProcess, cycles: int, steady_count: int, grace: 
         "leaked_pcs": end["pcs"] - before["pcs"],
         "leaked_fds": end["fds"] - before["fds"],
         "rss_growth_pct": round((end["rss_mb"] - after_20["rss_mb"]) / after_20["rss_mb"] * 100, 2),
-        "rss_growth_untrimmed_pct": round(
-            (end["rss_untrimmed_mb"] - after_20["rss_untrimmed_mb"]) / after_20["rss_untrimmed_mb"] * 100, 2),
+        "rss_growth_trimmed_pct": round(
+            (end["rss_trimmed_mb"] - after_20["rss_trimmed_mb"]) / after_20["rss_trimmed_mb"] * 100, 2),
+        "rss_mb": [round(after_20["rss_mb"], 1), round(end["rss_mb"], 1)],
         "steady_min_fps_ratio": round(min(ratios) if len(ratios) == expected_pairs else 0.0, 3),
         "steady_slots_before": before["steady_slots"],
         "steady_slots_after_20": after_20["steady_slots"],
@@ -432,6 +481,9 @@ async def measure(server: ServerProcess, cycles: int, steady_count: int, grace: 
         "tracebacks": end["tracebacks"],
         "server_longest_stall_s": end["longest_stall_s"],
         "server_longest_gc_s": end["longest_gc_s"],
+        "server_trims": end["trims"],
+        "server_longest_trim_s": end["longest_trim_s"],
+        "server_longest_stall_trimming_s": end["longest_stall_trimming_s"],
         "clients_longest_stall_s": watch.report()["longest_stall_s"],
         "clients_longest_gc_s": watch.report()["longest_gc_s"],
         "load_average": [round(x, 2) for x in os.getloadavg()],

@@ -22,7 +22,7 @@ from safety.detector import CrisisDetector
 from sfu import messages
 from sfu.app import LIVE_METRICS_KEY, create_app
 from sfu.config import ServerConfig
-from sfu.heap import freeze_startup_heap
+from sfu.heap import HeapTrimmer, freeze_startup_heap
 from sfu.shutdown import SHUTDOWN_KEY
 from sfu.signaling import ROOMS_KEY
 
@@ -183,10 +183,18 @@ def serve(args: argparse.Namespace, argv: list[str] | None = None) -> None:
         app.on_shutdown.insert(0, cluster.leave)  # placement moves on while this node says goodbye
         app.on_cleanup.append(cluster.close)
 
+    trimmer = HeapTrimmer()  # gives the C heap's free pages back after connections are collected
+
+    async def stop_trimming(_app: web.Application) -> None:
+        trimmer.stop()
+
+    app.on_cleanup.append(stop_trimming)
+
     def listening(_banner: str) -> None:
         """run_app calls its `print` once every site listens (on_startup runs before the port is bound, so an
         announcement from there could send a waiting operator or test to a port that refuses them)."""
         freeze_startup_heap()
+        trimmer.start()
         if index == 0:
             announce(settings)
         if settings.redis:

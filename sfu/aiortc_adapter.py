@@ -41,6 +41,20 @@ there is no supported way around that (aiortc issues #449, #55). We forward enco
     object per millisecond of its 1 s window, made anew at every reset: 1,000+ objects per video receiver
     that every full garbage collection walks (18,000 of the 100,000 tracked objects of a 3-person room,
     server and clients). The same numbers are kept in two integer arrays instead.
+11. aiortc's sender keeps its last 128 RTP packets (``RtpPacket`` objects with their header extensions and
+    payloads) to answer NACKs, and an idle pooled slot keeps them for ever: ~170 kB per idle video slot and
+    ~55 kB per idle audio one at 320x240 (tracemalloc in the server), the largest part of what an idle slot
+    costs, and small long-lived objects that pin Python's allocator arenas after the peak of a churn.
+    ``forget_sent_packets`` empties the history of a sender that has nothing to send (nothing it could be
+    asked to retransmit is still useful to a decoder once the slot is idle). A working sender's history
+    (``keep_compact_rtp_history``) keeps each packet as one tuple of what aiortc's sender sets on it (its
+    numbers packed in 11 bytes), made back into an RtpPacket when a NACK asks for it: ~130 bytes of Python
+    heap a packet besides its payload, instead of ~450 (the packet, its attribute values, HeaderExtensions,
+    an empty csrc list, three int objects), ~40 kB less per forwarded video track. An audio sender keeps
+    none: aiortc offers and accepts NACK for no audio codec, so nothing can ask for a retransmission
+    (~33 kB of 128 small packets per forwarded audio track).
+    The REMB counter of patch 10 makes its arrays at its first byte: the receiver of a server->client
+    slot never counts anything.
 
 Written against aiortc 1.16.0 / aioice 0.13.0. ``check_compatibility()`` runs at server start and in
 tests (tests/test_aiortc_adapter.py) and fails loudly if these internals move.
@@ -57,6 +71,7 @@ import ipaddress
 import itertools
 import logging
 import socket
+import struct
 import threading
 import time
 import types
@@ -170,6 +185,7 @@ def check_compatibility() -> None:
     if "_data_channel_queue" not in aiortc_sctp.RTCSctpTransport._data_channel_send.__code__.co_names:
         problems.append("RTCSctpTransport._data_channel_send no longer queues (pp_id, bytes)")
     problems += _simulcast_problems()
+    problems += _rtp_history_problems()
     if problems:
         raise AdapterIncompatible("; ".join(problems))
 
@@ -436,14 +452,17 @@ class CompactRateCounter(_OriginalRateCounter):
     arrays instead of one Python object each: same arithmetic, nothing for the garbage collector to walk."""
 
     def reset(self) -> None:
-        self._counts = array("q", bytes(8 * self._window_size))
-        self._values = array("q", bytes(8 * self._window_size))
+        self._counts: array[int] | None = None  # made at the first add()
+        self._values: array[int] | None = None
         self._origin_index = 0
         self._origin_ms: int | None = None
         self._total_count = 0
         self._total_value = 0
 
     def add(self, value: int, now_ms: int) -> None:
+        if self._counts is None or self._values is None:
+            self._counts = array("q", bytes(8 * self._window_size))
+            self._values = array("q", bytes(8 * self._window_size))
         if self._origin_ms is None:
             self._origin_ms = now_ms
         else:
@@ -463,7 +482,7 @@ class CompactRateCounter(_OriginalRateCounter):
         return None
 
     def _erase_old(self, now_ms: int) -> None:
-        assert self._origin_ms is not None
+        assert self._origin_ms is not None and self._counts is not None and self._values is not None
         new_origin_ms = now_ms - self._window_size + 1
         while self._origin_ms < new_origin_ms:
             index = self._origin_index
@@ -501,6 +520,102 @@ def _decoder_thread_problems() -> list[str]:
         problems.append("RTCRtpReceiver stops its decoder other than by put(None) and join()")
     if _DECODER_QUEUE not in RTCRtpReceiver.__init__.__code__.co_names:
         problems.append(f"RTCRtpReceiver no longer sets {_DECODER_QUEUE}")
+    return problems
+
+
+_RTP_HISTORY = "_RTCRtpSender__rtp_history"
+
+
+def forget_sent_packets(sender: RTCRtpSender) -> None:
+    """Drop the RTP packets `sender` keeps for retransmission (its slot went idle: no NACK can want them)."""
+    getattr(sender, _RTP_HISTORY).clear()
+
+
+_PACKET_FIELDS = ("payload_type", "marker", "sequence_number", "timestamp", "ssrc", "payload")
+_EXTENSION_FIELDS = ("abs_send_time", "mid", "audio_level")  # what RTCRtpSender._run_rtp sets
+
+
+_HISTORY_HEADER = struct.Struct("!BHLL")  # marker and payload type, sequence number, timestamp, abs-send-time
+_NO_ABS_SEND_TIME = 0xFFFFFFFF  # abs-send-time is 24 bits
+
+
+class _CompactRtpHistory(dict):  # type: ignore[type-arg]
+    """RTCRtpSender's RTP history (sequence number % 128 -> RtpPacket), each packet kept as one tuple of the
+    fields _run_rtp sets, its numbers packed in 11 bytes (no int objects kept alive), and rebuilt by get()
+    for _retransmit (pinned: _rtp_history_problems)."""
+
+    def __setitem__(self, index: int, packet: aiortc_rtp.RtpPacket) -> None:
+        extensions = packet.extensions
+        abs_send_time = extensions.abs_send_time
+        level = extensions.audio_level  # (voice activity, level): both cached small objects once apart
+        super().__setitem__(index, (
+            _HISTORY_HEADER.pack(packet.marker << 7 | packet.payload_type, packet.sequence_number, packet.timestamp,
+                                 _NO_ABS_SEND_TIME if abs_send_time is None else abs_send_time),
+            packet.ssrc, packet.payload, extensions.mid,
+            None if level is None else level[0], None if level is None else level[1]))
+
+    def get(self, index: int, default: Any = None) -> Any:
+        kept = super().get(index)
+        if kept is None:
+            return default
+        header, ssrc, payload, mid, voice, level = kept
+        marker_type, sequence_number, timestamp, abs_send_time = _HISTORY_HEADER.unpack(header)
+        packet = aiortc_rtp.RtpPacket(payload_type=marker_type & 0x7F, marker=marker_type >> 7,
+                                      sequence_number=sequence_number, timestamp=timestamp, ssrc=ssrc, payload=payload)
+        packet.extensions.abs_send_time = None if abs_send_time == _NO_ABS_SEND_TIME else abs_send_time
+        packet.extensions.mid = mid
+        packet.extensions.audio_level = None if level is None else (voice, level)
+        return packet
+
+
+class _NoRtpHistory(dict):  # type: ignore[type-arg]
+    """The history of a sender no NACK can reach: aiortc negotiates NACK for no audio codec."""
+
+    def __setitem__(self, index: int, packet: aiortc_rtp.RtpPacket) -> None:
+        return None
+
+
+def keep_compact_rtp_history(sender: RTCRtpSender) -> None:
+    """Keep `sender`'s history for NACKs as tuples, or none for audio (before it sends anything)."""
+    if getattr(sender, _RTP_HISTORY):
+        raise AdapterIncompatible("keep_compact_rtp_history needs a sender that has sent nothing")
+    setattr(sender, _RTP_HISTORY, _CompactRtpHistory() if sender.kind == "video" else _NoRtpHistory())
+
+
+def sent_packets_kept(sender: RTCRtpSender) -> int:
+    """How many sent RTP packets `sender` keeps for retransmission (tests, diagnostics)."""
+    return len(getattr(sender, _RTP_HISTORY))
+
+
+def _rtp_history_problems() -> list[str]:
+    """forget_sent_packets and keep_compact_rtp_history rely on the history being one dict, filled by
+    _run_rtp with packets whose fields they know and only read by _retransmit through get() (which finds
+    nothing and sends nothing when it is empty), and on no audio codec negotiating NACK."""
+    problems = []
+    if _RTP_HISTORY not in RTCRtpSender.__init__.__code__.co_names:
+        problems.append(f"RTCRtpSender no longer sets {_RTP_HISTORY}")
+    sender_names = {name for name, member in vars(RTCRtpSender).items()
+                    if _RTP_HISTORY in getattr(getattr(member, "__code__", None), "co_names", ())}
+    if sender_names != {"__init__", "_run_rtp", "_retransmit"}:
+        problems.append(f"RTCRtpSender's RTP history is used by {sorted(sender_names)}, not only _run_rtp/_retransmit")
+    retransmit = list(dis.get_instructions(RTCRtpSender._retransmit))
+    if not any(a.argval == _RTP_HISTORY and b.argval == "get" for a, b in itertools.pairwise(retransmit)):
+        problems.append("RTCRtpSender._retransmit no longer looks packets up with history.get()")
+    run_rtp = list(dis.get_instructions(RTCRtpSender._run_rtp))
+    if not any(a.argval == _RTP_HISTORY and any(b.opname == "STORE_SUBSCR" for b in run_rtp[k + 1:k + 8])
+               for k, a in enumerate(run_rtp)):
+        problems.append("RTCRtpSender._run_rtp no longer stores packets as history[seq % size] = packet")
+    packet_stores = {i.argval for i in run_rtp if i.opname == "STORE_ATTR" and not i.argval.startswith("_RTCRtpSender")}
+    if packet_stores != {"ssrc", "payload", "marker", *_EXTENSION_FIELDS}:
+        problems.append(f"RTCRtpSender._run_rtp sets {sorted(packet_stores)} on its packets; the compact history "
+                        "keeps only payload type, marker, sequence number, timestamp, ssrc, payload, "
+                        + ", ".join(_EXTENSION_FIELDS))
+    if list(inspect.signature(aiortc_rtp.RtpPacket).parameters) != list(_PACKET_FIELDS):
+        problems.append("aiortc's RtpPacket() takes other arguments")
+    if any(feedback.type == "nack" for codec in aiortc_codecs.CODECS["audio"] for feedback in codec.rtcpFeedback):
+        problems.append("aiortc now negotiates NACK for audio: audio senders need their RTP history")
+    if "rtcpFeedback" not in aiortc_pc.find_common_codecs.__code__.co_names:
+        problems.append("aiortc no longer keeps only the RTCP feedback both sides support")
     return problems
 
 

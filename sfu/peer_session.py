@@ -196,6 +196,9 @@ class PeerSession:
                 for slot in self.slots
                 if slot.subscription.publication is not None and slot.transceiver.mid is not None
             }
+            for slot in self.slots:
+                if slot.subscription.publication is None:  # idle since at least this offer's changes
+                    aiortc_adapter.forget_sent_packets(slot.transceiver.sender)
             sdp = aiortc_adapter.receive_simulcast(self.pc.localDescription.sdp, self._simulcast_layers)
             await self._send_signal(messages.ServerOffer(sdp=sdp, tracks=tracks))
 
@@ -236,6 +239,7 @@ class PeerSession:
                 aiortc_adapter.pin_codecs(transceiver, codecs)
             else:
                 transceiver.setCodecPreferences(subscriber_codecs(publication.codec))
+            aiortc_adapter.keep_compact_rtp_history(transceiver.sender)
             subscription = Subscription(publication.kind, self.owner_id)
             transceiver.sender.replaceTrack(subscription)
             aiortc_adapter.redirect_keyframe_requests(transceiver.sender, subscription.request_keyframe)

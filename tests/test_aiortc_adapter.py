@@ -14,8 +14,10 @@ import aiortc.codecs as aiortc_codecs
 import aiortc.rtcpeerconnection as aiortc_pc
 import pytest
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCSessionDescription
+from aiortc import rtp as aiortc_rtp
 from aiortc import sdp as aiortc_sdp
 from aiortc.codecs import vpx
+from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpSendParameters
 
 from sfu import aiortc_adapter
 from sfu.aiortc_adapter import AdapterIncompatible, check_compatibility
@@ -461,6 +463,78 @@ def test_simulcast_internals_are_checked(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(RTCRtpReceiver, "_handle_rtp_packet", handle_without_nacks)
     message = problems()
     assert "_RTCRtpReceiver__nack_generator" in message and "_RTCRtpReceiver__rtx_ssrc" in message
+
+
+def test_rtp_history_internals_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """forget_sent_packets empties aiortc's RTP history: another user of it, or a lookup other than get(),
+    would make that unsafe."""
+    async def retransmit(self, sequence_number):  # type: ignore[no-untyped-def]
+        return self._RTCRtpSender__rtp_history[sequence_number % 128]
+
+    def prune(self):  # type: ignore[no-untyped-def]
+        self._RTCRtpSender__rtp_history.popitem()
+
+    monkeypatch.setattr(RTCRtpSender, "_retransmit", retransmit)
+    monkeypatch.setattr(RTCRtpSender, "_prune_history", prune, raising=False)
+    message = problems()
+    assert "_prune_history" in message and "history.get()" in message
+
+
+def test_compact_rtp_history_gives_back_the_packets_aiortc_would_retransmit() -> None:
+    """Filled as RTCRtpSender._run_rtp fills its history (packets with mid, abs-send-time and, for audio,
+    a level), read as _retransmit reads it: the same bytes on the wire, plain and RTX-wrapped."""
+    mapping = aiortc_rtp.HeaderExtensionsMap()
+    mapping.configure(RTCRtpSendParameters(headerExtensions=[
+        RTCRtpHeaderExtensionParameters(id=1, uri="urn:ietf:params:rtp-hdrext:sdes:mid"),
+        RTCRtpHeaderExtensionParameters(id=2, uri="http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"),
+        RTCRtpHeaderExtensionParameters(id=3, uri="urn:ietf:params:rtp-hdrext:ssrc-audio-level")]))
+    plain: dict[int, aiortc_rtp.RtpPacket] = {}
+    compact = aiortc_adapter._CompactRtpHistory()
+    for n in range(300):
+        sequence_number = (65_400 + n) % 65_536  # wraps
+        packet = aiortc_rtp.RtpPacket(payload_type=111 if n % 2 else 96, sequence_number=sequence_number,
+                                      timestamp=(4_294_960_000 + 3000 * n) % (1 << 32))
+        packet.ssrc = 3_000_000_000 + n
+        packet.payload = bytes([n % 256]) * (40 + n)
+        packet.marker = 1 if n % 3 == 0 else 0
+        if n % 5:  # aiortc's sender always sets it; the history must not invent one either
+            packet.extensions.abs_send_time = (n * 7919) & 0xFFFFFF
+        packet.extensions.mid = str(n % 4)
+        if n % 2:
+            packet.extensions.audio_level = (False, n % 127)
+        plain[sequence_number % 128] = packet
+        compact[sequence_number % 128] = packet
+    assert len(compact) == 128
+    for index in range(128):
+        ours, theirs = compact.get(index), plain.get(index)
+        assert ours.sequence_number == theirs.sequence_number
+        assert ours.serialize(mapping) == theirs.serialize(mapping)
+        assert aiortc_rtp.wrap_rtx(ours, 97, 5, 1234).serialize(mapping) == aiortc_rtp.wrap_rtx(
+            theirs, 97, 5, 1234).serialize(mapping)
+    assert compact.get(128) is None
+    compact.clear()
+    assert compact.get(0) is None
+
+
+def test_sender_packet_fields_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A field _run_rtp would set that the compact history does not keep must fail the check."""
+    async def run_rtp(self, codec):  # type: ignore[no-untyped-def]
+        packet = aiortc_rtp.RtpPacket()
+        packet.padding_size = 4
+        self._RTCRtpSender__rtp_history[0] = packet
+
+    monkeypatch.setattr(RTCRtpSender, "_run_rtp", run_rtp)
+    assert "padding_size" in problems()
+
+
+def test_nack_for_audio_would_fail_the_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Audio senders keep no RTP history because aiortc never negotiates NACK for audio."""
+    from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpCodecParameters
+
+    opus = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2, payloadType=96,
+                                 rtcpFeedback=[RTCRtcpFeedback(type="nack")])
+    monkeypatch.setitem(aiortc_codecs.CODECS, "audio", [opus])
+    assert "NACK for audio" in problems()
 
 
 def test_nacks_are_generated_per_stream() -> None:

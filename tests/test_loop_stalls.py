@@ -76,5 +76,6 @@ def test_bitrate_counter_counts_as_aiortcs_without_an_object_per_millisecond() -
     # What every video receiver's estimator now holds: no bucket objects for the collector to walk.
     estimator = aiortc_rate.RemoteBitrateEstimator()
     assert isinstance(estimator.incoming_bitrate, aiortc_adapter.CompactRateCounter)
+    assert estimator.incoming_bitrate._counts is None  # no arrays until it counts (a slot's receiver never does)
     held = gc.get_referents(*vars(estimator.incoming_bitrate).values())
     assert not any(isinstance(o, aiortc_rate.RateBucket) for o in held)

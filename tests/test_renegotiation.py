@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from sfu import peer_session
+from sfu import aiortc_adapter, peer_session
 from sfu.client import RoomClient, encode_opus_clip, encode_vp8_clip
 from sfu.config import ServerConfig
 from tests.conftest import RunningServer, start_server, wait_for
@@ -85,6 +85,11 @@ async def test_idle_slots_are_announced_when_nobody_comes(
         await asyncio.sleep(0.5)  # the joins' offers are answered
         before = len(offers(steady))
         mids = {mid for mid, t in steady.tracks.items() if t["participant_id"] == leaver.participant_id}
+        senders = [s.transceiver.sender for s in
+                   server.rooms.rooms["quiet"].participants[steady.participant_id].media.slots]  # type: ignore[index]
+        # Video keeps what NACKs may ask for again; audio keeps nothing (aiortc negotiates no NACK for audio).
+        assert sorted((s.kind, aiortc_adapter.sent_packets_kept(s) > 0) for s in senders) == [
+            ("audio", False), ("video", True)]
         await leaver.leave()
         left = time.monotonic()
         await wait_for(lambda: len(offers(steady)) > before, 5)
@@ -93,6 +98,8 @@ async def test_idle_slots_are_announced_when_nobody_comes(
         assert offers(steady)[-1]["tracks"] == {}, [o["tracks"] for o in offers(steady)]
         assert len(mids) == 2
         assert all(t.currentDirection == "inactive" for t in steady.pc.getTransceivers() if t.mid in mids)
+        # An idle slot keeps no RTP history: nobody can ask for a retransmission of what it sent.
+        assert [aiortc_adapter.sent_packets_kept(s) for s in senders] == [0, 0]
         await asyncio.sleep(2.0)
         assert len(offers(steady)) == before + 1, [o["tracks"] for o in offers(steady)]
     finally:
