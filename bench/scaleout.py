@@ -32,7 +32,7 @@ from pathlib import Path
 
 import psutil
 
-from bench.sfu import TURN_SECONDS, free_port, speech_clip
+from bench.sfu import TURN_SECONDS, GeneratorFailed, free_port, open_window, read_reports, speech_clip, stop_all
 from sfu import aiortc_adapter
 from sfu.client import RoomClient, encode_opus_clip, encode_vp8_variants, opus_silence_frame
 from sfu.video_quality import LADDER
@@ -216,17 +216,11 @@ async def run_step(workers: int, redis_url: str | None, rooms: int, participants
                 "--members", ",".join(f"{r}:{t}" for r, t in share), "--participants", str(participants),
                 "--t0", repr(t0), "--clips", str(clips), *(["--captions"] if captions else []),
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=16 * 1024 * 1024))
-        for generator in generators:
-            assert generator.stdout is not None
-            if (await generator.stdout.readline()).strip() != b"joined":
-                step.error = "a load generator did not join"
-                return step
-        window_from = time.monotonic() + warmup
-        window_until = window_from + window
-        for generator in generators:
-            assert generator.stdin is not None
-            generator.stdin.write(f"{window_from!r} {window_until!r}\n".encode())
-            await generator.stdin.drain()
+        try:
+            window_from, window_until = await open_window(generators, warmup, window)
+        except GeneratorFailed as exc:
+            step.error = str(exc)
+            return step
         process = psutil.Process(server.pid)
         await asyncio.sleep(max(0.0, window_from - time.monotonic()))
         cpu_start, wall_start = tree_cpu(process), time.perf_counter()
@@ -234,27 +228,16 @@ async def run_step(workers: int, redis_url: str | None, rooms: int, participants
         step.cpu_seconds = tree_cpu(process) - cpu_start
         step.wall = time.perf_counter() - wall_start
         listeners = participants - 1
-        for generator in generators:
-            assert generator.stdout is not None
-            report = json.loads(await generator.stdout.readline())
+        for report in await read_reports(generators):
             step.packets += report["packets"]
             step.video_received += report["video_received"]
             step.audio_received += report["audio_received"]
             step.captions_final += report["captions_final"]
             step.video_expected += sum(report["sent"]["video"].values()) * listeners
             step.audio_expected += sum(report["sent"]["audio"].values()) * listeners
-        for generator in generators:
-            await generator.wait()
         return step
     finally:
-        for generator in generators:
-            if generator.returncode is None:
-                generator.kill()
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_all(generators, server, timeout=20)
 
 
 async def ladder(workers: int, redis_url: str | None, args: argparse.Namespace, clips: Path, tmp: Path) -> list[Step]:

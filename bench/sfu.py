@@ -207,6 +207,55 @@ async def generate(url: str, tags: list[int], participants: int, scenario: str, 
         await client.leave()
 
 
+class GeneratorFailed(RuntimeError):
+    pass
+
+
+async def open_window(generators: list[asyncio.subprocess.Process], warmup: float,
+                      window: float) -> tuple[float, float]:
+    """Once every load generator says it joined, tell them the measuring window (monotonic seconds)."""
+    for generator in generators:
+        assert generator.stdout is not None
+        if (await generator.stdout.readline()).strip() != b"joined":
+            raise GeneratorFailed("a load generator did not join")
+    window_from = time.monotonic() + warmup
+    window_until = window_from + window
+    for generator in generators:
+        assert generator.stdin is not None
+        generator.stdin.write(f"{window_from!r} {window_until!r}\n".encode())
+        await generator.stdin.drain()
+    return window_from, window_until
+
+
+async def read_reports(generators: list[asyncio.subprocess.Process]) -> list[dict]:
+    """Each load generator's report (its JSON line after the window), once all have exited."""
+    reports = []
+    for generator in generators:
+        assert generator.stdout is not None
+        reports.append(json.loads(await generator.stdout.readline()))
+    for generator in generators:
+        await generator.wait()
+    return reports
+
+
+def latencies_ms(reports: list[dict]) -> list[float]:
+    """Sampled frames' send-to-receive times, joined across generators by publisher tag and frame number."""
+    sent_at = {int(tag): {int(n): t for n, t in times.items()} for r in reports for tag, times in r["sent_at"].items()}
+    return [(received - sent) * 1000 for r in reports for tag, number, received in r["samples"]
+            if (sent := sent_at.get(tag, {}).get(number)) is not None]
+
+
+def stop_all(generators: list[asyncio.subprocess.Process], server: subprocess.Popen, timeout: float = 15) -> None:
+    for generator in generators:
+        if generator.returncode is None:
+            generator.kill()
+    server.terminate()
+    try:
+        server.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
 async def run(mode: str, scenario: str, participants: int, captions: bool, warmup: float, window: float,
               clips: Path, client_processes: int) -> RunResult:
     port = free_port()
@@ -230,16 +279,7 @@ async def run(mode: str, scenario: str, participants: int, captions: bool, warmu
                 "--participants", str(participants), "--scenario", scenario, "--t0", repr(t0),
                 "--clips", str(clips), *(["--captions"] if captions else []),
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=64 * 1024 * 1024))
-        for generator in generators:
-            assert generator.stdout is not None
-            if (await generator.stdout.readline()).strip() != b"joined":
-                raise RuntimeError("a load generator did not join")
-        window_from = time.monotonic() + warmup
-        window_until = window_from + window
-        for generator in generators:
-            assert generator.stdin is not None
-            generator.stdin.write(f"{window_from!r} {window_until!r}\n".encode())
-            await generator.stdin.drain()
+        window_from, window_until = await open_window(generators, warmup, window)
         workers = process.children(recursive=True)  # the transcription worker, when captions are on
 
         def worker_cpu() -> float:
@@ -253,14 +293,7 @@ async def run(mode: str, scenario: str, participants: int, captions: bool, warmu
         result.cpu_seconds = sum(process.cpu_times()[:2]) - cpu_start
         result.caption_cpu_seconds = worker_cpu() - worker_start
         result.wall_seconds = time.perf_counter() - wall_start
-        reports = []
-        for generator in generators:
-            assert generator.stdout is not None
-            reports.append(json.loads(await generator.stdout.readline()))
-        sent_at: dict[int, dict[int, float]] = {}
-        for report in reports:
-            for tag, times in report["sent_at"].items():
-                sent_at[int(tag)] = {int(n): t for n, t in times.items()}
+        reports = await read_reports(generators)
         listeners = participants - 1
         for report in reports:
             result.video_received += report["video_received"]
@@ -269,19 +302,10 @@ async def run(mode: str, scenario: str, participants: int, captions: bool, warmu
             result.packets_received += report["packets"]
             result.video_sent_x_listeners += report["video_sent"] * listeners
             result.audio_sent_x_listeners += report["audio_sent"] * listeners
-            for tag, number, received in report["samples"]:
-                sent_time = sent_at.get(tag, {}).get(number)
-                if sent_time is not None:
-                    result.latencies_ms.append((received - sent_time) * 1000)
-        for generator in generators:
-            await generator.wait()
+        result.latencies_ms = latencies_ms(reports)
         return result
     finally:
-        for generator in generators:
-            if generator.returncode is None:
-                generator.kill()
-        server.terminate()
-        server.wait(timeout=15)
+        stop_all(generators, server)
 
 
 def fmt(value: float | None, spec: str = ".1f") -> str:

@@ -28,7 +28,17 @@ from pathlib import Path
 
 import psutil
 
-from bench.sfu import LATENCY_SAMPLE_EVERY, TURN_SECONDS, RunResult, fmt, free_port
+from bench.sfu import (
+    LATENCY_SAMPLE_EVERY,
+    TURN_SECONDS,
+    RunResult,
+    fmt,
+    free_port,
+    latencies_ms,
+    open_window,
+    read_reports,
+    stop_all,
+)
 from sfu import aiortc_adapter
 from sfu.client import RoomClient, VideoVariant, encode_opus_clip, encode_vp8_variants, opus_silence_frame, read_trailer
 
@@ -160,29 +170,15 @@ async def run(mode: str, participants: int, warmup: float, window: float, clips:
                 sys.executable, "-m", "bench.simulcast", "--generate", url, "--tags", ",".join(map(str, tags)),
                 "--participants", str(participants), "--mode", mode, "--t0", repr(t0), "--clips", str(clips),
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=64 * 1024 * 1024))
-        for generator in generators:
-            assert generator.stdout is not None
-            if (await generator.stdout.readline()).strip() != b"joined":
-                raise RuntimeError("a load generator did not join")
-        window_from = time.monotonic() + warmup
-        window_until = window_from + window
-        for generator in generators:
-            assert generator.stdin is not None
-            generator.stdin.write(f"{window_from!r} {window_until!r}\n".encode())
-            await generator.stdin.drain()
+        window_from, window_until = await open_window(generators, warmup, window)
         await asyncio.sleep(max(0.0, window_from - time.monotonic()))
         cpu_start, wall_start = sum(process.cpu_times()[:2]), time.perf_counter()
         await asyncio.sleep(max(0.0, window_until - time.monotonic()))
         result = RunResult(mode)
         result.cpu_seconds = sum(process.cpu_times()[:2]) - cpu_start
         result.wall_seconds = time.perf_counter() - wall_start
-        reports = []
-        for generator in generators:
-            assert generator.stdout is not None
-            reports.append(json.loads(await generator.stdout.readline()))
+        reports = await read_reports(generators)
         layer_sent = {int(tag): sent for r in reports for tag, sent in r["layer_sent"].items()}
-        sent_at = {int(tag): {int(n): t for n, t in times.items()}
-                   for r in reports for tag, times in r["sent_at"].items()}
         print(f"{mode}: pairs paused for bandwidth at the end: {sum(r['paused_for_bandwidth'] for r in reports)}",
               file=sys.stderr)
         for report in reports:
@@ -196,19 +192,10 @@ async def run(mode: str, participants: int, warmup: float, window: float, clips:
                     layer = (int(listener) + publisher) % 3 if mode == "simulcast" else 0
                     result.video_sent_x_listeners += layer_sent[publisher][layer]
                     result.video_received += min(counts.get(str(publisher), 0), layer_sent[publisher][layer])
-            for tag, number, received in report["samples"]:
-                sent_time = sent_at.get(tag, {}).get(number)
-                if sent_time is not None:
-                    result.latencies_ms.append((received - sent_time) * 1000)
-        for generator in generators:
-            await generator.wait()
+        result.latencies_ms = latencies_ms(reports)
         return result
     finally:
-        for generator in generators:
-            if generator.returncode is None:
-                generator.kill()
-        server.terminate()
-        server.wait(timeout=15)
+        stop_all(generators, server)
 
 
 def main(participants: int, warmup: float, window: float, client_processes: int) -> None:

@@ -14,6 +14,7 @@ import re
 import signal
 import socket
 import time
+from asyncio.subprocess import Process
 from pathlib import Path
 
 import aiohttp
@@ -223,22 +224,34 @@ def port_for_two_workers() -> int:
             continue
 
 
+async def serve_two_workers(tmp_path: Path, redis: RedisServer, *flags: str) -> tuple[Process, int, Path]:
+    """`peerwell serve --workers 2` on a public port whose node ports are free: (parent, port, its log)."""
+    port = port_for_two_workers()
+    log = tmp_path / "serve.log"
+    server = await start_serve(["--port", str(port), "--workers", "2", "--redis", redis.url, "--no-captions",
+                                "--ice-host", "127.0.0.1", *flags, "--config", str(open_rooms_settings(tmp_path))],
+                               log)
+    return server, port, log
+
+
+async def until_logged(server: Process, log: Path, line: str, count: int, timeout: float = 60.0) -> None:
+    """Until ``line`` appears ``count`` times in the log, while the parent runs."""
+    deadline = time.monotonic() + timeout
+    while text(log).count(line) < count:
+        assert time.monotonic() < deadline and server.returncode is None, text(log)
+        await asyncio.sleep(0.05)
+
+
 async def test_workers_share_one_port_and_stop_together(tmp_path: Path) -> None:
     """`--workers 2`: two nodes behind one public port, a room's members meet whichever worker took their
     socket, a worker stopped alone hands its room on, and SIGTERM to the parent stops them all gracefully."""
     aiortc_adapter.set_ice_host_addresses(["127.0.0.1"])
     redis = RedisServer(tmp_path / "redis.log")
     await redis.start()
-    port = port_for_two_workers()
-    log = tmp_path / "serve.log"
-    server = await start_serve(["--port", str(port), "--workers", "2", "--redis", redis.url, "--no-captions",
-                                "--ice-host", "127.0.0.1", "--ice-port-range", "42300-42399",
-                                "--config", str(open_rooms_settings(tmp_path))], log)
+    server, port, log = await serve_two_workers(tmp_path, redis, "--ice-port-range", "42300-42399")
     clients: list[RoomClient] = []
     try:
-        while text(log).count("is ready at") < 2:
-            assert server.returncode is None, text(log)
-            await asyncio.sleep(0.05)
+        await until_logged(server, log, "is ready at", 2)
         store = aioredis.from_url(redis.url, decode_responses=True)
         assert len(await store.smembers("peerwell:nodes")) == 2
         ws = f"ws://127.0.0.1:{port}/ws"
@@ -278,10 +291,7 @@ async def test_workers_share_one_port_and_stop_together(tmp_path: Path) -> None:
             await new.join()
             assert new.participant_id == old.participant_id
         await media_between(*back)
-        deadline = time.monotonic() + 30
-        while text(log).count("is ready at") < 3:  # the parent replaced the stopped worker
-            assert time.monotonic() < deadline and server.returncode is None, text(log)
-            await asyncio.sleep(0.1)
+        await until_logged(server, log, "is ready at", 3, timeout=30)  # the parent replaced the stopped worker
         await store.aclose()
 
         server.send_signal(signal.SIGTERM)
@@ -348,16 +358,10 @@ async def test_workers_outlive_a_redis_outage_and_a_hung_worker_does_not_hang_th
     that does not stop on SIGTERM (here: SIGSTOPped) is killed, so the parent still exits within its deadline."""
     redis = RedisServer(tmp_path / "redis.log")
     await redis.start()
-    port = port_for_two_workers()
-    log = tmp_path / "serve.log"
-    server = await start_serve(["--port", str(port), "--workers", "2", "--redis", redis.url, "--no-captions",
-                                "--ice-host", "127.0.0.1", "--ice-port-range", "42400-42499",
-                                "--config", str(open_rooms_settings(tmp_path))], log)
+    server, _port, log = await serve_two_workers(tmp_path, redis, "--ice-port-range", "42400-42499")
     workers: list[psutil.Process] = []
     try:
-        while text(log).count("is ready at") < 2:
-            assert server.returncode is None, text(log)
-            await asyncio.sleep(0.05)
+        await until_logged(server, log, "is ready at", 2)
         workers = psutil.Process(server.pid).children()
         assert len(workers) == 2
         await redis.stop()
@@ -505,15 +509,10 @@ async def test_workers_stop_when_their_parent_is_killed(tmp_path: Path) -> None:
     serving the shared port beside the workers of a restarted parent."""
     redis = RedisServer(tmp_path / "redis.log")
     await redis.start()
-    port = port_for_two_workers()
-    log = tmp_path / "serve.log"
-    server = await start_serve(["--port", str(port), "--workers", "2", "--redis", redis.url, "--no-captions",
-                                "--ice-host", "127.0.0.1", "--config", str(open_rooms_settings(tmp_path))], log)
+    server, _port, log = await serve_two_workers(tmp_path, redis)
     workers: list[psutil.Process] = []
     try:
-        while text(log).count("is ready at") < 2:
-            assert server.returncode is None, text(log)
-            await asyncio.sleep(0.05)
+        await until_logged(server, log, "is ready at", 2)
         workers = psutil.Process(server.pid).children()
         assert len(workers) == 2
         server.kill()
