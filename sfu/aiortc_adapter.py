@@ -321,17 +321,21 @@ def _map_rtx_by_repaired_rid(receiver: RTCRtpReceiver) -> None:
     repair_by_rid: dict[str, int] = {}
     original = receiver._handle_rtp_packet
 
+    def learn(names: dict[str, int], rid: str | None, ssrc: int) -> bool:
+        if not rid or rid in names or len(names) >= 2 * MAX_SIMULCAST_LAYERS:
+            return False
+        names[rid] = ssrc
+        return True
+
     async def handle(packet: Any, arrival_time_ms: int) -> None:
         extensions = packet.extensions
         if packet.ssrc not in rtx_ssrc and extensions is not None:
-            if extensions.rtp_stream_id and len(media_by_rid) < 2 * MAX_SIMULCAST_LAYERS:
-                media_by_rid.setdefault(extensions.rtp_stream_id, packet.ssrc)
-            rid = extensions.repaired_rtp_stream_id
-            if rid and len(repair_by_rid) < 2 * MAX_SIMULCAST_LAYERS:
-                repair_by_rid.setdefault(rid, packet.ssrc)
-            for rid, repair in repair_by_rid.items():
-                if rid in media_by_rid and repair not in rtx_ssrc:
-                    rtx_ssrc[repair] = media_by_rid[rid]
+            media = learn(media_by_rid, extensions.rtp_stream_id, packet.ssrc)
+            # Not `or`: both names must be learnt from this packet.
+            if learn(repair_by_rid, extensions.repaired_rtp_stream_id, packet.ssrc) | media:
+                for rid, repair in repair_by_rid.items():  # only when a name is new, not per packet
+                    if rid in media_by_rid and repair not in rtx_ssrc:
+                        rtx_ssrc[repair] = media_by_rid[rid]
         await original(packet, arrival_time_ms)
 
     receiver._handle_rtp_packet = handle  # type: ignore[method-assign]

@@ -158,9 +158,9 @@ def test_normalize_word() -> None:
 def test_a_pause_is_settled_once_every_word_before_it_is_committed() -> None:
     from transcribe.stream import Pause, pause_within
 
-    # Stream samples at 16 kHz: a pause whose silence starts at 10.30 s, its middle at 10.54 s.
+    # Stream samples at 16 kHz: a pause from 10.30 s to 10.78 s, its middle at 10.54 s.
     rate = 16_000
-    pause = Pause(int(10.30 * rate), int(10.54 * rate), int(10.78 * rate))
+    pause = Pause(int(10.30 * rate), int(10.78 * rate))
     # Committed words going on past the pause: settled (two decodes agreed on a word after it).
     assert pause_within([pause], 11.0 * rate) == pause
     # Committed up to the pause and the newest decode's next word after it: settled with one decode
@@ -173,6 +173,6 @@ def test_a_pause_is_settled_once_every_word_before_it_is_committed() -> None:
     # Without a next word there is nothing to say the pause was reached.
     assert pause_within([pause], 10.06 * rate, reach=0.3 * rate) is None
     # The latest settled pause wins.
-    early = Pause(int(8.0 * rate), int(8.2 * rate), int(8.4 * rate))
+    early = Pause(int(8.0 * rate), int(8.4 * rate))
     assert pause_within([early, pause], 9.0 * rate) == early
     assert pause_within([early, pause], 12.0 * rate) == pause

@@ -323,7 +323,7 @@ class SpeakerStream:
                 utt.quiet_from = window_start
             return
         if utt.quiet_from is not None and window_start - utt.quiet_from >= self._cut_pause_samples:
-            utt.pauses.append(Pause(utt.quiet_from, (utt.quiet_from + window_start) // 2, window_start))
+            utt.pauses.append(Pause(utt.quiet_from, window_start))
         utt.quiet_from = None
 
     def _new_segment_id(self) -> str:
@@ -679,8 +679,12 @@ class Pause:
     """Non-speech inside an utterance (VAD), stream samples."""
 
     start: int  # first non-speech window
-    middle: int  # where a cut goes
     end: int  # first speech window after it
+
+    @property
+    def middle(self) -> int:
+        """Where a cut goes."""
+        return (self.start + self.end) // 2
 
 
 def pause_within(pauses: Sequence[Pause], committed_end: float, next_word_start: float | None = None,
