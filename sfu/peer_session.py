@@ -298,7 +298,7 @@ class PeerSession:
         total = AUDIO_RESERVE_BPS // 2
         for subscription in self._video_subscriptions():
             assert subscription.publication is not None
-            layer = next((x for x in subscription.publication.layers() if x.ssrc == subscription.current), None)
+            layer = subscription.publication.active_layer(subscription.current)  # per feedback: no sorting
             if layer is not None and not subscription.paused:
                 total += layer.bitrate_bps
         return total

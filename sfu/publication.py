@@ -142,6 +142,11 @@ class Publication:
         active = [layer for layer in self._layers.values() if now - layer.last_frame_at < LAYER_IDLE_S]
         return sorted(active, key=lambda layer: (layer.height, layer.bitrate_bps))
 
+    def active_layer(self, ssrc: int | None) -> Layer | None:
+        """The layer with this SSRC, if it is sending now."""
+        layer = self._layers.get(ssrc) if ssrc is not None else None
+        return layer if layer is not None and self._clock() - layer.last_frame_at < LAYER_IDLE_S else None
+
     def request_keyframe(self, ssrc: int | None = None) -> None:
         """Ask the publisher for a keyframe on one layer (None: every layer): at most one PLI per layer
         per interval, and a request that arrives inside the interval is sent when it ends, not dropped."""
