@@ -123,7 +123,6 @@ class SpeakerRun:
 @dataclass
 class RunResult:
     label: str
-    workers: int
     speakers: int
     partial_latencies: list[float]
     final_latencies: list[float]
@@ -470,7 +469,7 @@ async def run_room(label: str, clip: Clip, opus: list[bytes], offline: Offline, 
     per_final += ["longest decodes (kind, audio s, queued s, decode s): " + ", ".join(
         f"{j['kind']} {j['audio_s']:.1f} {j['started'] - j['submitted']:.2f} {j['decode_s']:.2f}" for j in decodes)]
     return RunResult(
-        label=label, workers=workers, speakers=speakers,
+        label=label, speakers=speakers,
         partial_latencies=[x for s in scores for x in s.partial],
         final_latencies=[x for s in scores for x in s.final],
         final_latencies_by_end=[x for s in scores for x in s.final_by_end],
