@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 SERVE_ARGS ?=
 
-.PHONY: setup serve test bench lint clean test-data
+.PHONY: setup serve test check bench lint clean test-data
 
 setup: $(VENV)/.installed
 
@@ -39,7 +39,14 @@ test-data: setup
 PYTEST_ARGS ?=
 test: setup node_modules/.installed test-data
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports
 	unshare -n sh -c 'ip link set lo up && exec $(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)'
+
+# The edit-test loop: lint, the import contract, and every test that needs neither a browser nor a model.
+check: setup
+	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports
+	unshare -n sh -c 'ip link set lo up && exec $(PY) -m pytest -p no:cacheprovider -q -m "not browser and not model" $(PYTEST_ARGS)'
 
 bench: setup test-data
 	unshare -n sh -c 'ip link set lo up && exec $(PY) -m bench.sfu'
@@ -57,6 +64,7 @@ bench: setup test-data
 
 lint: setup
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(VENV)

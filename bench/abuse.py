@@ -9,7 +9,7 @@ quiet stretch (the reference frame rate), an attacker in a third process attacks
                           server's default limits (per address: 60 joins and 20 offers a minute, then
                           `rate-limited`)
   sdp-flood-unthrottled   the same with the per-address rates lifted, so every offer reaches the SDP
-                          checks (sfu/offer_limits.py)
+                          checks (sfu/limits/offer_limits.py)
   stalled-socket          eight participants whose sockets never read, while people come and go as fast
                           as they can (rates lifted: each arrival and departure is an event for every socket)
 Reported per attack: the bystander's worst 1 s of video against the reference (bystander_min_fps_ratio),
@@ -32,7 +32,7 @@ import aiohttp
 
 from bench.attacks import FrameMeter, StalledSocket, padded, real_offer, with_candidates, with_sections
 from sfu import aiortc_adapter
-from sfu.client import RoomClient, encode_vp8_clip
+from sfu.contrib.client import RoomClient, encode_vp8_clip
 
 FPS = 15.0
 ROOM = "abuse"
@@ -44,10 +44,10 @@ def serve(port: int, unthrottled: bool) -> None:
 
     from aiohttp import web
 
-    from peerwell.groups import Group, GroupsConfig, ServerSettings
     from sfu.app import create_app
     from sfu.config import ServerConfig
-    from sfu.heap import freeze_startup_heap
+    from sfu.lifecycle.heap import freeze_startup_heap
+    from sfu.room.groups import Group, GroupsConfig, ServerSettings
 
     logging.basicConfig(level=logging.ERROR)
     group = Group(slug=ROOM, name="Abuse", agreement="Benchmark.", max_participants=50, lobby=False,

@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from sfu import aiortc_adapter
-from sfu.client import RoomClient, encode_opus_clip
+from sfu.contrib.client import RoomClient, encode_opus_clip
 from tests.support import real_speech
 from tests.support.speech import (
     erased_words,
@@ -190,7 +190,8 @@ def to_16k(audio: np.ndarray) -> np.ndarray:
 
 def offline_model(model_name: str) -> object:
     """Plain faster-whisper (its full 30 s encoder window), so the yardstick is not our own adapter."""
-    from models.whisper import load_whisper_model, resolve_whisper_model
+    from models.whisper import resolve_whisper_model
+    from transcribe.whisper_adapter import load_whisper_model
 
     return load_whisper_model(resolve_whisper_model(model_name), window_pad_s=None)
 
@@ -376,7 +377,7 @@ async def run_room(label: str, clip: Clip, opus: list[bytes], offline: Offline, 
     from peerwell.captioning import CaptionsObserver
     from sfu.app import create_app
     from sfu.config import ServerConfig
-    from sfu.signaling import ROOMS_KEY
+    from sfu.signaling.websocket import ROOMS_KEY
     from transcribe.events import Caption
     from transcribe.service import CaptionService
     from transcribe.transcriber import LocalTranscriber

@@ -26,7 +26,7 @@ Measured after cycle 20 and again after the churn has settled (every churner's s
   leaked_fds            the server's open file descriptors, end minus before
   rss_growth_pct        the server's RSS at the end against its RSS after cycle 20, as the server holds
                         it: read after a full garbage collection and once the server's own heap trimmer
-                        (sfu/heap.py, as `peerwell serve` runs it) has acted on it. The same after the
+                        (sfu/lifecycle/heap.py, as `peerwell serve` runs it) has acted on it. The same after the
                         benchmark's own malloc_trim(0) is `rss_growth_trimmed_pct` (what no trim reaches:
                         live data, and Python's allocator arenas a few live objects keep). Until 2026-11-30
                         the headline was the trimmed figure, and the server did not trim.
@@ -74,7 +74,7 @@ import psutil
 
 from bench.attacks import FrameMeter
 from sfu import aiortc_adapter
-from sfu.client import RoomClient, encode_opus_clip, encode_vp8_clip, read_trailer
+from sfu.contrib.client import RoomClient, encode_opus_clip, encode_vp8_clip, read_trailer
 
 FPS = 15.0
 ROOM = "churn"
@@ -184,7 +184,7 @@ def trimmed_rss_mb() -> float:
 def snapshot(rooms, steady_ids: set[str | None], counter: TracebackCounter) -> dict[str, object]:  # type: ignore[no-untyped-def]
     from aiortc import RTCPeerConnection
 
-    from sfu.subscription import Subscription
+    from sfu.media.subscription import Subscription
 
     gc.collect()
     objects = gc.get_objects()
@@ -212,11 +212,11 @@ async def serve(grace: float) -> None:
     `snapshot IDS` (counts), `settled IDS` (only those participants left, seats released), `quit`."""
     from aiohttp import web
 
-    from peerwell.groups import Group, GroupsConfig, ServerSettings
     from sfu.app import create_app
     from sfu.config import ServerConfig
-    from sfu.heap import HeapTrimmer
-    from sfu.signaling import ROOMS_KEY
+    from sfu.lifecycle.heap import HeapTrimmer
+    from sfu.room.groups import Group, GroupsConfig, ServerSettings
+    from sfu.signaling.websocket import ROOMS_KEY
 
     counter = TracebackCounter()
     logging.getLogger().addHandler(counter)
@@ -240,7 +240,7 @@ async def serve(grace: float) -> None:
 
         tracemalloc.start(8)
     if not os.environ.get("CHURN_NO_FREEZE"):
-        from sfu.heap import freeze_startup_heap  # as `peerwell serve` does
+        from sfu.lifecycle.heap import freeze_startup_heap  # as `peerwell serve` does
 
         freeze_startup_heap()
     trimmer = HeapTrimmer()
@@ -368,7 +368,7 @@ async def measure(server: ServerProcess, cycles: int, steady_count: int, grace: 
         await client.join()
     await asyncio.sleep(5)
     if freeze_heap:  # this process's own full collections would read as the server's stalls
-        from sfu.heap import freeze_startup_heap
+        from sfu.lifecycle.heap import freeze_startup_heap
 
         freeze_startup_heap()
     steady_ids = {c.participant_id for c in steady}

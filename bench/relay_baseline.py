@@ -7,9 +7,9 @@ from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamTrack
 
 from sfu import aiortc_adapter
-from sfu.peer_session import PeerSession, Slot
-from sfu.publication import Publication
-from sfu.subscription import Subscription
+from sfu.media.peer_session import PeerSession, Slot
+from sfu.media.publication import Publication
+from sfu.media.subscription import Subscription
 
 RELAY = MediaRelay()
 

@@ -34,8 +34,8 @@ import psutil
 
 from bench.sfu import TURN_SECONDS, GeneratorFailed, free_port, open_window, read_reports, speech_clip, stop_all
 from sfu import aiortc_adapter
-from sfu.client import RoomClient, encode_opus_clip, encode_vp8_variants, opus_silence_frame
-from sfu.video_quality import LADDER
+from sfu.contrib.client import RoomClient, encode_opus_clip, encode_vp8_variants, opus_silence_frame
+from sfu.room.video_quality import LADDER
 
 DELIVERED = 0.99
 STEPS = (1, 2, 3, 4, 6, 8, 10, 12, 16, 20, 24)

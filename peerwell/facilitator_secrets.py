@@ -11,7 +11,7 @@ import json
 import os
 from pathlib import Path
 
-from peerwell.groups import Group, GroupsConfig
+from sfu.room.groups import Group, GroupsConfig
 
 FILE_NAME = "facilitator-secrets.json"
 

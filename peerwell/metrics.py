@@ -1,10 +1,9 @@
 """Prometheus metrics: counts and timings only, never ids, names, captions or chat.
 
 Two kinds:
-- Event counters and histograms below, bumped by one line where the event happens (forwarding, drops,
-  keyframe requests, captions, subtitles, safety alerts). They live in prometheus_client's process-wide
-  registry, so they are monotonic for the life of the process; the per-frame ones are plain integers
-  (`MediaTally`) to keep the forwarding path cheap.
+- Event counters, monotonic for the life of the process: the caption and translation histograms below,
+  and the forwarding, keyframe and safety-alert counts sfu/ keeps as plain integers (sfu/tally.py, so the
+  per-frame path stays cheap and sfu/ never imports peerwell/), exposed by `TallyCollector`.
 - `LiveCollector`: gauges read at scrape time from state the server already keeps (rooms, seats, live
   subscriptions, the caption scheduler's own stats()). Nothing is duplicated or kept twice.
 
@@ -17,61 +16,47 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from aiohttp import web
 from prometheus_client import REGISTRY as PROCESS_REGISTRY
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from sfu.signaling import Rooms
+from sfu.tally import TALLY
 
-KEYFRAME_REQUESTS = Counter("peerwell_keyframe_requests", "PLIs sent to publishers (after rate limiting)")
+if TYPE_CHECKING:
+    from sfu.signaling.websocket import Rooms
+
 CAPTION_LATENCY = Histogram(
     "peerwell_caption_latency_seconds", "From the end of the captioned audio to the caption going out",
     ["final"], buckets=(0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 10.0))
 TRANSLATION_LATENCY = Histogram(
     "peerwell_translation_seconds", "From a final caption to its subtitles sent (every chosen language)",
     buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0))
-SAFETY_ALERTS = Counter("peerwell_safety_alerts", "Safety alerts raised to facilitators (counts only)", ["source"])
-
-class MediaTally:
-    """Forwarding counts, bumped once per frame on the event loop (the only thread that forwards), so plain
-    integers do: a prometheus_client Counter takes a lock, ~2.5 us for the two per frame, against ~0.1 us
-    here (measured with timeit on this shared machine). Exposed as counters by `MediaTallyCollector` at scrape time."""
-
-    def __init__(self) -> None:
-        self.frames = {"audio": 0, "video": 0}
-        self.bytes = {"audio": 0, "video": 0}
-        self.dropped = {"audio": 0, "video": 0}
 
 
-TALLY = MediaTally()
+class TallyCollector(Collector):
+    """sfu/tally.py's plain integers as counters, read at scrape time."""
 
-
-def forwarded(kind: str, size: int) -> None:
-    TALLY.frames[kind] += 1
-    TALLY.bytes[kind] += size
-
-
-def dropped(kind: str, count: int = 1) -> None:
-    TALLY.dropped[kind] += count
-
-
-class MediaTallyCollector(Collector):
     def collect(self) -> Iterator[Any]:
-        for name, help_text, values in (
+        for name, help_text, label, values in (
                 ("peerwell_forwarded_frames", "Encoded frames handed to subscribers' RTP senders (audio: one RTP "
-                 "packet each)", TALLY.frames),
-                ("peerwell_forwarded_bytes", "Payload bytes of forwarded frames (before RTP/SRTP)", TALLY.bytes),
+                 "packet each)", "kind", TALLY.frames),
+                ("peerwell_forwarded_bytes", "Payload bytes of forwarded frames (before RTP/SRTP)", "kind",
+                 TALLY.bytes),
                 ("peerwell_dropped_frames", "Frames not forwarded to one subscriber: its queue was full or it "
-                 "waited for a keyframe", TALLY.dropped)):
-            family = CounterMetricFamily(name, help_text, labels=["kind"])
-            for kind, value in values.items():
-                family.add_metric([kind], value)
+                 "waited for a keyframe", "kind", TALLY.dropped),
+                ("peerwell_safety_alerts", "Safety alerts raised to facilitators (counts only)", "source",
+                 TALLY.safety_alerts)):
+            family = CounterMetricFamily(name, help_text, labels=[label])
+            for key, value in values.items():
+                family.add_metric([key], value)
             yield family
+        yield CounterMetricFamily("peerwell_keyframe_requests", "PLIs sent to publishers (after rate limiting)",
+                                  value=TALLY.keyframe_requests)
 
 
-PROCESS_REGISTRY.register(MediaTallyCollector())
+PROCESS_REGISTRY.register(TallyCollector())
 
 
 def caption_sent(final: bool, audio_end: float, now: float) -> None:
@@ -134,12 +119,30 @@ class LiveCollector(Collector):
 
 
 def _subscriptions(participant: Any) -> Iterator[Any]:
-    # The forwarding slots of the participant's media session (sfu/peer_session.py);
+    # The forwarding slots of the participant's media session (sfu/media/peer_session.py);
     # tests/test_observability.py checks this gauge moves, so a rename there shows up.
     for slot in getattr(participant.media, "slots", ()):
         subscription = getattr(slot, "subscription", None)
         if subscription is not None and subscription.publication is not None:
             yield subscription
+
+
+LIVE_METRICS_KEY: web.AppKey[LiveCollector] = web.AppKey("live_metrics", LiveCollector)
+_REGISTRY_KEY: web.AppKey[CollectorRegistry] = web.AppKey("metrics_registry", CollectorRegistry)
+
+
+def serve_metrics(app: web.Application, rooms: Rooms) -> LiveCollector:
+    """Add /metrics to the app: process-wide counters and this server's live gauges."""
+    collector = LiveCollector(rooms, accepting=lambda: rooms.accepting_joins)
+    app[LIVE_METRICS_KEY] = collector
+    app[_REGISTRY_KEY] = live_registry(collector)
+    app.router.add_get("/metrics", metrics_endpoint)
+    return collector
+
+
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    body = exposition(request.app[_REGISTRY_KEY])
+    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
 
 def exposition(live: CollectorRegistry) -> bytes:
@@ -153,5 +156,4 @@ def live_registry(collector: LiveCollector) -> CollectorRegistry:
     return registry
 
 
-__all__ = ["LiveCollector", "caption_sent", "dropped", "exposition", "forwarded", "live_registry",
-           "timed_translation"]
+__all__ = ["LiveCollector", "caption_sent", "exposition", "live_registry", "serve_metrics", "timed_translation"]

@@ -1,21 +1,9 @@
-"""Where peerwell keeps model files (never anything said in a room)."""
+"""Where peerwell keeps its state (never anything said in a room); model files: models/paths.py."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-
-
-def data_home() -> Path:
-    """Root for downloaded or assembled models: $PEERWELL_HOME, else ~/.cache/peerwell."""
-    configured = os.environ.get("PEERWELL_HOME")
-    if configured:
-        return Path(configured).expanduser()
-    return Path.home() / ".cache" / "peerwell"
-
-
-def whisper_cache_dir() -> Path:
-    return data_home() / "whisper"
 
 
 def state_dir() -> Path:

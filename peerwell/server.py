@@ -17,14 +17,15 @@ from peerwell.cluster import Cluster, ClusterError
 from peerwell.config import CaptionOptions, ConfigError, Settings, flags_from_args, load_settings
 from peerwell.facilitator_secrets import SecretsStoreError, keep_generated_secrets
 from peerwell.logs import configure_logging
+from peerwell.metrics import serve_metrics
 from peerwell.paths import state_dir
 from safety.detector import CrisisDetector
 from sfu import messages
-from sfu.app import LIVE_METRICS_KEY, create_app
+from sfu.app import create_app
 from sfu.config import ServerConfig
-from sfu.heap import HeapTrimmer, freeze_startup_heap
-from sfu.shutdown import SHUTDOWN_KEY
-from sfu.signaling import ROOMS_KEY
+from sfu.lifecycle.heap import HeapTrimmer, freeze_startup_heap
+from sfu.lifecycle.shutdown import SHUTDOWN_KEY
+from sfu.signaling.websocket import ROOMS_KEY
 
 if TYPE_CHECKING:
     from transcribe.worker import WorkerOptions
@@ -75,7 +76,7 @@ async def start_captions(options: CaptionOptions, observer: CaptionsObserver) ->
 
     json_logs = any(isinstance(h.formatter, JsonFormatter) for h in logging.getLogger().handlers)
     worker = worker_options(options, "json" if json_logs else "text")
-    process = TranscriberProcess(worker)
+    process = TranscriberProcess(worker, module="peerwell.transcription_worker")
     try:
         await process.start()
     except TranscriptionUnavailable as exc:
@@ -105,12 +106,13 @@ def build_app(config: ServerConfig, captions: CaptionOptions, *, translation: bo
     observer = CaptionsObserver(None, service)  # type: ignore[arg-type]
     detector = CrisisDetector.from_config()
     app = create_app(config, [observer], detector=detector)
+    live_metrics = serve_metrics(app, app[ROOMS_KEY])
 
     async def start_services(app: web.Application) -> None:
         # Before the first join: `joined` tells everyone whether captions are on, and why not.
         app[ROOMS_KEY].captions_status = await start_captions(captions, observer)
         if observer.transcriber is not None:
-            app[LIVE_METRICS_KEY].caption_stats = observer.transcriber.latest_stats
+            live_metrics.caption_stats = observer.transcriber.latest_stats
 
     async def stop_services(app: web.Application) -> None:
         await observer.close()

@@ -1,4 +1,6 @@
-"""The aiohttp application: the browser client from web/, signaling at /ws, health, readiness and metrics."""
+"""The aiohttp application: the browser client from web/, signaling at /ws, health and readiness.
+
+peerwell/server.py adds /metrics and the services that watch rooms (sfu/ knows nothing of Prometheus)."""
 
 from __future__ import annotations
 
@@ -10,14 +12,13 @@ from typing import TYPE_CHECKING
 import msgspec
 from aiohttp import web
 
-from peerwell import metrics
-from peerwell.groups import Group
 from sfu import aiortc_adapter, messages
 from sfu.config import ServerConfig
-from sfu.placement import PlacementUnavailable
-from sfu.room import RoomObserver
-from sfu.shutdown import SHUTDOWN_KEY, GracefulShutdown
-from sfu.signaling import BROWSER_KEY_COOKIE, ROOMS_KEY, Rooms, group_info, websocket_handler
+from sfu.lifecycle.placement import PlacementUnavailable
+from sfu.lifecycle.shutdown import SHUTDOWN_KEY, GracefulShutdown
+from sfu.room.groups import Group
+from sfu.room.room import RoomObserver
+from sfu.signaling.websocket import BROWSER_KEY_COOKIE, ROOMS_KEY, Rooms, group_info, websocket_handler
 
 if TYPE_CHECKING:
     from safety.detector import CrisisDetector
@@ -128,20 +129,14 @@ async def ready(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready", "captions": rooms.captions_status.enabled})
 
 
-async def metrics_endpoint(request: web.Request) -> web.Response:
-    body = metrics.exposition(request.app[METRICS_REGISTRY_KEY])
-    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
-
-
 WEB_ROOT_KEY: web.AppKey[Path] = web.AppKey("web_root", Path)
-LIVE_METRICS_KEY: web.AppKey[metrics.LiveCollector] = web.AppKey("live_metrics", metrics.LiveCollector)
-METRICS_REGISTRY_KEY: web.AppKey[object] = web.AppKey("metrics_registry", object)
 
 
 def create_app(config: ServerConfig | None = None, observers: list[RoomObserver] | None = None,
                detector: CrisisDetector | None = None) -> web.Application:
     config = config or ServerConfig()
     aiortc_adapter.check_compatibility()
+    aiortc_adapter.install_patches()
     aiortc_adapter.set_ice_host_addresses(config.ice_hosts or None)
     aiortc_adapter.set_host_candidate_policy(config.ice_port_range, config.announced_address,
                                              config.ice_hosts[0] if config.ice_hosts else None)
@@ -155,14 +150,10 @@ def create_app(config: ServerConfig | None = None, observers: list[RoomObserver]
     app.router.add_get("/ws", websocket_handler)
     app.router.add_get("/healthz", health)
     app.router.add_get("/readyz", ready)
-    app.router.add_get("/metrics", metrics_endpoint)
     app.router.add_get("/api/groups", list_groups)
     app.router.add_get("/api/groups/{slug}", get_group)
     app.router.add_static("/static/", web_root / "static", show_index=False)
 
-    collector = metrics.LiveCollector(rooms, accepting=lambda: rooms.accepting_joins)
-    app[LIVE_METRICS_KEY] = collector
-    app[METRICS_REGISTRY_KEY] = metrics.live_registry(collector)
     shutdown = GracefulShutdown(rooms)
     app[SHUTDOWN_KEY] = shutdown
     app.on_shutdown.append(shutdown)

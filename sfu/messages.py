@@ -15,7 +15,7 @@ MAX_SIGNALING_FRAME = 4 * MAX_SIGNALING_BYTES  # larger WebSocket frames close t
 MAX_CHANNEL_BYTES = 16 * 1024
 MAX_VIDEO_VIEWS = 64  # publishers a `set-video-views` may name
 
-# The one room-name rule: group slugs (peerwell/groups.py), `join.room`, and the web client (which gets it from
+# The one room-name rule: group slugs (sfu/room/groups.py), `join.room`, and the web client (which gets it from
 # GET /api/groups) all use these. docs/protocol.md states it.
 ROOM_NAME_MAX = 40
 ROOM_NAME_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$"
@@ -341,7 +341,7 @@ class DominantSpeakerChanged(Struct, tag="dominant-speaker"):
 
 
 class VideoCap(Struct, tag="video-cap"):
-    """The most the receiving publisher's video may use (sfu/video_quality.py decides; protocol.md)."""
+    """The most the receiving publisher's video may use (sfu/room/video_quality.py decides; protocol.md)."""
 
     max_bitrate_bps: int
     max_framerate: int
@@ -350,7 +350,7 @@ class VideoCap(Struct, tag="video-cap"):
 
 class VideoDelivery(Struct, tag="video-delivery"):
     """Per publisher whose video this listener is sent: "shown", or why it is paused ("hidden",
-    "audio-only", "bandwidth"). Sent when it changes (sfu/layer_allocation.py)."""
+    "audio-only", "bandwidth"). Sent when it changes (sfu/media/layer_allocation.py)."""
 
     videos: dict[str, str]
 

@@ -14,13 +14,22 @@ from faster_whisper import WhisperModel
 from playwright.async_api import Browser, async_playwright
 
 from models.argos import install_package_file
-from models.whisper import load_whisper_model, resolve_whisper_model
+from models.whisper import resolve_whisper_model
+from sfu import aiortc_adapter
 from sfu.app import create_app
 from sfu.config import ServerConfig
-from sfu.signaling import ROOMS_KEY, Rooms
+from sfu.signaling.websocket import ROOMS_KEY, Rooms
 from tests.support.argos_package import cached_package
 from tests.support.browser import launch_chromium, write_tone_wav
+from transcribe.whisper_adapter import load_whisper_model
 from translate.service import TranslationService
+
+
+@pytest.fixture(scope="session", autouse=True)
+def aiortc_as_peerwell_runs_it() -> None:
+    """Tests that build RTCPeerConnections themselves see aiortc as the server and the client run it
+    (both install the adapter's patches when they start; importing never does)."""
+    aiortc_adapter.install_patches()
 
 
 @dataclass

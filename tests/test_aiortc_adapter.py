@@ -21,8 +21,8 @@ from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpSendP
 
 from sfu import aiortc_adapter
 from sfu.aiortc_adapter import AdapterIncompatible, check_compatibility
-from sfu.client import ReplayTrack, encode_vp8_clip
-from sfu.framing import AssembledFrame, AudioFrameAssembler, VideoStreamsAssembler
+from sfu.aiortc_adapter.framing import AssembledFrame, AudioFrameAssembler, VideoStreamsAssembler
+from sfu.contrib.client import ReplayTrack, encode_vp8_clip
 
 
 @pytest.fixture(autouse=True)
@@ -550,3 +550,20 @@ def test_nacks_are_generated_per_stream() -> None:
     single = NackGenerator()  # why: aiortc's own reads the interleaving as thousands of losses
     single.add(RtpPacket(sequence_number=100, ssrc=1))
     assert single.add(RtpPacket(sequence_number=5100, ssrc=2)) and len(single.missing) > 100
+
+
+def test_importing_the_adapter_or_the_client_patches_nothing() -> None:
+    """The patches are installed by an explicit call when a server or client starts, never by an import."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import aiortc.clock, aiortc.rtcpeerconnection as pc\n"
+        "before = (aiortc.clock.current_ms, pc.filter_preferred_codecs)\n"
+        "import sfu.contrib.client, sfu.app, sfu.media.peer_session\n"
+        "assert (aiortc.clock.current_ms, pc.filter_preferred_codecs) == before, 'patched on import'\n"
+        "from sfu import aiortc_adapter\n"
+        "aiortc_adapter.install_patches()\n"
+        "assert aiortc.clock.current_ms is not before[0], 'install_patches did not install'\n"
+    )
+    subprocess.run([sys.executable, "-c", probe], check=True, timeout=60)

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from playwright.async_api import Browser
 
 from sfu import aiortc_adapter
-from sfu.client import RoomClient
+from sfu.contrib.client import RoomClient
 from tests.support.browser import PARTICIPANT_ID, TILE_STATE, join, new_page, poll, uncaught
 from tests.support.cluster import Node, RedisServer, have_redis
 from tests.support.serve import text

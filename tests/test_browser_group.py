@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator
 import pytest
 from playwright.async_api import Browser, Page
 
-from peerwell.groups import Group, GroupsConfig, ServerSettings
 from safety.detector import CrisisDetector
 from sfu.app import create_app
 from sfu.config import ServerConfig
+from sfu.room.groups import Group, GroupsConfig, ServerSettings
 from tests.conftest import RunningServer, start_server
 from tests.support.browser import (
     AUDIO_BYTES,

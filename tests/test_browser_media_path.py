@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator
 import pytest
 from playwright.async_api import Browser, Page
 
-from sfu.client import RoomClient, encode_opus_clip, encode_vp8_clip
 from sfu.config import ServerConfig
+from sfu.contrib.client import RoomClient, encode_opus_clip, encode_vp8_clip
 from tests.conftest import RunningServer, start_server
 from tests.support.browser import AUDIO_BYTES, PARTICIPANT_ID, TILE_STATE, join, new_page, poll, uncaught
 

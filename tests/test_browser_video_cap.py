@@ -12,7 +12,7 @@ from playwright.async_api import Browser, Page
 
 from sfu import messages
 from sfu.config import ServerConfig
-from sfu.video_quality import LADDER, VideoCap, rung_index
+from sfu.room.video_quality import LADDER, VideoCap, rung_index
 from tests.conftest import RunningServer, start_server
 from tests.support.browser import PARTICIPANT_ID, TILE_STATE, join, new_page, poll, uncaught
 

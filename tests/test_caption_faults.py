@@ -12,14 +12,15 @@ import numpy as np
 import pytest
 
 import models.whisper as mw
-from models.whisper import ModelChecksumError, load_whisper_model, resolve_whisper_model
+from models.whisper import ModelChecksumError, resolve_whisper_model
 from peerwell.captioning import CaptionsObserver
 from peerwell.server import CaptionOptions, start_captions
-from sfu.client import RoomClient, encode_opus_clip, encode_vp8_clip
+from sfu.contrib.client import RoomClient, encode_opus_clip, encode_vp8_clip
 from tests.conftest import start_server, wait_for
 from tests.support.speech import espeak, have_espeak, load_48k, silence, to_int16
 from transcribe.service import CaptionService
 from transcribe.transcriber import LocalTranscriber
+from transcribe.whisper_adapter import load_whisper_model
 from transcribe.worker import WorkerOptions, load_failure, load_transcriber
 
 SPEECH = "Thank you for listening to me tonight. This week was a little easier than the last one."

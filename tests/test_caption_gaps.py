@@ -17,7 +17,7 @@ import pytest
 from faster_whisper import WhisperModel
 
 from peerwell.captioning import CaptionsObserver
-from sfu.client import RoomClient, encode_opus_clip, opus_silence_frame
+from sfu.contrib.client import RoomClient, encode_opus_clip, opus_silence_frame
 from tests.conftest import RunningServer, start_server, wait_for
 from tests.support.speech import espeak, load_48k, to_int16, wer
 from transcribe.service import CaptionService

@@ -12,8 +12,8 @@ from aiortc import sdp as aiortc_sdp
 from aiortc.codecs import depayload, get_encoder
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
-from sfu.client import encode_vp8_clip
-from sfu.codecs import is_keyframe, subscriber_codecs
+from sfu.contrib.client import encode_vp8_clip
+from sfu.media.codecs import is_keyframe, subscriber_codecs
 
 VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
 H264_CB = RTCRtpCodecParameters(mimeType="video/H264", clockRate=90000, payloadType=102, parameters={

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from sfu.client import RoomClient, encode_opus_clip, encode_vp8_clip
 from sfu.config import ServerConfig
+from sfu.contrib.client import RoomClient, encode_opus_clip, encode_vp8_clip
 from tests.conftest import RunningServer, start_server, wait_for
 
 GRACE = 4.0

@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from sfu.client import RoomClient, encode_opus_clip, encode_vp8_clip, opus_silence_frame
 from sfu.config import ServerConfig
-from sfu.dominant_speaker import EVALUATE_EVERY_S, DominantSpeaker
+from sfu.contrib.client import RoomClient, encode_opus_clip, encode_vp8_clip, opus_silence_frame
+from sfu.room.dominant_speaker import EVALUATE_EVERY_S, DominantSpeaker
 from tests.conftest import RunningServer, start_server
 
 LOUD, QUIET = 30, 127

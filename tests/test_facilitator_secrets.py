@@ -11,8 +11,8 @@ from pathlib import Path
 
 from peerwell.cli import build_parser
 from peerwell.facilitator_secrets import FILE_NAME, keep_generated_secrets
-from peerwell.groups import GroupsConfig, load_groups
 from peerwell.server import config_from_args
+from sfu.room.groups import GroupsConfig, load_groups
 
 CONFIG = """
 [server]

@@ -11,8 +11,15 @@ from collections import Counter
 import pytest
 from aiortc.codecs import h264, opus, vpx
 
-from sfu.client import TRAILER_SIZE, RoomClient, encode_h264_clip, encode_opus_clip, encode_vp8_clip, read_trailer
-from sfu.publication import EncodedFrame
+from sfu.contrib.client import (
+    TRAILER_SIZE,
+    RoomClient,
+    encode_h264_clip,
+    encode_opus_clip,
+    encode_vp8_clip,
+    read_trailer,
+)
+from sfu.media.publication import EncodedFrame
 from tests.conftest import RunningServer
 
 CODEC_WORK = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sfu.framing import AssembledFrame, AudioFrameAssembler, VideoFrameAssembler, seq_after
+from sfu.aiortc_adapter.framing import AssembledFrame, AudioFrameAssembler, VideoFrameAssembler, seq_after
 
 PT = 96
 SSRC = 0x1234ABCD

@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from bench.attacks import FrameMeter, real_offer
-from sfu.client import RoomClient, encode_vp8_clip
 from sfu.config import ServerConfig
+from sfu.contrib.client import RoomClient, encode_vp8_clip
 from tests.conftest import start_server, wait_for
 from tests.test_protocol_doc import PROTOCOL
 

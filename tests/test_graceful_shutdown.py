@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from sfu import aiortc_adapter
-from sfu.client import RoomClient, encode_opus_clip, encode_vp8_clip
-from sfu.shutdown import SHUTDOWN_KEY
+from sfu.contrib.client import RoomClient, encode_opus_clip, encode_vp8_clip
+from sfu.lifecycle.shutdown import SHUTDOWN_KEY
 from tests.conftest import start_server
 from tests.support.serve import LOBBY_GROUP, SECRET, free_port, start_serve, text
 from tests.support.speech import espeak, have_espeak, load_48k, silence, to_int16

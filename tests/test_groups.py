@@ -1,4 +1,4 @@
-"""Tests for peerwell.groups: loading, validation errors and the embedded default."""
+"""Tests for sfu.room.groups: loading, validation errors and the embedded default."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from peerwell.groups import (
+from sfu.config import open_rooms
+from sfu.room.groups import (
     DEFAULT_CRISIS_RESOURCES,
     Group,
     GroupsConfig,
@@ -14,7 +15,6 @@ from peerwell.groups import (
     load_groups,
     valid_slug,
 )
-from sfu.config import open_rooms
 
 AGREEMENT = "What is said here stays here. Listen without giving advice unless asked."
 SECRET = "s3cret-facilitator-token-0123456789"

@@ -1,4 +1,4 @@
-"""The server gives the C heap's free pages back to the OS after garbage collections (sfu/heap.py);
+"""The server gives the C heap's free pages back to the OS after garbage collections (sfu/lifecycle/heap.py);
 bench.churn measures what that does to RSS over 200 join/leave cycles."""
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ import sys
 import pytest
 
 from peerwell import server as peerwell_server
-from sfu import heap
+from sfu.lifecycle import heap
 
 # In a fresh interpreter, so the heap is only this: 60 MB of 1.5 kB blocks (above pymalloc's 512-byte
 # limit: glibc's heap), 24 of every 25 freed, which leaves free holes glibc does not return by itself.
 FRAGMENTED_HEAP = """
 import asyncio, gc, json, psutil
-from sfu.heap import HeapTrimmer
+from sfu.lifecycle.heap import HeapTrimmer
 
 def rss():
     return psutil.Process().memory_info().rss / 1e6

@@ -14,13 +14,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sfu import aiortc_adapter, messages
-from sfu.client import RoomClient, encode_opus_clip, encode_vp8_clip
 from sfu.config import ServerConfig
-from sfu.control import RoomControl
-from sfu.media_session import SessionEvents
-from sfu.participant import Participant
-from sfu.peer_session import PeerSession
-from sfu.room import Room
+from sfu.contrib.client import RoomClient, encode_opus_clip, encode_vp8_clip
+from sfu.media.media_session import SessionEvents
+from sfu.media.peer_session import PeerSession
+from sfu.room.control import RoomControl
+from sfu.room.participant import Participant
+from sfu.room.room import Room
 from tests.conftest import RunningServer, start_server, wait_for
 
 NESTED = b'{"a":' * 1000 + b"1" + b"}" * 1000

@@ -1,4 +1,4 @@
-"""Host candidates in a known UDP port range, offered at an announced address (sfu/aiortc_adapter.py).
+"""Host candidates in a known UDP port range, offered at an announced address (sfu/aiortc_adapter/).
 
 The namespace test builds: this process (client) 198.18.3.1 ──veth── 198.18.3.2 and 198.18.3.3 (server).
 The server binds the wildcard and announces 198.18.3.3 only, as a server behind a 1:1 NAT announces its
@@ -22,7 +22,7 @@ import pytest
 
 from sfu import aiortc_adapter
 from sfu.aiortc_adapter import AdapterIncompatible, PortRange, check_compatibility, set_host_candidate_policy
-from sfu.client import RoomClient, encode_opus_clip, encode_vp8_clip
+from sfu.contrib.client import RoomClient, encode_opus_clip, encode_vp8_clip
 from tests.support.netns import Namespace, link, require_private_namespace, udp_ports_bound, unlink
 from tests.support.serve import open_rooms_settings
 

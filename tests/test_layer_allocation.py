@@ -3,7 +3,7 @@ then pausing before the audio reserve is touched; the downlink budget from REMB 
 
 from __future__ import annotations
 
-from sfu.layer_allocation import AUDIO_RESERVE_BPS, DownlinkBudget, LayerInfo, VideoSource, allocate
+from sfu.media.layer_allocation import AUDIO_RESERVE_BPS, DownlinkBudget, LayerInfo, VideoSource, allocate
 
 LAYERS = (LayerInfo(1, 135, 100_000), LayerInfo(2, 270, 250_000), LayerInfo(3, 540, 800_000))
 

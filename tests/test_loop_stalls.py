@@ -10,7 +10,7 @@ import sys
 import threading
 
 from peerwell import server as peerwell_server
-from sfu.client import RoomClient, encode_opus_clip, encode_vp8_clip
+from sfu.contrib.client import RoomClient, encode_opus_clip, encode_vp8_clip
 from tests.conftest import RunningServer, wait_for
 
 
@@ -41,7 +41,7 @@ def test_startup_heap_is_left_out_of_collections() -> None:
     script = (
         "import gc\n"
         "from sfu.app import create_app\n"
-        "from sfu.heap import freeze_startup_heap\n"
+        "from sfu.lifecycle.heap import freeze_startup_heap\n"
         "create_app()\n"
         "before = len(gc.get_objects())\n"
         "freeze_startup_heap()\n"

@@ -9,7 +9,7 @@ import struct
 from collections.abc import Callable
 
 from sfu import aiortc_adapter
-from sfu.client import TRAILER_SIZE, RoomClient, encode_vp8_clip, read_trailer
+from sfu.contrib.client import TRAILER_SIZE, RoomClient, encode_vp8_clip, read_trailer
 from tests.conftest import RunningServer, wait_for
 
 EVERY = 15  # one video packet in this many is lost (its first copy only)

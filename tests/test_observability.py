@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from sfu import aiortc_adapter
-from sfu.client import RoomClient, encode_opus_clip, encode_vp8_clip
+from sfu.contrib.client import RoomClient, encode_opus_clip, encode_vp8_clip
 from tests.support.serve import ROOT, free_port
 from tests.support.speech import espeak, have_espeak, load_48k, silence, to_int16
 

@@ -12,9 +12,10 @@ import aiohttp
 import pytest
 
 from bench.attacks import FrameMeter, padded, real_offer, with_candidates, with_sections
-from sfu import aiortc_adapter, offer_limits
-from sfu.client import RoomClient, encode_vp8_clip
+from sfu import aiortc_adapter
 from sfu.config import ServerConfig
+from sfu.contrib.client import RoomClient, encode_vp8_clip
+from sfu.limits import offer_limits
 from tests.conftest import RunningServer, start_server, wait_for
 
 FPS = 15.0

@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from peerwell.groups import Group, GroupsConfig, ServerSettings
-from sfu import secret_guard
 from sfu.config import ServerConfig
-from sfu.secret_guard import SecretGuard
+from sfu.limits import secret_guard
+from sfu.limits.secret_guard import SecretGuard
+from sfu.room.groups import Group, GroupsConfig, ServerSettings
 from tests.conftest import RunningServer, start_server
 
 SECRET = "the-real-facilitator-secret"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import aiohttp
 
-from peerwell.groups import SLUG_RE
 from sfu import messages
+from sfu.room.groups import SLUG_RE
 from tests.conftest import RunningServer
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,11 +7,11 @@ import asyncio
 import pytest
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
-from sfu import publication as publication_module
-from sfu.client import encode_vp8_clip
-from sfu.codecs import is_keyframe
-from sfu.framing import AssembledFrame
-from sfu.publication import EncodedFrame, Publication
+from sfu.aiortc_adapter.framing import AssembledFrame
+from sfu.contrib.client import encode_vp8_clip
+from sfu.media import publication as publication_module
+from sfu.media.codecs import is_keyframe
+from sfu.media.publication import EncodedFrame, Publication
 
 VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
 VP9 = RTCRtpCodecParameters(mimeType="video/VP9", clockRate=90000, payloadType=98)

@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from peerwell.groups import Group, GroupsConfig, ServerSettings
-from sfu.browser_key import BrowserKeys
-from sfu.client import JoinError, RoomClient, fetch_browser_key
 from sfu.config import ServerConfig
+from sfu.contrib.client import JoinError, RoomClient, fetch_browser_key
+from sfu.limits.browser_key import BrowserKeys
+from sfu.room.groups import Group, GroupsConfig, ServerSettings
 from tests.conftest import RunningServer, start_server, wait_for
 
 SECRET = "facilitator-secret-for-the-circle"

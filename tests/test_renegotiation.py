@@ -10,9 +10,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from sfu import aiortc_adapter, peer_session
-from sfu.client import RoomClient, encode_opus_clip, encode_vp8_clip
+from sfu import aiortc_adapter
 from sfu.config import ServerConfig
+from sfu.contrib.client import RoomClient, encode_opus_clip, encode_vp8_clip
+from sfu.media import peer_session
 from tests.conftest import RunningServer, start_server, wait_for
 
 

@@ -1,8 +1,8 @@
-"""Restart tickets (sfu/restart.py): good once, for one room, for two minutes, only with the right key."""
+"""Restart tickets (sfu/lifecycle/restart.py): good once, for one room, for two minutes, only with the right key."""
 
 from __future__ import annotations
 
-from sfu.restart import LIFETIME, RestartTickets, Ticket
+from sfu.lifecycle.restart import LIFETIME, RestartTickets, Ticket
 
 
 def test_a_ticket_gives_back_id_and_role_once() -> None:

@@ -16,7 +16,7 @@ import pytest
 from faster_whisper import WhisperModel
 
 from peerwell.captioning import CaptionsObserver
-from sfu.client import RoomClient, encode_opus_clip
+from sfu.contrib.client import RoomClient, encode_opus_clip
 from tests.conftest import RunningServer, start_server
 from tests.support.speech import audioeval_clips, espeak, load_48k, pink_noise, silence, to_int16, wer, white_noise
 from transcribe.service import CaptionService

@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from peerwell.groups import Group, GroupsConfig, ServerSettings
 from sfu import messages
-from sfu.client import JoinError, RoomClient, encode_opus_clip, encode_vp8_clip, fetch_browser_key
 from sfu.config import ServerConfig
+from sfu.contrib.client import JoinError, RoomClient, encode_opus_clip, encode_vp8_clip, fetch_browser_key
+from sfu.room.groups import Group, GroupsConfig, ServerSettings
 from tests.conftest import RunningServer, start_server
 
 SECRET = "facilitator-secret-for-tests"

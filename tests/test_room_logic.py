@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from peerwell.groups import Group
 from sfu import messages
-from sfu.control import RoomControl
-from sfu.participant import Participant
-from sfu.room import FACILITATOR_SEATS, LOBBY_SEATS, Room
-from sfu.signaling import seat_events
+from sfu.room.control import RoomControl
+from sfu.room.groups import Group
+from sfu.room.participant import Participant
+from sfu.room.room import FACILITATOR_SEATS, LOBBY_SEATS, Room
+from sfu.signaling.websocket import seat_events
 from tests.support.fake_session import FakeSession
 
 

@@ -15,15 +15,16 @@ import numpy as np
 import pytest
 from faster_whisper import WhisperModel
 
-from models.whisper import load_whisper_model, resolve_whisper_model
+from models.whisper import resolve_whisper_model
 from peerwell.captioning import CaptionsObserver
-from sfu.client import RoomClient, encode_opus_clip
+from sfu.contrib.client import RoomClient, encode_opus_clip
 from tests.conftest import RunningServer, start_server
 from tests.support import real_speech
 from tests.support.speech import inserted_words, load_48k, silence, to_int16, wer
 from transcribe.audio import WHISPER_RATE, Resampler
 from transcribe.service import CaptionService
 from transcribe.transcriber import LocalTranscriber
+from transcribe.whisper_adapter import load_whisper_model
 
 pytestmark = pytest.mark.model
 ROOM_RATE = 48_000

@@ -19,7 +19,7 @@ from faster_whisper import WhisperModel
 
 from models.argos import install_package_file
 from peerwell.captioning import CaptionsObserver
-from sfu.client import RoomClient, encode_opus_clip
+from sfu.contrib.client import RoomClient, encode_opus_clip
 from tests.conftest import RunningServer, start_server
 from tests.support.argos_package import cached_package
 from tests.support.speech import espeak, load_48k, normalize_for_wer, silence, to_int16

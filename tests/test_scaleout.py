@@ -23,7 +23,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from sfu import aiortc_adapter
-from sfu.client import JoinError, RoomClient, encode_opus_clip, encode_vp8_clip
+from sfu.contrib.client import JoinError, RoomClient, encode_opus_clip, encode_vp8_clip
 from tests.support.cluster import Node, RedisServer, candidate_ports, have_redis
 from tests.support.serve import LOBBY_GROUP, SECRET, free_port, open_rooms_settings, start_serve, text
 
@@ -316,7 +316,7 @@ async def test_a_failover_ticket_works_once_in_the_whole_deployment(tmp_path: Pa
     role. Real Redis; the nodes are `Cluster` objects without a web server (only placement is under test)."""
     from peerwell.cluster import Cluster
     from sfu.config import ServerConfig
-    from sfu.signaling import Rooms
+    from sfu.signaling.websocket import Rooms
 
     redis = RedisServer(tmp_path / "redis.log")
     await redis.start()
@@ -397,7 +397,7 @@ def test_non_ascii_signatures_and_tickets_are_refused_not_a_crash() -> None:
     No Redis is needed: these checks use only the secret and the room's session, set here as a node would."""
     from peerwell.cluster import Cluster
     from sfu.config import ServerConfig
-    from sfu.signaling import Rooms
+    from sfu.signaling.websocket import Rooms
 
     node = Cluster("redis://127.0.0.1:1/0", "ws://127.0.0.1:1/ws", Rooms(ServerConfig()))
     node._secret = b"s" * 32
@@ -438,7 +438,7 @@ async def test_a_node_with_many_rooms_stays_alive_when_redis_is_slow(tmp_path: P
     then its rooms would be placed on another node too while it still held them."""
     from peerwell.cluster import Cluster
     from sfu.config import ServerConfig
-    from sfu.signaling import Rooms
+    from sfu.signaling.websocket import Rooms
 
     redis = RedisServer(tmp_path / "redis.log")
     await redis.start()

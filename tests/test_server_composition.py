@@ -8,8 +8,8 @@ import pytest
 
 from peerwell.cli import build_parser
 from peerwell.server import CaptionOptions, ServeError, build_app, config_from_args
-from sfu.client import RoomClient
-from sfu.signaling import ROOMS_KEY
+from sfu.contrib.client import RoomClient
+from sfu.signaling.websocket import ROOMS_KEY
 from tests.conftest import start_server
 
 

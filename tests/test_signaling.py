@@ -12,10 +12,10 @@ import aiohttp
 import pytest
 from aiortc import RTCPeerConnection
 
-from peerwell.groups import Group, GroupsConfig, ServerSettings
 from sfu import messages
-from sfu.client import RoomClient, encode_vp8_clip
 from sfu.config import ServerConfig
+from sfu.contrib.client import RoomClient, encode_vp8_clip
+from sfu.room.groups import Group, GroupsConfig, ServerSettings
 from tests.conftest import RunningServer, start_server
 
 NOISE = {"participant-joined", "participant-left"}  # broadcasts that may interleave with replies
@@ -416,7 +416,7 @@ async def test_resume_into_a_full_room_takes_back_the_held_place(session: aiohtt
 
 async def test_cap_counts_admitted_members_and_facilitators_have_their_own_seats(
         session: aiohttp.ClientSession) -> None:
-    from sfu.room import FACILITATOR_SEATS
+    from sfu.room.room import FACILITATOR_SEATS
 
     config = ServerConfig(reconnect_grace=0, ice_hosts=("127.0.0.1",), groups=groups(group("small", 2, lobby=True)))
     runner, server = await start_server(config)

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from sfu.client import RoomClient, VideoVariant, encode_opus_clip, encode_vp8_variants
-from sfu.codecs import vp8_keyframe_size
+from sfu.contrib.client import RoomClient, VideoVariant, encode_opus_clip, encode_vp8_variants
+from sfu.media.codecs import vp8_keyframe_size
 from tests.conftest import RunningServer, wait_for
 
 LAYERS = [(120_000, 15, 120), (300_000, 15, 240), (800_000, 15, 480)]  # (bps, fps, height), smallest first

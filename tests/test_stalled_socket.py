@@ -14,9 +14,9 @@ import aiohttp
 import pytest
 
 from bench.attacks import StalledSocket
-from peerwell.groups import Group, GroupsConfig, ServerSettings
 from sfu.config import ServerConfig
-from sfu.room import LOBBY_SEATS
+from sfu.room.groups import Group, GroupsConfig, ServerSettings
+from sfu.room.room import LOBBY_SEATS
 from tests.conftest import RunningServer, start_server
 
 SECRET = "facilitator-secret-lobbied"

@@ -10,12 +10,12 @@ import pytest
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
-from sfu import publication as publication_module
-from sfu.client import encode_vp8_clip
-from sfu.codecs import is_keyframe
-from sfu.framing import AssembledFrame
-from sfu.publication import Publication
-from sfu.subscription import AUDIO_QUEUE_FRAMES, VIDEO_QUEUE_FRAMES, Subscription
+from sfu.aiortc_adapter.framing import AssembledFrame
+from sfu.contrib.client import encode_vp8_clip
+from sfu.media import publication as publication_module
+from sfu.media.codecs import is_keyframe
+from sfu.media.publication import Publication
+from sfu.media.subscription import AUDIO_QUEUE_FRAMES, VIDEO_QUEUE_FRAMES, Subscription
 
 VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
 OPUS = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2, payloadType=111)

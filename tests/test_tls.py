@@ -25,8 +25,8 @@ from playwright.async_api import async_playwright
 
 from sfu import aiortc_adapter
 from sfu.app import create_app
-from sfu.client import RoomClient, encode_vp8_clip
 from sfu.config import ServerConfig
+from sfu.contrib.client import RoomClient, encode_vp8_clip
 from tests.support.browser import (
     CHROMIUM,
     TILE_STATE,

@@ -13,7 +13,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from models.whisper import load_whisper_model, resolve_whisper_model
+from models.whisper import resolve_whisper_model
 from tests.support import real_speech
 from tests.support.speech import (
     Recorder,
@@ -29,6 +29,7 @@ from tests.support.speech import (
 from transcribe.audio import WHISPER_RATE, Resampler
 from transcribe.service import CaptionService
 from transcribe.stream import StreamConfig
+from transcribe.whisper_adapter import load_whisper_model
 
 pytestmark = pytest.mark.model
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.whisper import load_whisper_model, resolve_whisper_model
+from models.whisper import resolve_whisper_model
 from tests.support.speech import (
     Recorder,
     audioeval_clips,
@@ -37,6 +37,7 @@ from tests.support.speech import (
 from transcribe.service import CaptionService
 from transcribe.stream import StreamConfig
 from transcribe.vad import VadConfig
+from transcribe.whisper_adapter import load_whisper_model
 
 pytestmark = [pytest.mark.model, pytest.mark.skipif(not have_espeak(), reason="espeak-ng not installed")]
 

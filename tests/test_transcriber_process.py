@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from peerwell.groups import Group, GroupsConfig, ServerSettings
 from peerwell.server import CAPTIONS_KEY, CaptionOptions, build_app
-from sfu.client import RoomClient, encode_opus_clip
 from sfu.config import ServerConfig
-from sfu.signaling import ROOMS_KEY
+from sfu.contrib.client import RoomClient, encode_opus_clip
+from sfu.room.groups import Group, GroupsConfig, ServerSettings
+from sfu.signaling.websocket import ROOMS_KEY
 from tests.conftest import RunningServer, start_server, wait_for
 from tests.support.speech import espeak, load_48k, silence, to_int16, wer
 from transcribe.process import TranscriberProcess

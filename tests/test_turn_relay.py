@@ -30,7 +30,7 @@ import aioice.turn
 import pytest
 from playwright.async_api import async_playwright
 
-from sfu.client import RoomClient, encode_opus_clip, encode_vp8_clip, read_trailer
+from sfu.contrib.client import RoomClient, encode_opus_clip, encode_vp8_clip, read_trailer
 from sfu.turn import rest_credentials
 from tests.support.browser import CHROMIUM, TILE_STATE, chromium_args, join, new_page, poll, uncaught, write_tone_wav
 from tests.support.netns import Namespace, link, require_private_namespace, start_forwarder, unlink

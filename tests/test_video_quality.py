@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from sfu import messages
-from sfu.client import (
+from sfu.config import ServerConfig
+from sfu.contrib.client import (
     RoomClient,
     VideoVariant,
     encode_opus_clip,
@@ -19,8 +20,7 @@ from sfu.client import (
     opus_silence_frame,
     pick_variant,
 )
-from sfu.config import ServerConfig
-from sfu.video_quality import (
+from sfu.room.video_quality import (
     LADDER,
     MAX_BITRATE_BPS,
     MAX_FRAMERATE,

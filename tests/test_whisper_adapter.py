@@ -12,11 +12,11 @@ import pytest
 from faster_whisper import WhisperModel
 from faster_whisper.audio import decode_audio
 
-from models.whisper import load_whisper_model, resolve_whisper_model
+from models.whisper import resolve_whisper_model
 from tests.support.speech import audioeval_clips, espeak, have_espeak, wer
 from transcribe import whisper_adapter
 from transcribe.engine import DecodeRequest, WhisperEngine
-from transcribe.whisper_adapter import ShortWindowWhisperModel, looks_looped, trim_padding
+from transcribe.whisper_adapter import ShortWindowWhisperModel, load_whisper_model, looks_looped, trim_padding
 
 
 def test_installed_faster_whisper_is_the_one_the_adapter_was_written_for() -> None:

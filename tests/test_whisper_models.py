@@ -17,9 +17,9 @@ from models.whisper import (
     ModelChecksumError,
     ModelUnavailable,
     installed_whisper_models,
-    load_whisper_model,
     resolve_whisper_model,
 )
+from transcribe.whisper_adapter import load_whisper_model
 
 
 def offline_download(name: str, output_dir: Path) -> None:

@@ -78,9 +78,11 @@ class ProcessStream:
 
 
 class TranscriberProcess:
-    def __init__(self, options: WorkerOptions | None = None, *, python: str = sys.executable) -> None:
+    def __init__(self, options: WorkerOptions | None = None, *, python: str = sys.executable,
+                 module: str = "transcribe.worker") -> None:
         self.options = options or WorkerOptions()
         self._python = python
+        self._module = module  # the entry point run with -m: the server passes its own, which sets up its logs
         self._multilingual = False
         self._streams: dict[int, ProcessStream] = {}
         self._keys = itertools.count(1)
@@ -121,7 +123,7 @@ class TranscriberProcess:
         ours, theirs = socket.socketpair()
         try:
             self._process = await asyncio.create_subprocess_exec(
-                self._python, "-m", "transcribe.worker", "--fd", str(theirs.fileno()), *self.options.arguments(),
+                self._python, "-m", self._module, "--fd", str(theirs.fileno()), *self.options.arguments(),
                 pass_fds=(theirs.fileno(),), stdin=asyncio.subprocess.DEVNULL)
         finally:
             theirs.close()

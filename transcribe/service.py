@@ -83,7 +83,8 @@ class CaptionService:
         **kwargs: object,
     ) -> CaptionService:
         """Resolve (offline first) and load a model, then build the service. Blocking: ~1 s for base."""
-        from models.whisper import WINDOW_PAD_S, load_whisper_model, resolve_whisper_model
+        from models.whisper import resolve_whisper_model
+        from transcribe.whisper_adapter import WINDOW_PAD_S, load_whisper_model
 
         resolved = resolve_whisper_model(name_or_path, cache_dir)
         log.info("captions use Whisper %s (%s)", resolved.name, resolved.detail)

@@ -146,7 +146,9 @@ async def serve(sock: socket.socket, options: WorkerOptions) -> None:
         worker.handle(message)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None,
+         configure_logging: Callable[[str, str], None] | None = None) -> None:
+    """`configure_logging(level, format)`: the composing server's log setup; plain stderr logging if None."""
     parser = argparse.ArgumentParser(prog="python -m transcribe.worker")
     parser.add_argument("--fd", type=int, required=True, help="inherited socket to the server")
     parser.add_argument("--model", default="base")
@@ -155,9 +157,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--full-window", action="store_true")
     parser.add_argument("--log-format", choices=["text", "json"], default="text")
     args = parser.parse_args(argv)
-    from peerwell.logs import configure_logging
-
-    configure_logging("WARNING", args.log_format)  # only problems; never what was said
+    if configure_logging is None:
+        logging.basicConfig(level=logging.WARNING)  # only problems; never what was said
+    else:
+        configure_logging("WARNING", args.log_format)
     os.nice(NICENESS)
     options = WorkerOptions(model=args.model, workers=args.workers, full_window=args.full_window,
                             cpu_threads=args.cpu_threads)

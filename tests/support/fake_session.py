@@ -1,14 +1,14 @@
 """A media session without WebRTC, for testing room, lobby and moderation logic alone.
 
-It implements sfu.media_session.MediaSession and records what the room asked of it. Nothing real can
+It implements sfu.media.media_session.MediaSession and records what the room asked of it. Nothing real can
 stand in here without a browser or an aiortc peer on each side; the WebRTC tests cover the real one.
 """
 
 from __future__ import annotations
 
 from sfu import messages
-from sfu.media_session import SessionEvents
-from sfu.publication import Publication
+from sfu.media.media_session import SessionEvents
+from sfu.media.publication import Publication
 
 
 class FakeSession:

@@ -5,7 +5,7 @@ on its public API decodes once per publisher and re-encodes once per subscriber.
 there is no supported way around that (aiortc issues #449, #55). We forward encoded frames instead:
 
 1. Receive side: before a receiver starts, its private JitterBuffer is swapped for our frame assembler
-   (sfu.framing), which hands each reassembled *encoded* frame to the publication. Nothing is ever decoded
+   (framing.py here), which hands each reassembled *encoded* frame to the publication. Nothing is ever decoded
    for forwarding, so such a receiver gets no decoder thread either: aiortc starts one per receiver and
    stops it by joining it, and both wait on the event loop for another thread to be scheduled (measured
    under load by bench.churn: 185 ms in one close).
@@ -27,7 +27,7 @@ there is no supported way around that (aiortc issues #449, #55). We forward enco
 7. Simulcast in (RID-based, RFC 8853): aiortc parses the rid/repaired-rid header extensions but neither
    negotiates them nor receives more than one stream per m-line. The answer (and every server re-offer)
    gets ``a=rid:<id> recv`` and ``a=simulcast:recv`` for the layers the browser offered; the receiver's
-   jitter buffer becomes one assembler per SSRC (sfu.framing.VideoStreamsAssembler), its NACK generator
+   jitter buffer becomes one assembler per SSRC (sfu.aiortc_adapter.framing.VideoStreamsAssembler), its NACK generator
    one per SSRC, and RTX streams are mapped to their layer by repaired-rid as they first arrive
    (aiortc knows RTX SSRCs only from ``a=ssrc-group:FID``, which RID simulcast does not send).
 8. aiortc's REMB to a publisher follows its delay-based estimate, which never exceeds 1.5x what arrives:
@@ -104,7 +104,7 @@ from aiortc.rate import BandwidthUsage, RemoteBitrateEstimator
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpHeaderExtensionParameters, RTCRtpSendParameters
 
-from sfu.framing import AudioFrameAssembler, FrameSink, VideoStreamsAssembler
+from sfu.aiortc_adapter.framing import AudioFrameAssembler, FrameSink, VideoStreamsAssembler
 
 logger = logging.getLogger(__name__)
 
@@ -1048,8 +1048,12 @@ def _fast_current_ntp_time() -> int:
     return (seconds << 32) | int((now - seconds) * 4_294_967_296)
 
 
+_installed = False
+
+
 def install_patches() -> None:
-    """Module-level replacements, installed once at import:
+    """Module-level replacements, installed by the server (create_app) or a client (RoomClient) when it
+    starts, never as an import side effect; a second call does nothing:
     - aioice starts consent checks at the end of connect(), even when close() ran meanwhile; that task
       then finds no nominated pair and loops every few seconds for ever, one per departed peer.
     - aiortc's codec filter learns to honour pin_codecs().
@@ -1061,6 +1065,10 @@ def install_patches() -> None:
     - tapped receivers get no decoder thread (the receiver module looks `threading` up at each call).
     - the bitrate estimator's RateCounter keeps its buckets in arrays (looked up on the module).
     """
+    global _installed
+    if _installed:
+        return
+    _installed = True
     aioice.ice.Connection.connect = _connect_respecting_close  # type: ignore[method-assign]
     aiortc_pc.filter_preferred_codecs = _filter_keeping_exact
     aiortc_sctp.RTCSctpTransport._data_channel_receive = _receive_bad_text_as_bytes  # type: ignore[method-assign]
@@ -1072,9 +1080,6 @@ def install_patches() -> None:
             video_extensions.append(RTCRtpHeaderExtensionParameters(id=len(video_extensions) + 10, uri=uri))
     aiortc_receiver.threading = _ReceiverThreading  # type: ignore[assignment]
     aiortc_rate.RateCounter = CompactRateCounter  # type: ignore[misc]
-
-
-install_patches()
 
 
 def bundle_transport(pc: RTCPeerConnection) -> RTCDtlsTransport | None:

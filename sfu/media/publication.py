@@ -5,7 +5,7 @@ never awaits: each sink queues or drops on its own, so a slow subscriber cannot 
 
 A simulcast video publication has several layers (one RTP stream each, told apart by SSRC); every frame
 goes to every sink with its layer's SSRC, and each subscription forwards the one layer chosen for it
-(sfu/layer_allocation.py chooses, sfu/subscription.py switches at the target layer's keyframe).
+(sfu/media/layer_allocation.py chooses, sfu/media/subscription.py switches at the target layer's keyframe).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from typing import Protocol
 
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
-from peerwell import metrics
-from sfu.codecs import FORWARDABLE, is_keyframe, vp8_keyframe_size
-from sfu.framing import AssembledFrame
+from sfu import tally
+from sfu.aiortc_adapter.framing import AssembledFrame
+from sfu.media.codecs import FORWARDABLE, is_keyframe, vp8_keyframe_size
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ class Publication:
     def _send_keyframe_request(self, layer: Layer, now: float) -> None:
         layer.last_keyframe_request = now
         self.keyframe_requests_sent += 1
-        metrics.KEYFRAME_REQUESTS.inc()
+        tally.keyframe_requested()
         self._send_pli(layer.ssrc)
 
     def on_assembled(self, assembled: AssembledFrame, codec: RTCRtpCodecParameters | None) -> None:

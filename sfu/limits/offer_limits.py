@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sfu.ratelimit import TokenBucket
+from sfu.limits.ratelimit import TokenBucket
 
 MAX_SDP_BYTES = 128 * 1024  # a browser's offer is 3-8 KB; an answer in a 16-person room ~50 KB (parses in ~3 ms)
 MAX_SDP_LINES = 2000

@@ -15,11 +15,14 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aiohttp import WSCloseCode, web
 
 from sfu import messages
-from sfu.signaling import Rooms, Seat
+
+if TYPE_CHECKING:  # the rooms it drains; signaling sits above lifecycle and hands them in
+    from sfu.signaling.websocket import Rooms, Seat
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +47,7 @@ class GracefulShutdown:
         sessions = [seat.session for seat in seats]
         logger.warning("shutting down: telling %d connected client(s), finishing captions", len(sessions))
         await asyncio.gather(*(seat.session.send(self._notice(seat)) for seat in seats), return_exceptions=True)
-        # Sending only queues (sfu/socket_sender.py): let the notices go out before anything closes.
+        # Sending only queues (sfu/signaling/socket_sender.py): let the notices go out before anything closes.
         await asyncio.gather(*(session.sender.drain(1.0) for session in sessions), return_exceptions=True)
         for finish in self.finish:
             try:

@@ -19,24 +19,25 @@ from urllib.parse import urlsplit
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from sfu import messages, offer_limits
-from sfu.browser_key import COOKIE as BROWSER_KEY_COOKIE
-from sfu.browser_key import BrowserKeys
+from sfu import messages
 from sfu.config import ServerConfig
-from sfu.control import RoomControl
-from sfu.media_session import SessionEvents
-from sfu.participant import Participant
-from sfu.peer_session import NegotiationError, PeerSession
-from sfu.placement import Placement, PlacementUnavailable, forward
-from sfu.ratelimit import message_bucket
-from sfu.restart import RestartTickets, Ticket
-from sfu.room import Room, RoomObserver
-from sfu.secret_guard import SecretGuard
-from sfu.socket_sender import SocketSender
+from sfu.lifecycle.placement import Placement, PlacementUnavailable, forward
+from sfu.lifecycle.restart import RestartTickets, Ticket
+from sfu.limits import offer_limits
+from sfu.limits.browser_key import COOKIE as BROWSER_KEY_COOKIE
+from sfu.limits.browser_key import BrowserKeys
+from sfu.limits.ratelimit import message_bucket
+from sfu.limits.secret_guard import SecretGuard
+from sfu.media.media_session import SessionEvents
+from sfu.media.peer_session import NegotiationError, PeerSession
+from sfu.room.control import RoomControl
+from sfu.room.participant import Participant
+from sfu.room.room import Room, RoomObserver
+from sfu.signaling.socket_sender import SocketSender
 
 if TYPE_CHECKING:
-    from peerwell.groups import Group
     from safety.detector import CrisisDetector
+    from sfu.room.groups import Group
 
 logger = logging.getLogger(__name__)
 _closing_sockets: set[asyncio.Future[bool]] = set()  # old sockets closed by a resume, kept until closed
@@ -79,9 +80,9 @@ class Rooms:
     seats: dict[str, Seat] = field(default_factory=dict)  # by participant id
     session_class: type[PeerSession] = PeerSession  # benchmarks swap in a transcoding baseline
     public_url: str = ""
-    accepting_joins: bool = True  # False once the server is shutting down (sfu/shutdown.py)
+    accepting_joins: bool = True  # False once the server is shutting down (sfu/lifecycle/shutdown.py)
     placement: Placement | None = None  # several nodes (peerwell/cluster.py): rooms may live on another node
-    restart_tickets: RestartTickets = field(init=False)  # places kept across a restart (sfu/restart.py)
+    restart_tickets: RestartTickets = field(init=False)  # places kept across a restart (sfu/lifecycle/restart.py)
 
     def __post_init__(self) -> None:
         self.control = RoomControl(self.kick, self.end_session)
@@ -388,7 +389,7 @@ class SignalingSession:
             raise JoinRefused("removed", "the facilitator removed you from this session")
 
         resumed: Seat | None = None
-        ticket: Ticket | None = None  # a place held across a server restart (sfu/restart.py)
+        ticket: Ticket | None = None  # a place held across a server restart (sfu/lifecycle/restart.py)
         if request.resume is not None:
             resumed = self.rooms.seat_for_resume(room, request.resume)
             if resumed is None:

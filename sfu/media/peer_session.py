@@ -1,7 +1,7 @@
 """PeerSession: one person's media connection (one RTCPeerConnection), renegotiated by the server.
 
 It owns the peer connection, the person's publications, their subscription slots and their data
-channel; it knows nothing about rooms, names or roles (that is `sfu.participant.Participant`).
+channel; it knows nothing about rooms, names or roles (that is `sfu.room.participant.Participant`).
 
 Layout: the client makes the first offer (its own audio/video, sendonly, and the data channel). After
 that only the server offers, whenever forwarded tracks come or go, so there is never glare. Each
@@ -32,11 +32,11 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from sfu import aiortc_adapter, messages
-from sfu.codecs import FORWARDABLE, same_codec, subscriber_codecs
-from sfu.layer_allocation import AUDIO_RESERVE_BPS, DownlinkBudget, LayerInfo, VideoSource, allocate
-from sfu.media_session import SessionEvents
-from sfu.publication import Publication
-from sfu.subscription import Subscription
+from sfu.media.codecs import FORWARDABLE, same_codec, subscriber_codecs
+from sfu.media.layer_allocation import AUDIO_RESERVE_BPS, DownlinkBudget, LayerInfo, VideoSource, allocate
+from sfu.media.media_session import SessionEvents
+from sfu.media.publication import Publication
+from sfu.media.subscription import Subscription
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class Slot:
 
 
 class PeerSession:
-    """Implements sfu.media_session.MediaSession over aiortc."""
+    """Implements sfu.media.media_session.MediaSession over aiortc."""
 
     def __init__(self, owner_id: str, send_signal: SignalSender,
                  rtc_configuration: RTCConfiguration | None = None) -> None:
@@ -90,7 +90,7 @@ class PeerSession:
         self._transport: RTCDtlsTransport | None = None
         self.closed = False
         self.media_ended = False  # the peer connection closed or failed; the seat may outlive it
-        # What this person is shown and can carry: the inputs of sfu/layer_allocation.py.
+        # What this person is shown and can carry: the inputs of sfu/media/layer_allocation.py.
         self._simulcast_layers: dict[str, list[str]] = {}  # mid -> rids the client sends
         self.video_views: dict[str, int] = {}  # publisher id -> tile height in device pixels (0: not shown)
         self.audio_only = False
@@ -275,7 +275,7 @@ class PeerSession:
                 self._defer_idle_offer()
                 self.allocate_layers()
 
-    # --- video layers (sfu/layer_allocation.py decides; subscriptions switch) ----------------
+    # --- video layers (sfu/media/layer_allocation.py decides; subscriptions switch) ----------------
 
     def set_video_views(self, views: dict[str, int]) -> None:
         self.video_views = dict(views)

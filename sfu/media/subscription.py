@@ -6,7 +6,7 @@ cannot keep up, frames are dropped for that subscriber alone (video: the queue i
 copy resumes at the next keyframe, which it requests), never blocking the publisher or anyone else.
 
 Video layers: the subscription forwards one of its publication's layers (`select`, decided by
-sfu/layer_allocation.py), or none while the listener is not shown the video or cannot carry it. A
+sfu/media/layer_allocation.py), or none while the listener is not shown the video or cannot carry it. A
 switch waits for the target layer's keyframe, and RTP timestamps are rebased there so the subscriber's
 decoder sees one continuous stream (aiortc's sender numbers the packets itself).
 
@@ -24,8 +24,8 @@ from fractions import Fraction
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from peerwell import metrics
-from sfu.publication import EncodedFrame, Publication
+from sfu import tally
+from sfu.media.publication import EncodedFrame, Publication
 
 VIDEO_QUEUE_FRAMES = 30  # ~1 s at 30 fps; beyond that the subscriber is too slow to be worth queueing for
 AUDIO_QUEUE_FRAMES = 25  # 0.5 s of 20 ms Opus frames
@@ -97,7 +97,7 @@ class Subscription(MediaStreamTrack):
             if not frame.keyframe:
                 if self.current is None:  # nothing forwarded yet: a delta we cannot use
                     self.frames_dropped += 1
-                    metrics.dropped(self.kind)
+                    tally.dropped(self.kind)
                 if self.publication is not None and self.kind == "video":
                     self.publication.request_keyframe(frame.ssrc)  # again, rate-limited: a PLI may be lost
                 return
@@ -107,7 +107,7 @@ class Subscription(MediaStreamTrack):
         if self._waiting_for_keyframe:
             if not frame.keyframe:
                 self.frames_dropped += 1
-                metrics.dropped(self.kind)
+                tally.dropped(self.kind)
                 if self.publication is not None:
                     self.publication.request_keyframe(frame.ssrc)
                 return
@@ -115,14 +115,14 @@ class Subscription(MediaStreamTrack):
         if len(self._queue) >= self._limit:
             if self.kind == "video":
                 self.frames_dropped += len(self._queue) + 1
-                metrics.dropped(self.kind, len(self._queue) + 1)
+                tally.dropped(self.kind, len(self._queue) + 1)
                 self._queue.clear()
                 self._waiting_for_keyframe = True
                 self.request_keyframe()
                 return
             self._queue.popleft()
             self.frames_dropped += 1
-            metrics.dropped(self.kind)
+            tally.dropped(self.kind)
         self._queue.append(frame)
         self._ready.set()
 
@@ -160,7 +160,7 @@ class Subscription(MediaStreamTrack):
         packet.pts = timestamp
         packet.time_base = self._time_base
         self.frames_forwarded += 1
-        metrics.forwarded(self.kind, len(frame.data))
+        tally.forwarded(self.kind, len(frame.data))
         return packet
 
     def stop(self) -> None:

@@ -1,6 +1,6 @@
 """A Participant is one person in a room: who they are, what they chose, and what the facilitator decided.
 
-Their media connection is a `MediaSession` (sfu/media_session.py) they hold but do not run: the room
+Their media connection is a `MediaSession` (sfu/media/media_session.py) they hold but do not run: the room
 wires publications and subscriptions through it, and the facilitator's mute applies to its publications
 (`Room.set_paused`). Nothing here touches WebRTC, so room, lobby and moderation logic can be tested
 with a fake session.
@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from sfu import messages
-from sfu.media_session import MediaSession
-from sfu.ratelimit import TokenBucket, message_bucket
+from sfu.limits.ratelimit import TokenBucket, message_bucket
+from sfu.media.media_session import MediaSession
 
 SignalSender = Callable[[messages.Struct], Awaitable[None]]
 

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from sfu.ratelimit import TokenBucket
+from sfu.limits.ratelimit import TokenBucket
 
 REACTIONS_PER_SECOND = 1.0  # a reaction is seen by everyone: at most one a second, a burst of 3
 REACTION_BURST = 3.0

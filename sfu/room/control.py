@@ -11,8 +11,8 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from sfu import messages
-from sfu.participant import Participant
-from sfu.room import Room
+from sfu.room.participant import Participant
+from sfu.room.room import Room
 
 logger = logging.getLogger(__name__)
 

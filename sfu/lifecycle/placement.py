@@ -18,10 +18,10 @@ import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from sfu import messages
-from sfu.restart import Ticket
+from sfu.lifecycle.restart import Ticket
 
 if TYPE_CHECKING:
-    from sfu.socket_sender import SocketSender
+    from sfu.signaling.socket_sender import SocketSender
 
 logger = logging.getLogger(__name__)
 

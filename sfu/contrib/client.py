@@ -35,7 +35,7 @@ from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
 
 from sfu import aiortc_adapter
-from sfu.framing import AssembledFrame
+from sfu.aiortc_adapter.framing import AssembledFrame
 
 SIMULCAST_RIDS = ("l", "m", "h")
 TRAILER_MAGIC = b"PWtr"
@@ -289,6 +289,7 @@ class RoomClient:
     errors: list[dict] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        aiortc_adapter.install_patches()  # the same aiortc behaviour as the server's (clock, SCTP, codecs)
         # max-bundle, as the server: aiortc's "balanced" strands transceivers added by a later offer.
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
         self.video_track: ReplayTrack | None = None

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sfu.ratelimit import TokenBucket
+from sfu.limits.ratelimit import TokenBucket
 
 ADDRESS_ATTEMPTS = 5  # bad secrets an address may send before it is locked out
 ADDRESS_REFILL_SECONDS = 180.0  # one more attempt per this long

@@ -15,18 +15,17 @@ from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
-from peerwell import metrics
-from sfu import messages
-from sfu.dominant_speaker import DominantSpeaker
-from sfu.participant import Participant
-from sfu.presence import Presence
-from sfu.publication import Publication
-from sfu.ratelimit import chat_bucket
-from sfu.video_quality import VideoQuality
+from sfu import messages, tally
+from sfu.limits.ratelimit import chat_bucket
+from sfu.media.publication import Publication
+from sfu.room.dominant_speaker import DominantSpeaker
+from sfu.room.participant import Participant
+from sfu.room.presence import Presence
+from sfu.room.video_quality import VideoQuality
 
 if TYPE_CHECKING:
-    from peerwell.groups import Group
     from safety.detector import CrisisDetector
+    from sfu.room.groups import Group
 
 logger = logging.getLogger(__name__)
 
@@ -215,7 +214,7 @@ class Room:
             self.update_video_caps(at)
 
     def update_video_caps(self, now: float | None = None) -> None:
-        """Tell each member its video cap when it changed (room size, settled speaker; sfu/video_quality.py)."""
+        """Tell each member its video cap when it changed (room size, settled speaker; sfu/room/video_quality.py)."""
         changed = self.video_quality.update(self.participants, self.speakers.current,
                                             time.monotonic() if now is None else now)
         for participant_id, cap in changed.items():
@@ -281,7 +280,7 @@ class Room:
         match = self.detector.check(text, language)
         if match is None:
             return
-        metrics.SAFETY_ALERTS.labels(source).inc()
+        tally.safety_alert(source)
         self.send_to_facilitators(messages.SafetyAlert(
             participant_id=speaker.id, name=speaker.name, text=text, source=source,
             category=match.category, at=round(self.room_time(), 2), resources=self.crisis_resources))

@@ -1,6 +1,6 @@
 """What a Room needs from a person's media connection, and what the connection tells its owner.
 
-`Room` depends on this interface only: the real one is `sfu.peer_session.PeerSession` (one
+`Room` depends on this interface only: the real one is `sfu.media.peer_session.PeerSession` (one
 RTCPeerConnection); room, lobby and moderation logic is tested with a fake one, without WebRTC.
 """
 
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from sfu import messages
-from sfu.publication import Publication
+from sfu.media.publication import Publication
 
 
 def _ignore(*_: object) -> None:
