@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from models.whisper import DEFAULT_MODEL
 from sfu import messages
 from sfu.config import ServerConfig, parse_ice_server
 from sfu.room.groups import _SERVER_KEYS as GROUP_SERVER_KEYS
@@ -183,7 +184,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("server.log_level", _choice(*LOG_LEVELS), "INFO", "peerwell's own log level (libraries: WARNING)"),
     Setting("server.log_format", _choice("text", "json"), "text", "text for a console, json for a log pipeline"),
     Setting("captions.enabled", _boolean, True, "transcribe speech into captions"),
-    Setting("captions.model", _text, "base", "Whisper model: a name (tiny.en, base, ...) or a directory"),
+    Setting("captions.model", _text, DEFAULT_MODEL, "Whisper model: a name (tiny.en, base, ...) or a directory"),
     Setting("captions.workers", _integer(1, 16), None, "Whisper decodes run side by side (default: one per core "
             "of this node's share, at most 4; the cores are shared out as CPU threads between them)"),
     Setting("captions.full_window", _boolean, False, "give Whisper its usual 30 s window per decode (slower)"),
@@ -209,7 +210,7 @@ _TABLES = {"server", "captions", "ice", "turn"}
 @dataclass(frozen=True)
 class CaptionOptions:
     enabled: bool = True
-    model: str = "base"
+    model: str = DEFAULT_MODEL
     workers: int | None = None  # decodes side by side; None: one per core (transcribe/decoders.py)
     nodes: int = 1  # nodes on this machine, which share its cores
     full_window: bool = False  # plain faster-whisper: 30 s encoder window per decode (see whisper_adapter)

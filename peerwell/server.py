@@ -49,14 +49,6 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return dataclasses.replace(settings, server=dataclasses.replace(settings.server, groups=groups))
 
 
-def config_from_args(args: argparse.Namespace) -> ServerConfig:
-    return settings_from_args(args).server
-
-
-def caption_options_from_args(args: argparse.Namespace) -> CaptionOptions:
-    return settings_from_args(args).captions
-
-
 def worker_options(options: CaptionOptions, log_format: str = "text") -> WorkerOptions:
     """What the transcription worker is started with: the settings, decoders laid out over this node's cores."""
     from transcribe.decoders import decoder_layout, usable_cores

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from aiortc import RTCConfiguration, RTCIceServer
 
 from sfu import messages
+from sfu.limits.offer_limits import JOINS_PER_MINUTE, OFFERS_PER_MINUTE
 from sfu.room.groups import GroupsConfig
 from sfu.turn import SERVER_USER, TurnRelay
 
@@ -31,8 +32,8 @@ class ServerConfig:
     groups: GroupsConfig = field(default_factory=open_rooms)
     reconnect_grace: float = 20.0  # seconds a dropped participant keeps their place
     web_root: str | None = None  # None: the web/ folder beside the packages
-    offers_per_minute: float = 20.0  # SDP offers per client address (sfu/limits/offer_limits.py)
-    joins_per_minute: float = 60.0  # joins (resumes included) per client address
+    offers_per_minute: float = OFFERS_PER_MINUTE  # SDP offers per client address
+    joins_per_minute: float = JOINS_PER_MINUTE  # joins (resumes included) per client address
     allowed_origins: tuple[str, ...] = ()  # pages on other origins that may open /ws (besides the server's own)
     restart_key: str | None = field(default=None, repr=False)  # signs restart tickets (sfu/lifecycle/restart.py)
 

@@ -18,6 +18,7 @@ from models.whisper import resolve_whisper_model
 from sfu import aiortc_adapter
 from sfu.app import create_app
 from sfu.config import ServerConfig
+from sfu.contrib.client import encode_opus_clip, encode_vp8_clip
 from sfu.signaling.websocket import ROOMS_KEY, Rooms
 from tests.support.argos_package import cached_package
 from tests.support.browser import launch_chromium, write_tone_wav
@@ -94,13 +95,20 @@ async def browser(tmp_path: Path) -> AsyncIterator[Browser]:
         await browser.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
+def clips() -> tuple[list[bytes], list[bytes]]:
+    """Small VP8 (160x120, a keyframe every 15 frames) and Opus clips for headless members; a module that
+    needs other video defines its own `clips`."""
+    return encode_vp8_clip(frames=30, width=160, height=120, keyframe_interval=15), encode_opus_clip(seconds=1.0)
+
+
+@pytest.fixture(scope="session")
 def whisper_base() -> WhisperModel:
-    """The bundled multilingual Whisper base, loaded once per test module (tests share it, not its services)."""
+    """The bundled multilingual Whisper base, loaded once per run (tests share it, not its services)."""
     return load_whisper_model(resolve_whisper_model("base"))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def argos_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Test-built Argos packages xx->en, en->yy, en->es installed in a private directory."""
     packages = tmp_path_factory.mktemp("argos-packages")

@@ -10,15 +10,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from sfu.config import ServerConfig
-from sfu.contrib.client import RoomClient, encode_opus_clip, encode_vp8_clip
+from sfu.contrib.client import RoomClient
 from tests.conftest import RunningServer, start_server, wait_for
 
 GRACE = 4.0
-
-
-@pytest.fixture(scope="module")
-def clips() -> tuple[list[bytes], list[bytes]]:
-    return encode_vp8_clip(frames=30, width=160, height=120, keyframe_interval=15), encode_opus_clip(seconds=1.0)
 
 
 @pytest.fixture

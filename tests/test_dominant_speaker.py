@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
-import pytest
-
-from sfu.config import ServerConfig
 from sfu.contrib.client import RoomClient, encode_opus_clip, encode_vp8_clip, opus_silence_frame
 from sfu.room.dominant_speaker import EVALUATE_EVERY_S, DominantSpeaker
-from tests.conftest import RunningServer, start_server
+from tests.conftest import RunningServer
 
 LOUD, QUIET = 30, 127
 
@@ -73,12 +69,6 @@ def test_evaluation_is_rate_limited() -> None:
     assert not detector.due(10.0 + EVALUATE_EVERY_S / 2)
     assert detector.due(10.0 + EVALUATE_EVERY_S * 1.01)
 
-
-@pytest.fixture
-async def server() -> AsyncIterator[RunningServer]:
-    runner, running = await start_server(ServerConfig(ice_hosts=("127.0.0.1",), reconnect_grace=0))
-    yield running
-    await runner.cleanup()
 
 
 async def test_three_clients_all_learn_the_speaker_within_a_second_and_the_switch(server: RunningServer) -> None:

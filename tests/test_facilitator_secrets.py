@@ -11,7 +11,7 @@ from pathlib import Path
 
 from peerwell.cli import build_parser
 from peerwell.facilitator_secrets import FILE_NAME, keep_generated_secrets
-from peerwell.server import config_from_args
+from peerwell.server import settings_from_args
 from sfu.room.groups import GroupsConfig, load_groups
 
 CONFIG = """
@@ -46,8 +46,8 @@ def test_generated_secrets_are_stable_across_loads(tmp_path: Path) -> None:
 
 def test_server_start_and_cli_agree_on_the_link(private_state_dir: Path) -> None:
     args = build_parser().parse_args(["serve"])
-    secret = config_from_args(args).groups.get("evening-anxiety").facilitator_secret
-    again = config_from_args(args).groups.get("evening-anxiety").facilitator_secret
+    secret = settings_from_args(args).server.groups.get("evening-anxiety").facilitator_secret
+    again = settings_from_args(args).server.groups.get("evening-anxiety").facilitator_secret
     assert secret == again
     out = subprocess.run([sys.executable, "-m", "peerwell.cli", "facilitator-link", "evening-anxiety",
                           "--url", "https://circle.example"],

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import re
-import time
 from collections import Counter
 
 import pytest
@@ -20,7 +19,7 @@ from sfu.contrib.client import (
     read_trailer,
 )
 from sfu.media.publication import EncodedFrame
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, wait_for
 
 CODEC_WORK = [
     (vpx.Vp8Encoder, "encode"), (vpx.Vp8Decoder, "decode"),
@@ -48,13 +47,6 @@ def codec_calls(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
 def clips() -> tuple[list[bytes], list[bytes]]:
     return encode_vp8_clip(frames=60), encode_opus_clip(seconds=1.0)
 
-
-async def wait_for(predicate, timeout: float = 15.0, interval: float = 0.1) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(interval)
 
 
 class Recorder:

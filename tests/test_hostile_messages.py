@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from sfu import aiortc_adapter, messages
 from sfu.config import ServerConfig
-from sfu.contrib.client import RoomClient, encode_opus_clip, encode_vp8_clip
+from sfu.contrib.client import RoomClient
 from sfu.media.media_session import SessionEvents
 from sfu.media.peer_session import PeerSession
 from sfu.room.control import RoomControl
@@ -82,11 +82,6 @@ def test_any_bytes_get_a_reply_and_never_raise(raw: bytes, as_text: bool) -> Non
     assert all(e["code"] in ("invalid-message", "not-allowed", "no-such-participant", "rate-limited")
                for e in errors), errors
     assert errors or any(e["type"] in ("chat", "hands") for e in events), (raw, events)
-
-
-@pytest.fixture(scope="module")
-def clips() -> tuple[list[bytes], list[bytes]]:
-    return encode_vp8_clip(frames=30, width=160, height=120, keyframe_interval=15), encode_opus_clip(seconds=1.0)
 
 
 @pytest.fixture

@@ -6,27 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 
 from sfu import aiortc_adapter
-from sfu.config import ServerConfig
-from sfu.contrib.client import RoomClient, encode_opus_clip, encode_vp8_clip
+from sfu.contrib.client import RoomClient
 from sfu.media import peer_session
-from tests.conftest import RunningServer, start_server, wait_for
-
-
-@pytest.fixture(scope="module")
-def clips() -> tuple[list[bytes], list[bytes]]:
-    return encode_vp8_clip(frames=30, width=160, height=120, keyframe_interval=15), encode_opus_clip(seconds=1.0)
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[RunningServer]:
-    runner, running = await start_server(ServerConfig(ice_hosts=("127.0.0.1",), reconnect_grace=0))
-    yield running
-    await runner.cleanup()
+from tests.conftest import RunningServer, wait_for
 
 
 def offers(client: RoomClient) -> list[dict]:

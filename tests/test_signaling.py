@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -16,7 +15,7 @@ from sfu import messages
 from sfu.config import ServerConfig
 from sfu.contrib.client import RoomClient, encode_vp8_clip
 from sfu.room.groups import Group, GroupsConfig, ServerSettings
-from tests.conftest import RunningServer, start_server
+from tests.conftest import RunningServer, start_server, wait_for
 
 NOISE = {"participant-joined", "participant-left"}  # broadcasts that may interleave with replies
 
@@ -89,12 +88,6 @@ def state(server: RunningServer) -> tuple[dict[str, list[str]], list[str]]:
     return ({name: sorted(room.participants) for name, room in server.rooms.rooms.items()},
             sorted(server.rooms.seats))
 
-
-async def wait_for(predicate, within: float = 15.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + within
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 async def client_offer() -> tuple[RTCPeerConnection, str]:

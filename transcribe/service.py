@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from models.whisper import DEFAULT_MODEL
 from transcribe.engine import WhisperEngine
 from transcribe.events import Caption
 from transcribe.scheduler import DecodeObserver, DecodeScheduler
@@ -74,7 +75,7 @@ class CaptionService:
     def from_model_name(
         cls,
         on_caption: Callable[[Caption], None],
-        name_or_path: str = "base",
+        name_or_path: str = DEFAULT_MODEL,
         *,
         cache_dir: Path | None = None,
         cpu_threads: int = 0,

@@ -15,6 +15,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from models.whisper import DEFAULT_MODEL
 from transcribe import worker_protocol as wire
 from transcribe.events import Caption
 from transcribe.transcriber import LocalStream, LocalTranscriber
@@ -26,7 +27,7 @@ NICENESS = 10  # below the server (0): the OS gives forwarding the CPU first
 
 @dataclass(frozen=True)
 class WorkerOptions:
-    model: str = "base"
+    model: str = DEFAULT_MODEL
     workers: int = 1
     full_window: bool = False
     cpu_threads: int = 0
@@ -151,7 +152,7 @@ def main(argv: list[str] | None = None,
     """`configure_logging(level, format)`: the composing server's log setup; plain stderr logging if None."""
     parser = argparse.ArgumentParser(prog="python -m transcribe.worker")
     parser.add_argument("--fd", type=int, required=True, help="inherited socket to the server")
-    parser.add_argument("--model", default="base")
+    parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--cpu-threads", type=int, default=0)
     parser.add_argument("--full-window", action="store_true")

@@ -60,7 +60,7 @@ class RoomControl:
             case messages.SendChat(text=text):
                 problem = room.post_chat(sender, text)
                 if problem is not None:
-                    return "rate-limited" if "quickly" in problem else "invalid-message", problem
+                    return problem
             case messages.RaiseHand():
                 room.set_hand(sender.id, True)
             case messages.LowerHand():

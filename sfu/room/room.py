@@ -287,15 +287,15 @@ class Room:
 
     # --- chat and hands ----------------------------------------------------------------------
 
-    def post_chat(self, sender: Participant, text: str) -> str | None:
-        """Returns an error message, or None when the message went out."""
+    def post_chat(self, sender: Participant, text: str) -> tuple[str, str] | None:
+        """Returns an error (code, message), or None when the message went out."""
         text = text.strip()
         if not text:
-            return "a chat message needs some text"
+            return "invalid-message", "a chat message needs some text"
         if sender.chat_limit is None:
             sender.chat_limit = chat_bucket()
         if not sender.chat_limit.allow():
-            return "you are sending messages too quickly; wait a few seconds"
+            return "rate-limited", "you are sending messages too quickly; wait a few seconds"
         message = messages.ChatMessage(message_id=f"m{next(self._chat_ids)}", participant_id=sender.id,
                                        name=sender.name, text=text, at=round(self.room_time(), 2))
         self.chat.append(message)
