@@ -17,10 +17,11 @@ from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCSessionDe
 from aiortc import rtp as aiortc_rtp
 from aiortc import sdp as aiortc_sdp
 from aiortc.codecs import vpx
+from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpSendParameters
 
 from sfu import aiortc_adapter
-from sfu.aiortc_adapter import AdapterIncompatible, check_compatibility
+from sfu.aiortc_adapter import AdapterIncompatible, check_compatibility, clock, compat, ice, receive, sdp, send
 from sfu.aiortc_adapter.framing import AssembledFrame, AudioFrameAssembler, VideoStreamsAssembler
 from sfu.contrib.client import ReplayTrack, encode_vp8_clip
 
@@ -49,7 +50,7 @@ def test_installed_versions_are_the_tested_ones_and_the_check_passes() -> None:
 @pytest.mark.parametrize("package", ["aiortc", "aioice"])
 def test_a_different_version_fails_loudly(monkeypatch: pytest.MonkeyPatch, package: str) -> None:
     real = importlib.metadata.version
-    monkeypatch.setattr(aiortc_adapter, "version", lambda name: "99.0.1" if name == package else real(name))
+    monkeypatch.setattr(compat, "version", lambda name: "99.0.1" if name == package else real(name))
     message = problems()
     assert f"{package} 99.0.1 installed, adapter written for" in message
     assert message.count("installed") == 1  # only the package that differs is named
@@ -123,7 +124,7 @@ def test_consent_task_check_fails_before_the_fix_is_installed(monkeypatch: pytes
         self._consent = None
 
     monkeypatch.setattr(aioice.ice.Connection, "connect", connect)
-    monkeypatch.setattr(aiortc_adapter, "_original_connect", connect)
+    monkeypatch.setattr(ice, "_original_connect", connect)
     assert "_query_consent_task" in problems()
 
 
@@ -131,8 +132,8 @@ def test_consent_task_check_still_works_with_the_fix_installed(monkeypatch: pyte
     async def future_aioice_connect(self):  # type: ignore[no-untyped-def]
         self._consent = None  # consent checks renamed/moved in a later aioice
 
-    assert aioice.ice.Connection.connect is aiortc_adapter._connect_respecting_close
-    monkeypatch.setattr(aiortc_adapter, "_original_connect", future_aioice_connect)
+    assert aioice.ice.Connection.connect is ice._connect_respecting_close
+    monkeypatch.setattr(ice, "_original_connect", future_aioice_connect)
     assert "_query_consent_task" in problems()
 
 
@@ -224,14 +225,14 @@ async def test_reoffer_keeps_the_peers_payload_types_and_extension_ids() -> None
 
 
 def test_codec_filter_patch_is_installed() -> None:
-    assert aiortc_pc.filter_preferred_codecs is aiortc_adapter._filter_keeping_exact
+    assert aiortc_pc.filter_preferred_codecs is sdp._filter_keeping_exact
 
 
 # --- ICE host addresses -------------------------------------------------------------------------
 
 
 async def test_set_ice_host_addresses_chooses_the_candidates_and_none_restores_aioice() -> None:
-    original = aiortc_adapter._original_get_host_addresses
+    original = ice._original_get_host_addresses
     assert original.__module__ == "aioice.ice"
 
     aiortc_adapter.set_ice_host_addresses(["127.0.0.1", "::1"])
@@ -289,7 +290,7 @@ async def _connect_closing_at_completion(connect) -> aioice.Connection:  # type:
 
 
 async def test_consent_fix_is_installed_and_stops_consent_checks_of_a_closed_connection() -> None:
-    assert aioice.ice.Connection.connect is aiortc_adapter._connect_respecting_close
+    assert aioice.ice.Connection.connect is ice._connect_respecting_close
     a = await _connect_closing_at_completion(aioice.ice.Connection.connect)
     assert a._closing
     assert a._query_consent_task is None or a._query_consent_task.done()
@@ -297,7 +298,7 @@ async def test_consent_fix_is_installed_and_stops_consent_checks_of_a_closed_con
 
 async def test_without_the_fix_aioice_leaves_consent_checks_running() -> None:
     """Why the fix exists; if this starts failing, aioice fixed it and the wrapper can go."""
-    a = await _connect_closing_at_completion(aiortc_adapter._original_connect)
+    a = await _connect_closing_at_completion(ice._original_connect)
     task = a._query_consent_task
     try:
         assert task is not None and not task.done()
@@ -409,10 +410,10 @@ async def test_tap_chooses_the_assembler_by_kind() -> None:
 def test_fast_clock_is_installed_and_agrees_with_aiortcs_own() -> None:
     import aiortc.clock
 
-    assert aiortc.clock.current_ms is aiortc_adapter._fast_current_ms
-    assert aiortc.clock.current_ntp_time is aiortc_adapter._fast_current_ntp_time
-    assert abs(aiortc_adapter._original_current_ms() - aiortc.clock.current_ms()) <= 2
-    ntp_difference = aiortc_adapter._original_current_ntp_time() - aiortc.clock.current_ntp_time()
+    assert aiortc.clock.current_ms is clock._fast_current_ms
+    assert aiortc.clock.current_ntp_time is clock._fast_current_ntp_time
+    assert abs(clock._original_current_ms() - aiortc.clock.current_ms()) <= 2
+    ntp_difference = clock._original_current_ntp_time() - aiortc.clock.current_ntp_time()
     assert abs(ntp_difference) / 2**32 < 0.002  # seconds
     # Round trip through aiortc's own NTP helpers: the same instant.
     then = aiortc.clock.datetime_from_ntp(aiortc.clock.current_ntp_time())
@@ -423,8 +424,8 @@ def test_clock_callers_and_epoch_are_checked(monkeypatch: pytest.MonkeyPatch) ->
     async def recv_next(self):  # type: ignore[no-untyped-def]
         return time.monotonic()
 
-    monkeypatch.setattr(aiortc_adapter.RTCDtlsTransport, "_recv_next", recv_next)
-    monkeypatch.setattr(aiortc_adapter, "_original_current_ms", lambda: int(time.time() * 1000))  # a Unix epoch
+    monkeypatch.setattr(RTCDtlsTransport, "_recv_next", recv_next)
+    monkeypatch.setattr(clock, "_original_current_ms", lambda: int(time.time() * 1000))  # a Unix epoch
     message = problems()
     assert "clock.current_ms" in message and "NTP epoch" in message
 
@@ -489,7 +490,7 @@ def test_compact_rtp_history_gives_back_the_packets_aiortc_would_retransmit() ->
         RTCRtpHeaderExtensionParameters(id=2, uri="http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"),
         RTCRtpHeaderExtensionParameters(id=3, uri="urn:ietf:params:rtp-hdrext:ssrc-audio-level")]))
     plain: dict[int, aiortc_rtp.RtpPacket] = {}
-    compact = aiortc_adapter._CompactRtpHistory()
+    compact = send._CompactRtpHistory()
     for n in range(300):
         sequence_number = (65_400 + n) % 65_536  # wraps
         packet = aiortc_rtp.RtpPacket(payload_type=111 if n % 2 else 96, sequence_number=sequence_number,
@@ -541,7 +542,7 @@ def test_nacks_are_generated_per_stream() -> None:
     from aiortc.rtcrtpreceiver import NackGenerator
     from aiortc.rtp import RtpPacket
 
-    nacks = aiortc_adapter._NackPerStream(NackGenerator)
+    nacks = receive._NackPerStream(NackGenerator)
     for seq in range(100, 110):  # two layers interleaved, each in order: no loss
         assert not nacks.add(RtpPacket(sequence_number=seq, ssrc=1))
         assert not nacks.add(RtpPacket(sequence_number=5000 + seq, ssrc=2))
@@ -558,12 +559,61 @@ def test_importing_the_adapter_or_the_client_patches_nothing() -> None:
     import sys
 
     probe = (
-        "import aiortc.clock, aiortc.rtcpeerconnection as pc\n"
-        "before = (aiortc.clock.current_ms, pc.filter_preferred_codecs)\n"
+        "import aioice.ice, aiortc.clock, aiortc.codecs, aiortc.rate, aiortc.rtcpeerconnection as pc\n"
+        "import aiortc.rtcrtpreceiver, aiortc.rtcsctptransport as aiortc_sctp\n"
+        "def patched():\n"
+        "    return (aiortc.clock.current_ms, aiortc.clock.current_ntp_time, pc.filter_preferred_codecs,\n"
+        "            aioice.ice.Connection.connect, aiortc_sctp.RTCSctpTransport._data_channel_receive,\n"
+        "            aiortc.rtcrtpreceiver.threading, aiortc.rate.RateCounter,\n"
+        "            len(aiortc.codecs.HEADER_EXTENSIONS['video']))\n"
+        "before = patched()\n"
         "import sfu.contrib.client, sfu.app, sfu.media.peer_session\n"
-        "assert (aiortc.clock.current_ms, pc.filter_preferred_codecs) == before, 'patched on import'\n"
+        "from sfu.aiortc_adapter import client, clock, compat, framing, ice, receive, sctp, sdp, send\n"
+        "assert patched() == before, 'patched on import'\n"
         "from sfu import aiortc_adapter\n"
         "aiortc_adapter.install_patches()\n"
-        "assert aiortc.clock.current_ms is not before[0], 'install_patches did not install'\n"
+        "after = patched()\n"
+        "changed = [i for i, (a, b) in enumerate(zip(before, after)) if a == b]\n"
+        "assert not changed, f'install_patches did not install {changed}'\n"
+        "aiortc_adapter.install_patches()\n"
+        "assert patched() == after, 'a second install_patches changed something'\n"
     )
     subprocess.run([sys.executable, "-c", probe], check=True, timeout=60)
+
+
+def test_every_module_checks_what_it_relies_on() -> None:
+    """check_compatibility gathers each module's own problems(); today every one of them finds nothing."""
+    from sfu.aiortc_adapter import client, framing, sctp
+
+    for module in (compat, receive, framing, send, clock, sdp, ice, sctp, client):
+        assert module.problems() == [], module.__name__
+
+
+def test_jitter_buffer_contract_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def handle_without_depayloading(self, packet, arrival_time_ms):  # type: ignore[no-untyped-def]
+        packet.data = packet.payload  # renamed in some future aiortc
+        frame = self._RTCRtpReceiver__jitter_buffer.add(packet)  # one value back, not (pli_flag, frame)
+        return frame
+
+    monkeypatch.setattr(RTCRtpReceiver, "_handle_rtp_packet", handle_without_depayloading)
+    message = problems()
+    assert "packet._data" in message and "(pli_flag, frame)" in message
+
+
+def test_client_helper_internals_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    import aiortc.rtcsctptransport as aiortc_sctp
+
+    monkeypatch.delattr(aiortc_sctp.RTCSctpTransport, "_data_channel_flush")
+    monkeypatch.delattr(RTCDtlsTransport, "_send_rtp")
+    message = problems()
+    assert "_data_channel_flush" in message and "_send_rtp" in message
+
+
+def test_bad_text_receive_path_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sfu.aiortc_adapter import sctp
+
+    async def receive_without_decoding(self, stream_id, pp_id, data):  # type: ignore[no-untyped-def]
+        return None
+
+    monkeypatch.setattr(sctp, "_original_data_channel_receive", receive_without_decoding)
+    assert "_data_channel_receive" in problems()

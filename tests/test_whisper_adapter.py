@@ -29,6 +29,33 @@ def test_another_faster_whisper_version_is_refused(monkeypatch: pytest.MonkeyPat
         whisper_adapter.check_compatibility()
 
 
+def test_an_encode_hook_faster_whisper_no_longer_calls_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    def generate_segments(self, features, tokenizer, options, log_progress, encoder_output=None):  # type: ignore[no-untyped-def]
+        return iter(())  # encodes some other way in a future faster-whisper
+
+    monkeypatch.setattr(WhisperModel, "generate_segments", generate_segments)
+    with pytest.raises(whisper_adapter.IncompatibleFasterWhisper, match=r"generate_segments no longer calls"):
+        whisper_adapter.check_compatibility()
+
+
+def test_a_model_without_its_ctranslate2_model_attribute_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """is_multilingual reads WhisperModel.model (faster-whisper's CTranslate2 model): a rename fails the check."""
+    def init(self, model_size_or_path, **kwargs):  # type: ignore[no-untyped-def]
+        self.ct2_model = None
+
+    monkeypatch.setattr(WhisperModel, "__init__", init)
+    with pytest.raises(whisper_adapter.IncompatibleFasterWhisper, match=r"is_multilingual"):
+        whisper_adapter.check_compatibility()
+
+
+def test_a_ctranslate2_model_without_the_multilingual_flag_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ctranslate2
+
+    monkeypatch.setattr(ctranslate2.models, "Whisper", type("Whisper", (), {}))
+    with pytest.raises(whisper_adapter.IncompatibleFasterWhisper, match=r"is_multilingual"):
+        whisper_adapter.check_compatibility()
+
+
 def padded(content_frames: int, total: int = 3000) -> np.ndarray:
     features = np.zeros((80, total), dtype=np.float32)
     features[:, :content_frames] = np.random.default_rng(0).uniform(-1.5, 1.0, (80, content_frames))
@@ -132,6 +159,7 @@ def test_a_looped_partial_is_reported_not_redone(tiny_en_path, fox, monkeypatch)
 def test_plain_faster_whisper_when_asked(tiny_en_path, fox, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     model = load_whisper_model(tiny_en_path, cpu_threads=2, window_pad_s=None)
     assert not isinstance(model, ShortWindowWhisperModel)
+    assert not whisper_adapter.is_multilingual(model)  # tiny.en
     frames = spy_encoder(monkeypatch)
     WhisperEngine(model).decode(DecodeRequest(audio=fox[0], language="en"))
     assert frames == [3000]

@@ -20,7 +20,7 @@ import numpy as np
 from transcribe.audio import WHISPER_RATE
 from transcribe.commit import Word
 from transcribe.events import Task
-from transcribe.whisper_adapter import ShortWindowWhisperModel, looks_looped, quiet_library_logs
+from transcribe.whisper_adapter import ShortWindowWhisperModel, is_multilingual, looks_looped, quiet_library_logs
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
@@ -90,7 +90,7 @@ class WhisperEngine:
 
     def __init__(self, model: WhisperModel) -> None:
         self.model = model
-        self.multilingual = bool(model.model.is_multilingual)
+        self.multilingual = is_multilingual(model)
         quiet_library_logs()
 
     def decode(self, req: DecodeRequest) -> Hypothesis:

@@ -20,6 +20,10 @@ whole files from a fresh state. ``SileroSession`` drives its ONNX session direct
 (windows with 64 samples of context), ``h``, ``c``; outputs probabilities, ``hn``, ``cn``) so the recurrent
 state can be carried across 20 ms pushes; ``check_compatibility`` checks that signature too.
 
+Whether a model is multilingual is known only to the CTranslate2 model faster-whisper keeps in its
+``WhisperModel.model`` attribute (faster-whisper reads ``model.model.is_multilingual`` itself);
+``is_multilingual`` is the one place that reads it, and ``check_compatibility`` checks it is still there.
+
 faster-whisper also logs "Processing audio with duration ..." at INFO on every decode (one line per
 speaker every ~0.7 s); ``quiet_library_logs`` keeps that chatter out of the console unless asked for.
 """
@@ -32,6 +36,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import ctranslate2
 import numpy as np
 from faster_whisper import WhisperModel
 from faster_whisper import __version__ as faster_whisper_version
@@ -136,8 +141,12 @@ class IncompatibleFasterWhisper(RuntimeError):
     pass
 
 
+_NO_CODE = (lambda: None).__code__  # what a function faster-whisper no longer has "calls": nothing
+
+
 def check_compatibility() -> None:
-    """Raise if the installed faster-whisper is not the one this adapter was written against."""
+    """Raise if the installed faster-whisper is not the one this adapter was written against, or if an internal
+    this adapter relies on (padding, the encode hook, the multilingual flag, Silero's session) moved."""
     if faster_whisper_version != SUPPORTED_FASTER_WHISPER:
         raise IncompatibleFasterWhisper(
             f"transcribe/whisper_adapter.py was written for faster-whisper {SUPPORTED_FASTER_WHISPER}, "
@@ -146,7 +155,29 @@ def check_compatibility() -> None:
     probe = pad_or_trim(np.ones((2, 4), dtype=np.float32))
     if probe.shape[-1] != 30 * FRAMES_PER_SECOND or np.any(probe[:, 4:] != 0):
         raise IncompatibleFasterWhisper("faster-whisper no longer zero-pads features to 3000 frames")
+    for caller in ("generate_segments", "detect_language"):
+        if "encode" not in getattr(getattr(WhisperModel, caller, None), "__code__", _NO_CODE).co_names:
+            raise IncompatibleFasterWhisper(
+                f"faster-whisper's WhisperModel.{caller} no longer calls WhisperModel.encode "
+                "(ShortWindowWhisperModel's hook)")
+    _check_multilingual_flag()
     _check_silero(get_vad_model().session)
+
+
+def is_multilingual(model: WhisperModel) -> bool:
+    """Whether `model` can transcribe other languages than English (and translate): read from the CTranslate2
+    model faster-whisper keeps in ``WhisperModel.model`` (checked by ``check_compatibility``)."""
+    return bool(model.model.is_multilingual)
+
+
+def _check_multilingual_flag() -> None:
+    """``is_multilingual`` relies on WhisperModel setting ``self.model`` to a ctranslate2 Whisper model, whose
+    ``is_multilingual`` faster-whisper itself reads."""
+    if "model" not in WhisperModel.__init__.__code__.co_names or not hasattr(
+            ctranslate2.models.Whisper, "is_multilingual"):
+        raise IncompatibleFasterWhisper(
+            "faster-whisper's WhisperModel no longer keeps a ctranslate2 Whisper with is_multilingual in .model "
+            "(transcribe/whisper_adapter.is_multilingual)")
 
 
 def _check_silero(session: Any) -> None:  # an onnxruntime.InferenceSession

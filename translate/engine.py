@@ -14,7 +14,9 @@ So we take what Argos loads for us (``argostranslate.package.Package``: metadata
 BPE tokenizer) and drive the package's CTranslate2 model ourselves, with Argos' decoding options
 (``replace_unknowns``, ``target_prefix``, ``length_penalty``), a smaller beam for latency, and an output
 length cap proportional to the input, as real translations are (this also stops a degenerate model from
-looping to the maximum length). Nothing here opens a socket.
+looping to the maximum length). Nothing here opens a socket. Every use of Argos' internals (the package's
+tokenizer and target prefix, its layout, its decoding options) goes through translate/argos_adapter.py,
+which checks them before a model loads.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from translate import argos_adapter
 from translate.catalog import InstalledPair
 
 _BOUNDARY = re.compile(r"(?<=[.!?…])\s+|(?<=[。！？])\s*")
@@ -93,18 +96,15 @@ class PackageEngine:
             if self._translator is None:
                 import ctranslate2
 
-                self.pair.package.tokenizer.encode("warm up")  # loads the tokenizer model once
+                argos_adapter.check_compatibility()
+                argos_adapter.load_tokenizer(self.pair.package)
                 self._translator = ctranslate2.Translator(
-                    str(self.pair.path / "model"),
+                    str(argos_adapter.model_dir(self.pair.path)),
                     device=self.device,
                     compute_type=self.compute_type,
                     inter_threads=1,
                     intra_threads=self.intra_threads,
                 )
-
-    def unload(self) -> None:
-        with self._lock:
-            self._translator = None
 
     def translate(self, text: str) -> str:
         return join_sentences(self.translate_sentences(split_sentences(text)), self.pair.to_code)
@@ -116,19 +116,18 @@ class PackageEngine:
             return []
         self.load()
         pkg = self.pair.package
-        batch = [pkg.tokenizer.encode(sentence) for sentence in sentences]
-        prefix = pkg.target_prefix or ""
+        batch = [argos_adapter.encode(pkg, sentence) for sentence in sentences]
+        prefix = argos_adapter.target_prefix(pkg)
         results = self._translator.translate_batch(
             batch,
             target_prefix=[[prefix]] * len(batch) if prefix else None,
             beam_size=self.options.beam_size,
             max_decoding_length=self.options.max_decoding_length(max(len(t) for t in batch)),
-            replace_unknowns=True,
-            length_penalty=0.2,
+            **argos_adapter.ARGOS_DECODING,
         )
         out: list[str] = []
         for result in results:
-            value = pkg.tokenizer.decode(result.hypotheses[0])
+            value = argos_adapter.decode(pkg, result.hypotheses[0])
             if prefix and value.startswith(prefix):
                 value = value[len(prefix) :]
             out.append(value.strip())
@@ -138,8 +137,3 @@ class PackageEngine:
 def join_sentences(sentences: list[str], language: str) -> str:
     joiner = "" if language in _NO_SPACE_BETWEEN_SENTENCES else " "
     return joiner.join(s for s in sentences if s)
-
-
-def is_complete(sentence: str) -> bool:
-    """Ends like a finished sentence (a partial caption's last fragment usually does not)."""
-    return sentence.rstrip("\"')]»”’ ")[-1:] in (".", "!", "?", "…", "。", "！", "？")

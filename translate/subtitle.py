@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Hashable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 
@@ -41,6 +41,3 @@ class Subtitle:
     start: float = 0.0
     end: float = 0.0
     final: bool = True
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)

@@ -10,14 +10,26 @@ Loss: aiortc's receiver keeps sending NACKs, and retransmissions (unwrapped from
 any packet, completing the frame. A frame still incomplete after ``loss_timeout`` while newer packets
 keep coming is abandoned; the next emitted frame is marked ``discontinuity`` so the publication can
 wait for a keyframe, and the caller is told to send a PLI.
+
+The contract with aiortc (aiortc 1.16.0, checked by ``problems()``): receive.tap_receiver puts one of these
+assemblers where RTCRtpReceiver keeps its private JitterBuffer (``JITTER_BUFFER``); the receiver's
+``_handle_rtp_packet`` depayloads each packet into the private ``RtpPacket._data``, calls ``add(packet)`` and
+unpacks ``(pli_flag, encoded_frame)``. The assemblers emit frames themselves and always return no frame, so
+aiortc never has one to decode.
 """
 
 from __future__ import annotations
 
+import dis
+import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from aiortc import RTCRtpReceiver
+
+JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"  # where RTCRtpReceiver keeps the buffer these stand in for
 
 
 class RtpLike(Protocol):
@@ -205,3 +217,19 @@ class VideoFrameAssembler:
         self._arrival.clear()
         self._next_start = None
         self._discontinuity = True
+
+
+def problems() -> list[str]:
+    """What the assemblers rely on: _handle_rtp_packet sets packet._data, then feeds `jitter_buffer.add(packet)`
+    (other .add() calls there don't count) and unpacks its result as (pli_flag, encoded_frame)."""
+    found: list[str] = []
+    instructions = list(dis.get_instructions(RTCRtpReceiver._handle_rtp_packet))
+    feeds = [k for k, (a, b) in enumerate(itertools.pairwise(instructions))
+             if a.argval == JITTER_BUFFER and b.argval == "add"]
+    if not feeds:
+        found.append("RTCRtpReceiver._handle_rtp_packet no longer feeds its jitter buffer via add()")
+    elif not any(i.opname == "UNPACK_SEQUENCE" and i.argval == 2 for i in instructions[feeds[0]:feeds[0] + 8]):
+        found.append("RTCRtpReceiver._handle_rtp_packet no longer takes (pli_flag, frame) from its jitter buffer")
+    if not any(i.opname == "STORE_ATTR" and i.argval == "_data" for i in instructions):
+        found.append("RTCRtpReceiver._handle_rtp_packet no longer depayloads into packet._data")
+    return found
