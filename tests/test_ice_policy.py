@@ -58,7 +58,7 @@ def test_component_gathering_that_changed_shape_fails_the_check(monkeypatch: pyt
     async def get_component_candidates(self, addresses, component):  # type: ignore[no-untyped-def]
         return []
 
-    monkeypatch.setattr(aiortc_adapter, "_original_get_component_candidates", get_component_candidates)
+    monkeypatch.setattr(aiortc_adapter.ice, "_original_get_component_candidates", get_component_candidates)
     message = problems()
     assert "get_component_candidates takes" in message and "relayed_candidate" in message
 
@@ -97,7 +97,7 @@ async def test_connections_bind_inside_the_range_until_it_is_used_up(caplog: pyt
         for connection in connections:
             await connection.close()
         set_host_candidate_policy(None, None)
-    assert aioice.ice.Connection.get_component_candidates is aiortc_adapter._original_get_component_candidates
+    assert aioice.ice.Connection.get_component_candidates is aiortc_adapter.ice._original_get_component_candidates
 
 
 # --- a server in its own namespace -----------------------------------------------------------------

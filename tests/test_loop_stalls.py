@@ -59,9 +59,9 @@ def test_bitrate_counter_counts_as_aiortcs_without_an_object_per_millisecond() -
 
     import aiortc.rate as aiortc_rate
 
-    from sfu import aiortc_adapter
+    from sfu.aiortc_adapter import receive
 
-    ours, theirs = aiortc_adapter.CompactRateCounter(1000, 8000), aiortc_adapter._OriginalRateCounter(1000, 8000)
+    ours, theirs = receive.CompactRateCounter(1000, 8000), receive._OriginalRateCounter(1000, 8000)
     generator = random.Random(7)
     now = 10_000
     for step in range(5000):
@@ -75,7 +75,7 @@ def test_bitrate_counter_counts_as_aiortcs_without_an_object_per_millisecond() -
             theirs.reset()
     # What every video receiver's estimator now holds: no bucket objects for the collector to walk.
     estimator = aiortc_rate.RemoteBitrateEstimator()
-    assert isinstance(estimator.incoming_bitrate, aiortc_adapter.CompactRateCounter)
+    assert isinstance(estimator.incoming_bitrate, receive.CompactRateCounter)
     assert estimator.incoming_bitrate._counts is None  # no arrays until it counts (a slot's receiver never does)
     held = gc.get_referents(*vars(estimator.incoming_bitrate).values())
     assert not any(isinstance(o, aiortc_rate.RateBucket) for o in held)

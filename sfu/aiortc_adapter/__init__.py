@@ -68,11 +68,6 @@ from sfu.aiortc_adapter.send import (
     stamp_audio_level,
 )
 
-# Private names tests outside this package still read here, from before the package was split
-# (tests/test_loop_stalls.py, tests/test_ice_policy.py); their homes are receive.py and ice.py.
-_OriginalRateCounter = receive._OriginalRateCounter
-_original_get_component_candidates = ice._original_get_component_candidates
-
 __all__ = [
     "MAX_SIMULCAST_LAYERS",
     "PUBLISHER_REMB_FLOOR_BPS",

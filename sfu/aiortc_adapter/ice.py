@@ -20,9 +20,8 @@ import inspect
 import ipaddress
 import logging
 import socket
-import sys
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import aioice.candidate
 import aioice.ice
@@ -192,18 +191,6 @@ def _names_used(code: types.CodeType) -> set[str]:
     return names
 
 
-def _aioice_component_gathering() -> Callable[..., object]:
-    """aioice's own Connection.get_component_candidates, as captured before any policy replaced it.
-
-    Also looked up on the package: tests/test_ice_policy.py stands in a changed aioice by replacing
-    ``sfu.aiortc_adapter._original_get_component_candidates`` (the name's home before the package was split).
-    """
-    package = sys.modules.get(__package__ or "")
-    found: Callable[..., object] = getattr(package, "_original_get_component_candidates",
-                                           _original_get_component_candidates)
-    return found
-
-
 def _host_candidate_problems() -> list[str]:
     """What set_host_candidate_policy relies on in aioice 0.13.0."""
     found: list[str] = []
@@ -211,7 +198,7 @@ def _host_candidate_problems() -> list[str]:
     if "get_component_candidates" not in gather or "get_host_addresses" not in gather:
         found.append("aioice Connection.gather_candidates no longer passes get_host_addresses() to "
                      "get_component_candidates")
-    original = _aioice_component_gathering()
+    original = _original_get_component_candidates
     parameters = list(inspect.signature(original).parameters)
     if parameters[:3] != ["self", "component", "addresses"]:
         found.append(f"aioice Connection.get_component_candidates takes {parameters}, not (component, addresses)")
