@@ -24,10 +24,7 @@ Placement is one Lua script (atomic): a room is never on two nodes. Load = parti
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import hashlib
-import hmac
 import logging
 import secrets
 import time
@@ -40,6 +37,7 @@ from redis.exceptions import RedisError
 from sfu.lifecycle.placement import PlacementUnavailable
 from sfu.lifecycle.restart import Ticket
 from sfu.limits.browser_key import BrowserKeys
+from sfu.limits.signer import RoleToken, Signer
 from sfu.signaling.websocket import Rooms
 
 logger = logging.getLogger(__name__)
@@ -49,7 +47,7 @@ HEARTBEAT = 1.0  # seconds between a node's load reports and lease renewals
 NODE_TTL = 3.0  # a node silent this long is dead: its rooms are placed again on the next join
 ROOM_LEASE = 30.0  # a dead node's room keeps its session (failover tickets) this long for its members to return
 FORWARD_SKEW = 60  # seconds a forwarding node's signed headers stay valid
-_ROLES = {"f": "facilitator", "p": "participant"}
+FAILOVER = "f1"  # the kind of RoleToken a failover ticket is
 
 # KEYS: room key. ARGV: candidate node id, node key prefix, lease ms, new session id.
 # Returns {owner id, session, owner url}. A live owner keeps its room; else the candidate takes it (with the
@@ -109,6 +107,7 @@ class Cluster:
     _revoking: set[asyncio.Task[None]] = field(default_factory=set)
     _leaving: bool = False
     _secret: bytes = field(default=b"", repr=False)
+    _signer: Signer = field(default_factory=lambda: Signer(b""), repr=False)  # from _secret, once Redis gave it
     _held: set[str] = field(default_factory=set)  # rooms whose lease this node renewed at the last beat
     _beat: asyncio.Task[None] | None = None
     _healthy: bool = True
@@ -181,7 +180,8 @@ class Cluster:
                 logger.error("the deployment secret in Redis changed; tokens issued before no longer cross nodes")
             self._secret = shared
             # The cookie any node issued is recognised by every node (a removal sticks across nodes).
-            self.rooms.browser_keys = BrowserKeys(hmac.new(shared, b"pw_key", hashlib.sha256).digest())
+            self._signer = Signer(shared)
+            self.rooms.browser_keys = BrowserKeys(self._signer)
         # One round trip for the node record and every lease: with a slow Redis, one per room made a beat of a
         # busy node outlast NODE_TTL, and its rooms were then placed on another node while it still held them.
         held = sorted(local)
@@ -274,33 +274,22 @@ class Cluster:
 
     # --- tokens that cross nodes ---------------------------------------------------------------------
 
-    def _mac(self, text: str) -> str:
-        digest = hmac.new(self._secret, text.encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
-        return base64.urlsafe_b64encode(digest[:18]).decode()
-
-    def _mac_matches(self, given: str, text: str) -> bool:
-        """Constant time; `given` comes from a client (a header or a token) and may be any text."""
-        return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), self._mac(text).encode())
-
     def failover_ticket(self, room: str, participant_id: str, role: str) -> str | None:
         session = self.sessions.get(room)
         if session is None or "." in participant_id:
             return None
         self.issued.add(f"{room}|{participant_id}")
-        body = f"f1.{participant_id}.{role[0]}.{secrets.token_urlsafe(6)}"  # one per seat: revoked alone
-        return f"~{body}.{self._mac(f'failover|{room}|{session}|{body}')}"
+        ticket = RoleToken(FAILOVER, participant_id, role, secrets.token_urlsafe(6))  # one per seat: revoked alone
+        return "~" + ticket.sign(self._signer.for_purpose("failover"), f"{room}|{session}")
 
-    def _ticket(self, token: str, room: str) -> tuple[list[str], str] | None:
-        """(the ticket's parts, its MAC) if `token` carries a ticket valid for the room's current session."""
-        _, tilde, ticket = token.rpartition("~")
-        parts = ticket.split(".")
+    def _ticket(self, token: str, room: str) -> tuple[RoleToken, str] | None:
+        """(the ticket, its signature) if `token` carries a ticket valid for the room's current session."""
+        _, tilde, text = token.rpartition("~")
         session = self.sessions.get(room)
-        if not tilde or session is None or len(parts) != 5 or parts[0] != "f1" or parts[2] not in _ROLES:
+        if not tilde or session is None:
             return None
-        body = ".".join(parts[:4])
-        if not self._mac_matches(parts[4], f"failover|{room}|{session}|{body}"):
-            return None
-        return parts, parts[4]
+        ticket = RoleToken.read(text, FAILOVER, self._signer.for_purpose("failover"), f"{room}|{session}")
+        return None if ticket is None else (ticket, RoleToken.signature_of(text))
 
     def revoke(self, token: str, room: str) -> None:
         """A seat was given up (left, removed, grace over, resumed with a newer token): its ticket must not
@@ -330,8 +319,8 @@ class Cluster:
         ticket = self._ticket(token, room)
         if ticket is None:
             return None
-        parts, mac = ticket
-        if f"{room}|{parts[1]}" in self.issued:
+        seat, mac = ticket
+        if f"{room}|{seat.participant_id}" in self.issued:
             return None
         key = PREFIX + "revoked:" + room
         try:  # used up as it is redeemed, in one step: once in the whole deployment, not once per node
@@ -343,24 +332,24 @@ class Cluster:
             raise PlacementUnavailable(str(exc)) from None
         if not added:  # given up, or redeemed already (on any node)
             return None
-        self.issued.add(f"{room}|{parts[1]}")
-        return Ticket(participant_id=parts[1], role=_ROLES[parts[2]])
+        self.issued.add(f"{room}|{seat.participant_id}")
+        return Ticket(participant_id=seat.participant_id, role=seat.role)
 
     def forwarding_headers(self, address: str, browser_key: str | None) -> dict[str, str]:
         sent = str(int(time.time()))
         key = browser_key if browser_key and browser_key.isascii() else ""  # else not a key any node issued
         return {"X-Peerwell-Client": address, "X-Peerwell-Browser-Key": key, "X-Peerwell-Sent": sent,
-                "X-Peerwell-Signature": self._mac(f"forward|{address}|{key}|{sent}")}
+                "X-Peerwell-Signature": self._signer.for_purpose("forwarding").sign(f"{address}|{key}|{sent}")}
 
     def forwarded_client(self, headers: Mapping[str, str]) -> tuple[str, str | None] | None:
         signature = headers.get("X-Peerwell-Signature")
-        if not signature or not self._secret:
+        if not signature or not self._secret:  # no deployment secret yet: nothing can be verified
             return None
         address = headers.get("X-Peerwell-Client", "")
         key = headers.get("X-Peerwell-Browser-Key", "")
         sent = headers.get("X-Peerwell-Sent", "")
         if not sent.isascii() or not sent.isdigit() or abs(time.time() - int(sent)) > FORWARD_SKEW:
             return None
-        if not self._mac_matches(signature, f"forward|{address}|{key}|{sent}"):
+        if not self._signer.for_purpose("forwarding").verify(signature, f"{address}|{key}|{sent}"):
             return None
         return address, key or None

@@ -2,22 +2,21 @@
 server restart, although every seat lives only in the old process's memory.
 
 On SIGTERM each admitted member gets, in `server-shutdown`, a ticket valid for `LIFETIME` seconds:
-``r1.<participant id>.<role letter>.<expiry>.<signature>``, the signature an HMAC-SHA256 over the room, id,
-role and expiry with the operator's `server.restart_key`. The next process, started with the same key,
-accepts it once as `resume` in `join`. Nothing is written to disk; without a key no tickets are issued.
+``r1.<participant id>.<role letter>.<expiry>.<signature>`` (sfu/limits/signer.py's RoleToken, signed for the
+room with the "restart" key derived from the operator's `server.restart_key`). The next process, started with
+the same key, accepts it once as `resume` in `join`. Nothing is written to disk; without a key no tickets are issued.
 Lobby members get none: a ticket skips the lobby.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import time
 from dataclasses import dataclass, field
 
+from sfu.limits.signer import RoleToken, Signer
+
 LIFETIME = 120.0  # seconds after the shutdown notice: a restart, not a way back in hours later
-_ROLES = {"f": "facilitator", "p": "participant"}
+KIND = "r1"
 
 
 @dataclass(frozen=True)
@@ -31,29 +30,23 @@ class RestartTickets:
     key: str | None = field(default=None, repr=False)
     redeemed: set[str] = field(default_factory=set)  # one use each, in this process
 
-    def _sign(self, room: str, body: str) -> str:
-        assert self.key is not None
-        mac = hmac.new(self.key.encode(), f"peerwell-restart|{room}|{body}".encode(), hashlib.sha256).digest()
-        return base64.urlsafe_b64encode(mac[:16]).decode().rstrip("=")
+    def __post_init__(self) -> None:
+        self._signer = Signer(self.key.encode()).for_purpose("restart") if self.key else None
 
     def issue(self, room: str, participant_id: str, role: str, now: float | None = None) -> str | None:
-        if not self.key or "." in participant_id:
+        if self._signer is None or "." in participant_id:
             return None
         expiry = int((time.time() if now is None else now) + LIFETIME)
-        body = f"r1.{participant_id}.{role[0]}.{expiry}"
-        return f"{body}.{self._sign(room, body)}"
+        return RoleToken(KIND, participant_id, role, str(expiry)).sign(self._signer, room)
 
     def redeem(self, token: str, room: str, now: float | None = None) -> Ticket | None:
         """The ticket's place, or None (not a ticket, forged, for another room, expired or used)."""
-        if not self.key or not token.startswith("r1."):
+        if self._signer is None:
             return None
-        parts = token.split(".")
-        if len(parts) != 5 or parts[2] not in _ROLES or not parts[3].isdigit():
+        ticket = RoleToken.read(token, KIND, self._signer, room)
+        if ticket is None or not ticket.field.isdigit():
             return None
-        body = ".".join(parts[:4])
-        if not hmac.compare_digest(parts[4], self._sign(room, body)):
+        if int(ticket.field) < (time.time() if now is None else now) or ticket.body() in self.redeemed:
             return None
-        if int(parts[3]) < (time.time() if now is None else now) or body in self.redeemed:
-            return None
-        self.redeemed.add(body)
-        return Ticket(participant_id=parts[1], role=_ROLES[parts[2]])
+        self.redeemed.add(ticket.body())
+        return Ticket(participant_id=ticket.participant_id, role=ticket.role)

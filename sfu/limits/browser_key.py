@@ -9,33 +9,31 @@ and cannot stop.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import secrets
 import time
 from collections.abc import Callable
+
+from sfu.limits.signer import Signer
 
 COOKIE = "pw_key"
 
 
 class BrowserKeys:
-    def __init__(self, secret: bytes | None = None, clock: Callable[[], float] = time.time) -> None:
-        self._secret = secret or secrets.token_bytes(32)  # per server process: keys die with it, as bans do
+    def __init__(self, signer: Signer | None = None, clock: Callable[[], float] = time.time) -> None:
+        # Per server process (keys die with it, as bans do) unless a deployment hands in its shared signer.
+        self._signer = (signer or Signer(secrets.token_bytes(32))).for_purpose("pw_key")
         self._clock = clock
-
-    def _mac(self, body: str) -> str:
-        return hmac.new(self._secret, body.encode(), hashlib.sha256).hexdigest()[:32]
 
     def issue(self) -> str:
         body = f"{secrets.token_urlsafe(18)}.{int(self._clock())}"
-        return f"{body}.{self._mac(body)}"
+        return f"{body}.{self._signer.sign(body)}"
 
     def issued_at(self, key: str | None) -> float | None:
         """When this server issued `key`, or None for a missing, forged or foreign key."""
         if not key or len(key) > 128 or not key.isascii() or key.count(".") != 2:  # compare_digest wants ASCII
             return None
         body, mac = key.rsplit(".", 1)
-        if not hmac.compare_digest(mac, self._mac(body)):
+        if not self._signer.verify(mac, body):
             return None
         try:
             return float(body.split(".", 1)[1])
