@@ -22,7 +22,7 @@ CODE_PATTERNS = [
 
 def server_error_codes() -> set[str]:
     codes: set[str] = set()
-    for path in [*(ROOT / "sfu").glob("*.py"), *(ROOT / "peerwell").glob("*.py")]:
+    for path in [*(ROOT / "sfu").rglob("*.py"), *(ROOT / "peerwell").rglob("*.py")]:
         text = path.read_text()
         for pattern in CODE_PATTERNS:
             codes.update(re.findall(pattern, text))
