@@ -36,6 +36,9 @@ class ServerConfig:
     joins_per_minute: float = JOINS_PER_MINUTE  # joins (resumes included) per client address
     allowed_origins: tuple[str, ...] = ()  # pages on other origins that may open /ws (besides the server's own)
     restart_key: str | None = field(default=None, repr=False)  # signs restart tickets (sfu/lifecycle/restart.py)
+    # Shortest share timer a facilitator may set. A test hook (tests lower it to wait seconds, not half a
+    # minute); peerwell's settings do not expose it, so the documented 30 s holds in every deployment.
+    share_timer_min_seconds: int = messages.SHARE_TIMER_MIN_S
 
     def client_ice_servers(self, participant_id: str) -> list[messages.IceServer]:
         """What `joined` hands this participant: the static servers plus fresh relay credentials."""

@@ -84,9 +84,13 @@ class ParticipantInfo(msgspec.Struct):
     role: str = "participant"
 
 
+TrackSource = Literal["camera", "screen"]
+
+
 class TrackInfo(msgspec.Struct):
     participant_id: str
     kind: str
+    source: TrackSource = "camera"  # "screen": the publisher's screen share (their second video m-line)
 
 
 class CaptionsStatus(msgspec.Struct):
@@ -269,12 +273,45 @@ class MuteAll(Struct, tag="mute-all"):
     pass
 
 
+# Share timer bounds (seconds). The room enforces its configured minimum (ServerConfig.share_timer_min_seconds,
+# 30 unless a test lowers it); the schema itself only refuses what no room accepts.
+SHARE_TIMER_MIN_S = 30
+SHARE_TIMER_MAX_S = 1800
+
+
+class StartShare(Struct, tag="start-share"):
+    """Forward my screen publication (the second video m-line of my offer) to everyone else."""
+
+
+class StopShare(Struct, tag="stop-share"):
+    pass
+
+
+class AllowShare(Struct, tag="allow-share"):
+    participant_id: ParticipantId
+    allowed: bool
+
+
+class StopShareOf(Struct, tag="stop-share-of"):
+    participant_id: ParticipantId
+
+
+class SetShareTimer(Struct, tag="set-share-timer"):
+    participant_id: ParticipantId
+    seconds: Annotated[int, msgspec.Meta(ge=1, le=SHARE_TIMER_MAX_S)]
+
+
+class ClearShareTimer(Struct, tag="clear-share-timer"):
+    pass
+
+
 ChannelRequest = (SetSpokenLanguage | SetSubtitleLanguage | SetCaptionNameHidden | SendChat | RaiseHand
                   | LowerHand | RequestUnmute | LowerHandOf | Mute | Unmute | StopVideo | AllowVideo | Remove
                   | Lock | Unlock | EndSession | DeleteChat | SetMediaState | React | AskForHelp | MuteAll
-                  | SetVideoViews | SetAudioOnly)
+                  | SetVideoViews | SetAudioOnly | StartShare | StopShare | AllowShare | StopShareOf
+                  | SetShareTimer | ClearShareTimer)
 FACILITATOR_ONLY = (LowerHandOf, Mute, Unmute, StopVideo, AllowVideo, Remove, Lock, Unlock, EndSession, DeleteChat,
-                    MuteAll)
+                    MuteAll, AllowShare, StopShareOf, SetShareTimer, ClearShareTimer)
 
 
 class Caption(Struct, tag="caption"):
@@ -386,6 +423,27 @@ class SafetyAlert(Struct, tag="safety-alert"):
     category: str
     at: float
     resources: str
+
+
+class Share(Struct, tag="share"):
+    """Who shares their screen now (None: nobody)."""
+
+    participant_id: str | None
+
+
+class ShareAllowed(Struct, tag="share-allowed"):
+    """Members (not facilitators, who always may) a facilitator allowed to share their screen."""
+
+    participant_ids: list[str]
+
+
+class ShareTimer(Struct, tag="share-timer"):
+    """The share timer (participant_id None: none is set). A cue for people: nothing is cut off."""
+
+    participant_id: str | None
+    seconds: int  # the whole share time (0 when none is set)
+    remaining: float  # seconds left when sent, never below 0; clients count down from it
+    expired: bool
 
 
 class ChannelError(Struct, tag="error"):

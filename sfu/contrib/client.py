@@ -29,6 +29,7 @@ from aiortc import (
     RTCIceServer,
     RTCPeerConnection,
     RTCRtpSender,
+    RTCRtpTransceiver,
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamTrack
@@ -40,6 +41,7 @@ from sfu.aiortc_adapter.framing import AssembledFrame
 SIMULCAST_RIDS = ("l", "m", "h")
 TRAILER_MAGIC = b"PWtr"
 TRAILER_SIZE = 16  # magic, 4-digit publisher tag, 8-digit frame number: identifies a frame end to end
+SCREEN_TAG = 5000  # added to a client's tag in its screen frames' trailers
 
 
 def add_trailer(frame: bytes, tag: int, number: int) -> bytes:
@@ -272,6 +274,11 @@ class RoomClient:
     talking: Callable[[], bool] | None = None  # audio: False = silent, sent as Opus DTX (needs silence_frame)
     silence_frame: bytes | None = None
     secret: str | None = None  # facilitator secret
+    # True: the offer gets a second video section (after the camera's; a trackless one if there is no camera),
+    # the screen publication of docs/protocol.md. start_share() sends `screen_frames` on it (trailer tag
+    # `tag + SCREEN_TAG`).
+    screen: bool = False
+    screen_frames: Sequence[bytes] | None = None
     # "all" or "relay": build the peer connection from the ICE servers `joined` hands out ("relay": TURN only,
     # as a browser with iceTransportPolicy "relay"). None: no ICE servers, host candidates only.
     ice_transport_policy: str | None = None
@@ -298,6 +305,8 @@ class RoomClient:
         self._layer_start: asyncio.Task[None] | None = None
         self.video_variant: VideoVariant | None = None
         self.audio_track: ReplayTrack | None = None
+        self.screen_transceiver: RTCRtpTransceiver | None = None
+        self.screen_track: ReplayTrack | None = None
         self._session: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -371,9 +380,13 @@ class RoomClient:
         elif self.video_frames:
             self.video_track = ReplayTrack("video", self.video_frames, self.fps, self.tag, self.mark_frames)
             transceiver = self.pc.addTransceiver(self.video_track, direction="sendonly")
-            capabilities = RTCRtpSender.getCapabilities("video").codecs
-            transceiver.setCodecPreferences(
-                [c for c in capabilities if c.mimeType.lower() in (self.video_codec.lower(), "video/rtx")])
+            transceiver.setCodecPreferences(self._video_codecs())
+        if self.screen:
+            if not any(t.kind == "video" for t in self.pc.getTransceivers()):
+                # The server takes the first video section for the camera: keep that place, with no track.
+                self.pc.addTransceiver("video", direction="sendonly").setCodecPreferences(self._video_codecs())
+            self.screen_transceiver = self.pc.addTransceiver("video", direction="sendonly")
+            self.screen_transceiver.setCodecPreferences(self._video_codecs())
         # After the transceivers: aiortc's max-bundle gives a data channel created first its own
         # transport, then discards that transport when BUNDLE makes the first media section primary.
         self.channel = self.pc.createDataChannel("peerwell")
@@ -386,6 +399,29 @@ class RoomClient:
         await asyncio.wait_for(self._answer, timeout)
         if self.simulcast:
             self._layer_start = asyncio.ensure_future(self._start_layers(transceiver, rids, timeout))
+
+    def _video_codecs(self) -> list:  # type: ignore[type-arg]
+        capabilities = RTCRtpSender.getCapabilities("video").codecs
+        return [c for c in capabilities if c.mimeType.lower() in (self.video_codec.lower(), "video/rtx")]
+
+    def start_share(self, frames: Sequence[bytes] | None = None) -> None:
+        """Send `frames` (default `screen_frames`) on the screen section, then ask to share (as a browser
+        does: replaceTrack, then `start-share`)."""
+        assert self.screen_transceiver is not None, "RoomClient(screen=True) and connect_media() first"
+        frames = frames or self.screen_frames
+        assert frames, "no screen frames to send"
+        self.screen_track = ReplayTrack("video", frames, self.fps, self.tag + SCREEN_TAG, self.mark_frames)
+        self.screen_transceiver.sender.replaceTrack(self.screen_track)
+        self.send_channel({"type": "start-share"})
+
+    def stop_share(self) -> None:
+        """`stop-share`, then nothing more is sent on the screen section."""
+        assert self.screen_transceiver is not None
+        self.send_channel({"type": "stop-share"})
+        self.screen_transceiver.sender.replaceTrack(None)
+        if self.screen_track is not None:
+            self.screen_track.stop()
+            self.screen_track = None
 
     async def _start_layers(self, transceiver: object, rids: Sequence[str], timeout: float) -> None:
         """The layers after the first get their own senders once the transport is up (a sender that
@@ -479,14 +515,17 @@ class RoomClient:
             total += sum(s.packetsReceived for s in stats.values() if s.type == "inbound-rtp")
         return total
 
-    def frames_from(self, participant_id: str, kind: str) -> list[ReceivedFrame]:
-        return [f for mid, info in self.tracks.items()
+    def _mids(self, participant_id: str, kind: str, source: str | None) -> list[str]:
+        """`source` None: camera and screen alike (a server before screen sharing sent no source)."""
+        return [mid for mid, info in self.tracks.items()
                 if info["participant_id"] == participant_id and info["kind"] == kind
-                for f in self.frames.get(mid, [])]
+                and source in (None, info.get("source", "camera"))]
 
-    def count_from(self, participant_id: str, kind: str) -> int:
-        return sum(self.frame_counts.get(mid, 0) for mid, info in self.tracks.items()
-                   if info["participant_id"] == participant_id and info["kind"] == kind)
+    def frames_from(self, participant_id: str, kind: str, source: str | None = None) -> list[ReceivedFrame]:
+        return [f for mid in self._mids(participant_id, kind, source) for f in self.frames.get(mid, [])]
+
+    def count_from(self, participant_id: str, kind: str, source: str | None = None) -> int:
+        return sum(self.frame_counts.get(mid, 0) for mid in self._mids(participant_id, kind, source))
 
     async def leave(self) -> None:
         with contextlib.suppress(Exception):

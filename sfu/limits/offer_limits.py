@@ -16,7 +16,9 @@ from sfu.limits.ratelimit import TokenBucket
 
 MAX_SDP_BYTES = 128 * 1024  # a browser's offer is 3-8 KB; an answer in a 16-person room ~50 KB (parses in ~3 ms)
 MAX_SDP_LINES = 2000
-MAX_OFFER_SECTIONS = 3  # the client's one offer: at most one audio, one video and one data channel section
+# The client's one offer: at most one audio, two video (camera, then screen) and one data channel section.
+MAX_SECTIONS_OF_KIND = {"audio": 1, "video": 2, "application": 1}
+MAX_OFFER_SECTIONS = sum(MAX_SECTIONS_OF_KIND.values())
 MAX_CANDIDATES = 64  # ICE candidates in one SDP (a browser on a busy laptop offers 10-20)
 OFFERS_PER_MINUTE = 20  # per client address, counted over all its connections, refused or not
 JOINS_PER_MINUTE = 60  # per client address: each join is a participant, a peer connection and a broadcast
@@ -45,9 +47,9 @@ def check_offer(sdp: str) -> None:
     """The client's one offer: size, sections (one of each kind at most) and candidates."""
     lines = _lines(sdp)
     kinds = [line[2:].split(" ", 1)[0] for line in lines if line.startswith("m=")]
-    if len(kinds) > MAX_OFFER_SECTIONS or len(set(kinds)) != len(kinds):
-        raise SdpRefused("the offer may have at most one audio, one video and one application (data channel) "
-                         f"section; it has {len(kinds)} sections")
+    if len(kinds) > MAX_OFFER_SECTIONS or any(kinds.count(k) > MAX_SECTIONS_OF_KIND.get(k, 1) for k in set(kinds)):
+        raise SdpRefused("the offer may have at most one audio, two video (camera, then screen) and one application "
+                         f"(data channel) section; it has {len(kinds)} sections")
     _check_candidates(lines)
 
 

@@ -192,7 +192,8 @@ class PeerSession:
                 return
             tracks = {
                 slot.transceiver.mid: messages.TrackInfo(
-                    participant_id=slot.subscription.publication.participant_id, kind=slot.subscription.kind)
+                    participant_id=slot.subscription.publication.participant_id, kind=slot.subscription.kind,
+                    source="screen" if slot.subscription.publication.source == "screen" else "camera")
                 for slot in self.slots
                 if slot.subscription.publication is not None and slot.transceiver.mid is not None
             }
@@ -207,8 +208,11 @@ class PeerSession:
     def _on_track(self, track: MediaStreamTrack) -> None:
         transceiver = next(t for t in self.pc.getTransceivers() if t.receiver.track is track)
         receiver = transceiver.receiver
+        source = self._source_of(transceiver)
+        if source is None:
+            return
         publication = Publication(self.owner_id, track.kind,
-                                  lambda ssrc: aiortc_adapter.request_keyframe(receiver, ssrc))
+                                  lambda ssrc: aiortc_adapter.request_keyframe(receiver, ssrc), source=source)
         aiortc_adapter.tap_receiver(
             receiver, track.kind,
             lambda frame: publication.on_assembled(frame, aiortc_adapter.receiver_codec(receiver,
@@ -220,7 +224,17 @@ class PeerSession:
             logger.warning("participant %s offered no forwardable %s codec", self.owner_id, track.kind)
             publication.close()
             return
-        self.publications[track.kind] = publication
+        self.publications["screen" if source == "screen" else track.kind] = publication
+
+    def _source_of(self, transceiver: RTCRtpTransceiver) -> str | None:
+        """The client's first video m-line is its camera, the second its screen (docs/protocol.md); tracks
+        only come from the client's own offer, before any slot exists. None: a section we do not publish."""
+        if transceiver.kind != "video":
+            return "camera"
+        own_video = [t for t in self.pc.getTransceivers()
+                     if t.kind == "video" and all(s.transceiver is not t for s in self.slots)]
+        index = own_video.index(transceiver)
+        return ("camera", "screen")[index] if index < 2 else None
 
     # --- subscribing -------------------------------------------------------------------------
 
@@ -289,9 +303,10 @@ class PeerSession:
         self.speaker = participant_id
         self.allocate_layers()
 
-    def _video_subscriptions(self) -> list[Subscription]:
+    def _video_subscriptions(self, source: str | None = None) -> list[Subscription]:
         return [s.subscription for s in self.slots
-                if s.subscription.kind == "video" and s.subscription.publication is not None]
+                if s.subscription.kind == "video" and s.subscription.publication is not None
+                and source in (None, s.subscription.publication.source)]
 
     def sending_bps(self) -> int:
         """What we forward to this person now: the layers they get, plus what audio may take."""
@@ -314,12 +329,23 @@ class PeerSession:
         if not self.media_open:
             return
         self._allocated_at = time.monotonic() if now is None else now
-        subscriptions = {sub.publication.participant_id: sub for sub in self._video_subscriptions()
+        budget = self.downlink.limit_bps
+        for screen in self._video_subscriptions("screen"):
+            # A share is one layer shown large to everyone: it goes first, and cameras share what is left.
+            assert screen.publication is not None
+            layers = screen.publication.layers()
+            if self.audio_only:
+                screen.select(None)
+            elif layers:
+                screen.select(layers[-1].ssrc)
+                if budget is not None:
+                    budget = max(0.0, budget - layers[-1].bitrate_bps)
+        subscriptions = {sub.publication.participant_id: sub for sub in self._video_subscriptions("camera")
                          if sub.publication is not None}
         sources = [VideoSource(pid, [LayerInfo(x.ssrc, x.height, x.bitrate_bps) for x in sub.publication.layers()])
                    for pid, sub in subscriptions.items() if sub.publication is not None]
         choices = allocate(sources, self.video_views, audio_only=self.audio_only, speaker=self.speaker,
-                           budget_bps=self.downlink.limit_bps)
+                           budget_bps=budget)
         for pid, choice in choices.items():
             if choice.ssrc is not None or choice.reason != "shown":
                 subscriptions[pid].select(choice.ssrc)

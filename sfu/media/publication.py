@@ -89,10 +89,11 @@ _ids = itertools.count(1)
 
 class Publication:
     def __init__(self, participant_id: str, kind: str, send_pli: Callable[[int], None],
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, source: str = "camera") -> None:
         self.id = f"pub{next(_ids)}"
         self.participant_id = participant_id
         self.kind = kind
+        self.source = source  # "camera" (camera or microphone) or "screen" (a screen share, video only)
         self._send_pli = send_pli  # asks the publisher's encoder for a keyframe, for one SSRC
         self.codec: RTCRtpCodecParameters | None = None
         self._paused = False

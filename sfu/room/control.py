@@ -94,6 +94,12 @@ class RoomControl:
                     return refusal
             case messages.MuteAll():
                 room.mute_all()
+            case messages.StartShare():
+                return room.start_share(sender)
+            case messages.StopShare():
+                room.stop_share(sender.id)
+            case messages.ClearShareTimer():
+                room.clear_share_timer()
             case _:
                 return self._act_on_participant(room, sender, request)
         return None
@@ -115,6 +121,12 @@ class RoomControl:
                 room.set_paused(target, "video", True)
             case messages.AllowVideo():
                 room.set_paused(target, "video", False)
+            case messages.AllowShare(allowed=allowed):
+                return room.allow_share(target, allowed)
+            case messages.StopShareOf():
+                room.stop_share(target.id)
+            case messages.SetShareTimer(seconds=seconds):
+                return room.set_share_timer(target, seconds)
             case messages.Remove():
                 if target is sender:
                     return "invalid-message", "you cannot remove yourself; leave instead"

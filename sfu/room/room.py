@@ -21,6 +21,7 @@ from sfu.media.publication import Publication
 from sfu.room.dominant_speaker import DominantSpeaker
 from sfu.room.participant import Participant
 from sfu.room.presence import Presence
+from sfu.room.share import ScreenShare
 from sfu.room.video_quality import VideoQuality
 
 if TYPE_CHECKING:
@@ -52,7 +53,8 @@ class RoomObserver(Protocol):
 
 class Room:
     def __init__(self, name: str, group: Group | None = None, observers: list[RoomObserver] | None = None,
-                 detector: CrisisDetector | None = None, crisis_resources: str = "") -> None:
+                 detector: CrisisDetector | None = None, crisis_resources: str = "",
+                 share_timer_min_seconds: int = messages.SHARE_TIMER_MIN_S) -> None:
         self.name = name
         self.group = group
         self.participants: dict[str, Participant] = {}
@@ -73,6 +75,8 @@ class Room:
         self.speakers = DominantSpeaker()
         self.video_quality = VideoQuality()
         self.presence = Presence()
+        self.share = ScreenShare(lambda: self.broadcast_event(self.share.timer_event()),
+                                 min_seconds=share_timer_min_seconds)
 
     def room_time(self, monotonic: float | None = None) -> float:
         """Seconds since the room opened: the clock captions and chat are stamped with."""
@@ -127,6 +131,9 @@ class Room:
         participant.send_event(self._hands_event())
         if self.speakers.current is not None:
             participant.send_event(messages.DominantSpeakerChanged(participant_id=self.speakers.current))
+        participant.send_event(self.share.share_event())
+        participant.send_event(self.share.allowed_event())
+        participant.send_event(self.share.timer_event())
         for observer in self.observers:
             observer.participant_joined(self, participant)
         self.update_video_caps()
@@ -147,7 +154,9 @@ class Room:
     def participant_list(self) -> list[messages.ParticipantInfo]:
         return [p.info() for p in self.participants.values()]
 
-    async def remove(self, participant: Participant) -> None:
+    async def remove(self, participant: Participant, *, resuming: bool = False) -> None:
+        """`resuming`: the same person takes their place back at once (same id), so their share permission
+        and share timer stay; a share ends either way (it was on the connection that is gone)."""
         if self.lobby.get(participant.id) is participant:
             del self.lobby[participant.id]
             await participant.media.close()
@@ -160,6 +169,12 @@ class Room:
         self.presence.forget(participant.id)
         self.update_video_caps()
         self.media_ended(participant)  # already out of self.participants: every remaining slot goes idle
+        if not resuming:
+            dropped, cleared = self.share.forget(participant.id)
+            if dropped:
+                self.broadcast_event(self.share.allowed_event())
+            if cleared:
+                self.broadcast_event(self.share.timer_event())
         for observer in self.observers:
             observer.participant_left(self, participant)
         if participant.id in self.hands:
@@ -178,6 +193,7 @@ class Room:
         self.chat.clear()
         self.hands.clear()
         self.presence.clear()
+        self.share.close()  # cancels the share timer: nothing fires after the room is gone
         for observer in self.observers:
             observer.room_closed(self)
 
@@ -191,7 +207,7 @@ class Room:
         self.subscribe_to_everyone(participant)
 
     def publication_started(self, publisher: Participant, publication: Publication) -> None:
-        if self.participants.get(publisher.id) is not publisher:
+        if self.participants.get(publisher.id) is not publisher or not self._forwarded(publication):
             return
         publication.paused = publisher.paused_by_facilitator(publication.kind)
         for other in list(self.participants.values()):
@@ -225,7 +241,12 @@ class Room:
             if other is participant or not other.media.ready:
                 continue
             for publication in list(other.media.publications.values()):
-                self._subscribe(participant, publication)
+                if self._forwarded(publication):
+                    self._subscribe(participant, publication)
+
+    def _forwarded(self, publication: Publication) -> bool:
+        """Camera and microphone always are; a screen publication only while its publisher's share is on."""
+        return publication.source != "screen" or self.share.sharer == publication.participant_id
 
     def _subscribe(self, subscriber: Participant, publication: Publication) -> None:
         """One subscriber's broken connection must not stop the others (or the publisher) from being wired."""
@@ -241,6 +262,9 @@ class Room:
             for other in self.participants.values():
                 if other is not participant:
                     other.media.unsubscribe(publication)
+        if self.share.sharer == participant.id:  # the screen publication is gone with the connection
+            self.share.sharer = None
+            self.broadcast_event(self.share.share_event())
 
     # --- events ------------------------------------------------------------------------------
 
@@ -382,3 +406,57 @@ class Room:
 
     def _room_state(self) -> messages.RoomState:
         return messages.RoomState(locked=self.locked, room_time=round(self.room_time(), 2))
+
+    # --- screen sharing (sfu/room/share.py holds the state) ----------------------------------------
+
+    def start_share(self, sharer: Participant) -> tuple[str, str] | None:
+        """Forward `sharer`'s screen publication to everyone else. Returns (error code, message) if refused."""
+        if not self.share.may_share(sharer.id, sharer.role):
+            return "not-allowed", "a facilitator has to allow you to share your screen first"
+        if self.share.sharer is not None and self.share.sharer != sharer.id:
+            return "share-busy", "someone else is sharing their screen; one share at a time"
+        publication = sharer.media.publications.get("screen")
+        if publication is None:
+            return "no-screen-track", "your offer had no second video section to share a screen on"
+        if self.share.sharer == sharer.id:
+            return None  # already on: nothing to change
+        self.share.sharer = sharer.id
+        for other in list(self.participants.values()):
+            if other is not sharer:
+                self._subscribe(other, publication)
+        self.broadcast_event(self.share.share_event())
+        return None
+
+    def stop_share(self, participant_id: str) -> None:
+        """End `participant_id`'s share (nothing happens if they are not sharing: stopping is idempotent)."""
+        if self.share.sharer != participant_id:
+            return
+        self.share.sharer = None
+        sharer = self.participants.get(participant_id)
+        publication = sharer.media.publications.get("screen") if sharer is not None else None
+        if publication is not None:
+            for other in self.participants.values():
+                if other is not sharer:
+                    other.media.unsubscribe(publication)
+        self.broadcast_event(self.share.share_event())
+
+    def allow_share(self, target: Participant, allowed: bool) -> tuple[str, str] | None:
+        if target.role == "facilitator":
+            return "invalid-message", "facilitators can always share their screen"
+        if self.share.set_allowed(target.id, allowed):
+            self.broadcast_event(self.share.allowed_event())
+        if not allowed:
+            self.stop_share(target.id)  # revoking ends a share in progress
+        return None
+
+    def set_share_timer(self, target: Participant, seconds: int) -> tuple[str, str] | None:
+        refusal = self.share.timer_refusal(seconds)
+        if refusal is not None:
+            return "invalid-message", refusal
+        self.share.set_timer(target.id, seconds)
+        self.broadcast_event(self.share.timer_event())
+        return None
+
+    def clear_share_timer(self) -> None:
+        if self.share.clear_timer():
+            self.broadcast_event(self.share.timer_event())

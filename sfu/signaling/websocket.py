@@ -105,7 +105,8 @@ class Rooms:
         room = self.rooms.get(slug)
         if room is None:
             group = self.group_for(slug)
-            room = Room(slug, group, self.observers, self.detector, self.config.groups.server.crisis_resources)
+            room = Room(slug, group, self.observers, self.detector, self.config.groups.server.crisis_resources,
+                        share_timer_min_seconds=self.config.share_timer_min_seconds)
             self.rooms[slug] = room
             if group.adhoc:
                 logger.warning("ad-hoc room %r opened; facilitator link: %s/#room=%s&secret=%s",
@@ -119,7 +120,7 @@ class Rooms:
                 return seat
         return None
 
-    async def release(self, seat: Seat) -> None:
+    async def release(self, seat: Seat, *, resuming: bool = False) -> None:
         if self.seats.get(seat.participant.id) is seat:
             del self.seats[seat.participant.id]
             if self.placement is not None:  # a place given up cannot come back through a failover
@@ -127,7 +128,7 @@ class Rooms:
         if seat.removal is not None:
             seat.removal.cancel()
         room = seat.room
-        await room.remove(seat.participant)
+        await room.remove(seat.participant, resuming=resuming)
         if room.empty and self.rooms.get(room.name) is room:
             del self.rooms[room.name]
             room.close()
@@ -421,7 +422,7 @@ class SignalingSession:
             participant_id = previous.id
             hand_at = room.hands.index(previous.id) if previous.id in room.hands else None
             role = previous.role
-            await self.rooms.release(resumed)
+            await self.rooms.release(resumed, resuming=True)
             room = self.rooms.room_for_join(request.room)
             if resumed.session is not self:
                 resumed.session.replaced()
