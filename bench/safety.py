@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -102,11 +103,13 @@ def main() -> None:
         out[part] = report_part(label, rows, alerts, args.quiet)
     lat = np.array(latencies)
     p50, p95, pmax = (round(float(v), 2) for v in (np.percentile(lat, 50), np.percentile(lat, 95), lat.max()))
-    print(f"\nlatency per final ({len(lat)} finals, this machine): p50 {p50} ms  p95 {p95} ms  max {pmax} ms"
-          f"  (budget 20 ms)")
+    load = os.getloadavg()[0]
+    print(f"\nlatency per final ({len(lat)} finals, this machine, {os.cpu_count()} cores, load average {load:.1f}):"
+          f" p50 {p50} ms  p95 {p95} ms  max {pmax} ms  (budget 20 ms)")
     out.update({
         "latency_ms_p50": p50, "latency_ms_p95": p95, "latency_ms_max": pmax,
         "model_load_ms": round((det.model_load_seconds or 0) * 1000, 1), "learned": det.learned,
+        "load_average": round(load, 1),
     })
     print(json.dumps(out, separators=(",", ":")))
 

