@@ -61,7 +61,8 @@ def report_part(name: str, rows: list[Row], alerts: list[bool], quiet: bool) -> 
     print(f"\n{'category':22} {'label':>5} {'rows':>5} {'alerted':>8} {'rate':>6}")
     keys = sorted({(r.label, r.language, r.category) for r in rows}, key=lambda k: (-k[0], k[2], k[1]))
     for label, language, category in keys:
-        sel = [a for r, a in zip(rows, alerts, strict=True) if (r.label, r.language, r.category) == (label, language, category)]
+        key = (label, language, category)
+        sel = [a for r, a in zip(rows, alerts, strict=True) if (r.label, r.language, r.category) == key]
         rate = sum(sel) / len(sel)
         kind = "recall" if label else "false alarm"
         print(f"{language + ' ' + category:22} {label:5} {len(sel):5} {sum(sel):8} {rate:6.2f}  {kind}")

@@ -78,7 +78,7 @@ from pathlib import Path
 
 import numpy as np
 
-from safety.learned import FLAG_NAMES, Embedder, LearnedModel, load_model, pick_window
+from safety.learned import Embedder, LearnedModel, load_model, pick_window
 
 __all__ = [
     "BUILTIN_CATEGORIES",
@@ -1062,6 +1062,10 @@ class CrisisDetector:
         norm = _normalise(text)
         sets = self._ordered(language)
         hit = self._phrase_hit(norm, text, sets, context, language)
+        if hit is None and self._is_continuation(norm, text, sets):
+            # "i'm going to do it tonight" means what the previous final meant; that was not an alert
+            # (or there is none), so the learned layer must not guess from the words alone.
+            return None
         if self._embedder is None or self._model is None:
             if hit is None or hit.cues:
                 return None
@@ -1086,6 +1090,9 @@ class CrisisDetector:
         hit = self._phrase_hit(norm, text, sets, context, language)
         match = replace(hit.match, cues=hit.cues) if hit else None
         return _window(norm, sets[0].language), _flags(norm, sets[0]), match
+
+    def _is_continuation(self, norm: _Normalised, text: str, sets: list[_PhraseSet]) -> bool:
+        return any(ps.find(norm, text, context_rules=True) is not None for ps in sets)
 
     def _context_hit(
         self, norm: _Normalised, text: str, sets: list[_PhraseSet], context: str, language: str | None
