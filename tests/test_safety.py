@@ -386,7 +386,9 @@ def test_bad_languages() -> None:
 # --- performance -------------------------------------------------------------------------------------
 
 
-def test_check_is_well_under_a_millisecond(detector: CrisisDetector) -> None:
+def test_check_is_well_under_a_millisecond() -> None:
+    # The phrase layer's cost; the learned layer's per-final latency is measured by bench.safety.
+    detector = CrisisDetector.from_config(learned=False)
     texts = [text for _, _, text, _ in ROWS]
     texts.append("so this week I went back to work and it was fine mostly, a bit tiring but ok " * 3)
     detector.check("warm up", None)
