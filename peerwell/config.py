@@ -293,6 +293,7 @@ def load_settings(config_file: str | Path | None = None, flags: Mapping[str, Any
         problems += [str(e) for e in group_errors]
         if data and not group_errors:
             groups = _parse(groups_doc, path)
+            problems += group_phrase_problems(groups)
 
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
@@ -448,3 +449,17 @@ def check_config(path: str, environ: Mapping[str, str] | None = None) -> tuple[b
 
 __all__ = ["SETTINGS", "CaptionOptions", "ConfigError", "GroupsConfigError", "Settings", "add_setting_flags",
            "check_config", "flags_from_args", "load_settings"]
+
+
+def group_phrase_problems(groups: GroupsConfig) -> list[str]:
+    """Each group's own phrase file read as the server will read it (phrases only: no model is loaded)."""
+    from safety.detector import CrisisDetector, SafetyConfigError
+
+    problems: list[str] = []
+    for group in groups.groups:
+        if group.safety_phrases:
+            try:
+                CrisisDetector.from_config(extra_phrases_file=group.safety_phrases, learned=False)
+            except (SafetyConfigError, OSError) as exc:
+                problems.append(f"group {group.slug!r}: safety_phrases: {exc}")
+    return problems

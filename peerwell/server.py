@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import logging
 import ssl
@@ -97,10 +98,16 @@ def build_app(config: ServerConfig, captions: CaptionOptions, *, translation: bo
     service = load_translation() if translation else None
     observer = CaptionsObserver(None, service)  # type: ignore[arg-type]
     detector = CrisisDetector.from_config()
-    app = create_app(config, [observer], detector=detector)
+    by_file = {g.safety_phrases: CrisisDetector.from_config(extra_phrases_file=g.safety_phrases)
+               for g in config.groups.groups if g.safety_phrases}
+    app = create_app(config, [observer], detector=detector,
+                     group_detectors={g.slug: by_file[g.safety_phrases]
+                                      for g in config.groups.groups if g.safety_phrases})
     live_metrics = serve_metrics(app, app[ROOMS_KEY])
 
     async def start_services(app: web.Application) -> None:
+        # The crisis detector's model loads now, not on a room's first final.
+        await asyncio.to_thread(detector.warm_up)
         # Before the first join: `joined` tells everyone whether captions are on, and why not.
         app[ROOMS_KEY].captions_status = await start_captions(captions, observer)
         if observer.transcriber is not None:

@@ -133,7 +133,9 @@ WEB_ROOT_KEY: web.AppKey[Path] = web.AppKey("web_root", Path)
 
 
 def create_app(config: ServerConfig | None = None, observers: list[RoomObserver] | None = None,
-               detector: CrisisDetector | None = None) -> web.Application:
+               detector: CrisisDetector | None = None,
+               group_detectors: dict[str, CrisisDetector] | None = None) -> web.Application:
+    """`group_detectors`: by slug, for groups with their own crisis phrases (else `detector`)."""
     config = config or ServerConfig()
     aiortc_adapter.check_compatibility()
     aiortc_adapter.install_patches()
@@ -141,7 +143,7 @@ def create_app(config: ServerConfig | None = None, observers: list[RoomObserver]
     aiortc_adapter.set_host_candidate_policy(config.ice_port_range, config.announced_address,
                                              config.ice_hosts[0] if config.ice_hosts else None)
     app = web.Application(middlewares=[security_headers])
-    rooms = Rooms(config, list(observers or []), detector=detector,
+    rooms = Rooms(config, list(observers or []), detector=detector, group_detectors=dict(group_detectors or {}),
                   public_url=f"http://{config.host}:{config.port}")
     app[ROOMS_KEY] = rooms
     web_root = Path(config.web_root) if config.web_root else WEB_ROOT

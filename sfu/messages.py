@@ -305,13 +305,19 @@ class ClearShareTimer(Struct, tag="clear-share-timer"):
     pass
 
 
+class DismissAlert(Struct, tag="dismiss-alert"):
+    """A facilitator marks a safety alert "not a concern" for this session."""
+
+    alert_id: Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
+
+
 ChannelRequest = (SetSpokenLanguage | SetSubtitleLanguage | SetCaptionNameHidden | SendChat | RaiseHand
                   | LowerHand | RequestUnmute | LowerHandOf | Mute | Unmute | StopVideo | AllowVideo | Remove
                   | Lock | Unlock | EndSession | DeleteChat | SetMediaState | React | AskForHelp | MuteAll
                   | SetVideoViews | SetAudioOnly | StartShare | StopShare | AllowShare | StopShareOf
-                  | SetShareTimer | ClearShareTimer)
+                  | SetShareTimer | ClearShareTimer | DismissAlert)
 FACILITATOR_ONLY = (LowerHandOf, Mute, Unmute, StopVideo, AllowVideo, Remove, Lock, Unlock, EndSession, DeleteChat,
-                    MuteAll, AllowShare, StopShareOf, SetShareTimer, ClearShareTimer)
+                    MuteAll, AllowShare, StopShareOf, SetShareTimer, ClearShareTimer, DismissAlert)
 
 
 class Caption(Struct, tag="caption"):
@@ -416,6 +422,7 @@ class RoomState(Struct, tag="room-state"):
 
 
 class SafetyAlert(Struct, tag="safety-alert"):
+    alert_id: str
     participant_id: str
     name: str
     text: str
@@ -423,6 +430,14 @@ class SafetyAlert(Struct, tag="safety-alert"):
     category: str
     at: float
     resources: str
+    triggers: list[str]  # the words that raised it, as said
+    confidence: float  # 0..1
+    layer: str  # "phrase", "learned" or "context" (with the speaker's previous line)
+
+
+class AlertDismissed(Struct, tag="alert-dismissed"):
+    alert_id: str
+    by: str  # the facilitator's name
 
 
 class Share(Struct, tag="share"):

@@ -194,3 +194,23 @@ def test_workers_default_to_one_without_redis_and_more_need_it() -> None:
     problems = "\n".join(info.value.problems)
     assert "server.workers above 1 needs server.redis" in problems
     assert "PEERWELL_SERVER_REDIS: invalid value (hidden)" in problems  # the URL may hold a password
+
+
+def test_a_groups_own_phrase_file_is_read_relative_to_the_config_and_checked(tmp_path: Path) -> None:
+    (tmp_path / "phrases").mkdir()
+    (tmp_path / "phrases" / "good.toml").write_text('language = "es"\n[[rule]]\ncategory = "self_harm"\n'
+                                                     'patterns = ["me voy a cortar"]\n')
+    (tmp_path / "phrases" / "bad.toml").write_text('[[rule]]\ncategory = "Not Valid"\npatterns = ["x"]\n')
+    path = tmp_path / "peerwell.toml"
+    path.write_text(GOOD + 'safety_phrases = "phrases/good.toml"\n')
+    group = load_settings(path, environ={}).server.groups.get("tuesday")
+    assert group is not None and group.safety_phrases == str(tmp_path / "phrases" / "good.toml")
+
+    path.write_text(GOOD + 'safety_phrases = "phrases/bad.toml"\n')
+    with pytest.raises(ConfigError) as bad:
+        load_settings(path, environ={})
+    assert any("'tuesday': safety_phrases" in p and "category" in p for p in bad.value.problems), bad.value.problems
+    path.write_text(GOOD + 'safety_phrases = "phrases/missing.toml"\n')
+    with pytest.raises(ConfigError) as missing:
+        load_settings(path, environ={})
+    assert any("safety_phrases: no such file" in p for p in missing.value.problems), missing.value.problems

@@ -57,6 +57,8 @@ class RoomControl:
                 pass  # the subtitle router (an observer) owns the choice and answers with subtitle-status
             case messages.SetCaptionNameHidden(hidden=hidden):
                 sender.caption_name_hidden = hidden
+            case messages.DismissAlert(alert_id=alert_id):
+                return room.dismiss_alert(alert_id, sender)
             case messages.SendChat(text=text):
                 problem = room.post_chat(sender, text)
                 if problem is not None:

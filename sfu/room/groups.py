@@ -18,6 +18,8 @@ Schema::
     max_participants = 12             # optional; integer 2..50, default 12
     language = "en"                   # optional; default caption language, ISO 639 code, default "en"
     lobby = true                      # optional; default true: the facilitator admits people
+    safety_phrases = "phrases.toml"   # optional; the group's own crisis phrases in either language, added to
+                                      # the built-in ones (format: safety/README.md); relative to this file
     facilitator_secret = "..."        # optional; at least 16 characters, no spaces. When absent one
                                       # is generated with secrets.token_urlsafe(24) at every start
                                       # (Group.secret_generated tells the server to show it once)
@@ -139,7 +141,8 @@ _TEXT_LIMITS = {
     "description": 2000,
     "schedule": 200,
 }
-_GROUP_KEYS = frozenset({*_TEXT_LIMITS, "max_participants", "language", "lobby", "facilitator_secret"})
+_GROUP_KEYS = frozenset({*_TEXT_LIMITS, "max_participants", "language", "lobby", "facilitator_secret",
+                         "safety_phrases"})
 
 
 class GroupsConfigError(ValueError):
@@ -188,6 +191,7 @@ class Group:
     # True when the secret was generated at load time, so the server should show it once.
     secret_generated: bool = False
     adhoc: bool = False
+    safety_phrases: str = ""  # the group's own crisis phrases (a phrase file, safety/README.md), added to the built-in
 
 
 @dataclass(frozen=True, slots=True)
@@ -385,6 +389,17 @@ def _parse_group(raw: object, index: int, path: Path | None) -> Group:
             "(or leave it out to have one generated at start)",
         )
 
+    phrases = raw.get("safety_phrases", "")
+    if not isinstance(phrases, str):
+        raise fail("safety_phrases", f"must be a path to a phrase file, got {_type_name(phrases)}")
+    if phrases:
+        resolved = Path(phrases).expanduser()
+        if not resolved.is_absolute() and path is not None:  # relative to the config file, wherever it is run from
+            resolved = path.parent / resolved
+        if not resolved.is_file():
+            raise fail("safety_phrases", f"no such file: {resolved}")
+        phrases = str(resolved)
+
     return Group(
         slug=texts["slug"],
         name=texts["name"],
@@ -397,6 +412,7 @@ def _parse_group(raw: object, index: int, path: Path | None) -> Group:
         lobby=lobby,
         facilitator_secret=secret,
         secret_generated=generated,
+        safety_phrases=phrases,
     )
 
 

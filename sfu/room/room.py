@@ -21,11 +21,12 @@ from sfu.media.publication import Publication
 from sfu.room.dominant_speaker import DominantSpeaker
 from sfu.room.participant import Participant
 from sfu.room.presence import Presence
+from sfu.room.safety_watch import SafetyWatch
 from sfu.room.share import ScreenShare
 from sfu.room.video_quality import VideoQuality
 
 if TYPE_CHECKING:
-    from safety.detector import CrisisDetector
+    from safety.detector import CrisisDetector, Match
     from sfu.room.groups import Group
 
 logger = logging.getLogger(__name__)
@@ -60,8 +61,8 @@ class Room:
         self.participants: dict[str, Participant] = {}
         self.lobby: dict[str, Participant] = {}
         self.observers: list[RoomObserver] = list(observers or [])
-        self.detector = detector
         self.crisis_resources = crisis_resources
+        self.safety = SafetyWatch(detector, self._raise_alert) if detector is not None else None
         self.started_at = time.monotonic()
         self.locked = False
         self.ended = False
@@ -167,6 +168,8 @@ class Room:
         del self.participants[participant.id]
         self.speakers.forget(participant.id)
         self.presence.forget(participant.id)
+        if self.safety is not None and not resuming:
+            self.safety.forget(participant.id)
         self.update_video_caps()
         self.media_ended(participant)  # already out of self.participants: every remaining slot goes idle
         if not resuming:
@@ -194,6 +197,8 @@ class Room:
         self.hands.clear()
         self.presence.clear()
         self.share.close()  # cancels the share timer: nothing fires after the room is gone
+        if self.safety is not None:
+            self.safety.close()
         for observer in self.observers:
             observer.room_closed(self)
 
@@ -299,15 +304,23 @@ class Room:
                 self.check_safety(speaker, caption.text, "caption", caption.language)
 
     def check_safety(self, speaker: Participant, text: str, source: str, language: str | None) -> None:
-        if self.detector is None:
-            return
-        match = self.detector.check(text, language)
-        if match is None:
-            return
+        if self.safety is not None:
+            self.safety.check(speaker.id, text, source, language)
+
+    def _raise_alert(self, alert_id: str, participant_id: str, text: str, source: str, match: Match) -> None:
+        speaker = self.participants.get(participant_id)
         tally.safety_alert(source)
         self.send_to_facilitators(messages.SafetyAlert(
-            participant_id=speaker.id, name=speaker.name, text=text, source=source,
-            category=match.category, at=round(self.room_time(), 2), resources=self.crisis_resources))
+            alert_id=alert_id, participant_id=participant_id, name=speaker.name if speaker else "",
+            text=text, source=source, category=match.category, at=round(self.room_time(), 2),
+            resources=self.crisis_resources, triggers=list(match.triggers or (match.phrase,)),
+            confidence=round(match.confidence, 2), layer=match.layer))
+
+    def dismiss_alert(self, alert_id: str, facilitator: Participant) -> tuple[str, str] | None:
+        if self.safety is None or not self.safety.dismiss(alert_id):
+            return "no-such-alert", "no such alert in this room"
+        self.send_to_facilitators(messages.AlertDismissed(alert_id=alert_id, by=facilitator.name))
+        return None
 
     # --- chat and hands ----------------------------------------------------------------------
 

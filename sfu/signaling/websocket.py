@@ -74,6 +74,7 @@ class Rooms:
     config: ServerConfig
     observers: list[RoomObserver] = field(default_factory=list)
     detector: CrisisDetector | None = None
+    group_detectors: dict[str, CrisisDetector] = field(default_factory=dict)  # by slug: groups' own phrases
     captions_status: messages.CaptionsStatus = field(
         default_factory=lambda: messages.CaptionsStatus(enabled=False, reason="captions are not configured"))
     rooms: dict[str, Room] = field(default_factory=dict)
@@ -105,7 +106,8 @@ class Rooms:
         room = self.rooms.get(slug)
         if room is None:
             group = self.group_for(slug)
-            room = Room(slug, group, self.observers, self.detector, self.config.groups.server.crisis_resources,
+            room = Room(slug, group, self.observers, self.group_detectors.get(slug, self.detector),
+                        self.config.groups.server.crisis_resources,
                         share_timer_min_seconds=self.config.share_timer_min_seconds)
             self.rooms[slug] = room
             if group.adhoc:
