@@ -1,5 +1,5 @@
-// The control bar and what it opens: panels beside the stage on a desktop, sheets over it on a phone (one at
-// a time), the "More" menu and the reactions popover. Unread counts on the bar's buttons. Which panels are
+// The control bar and what it opens: one panel at a time (chat, people or facilitator tools) beside the stage
+// under the captions on a desktop, or a sheet over the stage on a phone; the "More" menu and the reactions popover. Unread counts on the bar's buttons. Which panels are
 // open lives in store.ui; this module renders that and handles the buttons that change it.
 
 import { $ } from "./dom.js";
@@ -48,25 +48,18 @@ function setCount(id, count, key) {
   else button.removeAttribute("aria-label");
 }
 
-// Defaults when entering the room or changing between phone and desktop: on a desktop chat (and a
-// facilitator's tools) are open beside the stage; on a phone nothing covers the stage until asked.
+// Defaults when entering the room or changing between phone and desktop: on a desktop the chat (a
+// facilitator: their tools) is open beside the stage; on a phone nothing covers the stage until asked.
 export function defaultPanels() {
   store.update((state, ui) => {
     ui.panels = new Set();
-    if (!isCompact()) {
-      ui.panels.add("chat");
-      if (state.self && state.self.role === "facilitator") ui.panels.add("facilitator");
-    }
+    if (!isCompact()) ui.panels.add(state.self && state.self.role === "facilitator" ? "facilitator" : "chat");
   });
 }
 
 export function openPanel(name, { focus = true } = {}) {
   store.update((state, ui) => {
-    if (isCompact()) {
-      ui.panels = new Set([name]);
-    } else {
-      ui.panels.add(name);
-    }
+    if (name !== "captions" || isCompact()) ui.panels = new Set([name]);
     if (name === "chat") ui.unread.chat = 0;
     if (name === "captions" && !isCompact()) {
       ui.captionsShown = true;

@@ -74,7 +74,10 @@ export class FacilitatorPanel {
     if (this.actions.reveal) this.actions.reveal();
     const target = this.q(section);
     target.scrollIntoView({ block: "start" });
-    target.focus();
+    target.focus({ preventScroll: true });
+    // The newest alert (or arrival) right under its heading, whole when it fits.
+    const first = target.parentElement.querySelector(".safety-alert, #lobby-list li");
+    if (first) first.scrollIntoView({ block: "nearest" });
   }
 
   // --- lobby (signaling: lobby-update) ---------------------------------------------------------
