@@ -58,8 +58,8 @@ MEASURE = """(speakerId) => {
     const r = e.getBoundingClientRect();
     const style = getComputedStyle(e);
     const visible = r.width > 0 && r.height > 0 && style.visibility !== 'hidden' && style.display !== 'none';
-    return {top: Math.round(r.top), left: Math.round(r.left), bottom: Math.round(r.bottom), right: Math.round(r.right),
-            width: Math.round(r.width), height: Math.round(r.height), visible,
+    return {top: Math.round(r.top), left: Math.round(r.left), bottom: Math.round(r.bottom),
+            right: Math.round(r.right), width: Math.round(r.width), height: Math.round(r.height), visible,
             inside: visible && r.top >= 0 && r.left >= 0 && r.bottom <= innerHeight + 0.5 && r.right <= innerWidth + 0.5};
   };
   const lines = document.querySelectorAll('#captions-live .caption');
@@ -94,7 +94,8 @@ SMALL_TARGETS = """() => [...document.querySelectorAll('#room button, #room summ
                  return r.width > 0 && r.height > 0 && s.visibility !== 'hidden'
                    && r.bottom > 0 && r.top < innerHeight && r.right > 0 && r.left < innerWidth; })
   .map(e => { const r = e.getBoundingClientRect();
-              return {id: e.id || e.className || e.textContent.trim().slice(0, 20), w: Math.round(r.width), h: Math.round(r.height)}; })
+              return {id: e.id || e.className || e.textContent.trim().slice(0, 20),
+                      w: Math.round(r.width), h: Math.round(r.height)}; })
   .filter(b => b.w < 44 || b.h < 44)"""
 
 
