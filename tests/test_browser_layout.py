@@ -60,7 +60,8 @@ MEASURE = """(speakerId) => {
     const visible = r.width > 0 && r.height > 0 && style.visibility !== 'hidden' && style.display !== 'none';
     return {top: Math.round(r.top), left: Math.round(r.left), bottom: Math.round(r.bottom),
             right: Math.round(r.right), width: Math.round(r.width), height: Math.round(r.height), visible,
-            inside: visible && r.top >= 0 && r.left >= 0 && r.bottom <= innerHeight + 0.5 && r.right <= innerWidth + 0.5};
+            inside: visible && r.top >= 0 && r.left >= 0 && r.bottom <= innerHeight + 0.5
+                    && r.right <= innerWidth + 0.5};
   };
   const lines = document.querySelectorAll('#captions-live .caption');
   const video = document.querySelector(`.tile[data-participant-id="${speakerId}"] video`);
