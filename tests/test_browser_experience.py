@@ -24,6 +24,7 @@ from tests.support.browser import (
     axe_violations,
     join,
     new_page,
+    open_more,
     poll,
     uncaught,
 )
@@ -189,7 +190,7 @@ async def test_alerts_are_noticed_by_every_facilitator_within_two_seconds(
         await facilitator.wait_for_selector('.toast-urgent:has-text("Sam is waiting to join")', timeout=5000)
     await admit(fran, sam, "Sam")
     # Fran scrolls her tools to the end; the alert must still be seen.
-    await fran.evaluate("() => document.querySelector('.room-main').scrollTop = 1e6")
+    await fran.evaluate("() => document.querySelector('#facilitator-panel .panel-body').scrollTop = 1e6")
 
     await sam.fill("#chat-input", CRISIS)
     sent = time.monotonic()
@@ -212,6 +213,7 @@ async def test_alerts_are_noticed_by_every_facilitator_within_two_seconds(
     assert await fran.evaluate("() => document.scrollingElement.scrollHeight <= innerHeight + 1")
 
     # "I need help": private to the facilitators, both notified.
+    await open_more(sam)
     await sam.click("#help-details > summary")
     await sam.fill("#help-text", "Could we talk after?")
     await sam.click("#help-send")
@@ -271,7 +273,9 @@ async def test_captions_stay_readable_at_the_largest_size(server: RunningServer,
     await reader.click("#captions-jump")
     newest = await poll(reader, IN_VIEWPORT, '#captions-live [data-segment-id="s30"]', lambda b: b and b["inside"], 5)
 
-    # Captions under the speaker's tile (display option) do not move the chat either.
+    # Captions under the speaker's tile (display option) do not move the chat either. In the room the display
+    # settings are in the bar's "More" menu.
+    await open_more(reader)
     await reader.click("#display-settings > summary")
     await reader.check("#captions-under-tiles")
     assert await reader.evaluate("document.documentElement.classList.contains('captions-under-tiles')")
@@ -300,6 +304,7 @@ async def test_presence_cues_reach_the_others(server: RunningServer, browser: Br
     await poll(bob, TILE_STATE, "Alice", lambda v: v["badges"] == [], 5)
 
     # Device switching in the room: the chosen camera replaces the sent track; Bob keeps seeing Alice.
+    await open_more(alice)
     await alice.click("#devices-details > summary")
     cameras = await poll(alice, "() => [...document.querySelectorAll('#room-camera-device option')].map(o => o.value)",
                          None, lambda v: len(v) > 0, 5)
@@ -310,6 +315,7 @@ async def test_presence_cues_reach_the_others(server: RunningServer, browser: Br
     await poll(bob, TILE_STATE, "Alice", lambda v: v["time"] > playing + 0.5, 10)
 
     # A reaction shows briefly on the sender's tile at the others.
+    await bob.click("#open-reactions")
     await bob.click('#reactions button[data-reaction="heart"]')
     bobs_tile = alice.locator('.tile:has(.name:text-is("Bob"))')
     await bobs_tile.locator('.reaction[data-reaction="heart"]').wait_for(state="visible", timeout=3000)

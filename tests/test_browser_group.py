@@ -21,6 +21,7 @@ from tests.support.browser import (
     TILE_STATE,
     join,
     new_page,
+    open_panel,
     poll,
     uncaught,
 )
@@ -194,7 +195,9 @@ async def test_user_text_stays_text_and_safety_alerts_stay_private(
     for page in (mallory, vic):
         await page.wait_for_selector("#room:not([hidden])")
 
-    # Chat: the counter counts, the message arrives as literal text, the hand queue shows the name.
+    # Chat: the counter counts, the message arrives as literal text, the hand queue shows the name. (The
+    # facilitator's side panel shows her tools until she opens the chat.)
+    await open_panel(fran, "#toggle-chat", "#chat-panel")
     await mallory.fill("#chat-input", XSS_CHAT)
     assert await mallory.text_content("#chat-counter") == f"{500 - len(XSS_CHAT)} characters left"
     await mallory.click("#chat-send")
@@ -221,6 +224,7 @@ async def test_user_text_stays_text_and_safety_alerts_stay_private(
     # Crisis language in the chat: a private alert for the facilitator only, rendered as text.
     await mallory.fill("#chat-input", CRISIS_CHAT)
     await mallory.press("#chat-input", "Enter")
+    await open_panel(fran, "#toggle-tools", "#facilitator-panel")
     alert = fran.locator(".safety-alert").first
     await alert.wait_for()
     assert await alert.locator(".alert-text").text_content() == CRISIS_CHAT

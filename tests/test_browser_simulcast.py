@@ -14,7 +14,7 @@ from playwright.async_api import Browser, Page
 from sfu import messages
 from sfu.config import ServerConfig
 from tests.conftest import RunningServer, start_server
-from tests.support.browser import PARTICIPANT_ID, TILE_STATE, join, new_page, poll, uncaught
+from tests.support.browser import PARTICIPANT_ID, TILE_STATE, join, new_page, open_more, poll, uncaught
 
 pytestmark = pytest.mark.browser
 
@@ -139,6 +139,7 @@ async def test_audio_only_mode_and_the_paused_for_bandwidth_notice(server: Runni
     session = server.rooms.rooms["thin-ui"].participants[await viewer.evaluate(PARTICIPANT_ID)].media
 
     # "Low bandwidth: audio and captions only": no video bytes, audio goes on, the tile shows initials.
+    await open_more(viewer)  # the switch is in the control bar's "More" menu
     await viewer.click("#toggle-audio-only")
     assert await viewer.get_attribute("#toggle-audio-only", "aria-pressed") == "true"
     await poll(viewer, "() => [...window.peerwell.store.state.videoDelivery.values()]", None,
@@ -151,6 +152,7 @@ async def test_audio_only_mode_and_the_paused_for_bandwidth_notice(server: Runni
     assert after["video"]["bytes"] == before["video"]["bytes"], (before, after)
     assert after["audio"]["packets"] > before["audio"]["packets"], (before, after)
     assert await viewer.locator(".tile.no-video .name", has_text="Camera").count() == 1
+    await open_more(viewer)
     await viewer.click("#toggle-audio-only")
     await poll(viewer, INBOUND, camera_id, lambda v: v["video"]["frames"] > after["video"]["frames"], timeout=5)
 

@@ -172,6 +172,20 @@ async def poll(page: Page, script: str, arg: object, check: Callable[[Any], bool
     raise AssertionError(f"condition not met; last value {value!r}")
 
 
+async def open_more(page: Page) -> None:
+    """In the room: open the control bar's "More" menu (devices, "I need help", display settings, audio only)."""
+    if await page.is_hidden("#more-menu"):
+        await page.click("#open-more")
+    await page.wait_for_selector("#more-menu:not([hidden])")
+
+
+async def open_panel(page: Page, button: str, panel: str) -> None:
+    """In the room: open a panel (desktop) or sheet (phone) from its bar button unless it is open already."""
+    if await page.is_hidden(panel):
+        await page.click(button)
+    await page.wait_for_selector(f"{panel}:not([hidden])")
+
+
 def uncaught(*pages: Page) -> list[str]:
     return [e for page in pages for e in page.errors if "Uncaught" in e]  # type: ignore[attr-defined]
 

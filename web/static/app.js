@@ -1,19 +1,26 @@
 // peerwell browser client, the entry point. The page is split along its seams:
 //   onboarding.js  directory, agreement, join form and device check
 //   session.js     joining, reconnecting, resuming after a reload, leaving
-//   room.js        data-channel events -> store.js -> tiles, hands, controls, facilitator tools
+//   room.js        data-channel events -> store.js -> stage (stage.js, tiles.js), bar and panels (bar.js),
+//                  screen sharing (share.js), facilitator tools (facilitator.js)
+// app.js wires session.js and room.js together with callbacks; neither imports the other. The one store is
+// store.js; preferences are read and written in prefs.js only.
 // Plain ES modules, no build step. Every piece of user-provided text is rendered as text, never markup.
 
-import { ctx } from "./context.js";
 import { $ } from "./dom.js";
 import { chooseLanguage, chosenLanguage, loadCatalogs, onLanguageChange, uiLanguages } from "./i18n.js";
 import { initNotices } from "./notices.js";
 import { chooseGroup, initOnboarding, loadDirectory, renderAgreement, renderDirectory } from "./onboarding.js";
-import { captions, chat, initRoom, renderSubtitleMenu, tiles } from "./room.js";
-import { resumeFromTab, savedPlace } from "./session.js";
+import {
+  captions, chat, configureRoom, enterRoom, handleEvent, initRoom, renderSubtitleMenu, resetRoom, sendPreferences,
+  setupRole, tiles,
+} from "./room.js";
+import { configureSession, leave, resumeFromTab, savedPlace, savePlace } from "./session.js";
 import { initDisplaySettings } from "./settings.js";
 import { store } from "./store.js";
 import { currentView, showView } from "./views.js";
+
+const ctx = store.session;
 
 // "#room=SLUG" opens a group; "#room=SLUG&secret=..." is a facilitator link. The secret is taken out of
 // the address bar at once and only ever sent in the join message (and kept in this tab, see session.js).
@@ -60,6 +67,8 @@ async function init() {
   initNotices($("notices"));
   fillInterfaceLanguages();
   initOnboarding();
+  configureRoom({ leave, savePlace });
+  configureSession({ enterRoom, handleEvent, resetRoom, sendPreferences, setupRole });
   initRoom();
   onLanguageChange(relabel);
   // Reload or tab closed: end the media at once (the server stops forwarding it), but send no `leave`, so

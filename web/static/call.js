@@ -1,6 +1,8 @@
 // One session with the SFU (docs/protocol.md): join over the WebSocket, wait in the lobby when the group
 // has one, then one peer connection. The browser offers first (its own media, sendonly, and the data
-// channel); afterwards only the server offers, whenever forwarded tracks come or go.
+// channel); afterwards only the server offers, whenever forwarded tracks come or go. The offer carries a
+// second, trackless video transceiver for a screen share (docs/protocol.md): sharing later is a
+// replaceTrack and a `start-share`, never a renegotiation.
 
 import { Signaling, signalingUrl } from "./signaling.js";
 
@@ -87,7 +89,7 @@ export class Call extends EventTarget {
     this.resumeToken = null;
     this.role = "participant";
     this.group = null;
-    this.tracks = {}; // mid -> { participant_id, kind }
+    this.tracks = {}; // mid -> { participant_id, kind, source }
     this.participants = new Map(); // id -> { id, name, role }
     this.joined = null;
     this.waiting = false; // in the lobby
@@ -99,6 +101,8 @@ export class Call extends EventTarget {
     this.videoCap = null; // the server's latest `video-cap` for our video
     this.videoCapApplied = null; // the cap our encoder runs with
     this.capQueue = Promise.resolve();
+    this.offersScreen = true; // false after a server that predates screen sharing refused the screen m-line
+    this.answered = false;
   }
 
   async start() {
@@ -151,6 +155,7 @@ export class Call extends EventTarget {
         this.emit("lobby-update", message);
         break;
       case "answer":
+        this.answered = true;
         await this.pc.setRemoteDescription({ type: "answer", sdp: message.sdp });
         break;
       case "offer":
@@ -172,6 +177,13 @@ export class Call extends EventTarget {
         if (this.pendingJoin) {
           this.pendingJoin.reject(new JoinError(message.code, message.message));
           this.pendingJoin = null;
+        } else if (message.code === "negotiation-failed" && !this.answered && this.offersScreen && this.pc) {
+          // A server without screen sharing refuses a second video m-line: offer again without it.
+          this.offersScreen = false;
+          this.pc.close();
+          this.pc = null;
+          this.mediaStarted = false;
+          await this.startMedia();
         } else if (message.code === "in-lobby") {
           // We offered too early: wait for "admitted", which sends the offer again.
           this.waiting = true;
@@ -216,7 +228,8 @@ export class Call extends EventTarget {
     if (!this.waiting) this.startMedia().catch((error) => this.fail(`media setup failed: ${error}`));
   }
 
-  // The one client offer: sendonly audio + video (either may be trackless) and the data channel.
+  // The one client offer: sendonly audio + camera video (either may be trackless), the screen's video
+  // (trackless until a share) and the data channel.
   async startMedia() {
     if (this.mediaStarted || this.ended) return;
     this.mediaStarted = true;
@@ -237,6 +250,8 @@ export class Call extends EventTarget {
       const transceiver = this.pc.addTransceiver(track || kind, init);
       this.senders[kind] = transceiver.sender;
     }
+    // The screen: one layer (no simulcast), no track until the person shares.
+    this.senders.screen = this.offersScreen ? this.pc.addTransceiver("video", { direction: "sendonly" }).sender : null;
     this.channel = this.pc.createDataChannel("peerwell");
     this.channel.addEventListener("message", (event) => {
       let data;
@@ -267,7 +282,8 @@ export class Call extends EventTarget {
     this.emit("tracks");
   }
 
-  // Remote tracks grouped by participant, from the mid -> participant map of the latest offer.
+  // Remote tracks grouped by participant, from the mid -> participant map of the latest offer:
+  // { audio, video, screen } (a "screen" source is their shared screen, docs/protocol.md).
   remoteTracks() {
     const byParticipant = new Map();
     if (!this.pc) return byParticipant;
@@ -275,7 +291,8 @@ export class Call extends EventTarget {
       const info = transceiver.mid !== null ? this.tracks[transceiver.mid] : undefined;
       if (!info || transceiver.currentDirection === "inactive") continue;
       const entry = byParticipant.get(info.participant_id) || {};
-      entry[info.kind] = transceiver.receiver.track;
+      const slot = info.kind === "video" && info.source === "screen" ? "screen" : info.kind;
+      entry[slot] = transceiver.receiver.track;
       byParticipant.set(info.participant_id, entry);
     }
     return byParticipant;
@@ -308,6 +325,12 @@ export class Call extends EventTarget {
 
   deny(participantId) {
     this.signaling.send({ type: "deny", participant_id: participantId });
+  }
+
+  // Our screen share's track (null: stop sending it). The caller sends start-share / stop-share.
+  async setScreenTrack(track) {
+    if (!this.senders.screen) throw new Error("no screen transceiver");
+    await this.senders.screen.replaceTrack(track);
   }
 
   async replaceLocalTrack(kind, track) {

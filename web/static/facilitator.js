@@ -1,5 +1,6 @@
 // Facilitator tools: safety alerts and help requests first (private), the lobby (admit/deny), unmute
-// requests, per-person mute/video/remove, mute all, lock, end session, and the alert sound. Built from an
+// requests, per-person mute/video/remove, screen sharing (allow, stop) and the share time, mute all, lock,
+// end session, and the alert sound. A panel beside the stage on a desktop, a sheet on a phone (bar.js). Built from an
 // inert <template> only when the server said our role is "facilitator"; for everyone else none of this
 // exists in the page. Every arrival that needs attention also raises a notice (notices.js) that is seen
 // whatever the scroll position.
@@ -9,7 +10,7 @@ import { t, translatePage } from "./i18n.js";
 import { notify, setSound, soundOn } from "./notices.js";
 
 export class FacilitatorPanel {
-  // actions: { admit(id), deny(id), request(message) -> bool, timeOf(roomTime) -> Date }
+  // actions: { admit(id), deny(id), request(message) -> bool, reveal() (open the panel), timeOf(roomTime) -> Date }
   constructor(mount, actions) {
     const template = document.getElementById("facilitator-template");
     mount.replaceChildren(document.importNode(template.content, true));
@@ -38,6 +39,9 @@ export class FacilitatorPanel {
     const sound = q("alert-sound");
     sound.checked = soundOn();
     sound.addEventListener("change", () => setSound(sound.checked));
+    this.timerLength = q("share-timer-length");
+    this.clearTimer = q("clear-share-timer");
+    this.clearTimer.addEventListener("click", () => this.actions.request({ type: "clear-share-timer" }));
     this.lockButton.addEventListener("click", () => {
       this.actions.request({ type: this.locked ? "unlock" : "lock" });
     });
@@ -67,9 +71,13 @@ export class FacilitatorPanel {
   }
 
   show(section) {
+    if (this.actions.reveal) this.actions.reveal();
     const target = this.q(section);
     target.scrollIntoView({ block: "start" });
-    target.focus();
+    target.focus({ preventScroll: true });
+    // The newest alert (or arrival) right under its heading, whole when it fits.
+    const first = target.parentElement.querySelector(".safety-alert, #lobby-list li");
+    if (first) first.scrollIntoView({ block: "nearest" });
   }
 
   // --- lobby (signaling: lobby-update) ---------------------------------------------------------
@@ -140,6 +148,14 @@ export class FacilitatorPanel {
     const video = person.videoStopped
       ? button(t("fac.allowVideo"), "video", send("allow-video"))
       : button(t("fac.stopVideo"), "video", send("stop-video"));
+    const share = [];
+    if (person.sharing) share.push(button(t("fac.stopShare"), "share", send("stop-share-of")));
+    if (person.role !== "facilitator") {
+      share.push(button(person.shareAllowed ? t("fac.revokeShare") : t("fac.allowShare"), "allow",
+        () => this.actions.request({ type: "allow-share", participant_id: person.id, allowed: !person.shareAllowed })));
+    }
+    share.push(button(t("fac.shareTime"), "timer", () => this.actions.request({
+      type: "set-share-timer", participant_id: person.id, seconds: Number(this.timerLength.value) || 180 })));
     const remove = button(t("fac.remove"), "remove", () => {
       this.confirm(t("fac.removeConfirm", { name: person.name }), t("fac.remove"),
         () => this.actions.request({ type: "remove", participant_id: person.id }));
@@ -148,10 +164,22 @@ export class FacilitatorPanel {
     if (person.role === "facilitator") status.push(t("fac.statusFacilitator"));
     if (person.muted) status.push(t("fac.statusMuted"));
     if (person.videoStopped) status.push(t("fac.statusVideoStopped"));
+    if (person.sharing) status.push(t("fac.statusSharing"));
+    else if (person.shareAllowed) status.push(t("fac.statusMayShare"));
+    if (person.timer) status.push(t("fac.statusTimer"));
     return el("li", { dataset: { participantId: person.id } },
       el("span", { class: "person-name" }, person.name),
       status.length ? el("span", { class: "person-status" }, ` (${status.join(", ")})`) : null,
-      el("span", { class: "actions" }, mute, video, remove));
+      el("span", { class: "actions" }, mute, video, ...share, remove));
+  }
+
+  setTimerActive(active) {
+    this.clearTimer.hidden = !active;
+  }
+
+  // Alerts and help requests not yet dismissed (the bar's count).
+  alertTotal() {
+    return this.alertList.children.length;
   }
 
   // --- room state -------------------------------------------------------------------------------

@@ -2,9 +2,8 @@
 // language, listed in locales/index.json), so adding a language is data only. The language is the person's
 // own choice, else the group's language once a group is chosen, else the browser's.
 
-import { storageGet, storageSet } from "./dom.js";
+import { getPref, setPref } from "./prefs.js";
 
-const CHOICE_KEY = "peerwell.uiLanguage";
 const FALLBACK = "en";
 const catalogs = {};
 let names = { en: "English" };
@@ -40,11 +39,11 @@ export function uiLanguages() {
 }
 
 export function chosenLanguage() {
-  return storageGet(CHOICE_KEY, "") || "";
+  return getPref("uiLanguage") || "";
 }
 
 export function chooseLanguage(code) {
-  storageSet(CHOICE_KEY, code || null);
+  setPref("uiLanguage", code || null);
   applyLanguage();
 }
 

@@ -2,10 +2,10 @@
 // sound (facilitators can turn it off) and a count in the tab title while urgent notices are open.
 // Used for safety alerts, help requests and lobby arrivals (facilitators) and for gentle room news.
 
-import { el, storageGet, storageSet } from "./dom.js";
+import { el } from "./dom.js";
 import { t } from "./i18n.js";
+import { getPref, setPref } from "./prefs.js";
 
-const SOUND_KEY = "peerwell.alertSound";
 const INFO_MS = 6000; // urgent notices stay until dismissed
 
 let stack = null;
@@ -17,11 +17,11 @@ export function initNotices(container) {
 }
 
 export function soundOn() {
-  return storageGet(SOUND_KEY, "1") === "1";
+  return getPref("alertSound");
 }
 
 export function setSound(on) {
-  storageSet(SOUND_KEY, on ? "1" : "0");
+  setPref("alertSound", on);
 }
 
 // The page title without the badge; showView calls this when the view changes.

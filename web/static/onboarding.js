@@ -2,12 +2,14 @@
 // camera and microphone check (preview, level meter, device choice). No device is touched before "I agree"
 // and the person's own choice on the form.
 
-import { ctx } from "./context.js";
 import { $, el, setText } from "./dom.js";
 import { currentLanguage, setGroupLanguage, t } from "./i18n.js";
 import { LANGUAGES, languageName, languageOption } from "./languages.js";
 import { joinErrorText, joinRoom, openLocalMedia } from "./session.js";
 import { showView } from "./views.js";
+import { store } from "./store.js";
+
+const ctx = store.session;
 
 
 async function fetchJson(url) {

@@ -1,25 +1,36 @@
-// The room: data-channel events update the store; tiles, hands, controls and the facilitator's people list
-// render from it. Also the room's own controls (microphone, camera, devices, hand, reactions, "I need help",
-// captions and subtitles).
+// The room: data-channel events update the store; the stage, tiles, hands, the bar and the facilitator's
+// people list render from it. Also the room's own controls (microphone, camera, devices, hand, reactions,
+// screen sharing, "I need help", captions and subtitles). What the session does for the room (leave, keep
+// our place) is handed in by app.js (configureRoom), so room.js and session.js never import each other.
 
+import * as bar from "./bar.js";
 import { CAMERA_SIZE } from "./call.js";
 import { CaptionView } from "./captions.js";
 import { ChatView } from "./chat.js";
-import { ctx } from "./context.js";
-import { $, announce, el, setText, storageSet } from "./dom.js";
+import { $, announce, el, setText } from "./dom.js";
 import { FacilitatorPanel } from "./facilitator.js";
 import { t } from "./i18n.js";
 import { languageName, languageOption } from "./languages.js";
 import { notify } from "./notices.js";
-import { leave, savePlace } from "./session.js";
+import { setPref } from "./prefs.js";
+import { canShare, nameOf, onShareError, onShareEvent, toggleShare } from "./share.js";
+import { Stage } from "./stage.js";
 import { moderationOf, store } from "./store.js";
 import { REACTIONS, Tiles } from "./tiles.js";
 import { VideoViews } from "./video_views.js";
 import { banner, currentView, showView } from "./views.js";
 
 const REACTION_SHOWN_MS = 4000;
+const ctx = store.session;
 
-export const tiles = new Tiles($("tiles"));
+// What the session module does for the room (set by app.js, so neither module imports the other).
+const hooks = { leave: () => {}, savePlace: () => {} };
+export function configureRoom(given) {
+  Object.assign(hooks, given);
+}
+
+export const tiles = new Tiles({ onPin: (key) => togglePin(key) });
+const stage = new Stage({ body: $("room-body"), main: $("stage-main"), strip: $("filmstrip") });
 const videoViews = new VideoViews(tiles, (message) => (ctx.call ? ctx.call.sendControl(message) : false));
 export const captions = new CaptionView({
   live: $("captions-live"), history: $("captions-history"), status: $("captions-status"), jump: $("captions-jump"),
@@ -31,6 +42,12 @@ export const chat = new ChatView({
   list: $("chat-list"), form: $("chat-form"), input: $("chat-input"), counter: $("chat-counter"),
   error: $("chat-error"), send: (message) => sendControl(message),
 });
+
+function togglePin(key) {
+  store.update((state, ui) => {
+    ui.pinned = ui.pinned === key ? null : key;
+  });
+}
 
 // Room time (seconds since the room opened, as the server stamps chat and alerts) -> a Date here.
 export function timeOf(roomTime) {
@@ -53,7 +70,7 @@ export function sendPreferences() {
   if (!ctx.call) return;
   if (ctx.subtitleLanguage) ctx.call.sendControl({ type: "set-subtitle-language", language: ctx.subtitleLanguage });
   if (ctx.hideName) ctx.call.sendControl({ type: "set-caption-name-hidden", hidden: true });
-  if (ctx.audioOnly) ctx.call.sendControl({ type: "set-audio-only", enabled: true });
+  if (store.state.audioOnly) ctx.call.sendControl({ type: "set-audio-only", enabled: true });
   videoViews.resend();
   sendMediaState();
 }
@@ -69,6 +86,7 @@ export function enterRoom() {
   captions.setStatus(call.joined && call.joined.captions);
   renderSubtitleMenu();
   setupRole(call);
+  bar.defaultPanels();
   store.update(() => {});
   history.replaceState(null, "", `#room=${encodeURIComponent(call.request.room)}`);
   if (currentView() !== "room") {
@@ -87,6 +105,7 @@ export function setupRole(call) {
       admit: (id) => ctx.call && ctx.call.admit(id),
       deny: (id) => ctx.call && ctx.call.deny(id),
       request: (message) => sendControl(message),
+      reveal: () => bar.openPanel("facilitator", { focus: false }),
       timeOf,
     });
     ctx.facilitator.setLocked(store.state.locked);
@@ -99,6 +118,8 @@ export function setupRole(call) {
 }
 
 export function resetRoom() {
+  clearInterval(timerTicker);
+  timerTicker = null;
   tiles.clear();
   captions.clear();
   chat.clear();
@@ -126,6 +147,7 @@ export function handleEvent(event) {
       break;
     case "chat":
       chat.add(event);
+      bar.noteChat();
       break;
     case "chat-deleted":
       chat.remove(event.message_id);
@@ -149,12 +171,24 @@ export function handleEvent(event) {
       break;
     case "help-requested":
       if (ctx.facilitator) ctx.facilitator.addHelpRequest(event);
+      store.update(() => {}); // the bar's count
       break;
     case "room-state":
       onRoomState(event);
       break;
     case "video-delivery":
       onVideoDelivery(event.videos && typeof event.videos === "object" ? event.videos : {});
+      break;
+    case "share":
+      onShareEvent(typeof event.participant_id === "string" ? event.participant_id : null);
+      break;
+    case "share-allowed":
+      store.update((state) => {
+        state.shareAllowed = Array.isArray(event.participant_ids) ? event.participant_ids : [];
+      });
+      break;
+    case "share-timer":
+      onShareTimer(event);
       break;
     case "dominant-speaker":
       store.update((state) => {
@@ -163,22 +197,17 @@ export function handleEvent(event) {
       break;
     case "safety-alert":
       if (ctx.facilitator) ctx.facilitator.addSafetyAlert(event); // never shown to anyone else
+      store.update(() => {}); // the bar's count
       break;
     case "error":
       if (event.request === "chat") chat.showError(event.message);
       else if (event.request === "ask-for-help") setText($("help-status"), event.message);
+      else if (event.request === "start-share") onShareError(event.code);
       else banner(event.message);
       break;
     default:
       break;
   }
-}
-
-function nameOf(id) {
-  const state = store.state;
-  if (state.self && id === state.self.id) return t("room.you");
-  const person = state.people.get(id);
-  return person ? person.name : t("room.someone");
 }
 
 function onModeration(action, id) {
@@ -218,6 +247,28 @@ function onReaction(id, reaction) {
 }
 onReaction.timers = new Map();
 
+// A share time (docs/protocol.md `share-timer`): everyone counts down locally from `remaining`; at the
+// end a gentle cue on the tile and for screen readers. Nothing is cut off.
+let timerTicker = null;
+function onShareTimer(event) {
+  const id = typeof event.participant_id === "string" ? event.participant_id : null;
+  const before = store.state.shareTimer;
+  const remaining = Number(event.remaining) || 0;
+  store.update((state) => {
+    state.shareTimer = id ? { id, seconds: Number(event.seconds) || 0, endsAt: Date.now() + remaining * 1000,
+      expired: Boolean(event.expired) } : null;
+  });
+  clearInterval(timerTicker);
+  timerTicker = id ? setInterval(() => tiles.tickAll(), 1000) : null;
+  if (id && event.expired && !(before && before.id === id && before.expired)) {
+    const self = store.state.self && id === store.state.self.id;
+    announce(self ? t("share.timeUp") : t("share.timeUpFor", { name: nameOf(id) }));
+    if (self) notify(t("share.timeUp"), { kind: "info", key: "share-time" });
+  } else if (id && !event.expired && !(before && before.id === id)) {
+    announce(t("share.timerSet", { name: nameOf(id), time: Math.round((Number(event.seconds) || 0) / 60) }));
+  }
+}
+
 function onVideoDelivery(videos) {
   const was = [...store.state.videoDelivery.values()].includes("bandwidth");
   store.update((state) => {
@@ -249,22 +300,70 @@ function onHands(queue) {
 
 // --- rendering ----------------------------------------------------------------------------------------
 
-export function renderRoom(state) {
+export function renderRoom(state, ui) {
+  bar.render(state, ui);
   if (!ctx.call || !state.self) return;
   const remote = ctx.call.remoteTracks();
   const localVideo = ctx.localStream ? ctx.localStream.getVideoTracks()[0] || null : null;
-  tiles.render(state, remote, localVideo);
+  const localScreen = ctx.screenStream ? ctx.screenStream.getVideoTracks()[0] || null : null;
+  if (ui.pinned && !state.people.has(ui.pinned.replace(/^screen:/, "")) && ui.pinned !== state.self.id) ui.pinned = null;
+  if (ui.pinned && ui.pinned.startsWith("screen:") && state.sharer !== ui.pinned.slice(7)) ui.pinned = null;
+  const shown = tiles.render(state, ui, { remote, localVideo, localScreen });
+  stage.layout(shown, state, ui);
   videoViews.update();
   renderHands(state);
-  renderControls(state);
+  renderControls(state, ui);
+  renderRoster(state, ui);
   renderSelfModeration(state);
+  renderShareStatus(state);
   $("lock-status").hidden = !state.locked;
   if (ctx.facilitator) {
     const people = [...state.people.values()].filter((p) => p.id !== state.self.id).map((p) => {
       const moderation = moderationOf(state, p.id);
-      return { id: p.id, name: p.name, role: p.role, muted: moderation.muted, videoStopped: moderation.videoStopped };
+      return { id: p.id, name: p.name, role: p.role, muted: moderation.muted, videoStopped: moderation.videoStopped,
+        sharing: state.sharer === p.id, shareAllowed: state.shareAllowed.includes(p.id),
+        timer: Boolean(state.shareTimer && state.shareTimer.id === p.id) };
     });
     ctx.facilitator.setPeople(people);
+    ctx.facilitator.setTimerActive(Boolean(state.shareTimer));
+  }
+}
+
+function renderShareStatus(state) {
+  const sharer = state.sharer;
+  const text = !sharer ? "" : state.self && sharer === state.self.id ? t("share.youAreSharing")
+    : t("share.isSharing", { name: nameOf(sharer) });
+  setText($("share-status"), text);
+}
+
+// Everyone in the room, for everyone: who they are, a raised hand, and a pin button.
+let rosterKey = "";
+function renderRoster(state, ui) {
+  const hands = new Set(state.hands.map((h) => h.participant_id));
+  const people = [state.self, ...[...state.people.values()].filter((p) => p.id !== state.self.id)];
+  const key = JSON.stringify([people.map((p) => [p.id, p.name, p.role, hands.has(p.id)]), ui.pinned]);
+  if (key === rosterKey) return;
+  rosterKey = key;
+  const list = $("people-roster");
+  const hadFocus = list.contains(document.activeElement) ? document.activeElement.dataset.focusKey : null;
+  list.replaceChildren(...people.map((person) => {
+    const own = person.id === state.self.id;
+    const name = own ? t("tile.you", { name: person.name }) : person.name;
+    const notes = [];
+    if (person.role === "facilitator") notes.push(t("tile.facilitator"));
+    if (hands.has(person.id)) notes.push(t("tile.hand"));
+    const pinned = ui.pinned === person.id;
+    const pin = el("button", { type: "button", class: "small secondary", "aria-pressed": String(pinned),
+      dataset: { focusKey: `pin:${person.id}` }, "aria-label": pinned ? t("stage.unpin", { name }) : t("stage.pin", { name }) },
+    pinned ? t("stage.unpinShort") : t("stage.pinShort"));
+    pin.addEventListener("click", () => togglePin(person.id));
+    return el("li", { dataset: { participantId: person.id } }, el("span", { class: "person-name" }, name),
+      notes.length ? el("span", { class: "person-status" }, ` (${notes.join(", ")})`) : null,
+      el("span", { class: "actions" }, pin));
+  }));
+  if (hadFocus) {
+    const again = list.querySelector(`[data-focus-key="${CSS.escape(hadFocus)}"]`);
+    if (again) again.focus();
   }
 }
 
@@ -294,30 +393,47 @@ function renderHands(state) {
     list.replaceChildren(...items);
     if (hadFocus) $("hands-title").focus();
     $("hands-empty").hidden = state.hands.length > 0;
+    $("hands-panel").hidden = state.hands.length === 0;
   }
   const raised = state.hands.some((entry) => entry.participant_id === selfId);
   const button = $("toggle-hand");
   button.dataset.raised = raised ? "1" : "0";
-  button.textContent = raised ? t("hand.lower") : t("hand.raise");
+  bar.setBarLabel("toggle-hand", raised ? t("hand.lower") : t("hand.raise"));
   button.classList.toggle("active", raised);
 }
 
-function renderControls(state) {
+function renderControls(state, ui) {
   const { local } = state;
   const mine = moderationOf(state, state.self.id);
   const mic = $("toggle-mic");
   // The button agrees with the facilitator: while they have muted us, our own switch cannot unmute.
   mic.disabled = !local.hasMic || mine.muted;
-  mic.textContent = !local.hasMic ? t("controls.noMic") : mine.muted ? t("controls.mutedByFacilitator")
-    : local.micOn ? t("controls.mute") : t("controls.unmute");
+  bar.setBarLabel("toggle-mic", !local.hasMic ? t("controls.noMic") : mine.muted ? t("controls.mutedByFacilitator")
+    : local.micOn ? t("controls.mute") : t("controls.unmute"));
   mic.classList.toggle("off", local.hasMic && (!local.micOn || mine.muted));
   mic.setAttribute("aria-pressed", String(local.hasMic && !local.micOn));
   const cam = $("toggle-camera");
   cam.disabled = !local.hasCam || mine.videoStopped;
-  cam.textContent = !local.hasCam ? t("controls.noCamera") : mine.videoStopped ? t("controls.videoStoppedByFacilitator")
-    : local.cameraOn ? t("controls.cameraOff") : t("controls.cameraOn");
+  bar.setBarLabel("toggle-camera", !local.hasCam ? t("controls.noCamera") : mine.videoStopped
+    ? t("controls.videoStoppedByFacilitator") : local.cameraOn ? t("controls.cameraOff") : t("controls.cameraOn"));
   cam.classList.toggle("off", local.hasCam && (!local.cameraOn || mine.videoStopped));
   cam.setAttribute("aria-pressed", String(local.hasCam && !local.cameraOn));
+  const sharing = Boolean(ctx.screenStream);
+  const shareShown = sharing || canShare(state);
+  const share = $("toggle-share");
+  share.hidden = !shareShown;
+  share.classList.toggle("active", sharing);
+  bar.setBarLabel("toggle-share", sharing ? t("share.stop") : t("share.start"));
+  const moreShare = $("more-share");
+  moreShare.hidden = !shareShown;
+  moreShare.textContent = sharing ? t("share.stop") : t("share.start");
+  const layout = $("toggle-layout");
+  const grid = stage.mode === "grid";
+  layout.textContent = grid ? t("stage.speakerView") : t("stage.gridView");
+  layout.hidden = Boolean(state.sharer) || state.people.size < 2;
+  const selfView = $("toggle-self-view");
+  selfView.textContent = ui.selfViewHidden ? t("stage.showSelf") : t("stage.hideSelf");
+  selfView.setAttribute("aria-pressed", String(ui.selfViewHidden));
   const audioOnly = $("toggle-audio-only");
   audioOnly.setAttribute("aria-pressed", String(state.audioOnly));
   audioOnly.classList.toggle("active", state.audioOnly);
@@ -361,14 +477,14 @@ export function renderSubtitleMenu() {
 function onSubtitleLanguage() {
   const value = $("subtitle-language").value || null;
   ctx.subtitleLanguage = value;
-  storageSet("peerwell.subtitleLanguage", value);
+  setPref("subtitleLanguage", value);
   $("subtitle-status").textContent = value ? t("subtitles.asking", { language: languageName(value) }) : t("subtitles.off");
   if (ctx.call) ctx.call.sendControl({ type: "set-subtitle-language", language: value });
 }
 
 function onHideName() {
   ctx.hideName = $("hide-name").checked;
-  storageSet("peerwell.hideName", ctx.hideName ? "1" : "0");
+  setPref("hideName", ctx.hideName);
   if (ctx.call) ctx.call.sendControl({ type: "set-caption-name-hidden", hidden: ctx.hideName });
   announce(ctx.hideName ? t("captions.nameHidden") : t("captions.nameShown"));
 }
@@ -410,7 +526,7 @@ async function switchDevice(kind, deviceId) {
       if (kind === "audio") state.local = { ...state.local, hasMic: true, micOn: true };
       else state.local = { ...state.local, hasCam: true, cameraOn: true };
     });
-    savePlace();
+    hooks.savePlace();
     sendMediaState();
     announce(t("devices.switched"));
   } catch {
@@ -421,6 +537,7 @@ async function switchDevice(kind, deviceId) {
 // --- wiring -------------------------------------------------------------------------------------------
 
 export function initRoom() {
+  bar.initBar({ share: () => toggleShare(sendControl) });
   store.subscribe(renderRoom);
   renderSubtitleMenu();
   $("hide-name").checked = ctx.hideName;
@@ -431,7 +548,7 @@ export function initRoom() {
     radio.addEventListener("change", () => {
       if (!radio.checked) return;
       captions.setMode(radio.value);
-      storageSet("peerwell.captionMode", radio.value);
+      setPref("captionMode", radio.value);
     });
   }
   $("toggle-mic").addEventListener("click", () => {
@@ -440,7 +557,7 @@ export function initRoom() {
     });
     queueMicrotask(() => {
       sendMediaState();
-      savePlace();
+      hooks.savePlace();
     });
   });
   $("toggle-camera").addEventListener("click", () => {
@@ -449,20 +566,31 @@ export function initRoom() {
     });
     queueMicrotask(() => {
       sendMediaState();
-      savePlace();
+      hooks.savePlace();
     });
-  });
-  store.update((state) => {
-    state.audioOnly = ctx.audioOnly;
   });
   $("toggle-audio-only").addEventListener("click", () => {
-    ctx.audioOnly = !ctx.audioOnly;
-    storageSet("peerwell.audioOnly", ctx.audioOnly ? "1" : "0");
+    const on = !store.state.audioOnly;
+    setPref("audioOnly", on);
     store.update((state) => {
-      state.audioOnly = ctx.audioOnly;
+      state.audioOnly = on;
     });
-    sendControl({ type: "set-audio-only", enabled: ctx.audioOnly });
-    announce(t(ctx.audioOnly ? "controls.audioOnlyNow" : "controls.videoBackNow"));
+    sendControl({ type: "set-audio-only", enabled: on });
+    announce(t(on ? "controls.audioOnlyNow" : "controls.videoBackNow"));
+  });
+  $("toggle-share").addEventListener("click", () => toggleShare(sendControl));
+  $("toggle-layout").addEventListener("click", () => {
+    store.update((state, ui) => {
+      ui.layout = stage.mode === "grid" ? "speaker" : "grid";
+      ui.pinned = null;
+      setPref("layout", ui.layout);
+    });
+  });
+  $("toggle-self-view").addEventListener("click", () => {
+    store.update((state, ui) => {
+      ui.selfViewHidden = !ui.selfViewHidden;
+      setPref("selfViewHidden", ui.selfViewHidden);
+    });
   });
   $("toggle-hand").addEventListener("click", () => {
     const raised = $("toggle-hand").dataset.raised === "1";
@@ -495,8 +623,8 @@ export function initRoom() {
   $("room-camera-device").addEventListener("change", (e) => switchDevice("video", e.target.value));
   $("subtitle-language").addEventListener("change", onSubtitleLanguage);
   $("hide-name").addEventListener("change", onHideName);
-  $("leave").addEventListener("click", leave);
-  $("lobby-leave").addEventListener("click", leave);
+  $("leave").addEventListener("click", () => hooks.leave());
+  $("lobby-leave").addEventListener("click", () => hooks.leave());
   $("download-transcript").addEventListener("click", downloadTranscript);
 }
 

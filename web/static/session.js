@@ -5,13 +5,22 @@
 // closed tab leaves it to the server's grace period, so a reload within it comes back to the same seat.
 
 import { CAMERA_SIZE, Call } from "./call.js";
-import { ctx } from "./context.js";
 import { $, announce } from "./dom.js";
 import { currentLanguage, setGroupLanguage, t } from "./i18n.js";
 import { clearNotices, notify } from "./notices.js";
-import { enterRoom, handleEvent, resetRoom, sendPreferences, setupRole } from "./room.js";
 import { store } from "./store.js";
 import { banner, currentView, showView } from "./views.js";
+
+const ctx = store.session;
+
+// What the room does for the session (set by app.js, so session.js and room.js never import each other):
+// room.enterRoom(), room.handleEvent(event), room.resetRoom(), room.sendPreferences(), room.setupRole(call or null).
+const room = {
+  enterRoom: () => {}, handleEvent: () => {}, resetRoom: () => {}, sendPreferences: () => {}, setupRole: () => {},
+};
+export function configureSession(hooks) {
+  Object.assign(room, hooks);
+}
 
 const RECONNECT_DELAYS_MS = [500, 1000, 2000, 4000, 8000];
 // Worth trying again: no connection, or (several nodes) the room could not be found or placed right now.
@@ -85,6 +94,8 @@ export async function openLocalMedia(wantMic, wantCamera, devices = {}) {
 export function stopLocalMedia() {
   if (ctx.localStream) for (const track of ctx.localStream.getTracks()) track.stop();
   ctx.localStream = null;
+  if (ctx.screenStream) for (const track of ctx.screenStream.getTracks()) track.stop();
+  ctx.screenStream = null;
 }
 
 function useLocalStream(stream, { micOn = true, cameraOn = true } = {}) {
@@ -150,14 +161,14 @@ async function connect(resume) {
   const call = new Call({ ...ctx.request, resume, localStream: ctx.localStream });
   call.addEventListener("participants", () => syncPeople(call));
   call.addEventListener("tracks", () => store.update(() => {}));
-  call.addEventListener("event", (e) => handleEvent(e.detail));
+  call.addEventListener("event", (e) => room.handleEvent(e.detail));
   call.addEventListener("server-error", (e) => banner(e.detail.message));
   call.addEventListener("bye", (e) => onBye(e.detail.reason));
   call.addEventListener("failed", () => reconnect(call));
   call.addEventListener("lobby", (e) => onLobby(e.detail));
   call.addEventListener("admitted", () => {
     savePlace(); // the token may have changed (several nodes)
-    enterRoom();
+    room.enterRoom();
   });
   call.addEventListener("lobby-update", (e) => {
     const waiting = e.detail.waiting || [];
@@ -168,7 +179,7 @@ async function connect(resume) {
   });
   call.addEventListener("participant-joined", (e) => onJoinedRoom(e.detail));
   call.addEventListener("participant-left", (e) => onLeftRoom(e.detail));
-  call.addEventListener("channel-open", sendPreferences);
+  call.addEventListener("channel-open", () => room.sendPreferences());
   ctx.call = call;
   window.peerwell = { call, store }; // for diagnostics and the end-to-end tests
   const joined = await call.start();
@@ -189,7 +200,7 @@ function syncPeople(call) {
 // After a successful join (first time, reconnect or reload): lobby or room.
 function afterConnect() {
   if (ctx.call.waiting) onLobby(null);
-  else enterRoom();
+  else room.enterRoom();
 }
 
 function onLobby(message) {
@@ -283,8 +294,8 @@ export function endCall() {
   for (const timer of recentlyLeft.values()) clearTimeout(timer);
   recentlyLeft.clear();
   clearNotices();
-  resetRoom();
-  setupRole(null);
+  room.resetRoom();
+  room.setupRole(null);
   store.reset();
   banner("");
 }

@@ -1,15 +1,11 @@
-// Display settings (caption text size, captions under the speaker's tile, high contrast), remembered in
-// localStorage on this device.
+// Display settings (caption text size, captions under the speaker's tile, high contrast), remembered on this
+// device (prefs.js). Outside the room they sit in the page header; in the room, in the "More" menu.
 
-import { $, storageGet, storageSet } from "./dom.js";
-
-const SIZES = ["small", "normal", "large", "x-large", "xx-large"];
-const SIZE_KEY = "peerwell.captionSize";
-const CONTRAST_KEY = "peerwell.highContrast";
-const UNDER_TILES_KEY = "peerwell.captionsUnderTiles";
+import { $ } from "./dom.js";
+import { getPref, setPref } from "./prefs.js";
 
 function applySize(size) {
-  document.documentElement.dataset.captionSize = SIZES.includes(size) ? size : "normal";
+  document.documentElement.dataset.captionSize = size;
 }
 
 function applyContrast(on) {
@@ -20,29 +16,33 @@ function applyUnderTiles(on) {
   document.documentElement.classList.toggle("captions-under-tiles", on);
 }
 
+// In the room the settings move into the "More" menu (the header is not shown there), and back outside it.
+export function placeDisplaySettings(inRoom) {
+  const settings = $("display-settings");
+  const target = inRoom ? $("settings-slot") : document.querySelector(".site-header");
+  if (settings.parentElement !== target) target.append(settings);
+}
+
 export function initDisplaySettings() {
-  const size = storageGet(SIZE_KEY, "normal");
-  const contrast = storageGet(CONTRAST_KEY, "0") === "1";
-  const underTiles = storageGet(UNDER_TILES_KEY, "0") === "1";
   const sizeSelect = $("caption-size");
   const contrastBox = $("high-contrast");
   const underTilesBox = $("captions-under-tiles");
-  sizeSelect.value = SIZES.includes(size) ? size : "normal";
-  contrastBox.checked = contrast;
-  underTilesBox.checked = underTiles;
+  sizeSelect.value = getPref("captionSize");
+  contrastBox.checked = getPref("highContrast");
+  underTilesBox.checked = getPref("captionsUnderTiles");
   applySize(sizeSelect.value);
-  applyContrast(contrast);
-  applyUnderTiles(underTiles);
+  applyContrast(contrastBox.checked);
+  applyUnderTiles(underTilesBox.checked);
   sizeSelect.addEventListener("change", () => {
     applySize(sizeSelect.value);
-    storageSet(SIZE_KEY, sizeSelect.value);
+    setPref("captionSize", sizeSelect.value);
   });
   contrastBox.addEventListener("change", () => {
     applyContrast(contrastBox.checked);
-    storageSet(CONTRAST_KEY, contrastBox.checked ? "1" : "0");
+    setPref("highContrast", contrastBox.checked);
   });
   underTilesBox.addEventListener("change", () => {
     applyUnderTiles(underTilesBox.checked);
-    storageSet(UNDER_TILES_KEY, underTilesBox.checked ? "1" : "0");
+    setPref("captionsUnderTiles", underTilesBox.checked);
   });
 }

@@ -25,7 +25,7 @@ export class VideoViews {
   update() {
     const current = new Set();
     for (const [id, tile] of this.tiles.tiles) {
-      if (tile.self) continue;
+      if (tile.self || tile.screen) continue;
       current.add(tile.element);
       if (!this.observed.has(tile.element)) {
         this.observed.add(tile.element);
@@ -48,7 +48,7 @@ export class VideoViews {
     const views = {};
     const scale = window.devicePixelRatio || 1;
     for (const [id, tile] of this.tiles.tiles) {
-      if (tile.self) continue;
+      if (tile.self || tile.screen) continue;
       const shown = !document.hidden && this.visible.get(id) === true;
       const height = Math.round((tile.video.clientHeight || tile.element.clientHeight) * scale / ROUND_TO) * ROUND_TO;
       views[id] = shown ? Math.min(Math.max(height, 0), 4320) : 0;
