@@ -560,15 +560,15 @@ def test_importing_the_adapter_or_the_client_patches_nothing() -> None:
 
     probe = (
         "import aioice.ice, aiortc.clock, aiortc.codecs, aiortc.rate, aiortc.rtcpeerconnection as pc\n"
-        "import aiortc.rtcrtpreceiver, aiortc.rtcsctptransport as aiortc_sctp\n"
+        "import aiortc.rtcrtpreceiver, aiortc.rtcsctptransport as aiortc_sctp, aiortc.rtcdtlstransport as dtls\n"
         "def patched():\n"
         "    return (aiortc.clock.current_ms, aiortc.clock.current_ntp_time, pc.filter_preferred_codecs,\n"
         "            aioice.ice.Connection.connect, aiortc_sctp.RTCSctpTransport._data_channel_receive,\n"
         "            aiortc.rtcrtpreceiver.threading, aiortc.rate.RateCounter,\n"
-        "            len(aiortc.codecs.HEADER_EXTENSIONS['video']))\n"
+        "            len(aiortc.codecs.HEADER_EXTENSIONS['video']), dtls.RtpRouter.route_rtp)\n"
         "before = patched()\n"
         "import sfu.contrib.client, sfu.app, sfu.media.peer_session\n"
-        "from sfu.aiortc_adapter import client, clock, compat, framing, ice, receive, sctp, sdp, send\n"
+        "from sfu.aiortc_adapter import bundle, client, clock, compat, framing, ice, receive, sctp, sdp, send\n"
         "assert patched() == before, 'patched on import'\n"
         "from sfu import aiortc_adapter\n"
         "aiortc_adapter.install_patches()\n"
@@ -617,3 +617,41 @@ def test_bad_text_receive_path_is_checked(monkeypatch: pytest.MonkeyPatch) -> No
 
     monkeypatch.setattr(sctp, "_original_data_channel_receive", receive_without_decoding)
     assert "_data_channel_receive" in problems()
+
+
+def test_bundle_routes_an_unknown_ssrc_by_its_mid() -> None:
+    """A camera (RID simulcast: no SSRCs in the SDP) and a screen share one VP8 payload type on a BUNDLE:
+    aiortc alone drops the camera's packets; routed by MID they reach the camera's receiver, which then owns
+    the SSRC. Without a MID (or with a MID whose receiver lacks the payload type) aiortc's answer stands."""
+    from aiortc.rtcdtlstransport import RtpRouter
+    from aiortc.rtp import RtpPacket
+
+    from sfu.aiortc_adapter import bundle
+
+    router = RtpRouter()
+    camera, screen, audio = object(), object(), object()
+    router.register_receiver(camera, ssrcs=[], payload_types=[96, 97], mid="1")  # type: ignore[arg-type]
+    router.register_receiver(screen, ssrcs=[555], payload_types=[96, 97], mid="2")  # type: ignore[arg-type]
+    router.register_receiver(audio, ssrcs=[], payload_types=[111], mid="0")  # type: ignore[arg-type]
+
+    def packet(ssrc: int, payload_type: int, mid: str | None) -> RtpPacket:
+        p = RtpPacket(payload_type=payload_type, ssrc=ssrc)
+        p.extensions.mid = mid
+        return p
+
+    assert bundle._original_route_rtp(router, packet(1234, 96, "1")) is None  # what aiortc alone does
+    assert bundle._route_rtp_by_mid(router, packet(1234, 96, "1")) is camera
+    assert bundle._route_rtp_by_mid(router, packet(1234, 96, None)) is camera  # learnt: later packets omit MID
+    assert bundle._route_rtp_by_mid(router, packet(555, 96, None)) is screen
+    assert bundle._route_rtp_by_mid(router, packet(4321, 96, None)) is None
+    assert bundle._route_rtp_by_mid(router, packet(4321, 111, "1")) is audio  # one receiver has 111: aiortc's way
+    assert bundle._route_rtp_by_mid(router, packet(999, 96, "0")) is None  # the MID's receiver lacks the type
+
+
+def test_bundle_check_names_a_changed_router(monkeypatch: pytest.MonkeyPatch) -> None:
+    from aiortc.rtcdtlstransport import RtpRouter
+
+    from sfu.aiortc_adapter import bundle
+
+    monkeypatch.setattr(RtpRouter, "register_receiver", lambda self, receiver, ssrcs, payload_types: None)
+    assert any("register_receiver" in p for p in bundle.problems())

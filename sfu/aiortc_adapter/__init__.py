@@ -24,7 +24,7 @@ private names it touches, its patch, its ``install()`` if it replaces something 
 
 from __future__ import annotations
 
-from sfu.aiortc_adapter import clock, ice, receive, sctp, sdp
+from sfu.aiortc_adapter import bundle, clock, ice, receive, sctp, sdp
 from sfu.aiortc_adapter.client import (
     count_keyframe_requests,
     drop_outgoing_rtp,
@@ -118,11 +118,12 @@ def install_patches() -> None:
     """Install every module-wide replacement, once: the server (create_app) or a client (RoomClient) calls this
     when it starts, never an import; a second call does nothing. What each replaces is in its module's docstring:
     ice (connect respecting close), sdp (codec filter honouring pin_codecs, rid extensions for video), sctp (bad
-    text as bytes), clock (time.time for datetime), receive (no decoder thread when tapped, compact rate counter).
+    text as bytes), clock (time.time for datetime), receive (no decoder thread when tapped, compact rate counter),
+    bundle (packets of an unknown SSRC routed by their MID).
     """
     global _installed
     if _installed:
         return
     _installed = True
-    for module in (ice, sdp, sctp, clock, receive):
+    for module in (ice, sdp, sctp, clock, receive, bundle):
         module.install()
