@@ -56,6 +56,7 @@ SET_TILE_HEIGHT = """([name, height]) => {
   const tile = [...document.querySelectorAll('.tile')].find(t => t.querySelector('.name').textContent === name);
   tile.closest('.tile-box').style.display = height === null ? '' : (height === 0 ? 'none' : '');
   tile.style.height = height ? height + 'px' : '';
+  tile.style.flex = height ? 'none' : '';  // on the stage a tile grows to fill it
 }"""
 
 
