@@ -211,6 +211,12 @@ async def test_alerts_are_noticed_by_every_facilitator_within_two_seconds(
     box = await fran.evaluate(IN_VIEWPORT, "#safety-alerts .safety-alert")
     assert box["inside"], box
     assert await fran.evaluate("() => document.scrollingElement.scrollHeight <= innerHeight + 1")
+    # The alert says why (the words, a confidence); "Not a concern" takes it off every facilitator's list.
+    why = await fran.text_content("#safety-alerts .safety-alert .alert-why")
+    assert "Words:" in why and "confidence" in why, why
+    await fran.click('#safety-alerts .safety-alert button:has-text("Not a concern")')
+    for facilitator in (fran, cora):
+        await facilitator.wait_for_selector("#safety-alerts .safety-alert", state="detached", timeout=5000)
 
     # "I need help": private to the facilitators, both notified.
     await open_more(sam)

@@ -231,7 +231,7 @@ async def test_user_text_stays_text_and_safety_alerts_stay_private(
     assert "findahelpline" in await alert.locator(".alert-resources").text_content()
     await vic.wait_for_selector(f'.chat-text:text-is("{CRISIS_CHAT}")')
     assert await vic.locator(".safety-alert, #facilitator-panel").count() == 0
-    await alert.locator("button").click()
+    await alert.locator("button", has_text="Dismiss").click()
     await fran.wait_for_selector("#safety-empty:not([hidden])")
 
     # The chat rate limit (5 per 10 s) is reported in place, and the text is kept for a retry.

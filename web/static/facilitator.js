@@ -221,24 +221,50 @@ export class FacilitatorPanel {
 
   // --- safety alerts and help requests (private) ------------------------------------------------
 
-  addAlert({ heading, quote, resources, name, at }) {
+  // `why`: what raised a safety alert (its words, confidence, context); `alertId`: the server's id, for
+  // "Not a concern" (every facilitator's copy goes when one of them marks it).
+  addAlert({ heading, quote, resources, name, at, why = null, alertId = null }) {
     this.alertCount += 1;
     const id = `safety-alert-${this.alertCount}`;
     const dismiss = el("button", { type: "button", class: "small secondary",
       "aria-label": t("fac.dismissAlert", { name }) }, t("fac.dismiss"));
+    const notConcern = alertId ? el("button", { type: "button", class: "small secondary",
+      "aria-label": t("fac.notConcernFor", { name }) }, t("fac.notConcern")) : null;
     const item = el("li", { class: "safety-alert", id, "aria-labelledby": `${id}-title` },
       el("p", { class: "alert-title", id: `${id}-title` }, el("strong", {}, name), ` ${heading} `,
         t("fac.at", { time: clockTime(this.actions.timeOf(at)) })),
       quote ? el("blockquote", { class: "alert-text" }, quote) : null,
-      resources ? el("p", { class: "alert-resources" }, resources) : null,
-      dismiss);
-    dismiss.addEventListener("click", () => {
+      why ? el("p", { class: "alert-why" }, why) : null,
+      // The same guidance with every alert: one line until opened, so the alert itself stays in view.
+      resources ? el("details", { class: "alert-resources" }, el("summary", {}, t("fac.whatToDo")),
+        el("p", {}, resources)) : null,
+      el("div", { class: "alert-actions" }, dismiss, notConcern));
+    if (alertId) item.dataset.alertId = alertId;
+    const remove = () => {
+      const hadFocus = item.contains(document.activeElement);
       item.remove();
       this.renderAlertCount();
-      this.safetyTitle.focus();
-    });
+      if (hadFocus) this.safetyTitle.focus();
+    };
+    dismiss.addEventListener("click", remove);
+    if (notConcern) {
+      notConcern.addEventListener("click", () => {
+        if (this.actions.request({ type: "dismiss-alert", alert_id: alertId })) notConcern.disabled = true;
+      });
+    }
     this.alertList.prepend(item);
     this.renderAlertCount();
+  }
+
+  // Another facilitator (or this one) marked it "not a concern": same words from that person stay quiet.
+  alertDismissed({ alert_id: alertId, by }) {
+    const item = [...this.alertList.children].find((li) => li.dataset.alertId === alertId);
+    if (!item) return;
+    const hadFocus = item.contains(document.activeElement);
+    item.remove();
+    this.renderAlertCount();
+    if (hadFocus) this.safetyTitle.focus();
+    announce(t("fac.markedNotConcern", { name: by }));
   }
 
   renderAlertCount() {
@@ -248,9 +274,15 @@ export class FacilitatorPanel {
   }
 
   addSafetyAlert(alert) {
-    const heading = (alert.source === "chat" ? t("fac.wroteInChat") : t("fac.saidInCaptions"))
-      + (alert.category ? ` (${alert.category.replace(/[-_]/g, " ")})` : "");
-    this.addAlert({ heading, quote: alert.text, resources: alert.resources || "", name: alert.name, at: alert.at });
+    const heading = alert.source === "chat" ? t("fac.wroteInChat") : t("fac.saidInCaptions");
+    const why = [
+      alert.category ? alert.category.replace(/[-_]/g, " ") : "",
+      alert.triggers && alert.triggers.length ? t("fac.alertWords", { words: alert.triggers.join(", ") }) : "",
+      typeof alert.confidence === "number" ? t("fac.alertConfidence", { percent: Math.round(alert.confidence * 100) }) : "",
+      alert.layer === "context" ? t("fac.alertContext") : "",
+    ].filter(Boolean).join(" · ");
+    this.addAlert({ heading, quote: alert.text, resources: alert.resources || "", name: alert.name, at: alert.at,
+      why, alertId: alert.alert_id || null });
     const text = t("fac.safetyNotice", { name: alert.name });
     announce(text);
     notify(text, { kind: "urgent", action: { label: t("notice.show"), run: () => this.show("safety-title") } });

@@ -199,6 +199,10 @@ export function handleEvent(event) {
       if (ctx.facilitator) ctx.facilitator.addSafetyAlert(event); // never shown to anyone else
       store.update(() => {}); // the bar's count
       break;
+    case "alert-dismissed":
+      if (ctx.facilitator) ctx.facilitator.alertDismissed(event);
+      store.update(() => {});
+      break;
     case "error":
       if (event.request === "chat") chat.showError(event.message);
       else if (event.request === "ask-for-help") setText($("help-status"), event.message);
