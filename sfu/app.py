@@ -55,6 +55,14 @@ async def security_headers(request: web.Request, handler):  # type: ignore[no-un
     return response
 
 
+SERVER_NAME = "peerwell"  # aiohttp's default names its version and Python's: a map of what to attack
+
+
+async def server_header(_request: web.Request, response: web.StreamResponse) -> None:
+    """Every response the app prepares, WebSocket upgrades and files included (a middleware sees neither)."""
+    response.headers["Server"] = SERVER_NAME
+
+
 PRIVACY_NOTICE = (
     "What happens to what you share here: your video, voice and messages go only through this server to "
     "the other people in this room. Speech is turned into captions, and captions into other languages, "
@@ -143,6 +151,7 @@ def create_app(config: ServerConfig | None = None, observers: list[RoomObserver]
     aiortc_adapter.set_host_candidate_policy(config.ice_port_range, config.announced_address,
                                              config.ice_hosts[0] if config.ice_hosts else None)
     app = web.Application(middlewares=[security_headers])
+    app.on_response_prepare.append(server_header)
     rooms = Rooms(config, list(observers or []), detector=detector, group_detectors=dict(group_detectors or {}),
                   public_url=f"http://{config.host}:{config.port}")
     app[ROOMS_KEY] = rooms
