@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from aiortc import RTCConfiguration, RTCIceServer
 
 from sfu import messages
-from sfu.limits.offer_limits import ADHOC_ROOMS_PER_HOUR, JOINS_PER_MINUTE, OFFERS_PER_MINUTE
+from sfu.limits.offer_limits import ADHOC_ROOMS_PER_ADDRESS, JOINS_PER_MINUTE, OFFERS_PER_MINUTE
 from sfu.room.groups import GroupsConfig
 from sfu.turn import SERVER_USER, TurnRelay
 
@@ -43,7 +43,7 @@ class ServerConfig:
     trusted_proxies: tuple[str, ...] = ()
     proxy_header: str = "x-forwarded-for"  # or "forwarded" (RFC 7239): the one header the proxy sets
     sockets_per_address: int = SOCKETS_PER_ADDRESS  # open WebSockets per client address, joined or not
-    adhoc_rooms_per_hour: float = ADHOC_ROOMS_PER_HOUR  # new ad-hoc rooms per client address
+    adhoc_rooms_per_address: int = ADHOC_ROOMS_PER_ADDRESS  # ad-hoc rooms open at once, by who opened them
     # Test hooks (peerwell's settings do not expose them; docs/protocol.md section 5 gives the values).
     join_timeout: float = JOIN_TIMEOUT  # seconds a socket may stay open without sending `join`
     frame_timeout: float = FRAME_TIMEOUT  # seconds a frame may take from its first byte to its last

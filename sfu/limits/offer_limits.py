@@ -22,9 +22,9 @@ MAX_OFFER_SECTIONS = sum(MAX_SECTIONS_OF_KIND.values())
 MAX_CANDIDATES = 64  # ICE candidates in one SDP (a browser on a busy laptop offers 10-20)
 OFFERS_PER_MINUTE = 20  # per client address, counted over all its connections, refused or not
 JOINS_PER_MINUTE = 60  # per client address: each join is a participant, a peer connection and a broadcast
-# New ad-hoc rooms per client address: a burst of this many, then one more every 60/N minutes. A room costs
-# a directory entry, a facilitator link in the log and a Redis lease with several nodes.
-ADHOC_ROOMS_PER_HOUR = 10
+# Ad-hoc rooms open at once that one client address opened (each costs a directory entry, a facilitator
+# link in the log and, with several nodes, a Redis lease); a room counts until it closes.
+ADHOC_ROOMS_PER_ADDRESS = 5
 
 
 class SdpRefused(Exception):
@@ -71,22 +71,20 @@ def section_count(sdp: str) -> int:
 
 @dataclass
 class AddressRate:
-    """Attempts per minute per client address (offers, joins, new ad-hoc rooms): a flood of fresh connections
+    """Attempts per minute per client address (offers, joins): a flood of fresh connections
     each making one attempt is refused before any of them costs real work."""
 
     per_minute: float = OFFERS_PER_MINUTE
     clock: Callable[[], float] = time.monotonic
     buckets: dict[str, TokenBucket] = field(default_factory=dict)
     max_addresses: int = 10_000
-    burst: float | None = None  # None: a minute's worth
 
     def allow(self, address: str) -> bool:
         bucket = self.buckets.get(address)
         if bucket is None:
             if len(self.buckets) >= self.max_addresses:
                 self._forget_full()
-            bucket = self.buckets[address] = TokenBucket(self.per_minute / 60.0,
-                                                               self.burst or self.per_minute, self.clock)
+            bucket = self.buckets[address] = TokenBucket(self.per_minute / 60.0, self.per_minute, self.clock)
         return bucket.allow()
 
     def _forget_full(self) -> None:

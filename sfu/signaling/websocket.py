@@ -87,14 +87,13 @@ class Rooms:
     placement: Placement | None = None  # several nodes (peerwell/cluster.py): rooms may live on another node
     restart_tickets: RestartTickets = field(init=False)  # places kept across a restart (sfu/lifecycle/restart.py)
     sessions: set[SignalingSession] = field(default_factory=set)  # every open socket, joined or not
+    adhoc_openers: dict[str, str] = field(default_factory=dict)  # ad-hoc room -> the address that opened it
 
     def __post_init__(self) -> None:
         self.control = RoomControl(self.kick, self.end_session)
         self.restart_tickets = RestartTickets(self.config.restart_key)
         self.offer_rate = offer_limits.AddressRate(self.config.offers_per_minute)
         self.join_rate = offer_limits.AddressRate(self.config.joins_per_minute)
-        self.adhoc_rate = offer_limits.AddressRate(self.config.adhoc_rooms_per_hour / 60.0,
-                                                   burst=self.config.adhoc_rooms_per_hour)
         self.sockets = AddressCount(self.config.sockets_per_address)  # open sockets per client address
         self.proxies = TrustedProxies(self.config.trusted_proxies, self.config.proxy_header)
         self.secret_guard = SecretGuard()
@@ -122,6 +121,14 @@ class Rooms:
                                slug, self.public_url, slug, group.facilitator_secret,
                                extra={"event": "facilitator-link", "room": slug})
         return room
+
+    def may_open_adhoc(self, slug: str, address: str) -> bool:
+        """Whether `address` may open ad-hoc room `slug` now: it has fewer than the cap open (rooms it opened
+        that have not closed; counted from the live rooms, so a closed room needs no bookkeeping)."""
+        if self.config.groups.get(slug) is not None or not self.config.groups.server.allow_adhoc_rooms:
+            return True  # a configured group, or a name that is refused as no-such-room anyway
+        self.adhoc_openers = {s: a for s, a in self.adhoc_openers.items() if s in self.rooms}
+        return sum(1 for a in self.adhoc_openers.values() if a == address) < self.config.adhoc_rooms_per_address
 
     def seat_for_resume(self, room: Room, token: str) -> Seat | None:
         for seat in self.seats.values():
@@ -420,12 +427,13 @@ class SignalingSession:
         name = " ".join(request.name.split())
         if not name or not name.isprintable():
             raise JoinRefused("invalid-message", "choose a name made of visible characters")
-        groups = self.rooms.config.groups
-        if (request.room not in self.rooms.rooms and groups.get(request.room) is None
-                and groups.server.allow_adhoc_rooms and not self.rooms.adhoc_rate.allow(self.address)):
-            raise JoinRefused("rate-limited", "too many new rooms opened from your address; join an open one "
-                                              "or wait a few minutes")
+        opens = request.room not in self.rooms.rooms
+        if opens and not self.rooms.may_open_adhoc(request.room, self.address):
+            raise JoinRefused("rate-limited", f"your address has {self.rooms.config.adhoc_rooms_per_address} "
+                                              "rooms open already; join one of them or close one first")
         room = self.rooms.room_for_join(request.room)
+        if opens and room.group is not None and room.group.adhoc:
+            self.rooms.adhoc_openers[room.name] = self.address
         assert room.group is not None
         role = "participant"
         if request.secret is not None:
@@ -537,16 +545,13 @@ def origin_allowed(request: web.Request, allowed: tuple[str, ...]) -> bool:
     return urlsplit(origin).netloc.lower() == request.host.lower()
 
 
-def refusal(status: type[web.HTTPError], code: str, **headers: str) -> web.HTTPError:
-    return status(text=f'{{"error": "{code}"}}', content_type="application/json", headers=headers or None)
-
-
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     rooms = request.app[ROOMS_KEY]
     if not origin_allowed(request, rooms.config.allowed_origins):
-        raise refusal(web.HTTPForbidden, "origin-not-allowed")
+        raise web.HTTPForbidden(text='{"error": "origin-not-allowed"}', content_type="application/json")
     if not rooms.accepting_joins:  # draining for a shutdown: a new socket could only be told that
-        raise refusal(web.HTTPServiceUnavailable, "shutting-down", **{"Retry-After": "3"})
+        raise web.HTTPServiceUnavailable(text='{"error": "shutting-down"}', content_type="application/json",
+                                         headers={"Retry-After": "3"})
     # Behind a reverse proxy the TCP peer is the proxy: only a trusted one may say who the client is.
     address = rooms.proxies.client(request.remote, request.headers.getall(rooms.proxies.header, []))
     browser_key = request.cookies.get(BROWSER_KEY_COOKIE)
@@ -554,7 +559,8 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     if client is not None:  # forwarded by another node, which signed who the client is
         address, browser_key = client
     if not rooms.sockets.acquire(address):  # one address must not take the server's file descriptors
-        raise refusal(web.HTTPTooManyRequests, "too-many-connections", **{"Retry-After": "10"})
+        raise web.HTTPTooManyRequests(text='{"error": "too-many-connections"}', content_type="application/json",
+                                      headers={"Retry-After": "10"})
     try:
         # Frames up to MAX_SIGNALING_FRAME are read so an oversized message gets an `error`, not a 1009 close.
         ws = web.WebSocketResponse(heartbeat=15.0, max_msg_size=messages.MAX_SIGNALING_FRAME)
