@@ -152,9 +152,9 @@ async def test_sigterm_drains_while_readyz_says_503_and_a_late_join_gets_shuttin
     close frame (1012), not a dropped connection. Only when the drain is over does the port stop answering."""
     import os
 
-    from sfu.lifecycle.shutdown import DrainingRunner, serve_until_signalled
     from sfu.app import create_app
     from sfu.config import ServerConfig
+    from sfu.lifecycle.shutdown import DrainingRunner, serve_until_signalled
 
     app = create_app(ServerConfig(ice_hosts=("127.0.0.1",), reconnect_grace=0))
     draining = asyncio.Event()
