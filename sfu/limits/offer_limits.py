@@ -22,6 +22,9 @@ MAX_OFFER_SECTIONS = sum(MAX_SECTIONS_OF_KIND.values())
 MAX_CANDIDATES = 64  # ICE candidates in one SDP (a browser on a busy laptop offers 10-20)
 OFFERS_PER_MINUTE = 20  # per client address, counted over all its connections, refused or not
 JOINS_PER_MINUTE = 60  # per client address: each join is a participant, a peer connection and a broadcast
+# Ad-hoc rooms open at once that one client address opened (each costs a directory entry, a facilitator
+# link in the log and, with several nodes, a Redis lease); a room counts until it closes.
+ADHOC_ROOMS_PER_ADDRESS = 5
 
 
 class SdpRefused(Exception):
@@ -68,8 +71,8 @@ def section_count(sdp: str) -> int:
 
 @dataclass
 class AddressRate:
-    """Attempts per minute per client address (offers, joins): a flood of fresh connections each making
-    one attempt is refused before any of them costs real work."""
+    """Attempts per minute per client address (offers, joins): a flood of fresh connections
+    each making one attempt is refused before any of them costs real work."""
 
     per_minute: float = OFFERS_PER_MINUTE
     clock: Callable[[], float] = time.monotonic

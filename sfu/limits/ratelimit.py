@@ -38,3 +38,29 @@ def message_bucket() -> TokenBucket:
 
 def chat_bucket() -> TokenBucket:
     return TokenBucket(rate=0.5, burst=5.0)  # 5 messages per 10 s
+
+
+class AddressCount:
+    """How many of something each client address holds at once (open WebSockets): `acquire` refuses beyond
+    `limit`. An address is forgotten when it holds nothing, so the table is never larger than what is open."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._held: dict[str, int] = {}
+
+    def acquire(self, address: str) -> bool:
+        held = self._held.get(address, 0)
+        if held >= self.limit:
+            return False
+        self._held[address] = held + 1
+        return True
+
+    def release(self, address: str) -> None:
+        held = self._held.get(address, 0) - 1
+        if held > 0:
+            self._held[address] = held
+        else:
+            self._held.pop(address, None)
+
+    def held(self, address: str) -> int:
+        return self._held.get(address, 0)

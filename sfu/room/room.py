@@ -156,8 +156,9 @@ class Room:
         return [p.info() for p in self.participants.values()]
 
     async def remove(self, participant: Participant, *, resuming: bool = False) -> None:
-        """`resuming`: the same person takes their place back at once (same id), so their share permission
-        and share timer stay; a share ends either way (it was on the connection that is gone)."""
+        """`resuming`: the same person takes their place back at once (same id), so their share permission,
+        share timer and raised hand stay (nobody sees a hand queue without them); a share ends either way (it
+        was on the connection that is gone)."""
         if self.lobby.get(participant.id) is participant:
             del self.lobby[participant.id]
             await participant.media.close()
@@ -180,7 +181,7 @@ class Room:
                 self.broadcast_event(self.share.timer_event())
         for observer in self.observers:
             observer.participant_left(self, participant)
-        if participant.id in self.hands:
+        if participant.id in self.hands and not resuming:  # a resumed member keeps their place in the queue
             self.hands.remove(participant.id)
             self.broadcast_event(self._hands_event())
         await self.broadcast_signal(messages.ParticipantLeft(participant_id=participant.id))
