@@ -92,8 +92,8 @@ class Rooms:
     def __post_init__(self) -> None:
         self.control = RoomControl(self.kick, self.end_session)
         self.restart_tickets = RestartTickets(self.config.restart_key)
-        self.offer_rate = offer_limits.AddressRate(self.config.offers_per_minute)
-        self.join_rate = offer_limits.AddressRate(self.config.joins_per_minute)
+        self.offer_rate = offer_limits.address_rate(self.config.offers_per_minute)
+        self.join_rate = offer_limits.address_rate(self.config.joins_per_minute)
         self.sockets = AddressCount(self.config.sockets_per_address)  # open sockets per client address
         self.proxies = TrustedProxies(self.config.trusted_proxies, self.config.proxy_header)
         self.secret_guard = SecretGuard()
