@@ -58,8 +58,7 @@ function onMoved(call, message) {
   state.roomName = message.name || "";
   if (before !== state.room) {
     const text = state.room === null ? t("breakout.backInMain") : t("breakout.movedTo", { name: state.roomName });
-    announce(text);
-    notify(text, { kind: "info", key: "breakout-moved" });
+    announce(text); // no notice: the line under the room's name says it, and stays
   }
   render();
 }
@@ -100,9 +99,9 @@ function onState(event) {
   if (was !== state.state) {
     if (state.state === "open" && was !== "closing") announce(t("breakout.openNow"));
     if (state.state === "closing") {
-      const text = t("breakout.closingNotice", { time: clock(state.closesAt) });
-      announce(text);
-      notify(text, { kind: "urgent", key: "breakout-closing" });
+      announce(t("breakout.closingNotice", { time: clock(state.closesAt) }));
+      // The notice holds no time (it would stand still): the line under the room's name counts down.
+      notify(t("breakout.closingTitle"), { kind: "urgent", key: "breakout-closing" });
     }
   }
   render();
