@@ -42,16 +42,21 @@ PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touc
 BANNER = """() => {
   const b = document.getElementById('breakout-banner');
   if (!b) return null;
-  return {hidden: b.hidden, status: document.getElementById('breakout-status').textContent,
-          time: document.getElementById('breakout-time').textContent,
-          message: document.getElementById('breakout-message').hidden ? '' : document.getElementById('breakout-message').textContent};
+  const text = (id) => document.getElementById(id).textContent;
+  const message = document.getElementById('breakout-message');
+  return {hidden: b.hidden, status: text('breakout-status'), time: text('breakout-time'),
+          message: message.hidden ? '' : message.textContent};
 }"""
 TILES = "() => [...document.querySelectorAll('.tile[data-participant-id]')].map(t => t.dataset.participantId)"
 # Every visible button, select and input in the breakout line and the facilitator's breakout section, smaller
 # than a 44 x 44 CSS px touch target.
-SMALL_TARGETS = """() => [...document.querySelectorAll('#breakout-banner button, .breakout-tools button, .breakout-tools select')]
+SMALL_TARGETS = """() => [...document.querySelectorAll(
+    '#breakout-banner button, .breakout-tools button, .breakout-tools select')]
   .filter(e => e.offsetParent !== null)
-  .map(e => ({text: e.textContent.trim().slice(0, 30), w: e.getBoundingClientRect().width, h: e.getBoundingClientRect().height}))
+  .map(e => {
+    const r = e.getBoundingClientRect();
+    return {text: e.textContent.trim().slice(0, 30), w: r.width, h: r.height};
+  })
   .filter(r => r.w < 44 || r.h < 44)"""
 
 

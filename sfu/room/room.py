@@ -126,7 +126,9 @@ class Room:
     def breakout_child(self, index: int, name: str) -> Room:
         """A breakout of this main room: a Room of its own that shares the session-wide state (removals, the
         safety watch and what facilitators dismissed) with the main room."""
-        child = Room(f"{self.name}~{index}", self.group, self.observers, None, self.crisis_resources,
+        # Same name as the main room: it is the same session for logs, restart tickets and placement; it is not in
+        # Rooms.rooms, so a join by that name always reaches the main room, never a breakout.
+        child = Room(self.name, self.group, self.observers, None, self.crisis_resources,
                      share_timer_min_seconds=self.share.min_seconds)
         child.parent, child.breakout_index, child.title = self, index, name
         child.safety = self.safety
