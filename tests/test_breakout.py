@@ -27,6 +27,32 @@ def clips() -> tuple[list[bytes], list[bytes]]:
     return encode_vp8_clip(frames=30, width=320, height=240), encode_opus_clip(seconds=1.0)
 
 
+class SpeechRecorder:
+    """A room observer in place of the captions service: which room each speaker's audio is captioned in."""
+
+    def __init__(self) -> None:
+        self.streams: list[tuple[Room, str]] = []  # (room, participant id), in order
+        self.closed: list[Room] = []
+
+    def audio_published(self, room: Room, participant, publication) -> None:  # type: ignore[no-untyped-def]
+        self.streams.append((room, participant.id))
+
+    def participant_joined(self, room: Room, participant) -> None:  # type: ignore[no-untyped-def]
+        pass
+
+    def participant_left(self, room: Room, participant) -> None:  # type: ignore[no-untyped-def]
+        pass
+
+    def channel_request(self, room: Room, participant, request) -> None:  # type: ignore[no-untyped-def]
+        pass
+
+    def room_closed(self, room: Room) -> None:
+        self.closed.append(room)
+
+
+RECORDER = SpeechRecorder()
+
+
 @pytest.fixture
 async def server() -> AsyncIterator[RunningServer]:
     from safety.detector import CrisisDetector
@@ -39,7 +65,7 @@ async def server() -> AsyncIterator[RunningServer]:
                           breakout_notice_seconds=NOTICE)
     from sfu.app import create_app
 
-    runner, running = await start_server(app=create_app(config, detector=CrisisDetector.from_config()))
+    runner, running = await start_server(app=create_app(config, [RECORDER], detector=CrisisDetector.from_config()))
     yield running
     await runner.cleanup()
 
@@ -107,6 +133,9 @@ async def test_five_people_two_rooms_and_back(server: RunningServer, clips) -> N
     await asyncio.sleep(1.0)
     assert garden[0].count_from(lake[0].participant_id, "video") == before, "nothing crosses between rooms"
 
+    # Each speaker's audio goes to captioning in the room they are in now (the observer opens a stream there).
+    assert {pid for room, pid in RECORDER.streams if room is room0} == {c.participant_id for c in garden}
+    assert {pid for room, pid in RECORDER.streams if room is room1} == {c.participant_id for c in lake}
     # Captions (delivered as the caption service does) reach only the room they were said in.
     room0.deliver_caption(messages.Caption(segment_id="g1", speaker_id=garden[0].participant_id,
                                            speaker_name=garden[0].name, text="hello garden", final=True,
@@ -164,6 +193,8 @@ async def test_five_people_two_rooms_and_back(server: RunningServer, clips) -> N
     assert {p.name: p.id for p in main.participants.values()} == ids
     assert {p.name: p.role for p in main.participants.values()} == roles
     assert not room0.chat and not room1.chat and not room0.participants, "a closed breakout forgets its chat"
+    assert room0 in RECORDER.closed and room1 in RECORDER.closed
+    assert [room for room, pid in RECORDER.streams if pid == garden[0].participant_id][-1] is main
     # Back together: everyone is forwarded everyone again.
     await receives_from(garden[0], lake[0])
     await receives_from(lake[1], garden[1])
