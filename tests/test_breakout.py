@@ -295,8 +295,13 @@ async def test_choose_and_refusals(server: RunningServer, clips) -> None:  # typ
     await wait_until(lambda: ana.breakout == 0)
     ana.join_breakout(None)
     await wait_until(lambda: ana.breakout is None)
+    ana.join_breakout(1)
+    await wait_until(lambda: ana.breakout == 1)
     facilitator.send_channel({"type": "breakout-cancel"})
     await wait_until(lambda: channel_errors(facilitator, "breakout-cancel") == ["breakouts-open"])
-    for client in (facilitator, ana):
-        await client.leave()
+    # The last facilitator leaves: nobody could close the rooms, so they close (with the notice).
+    await facilitator.leave()
+    await wait_until(lambda: (ana.breakouts() or {}).get("state") == "closing")
+    await wait_until(lambda: ana.breakout is None, NOTICE + 15)
+    await ana.leave()
     assert GROUP not in server.rooms.rooms, "the session ends when the whole group has left"

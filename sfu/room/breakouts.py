@@ -121,7 +121,7 @@ class Breakouts:
             return "breakouts-closing", "the breakout rooms are closing; everyone returns to the main room"
         found = self.locate(participant_id)
         lobby = self.main.lobby.get(participant_id)
-        if found is None and lobby is None:
+        if found is None and (lobby is None or self.state == "open"):  # the lobby: admit them first, then assign
             return "no-such-participant", "that person is not in the group's rooms"
         if index is None:
             self.assigned.pop(participant_id, None)
@@ -196,6 +196,14 @@ class Breakouts:
         self._schedule(notice, self._return_everyone)
         self.announce()
         return None
+
+    def facilitators_gone(self) -> None:
+        """The group's last facilitator left for good: nobody is left to close the rooms, so they close now
+        (with the notice), and a plan nobody can open is dropped."""
+        if self.state == "prepared":
+            self._finish()
+        else:
+            self.close_all()
 
     def _time_up(self) -> None:
         self._timer = None
@@ -284,8 +292,9 @@ class Breakouts:
         now = self._clock()
         if self.state == "prepared":
             counts = [0] * len(self.names)
-            for index in self.assigned.values():
-                counts[index] += 1
+            for pid, index in self.assigned.items():
+                if pid in self.main.participants or pid in self.main.lobby:  # not those who left meanwhile
+                    counts[index] += 1
         else:
             counts = [len(child.participants) for child in self.children]
         people: list[messages.BreakoutPerson] = []

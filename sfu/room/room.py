@@ -235,8 +235,12 @@ class Room:
             return
         await self._let_go(participant, resuming=resuming)
         await participant.media.close()
-        if self.main.breakouts is not None:
-            self.main.breakouts.announce()
+        breakouts = self.main.breakouts
+        if breakouts is not None:
+            if not resuming and participant.role == "facilitator" and not self.group_facilitators():
+                breakouts.facilitators_gone()
+            if self.main.breakouts is breakouts:
+                breakouts.announce()
 
     async def detach(self, participant: Participant) -> None:
         """`participant` moves to another room of the group: everything of this room lets go of them, but their
