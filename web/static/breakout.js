@@ -11,6 +11,7 @@ import { t } from "./i18n.js";
 import { notify } from "./notices.js";
 
 const EXTEND_SECONDS = 300;
+const HELP_AGAIN_MS = 30000;
 const DURATIONS = [0, 300, 600, 900, 1200, 1800, 2700, 3600];
 
 const state = {
@@ -191,6 +192,11 @@ function renderChoices(live, choosing) {
         help.disabled = true;
         help.textContent = t("breakout.helpSent");
         notify(t("help.sent"), { kind: "info" });
+        // The server takes 2 a minute: the button comes back after half a minute, if it is still there.
+        setTimeout(() => {
+          help.disabled = false;
+          help.textContent = t("breakout.needHelp");
+        }, HELP_AGAIN_MS);
       }
     } }, t("breakout.needHelp"));
     buttons.push(help);
