@@ -174,6 +174,14 @@ async def test_five_people_two_rooms_and_back(server: RunningServer, clips) -> N
     await wait_until(lambda: events(facilitator, "safety-alert"), 20)
     alert = events(facilitator, "safety-alert")[-1]
     assert alert["breakout_name"] == "Garden" and alert["name"] == garden[1].name
+    # ...and so does one said aloud (a final caption) in the other room.
+    room1.deliver_caption(messages.Caption(segment_id="l9", speaker_id=lake[0].participant_id,
+                                           speaker_name=lake[0].name, text="I want to end my life", final=True,
+                                           start=3.0, end=4.0, language="en"))
+    await wait_until(lambda: any(a["source"] == "caption" for a in events(facilitator, "safety-alert")), 20)
+    spoken = next(a for a in events(facilitator, "safety-alert") if a["source"] == "caption")
+    assert (spoken["breakout"], spoken["breakout_name"], spoken["name"]) == (1, "Lake", lake[0].name)
+    assert spoken["alert_id"] != alert["alert_id"], "alert ids are the group's: dismissing one never hits another"
     assert not any(events(c, "safety-alert") for c in people)
 
     # The facilitator visits a room and sees the counts; the chat there is that room's.
