@@ -51,6 +51,9 @@ class ServerConfig:
     # Shortest share timer a facilitator may set. A test hook (tests lower it to wait seconds, not half a
     # minute); peerwell's settings do not expose it, so the documented 30 s holds in every deployment.
     share_timer_min_seconds: int = messages.SHARE_TIMER_MIN_S
+    # The notice before breakout rooms close (docs/protocol.md, "Breakout rooms"). A test hook like the one
+    # above: not in peerwell's settings, so every deployment gives people the documented 60 s.
+    breakout_notice_seconds: float = messages.BREAKOUT_NOTICE_S
 
     def client_ice_servers(self, participant_id: str) -> list[messages.IceServer]:
         """What `joined` hands this participant: the static servers plus fresh relay credentials."""

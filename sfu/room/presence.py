@@ -40,6 +40,9 @@ class Presence:
         self._media[participant_id] = new
         return True
 
+    def media_of(self, participant_id: str) -> MediaState | None:
+        return self._media.get(participant_id)
+
     def media_states(self) -> Iterator[tuple[str, MediaState]]:
         """Everyone who has said something about their media (a newcomer gets these)."""
         yield from self._media.items()

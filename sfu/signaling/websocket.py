@@ -115,6 +115,7 @@ class Rooms:
             room = Room(slug, group, self.observers, self.group_detectors.get(slug, self.detector),
                         self.config.groups.server.crisis_resources,
                         share_timer_min_seconds=self.config.share_timer_min_seconds)
+            room.seating = self  # breakout rooms move people through this object's seats
             self.rooms[slug] = room
             if group.adhoc:
                 logger.warning("ad-hoc room %r opened; facilitator link: %s/#room=%s&secret=%s",
@@ -132,7 +133,7 @@ class Rooms:
 
     def seat_for_resume(self, room: Room, token: str) -> Seat | None:
         for seat in self.seats.values():
-            if seat.room is room and secrets_match(token, seat.token):
+            if seat.room.main is room and secrets_match(token, seat.token):  # in the room or one of its breakouts
                 return seat
         return None
 
@@ -140,11 +141,11 @@ class Rooms:
         if self.seats.get(seat.participant.id) is seat:
             del self.seats[seat.participant.id]
             if self.placement is not None:  # a place given up cannot come back through a failover
-                self.placement.revoke(seat.token, seat.room.name)
+                self.placement.revoke(seat.token, seat.room.main.name)
         if seat.removal is not None:
             seat.removal.cancel()
-        room = seat.room
-        await room.remove(seat.participant, resuming=resuming)
+        await seat.room.remove(seat.participant, resuming=resuming)
+        room = seat.room.main  # leaving a breakout: the session ends when the whole group is empty
         if room.empty and self.rooms.get(room.name) is room:
             del self.rooms[room.name]
             room.close()
@@ -181,8 +182,8 @@ class Rooms:
 
     async def end_session(self, room: Room) -> None:
         room.ended = True
-        for seat in [s for s in self.seats.values() if s.room is room]:
-            await self.kick(room, seat.participant, "ended")
+        for seat in [s for s in self.seats.values() if s.room.main is room]:
+            await self.kick(seat.room, seat.participant, "ended")
         if self.rooms.get(room.name) is room:
             del self.rooms[room.name]
             room.close()
@@ -198,18 +199,42 @@ class Rooms:
         room = self.rooms.get(slug)
         if room is None:
             return
-        seats = [seat for seat in self.seats.values() if seat.room is room]
+        seats = [seat for seat in self.seats.values() if seat.room.main is room]
         for seat in seats:
             del self.seats[seat.participant.id]  # not release(): that would revoke their tickets
             seat.session.left = True
             if seat.removal is not None:
                 seat.removal.cancel()
-            await room.remove(seat.participant)
+            await seat.room.remove(seat.participant)
         if self.rooms.get(slug) is room:
             del self.rooms[slug]
             room.close()
         await asyncio.gather(*(seat.session.ws.close(code=WSCloseCode.SERVICE_RESTART, message=b"room moved")
                                for seat in seats), return_exceptions=True)
+
+    # --- breakout rooms (sfu/room/breakouts.py): the Seating they move people through -------------
+
+    @property
+    def breakout_notice_seconds(self) -> float:
+        return self.config.breakout_notice_seconds
+
+    async def move(self, participant: Participant, source: Room, target: Room) -> None:
+        """Move someone between rooms of one group on the connection they have: the seat (so resume, removal
+        and leaving find them) and their connection's events follow; the server renegotiates the forwarded
+        tracks, and their client swaps the room's people (`moved`) and its history (`room-entered`)."""
+        media = source.presence.media_of(participant.id)
+        await source.detach(participant)
+        seat = self.seats.get(participant.id)
+        if seat is not None and seat.participant is participant:
+            seat.room = target
+        participant.media.events = seat_events(self.control, target, participant)
+        await participant.send_signal(messages.Moved(room=target.breakout_index, name=target.title,
+                                                     participants=target.participant_list()))
+        await target.add(participant, moved=True)
+        if media is not None:  # what they said about their own microphone and camera holds in the new room
+            target.set_media_state(participant, media.microphone, media.camera)
+        if participant.media.ready:  # not ready yet: its first answer wires it into `target` (events above)
+            target.media_ready(participant)
 
 
 def seat_events(control: RoomControl, room: Room, participant: Participant) -> SessionEvents:
@@ -391,7 +416,8 @@ class SignalingSession:
             await self.error("negotiation-failed", str(exc))
 
     async def admission(self, room: Room, facilitator: Participant, message: messages.Admit | messages.Deny) -> None:
-        if facilitator.role != "facilitator" or facilitator.id not in room.participants:
+        room = room.main  # the lobby is the main room's; a facilitator in a breakout admits into the main room
+        if facilitator.role != "facilitator" or room.locate(facilitator.id) is None:
             await self.error("not-allowed", "only the facilitator can admit or deny people")
             return
         waiting = room.lobby.get(message.participant_id)
@@ -479,10 +505,11 @@ class SignalingSession:
         if resumed is not None:
             previous = resumed.participant
             participant_id = previous.id
-            hand_at = room.hands.index(previous.id) if previous.id in room.hands else None
+            held = resumed.room  # the main room, or the breakout they were in
+            hand_at = held.hands.index(previous.id) if previous.id in held.hands else None
             role = previous.role
             await self.rooms.release(resumed, resuming=True)
-            room = self.rooms.room_for_join(request.room)
+            room = self.rooms.room_for_join(request.room).home_for(held)
             if resumed.session is not self:
                 resumed.session.replaced()
         peer = self.rooms.session_class(participant_id, self.send, self.rooms.config.rtc_configuration())
@@ -495,12 +522,12 @@ class SignalingSession:
         in_lobby = room.lobby_enabled and role != "facilitator" and previous is None and ticket is None
         token = secrets.token_urlsafe(24)
         if self.rooms.placement is not None and not in_lobby:  # a failover ticket skips the lobby: members only
-            token += self.rooms.placement.failover_ticket(room.name, participant.id, role) or ""
+            token += self.rooms.placement.failover_ticket(room.main.name, participant.id, role) or ""
         self.seat = Seat(participant, room, peer, token, self)
         self.rooms.seats[participant.id] = self.seat
         await self.send(messages.Joined(
             participant_id=participant.id,
-            room=room.name,
+            room=room.main.name,
             resume=self.seat.token,
             role=role,
             ice_servers=self.rooms.config.client_ice_servers(participant.id),
@@ -508,6 +535,9 @@ class SignalingSession:
             captions=self.rooms.captions_status,
             group=group_info(room.group),
         ))
+        if room.parent is not None:  # back in their breakout: their client learns which, as after a move
+            await self.send(messages.Moved(room=room.breakout_index, name=room.title,
+                                           participants=room.participant_list()))
         if in_lobby:
             await room.wait_in_lobby(participant)
         else:
