@@ -10,12 +10,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import aiortc.rtcsctptransport as aiortc_sctp
-from aiortc import RTCDataChannel, RTCPeerConnection, RTCRtpSender, RTCRtpTransceiver
+from aiortc import RTCDataChannel, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc import rtp as aiortc_rtp
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpparameters import RTCRtpSendParameters
+from aiortc.rtcrtpreceiver import StreamStatistics
 
 from sfu.aiortc_adapter.compat import AdapterIncompatible
+from sfu.aiortc_adapter.receive import skip_decoder_thread
 
 _SENDER_EXTENSIONS_MAP = "_RTCRtpSender__rtp_header_extensions_map"
 _SENDER_STARTED = "_RTCRtpSender__started"
@@ -75,6 +77,44 @@ async def send_simulcast_layer(transceiver: RTCRtpTransceiver, track: Any, rid: 
     return sender
 
 
+_REMOTE_STREAMS = "_RTCRtpReceiver__remote_streams"
+_RECEIVER_CODECS = "_RTCRtpReceiver__codecs"
+_RECEIVER_RTX_SSRC = "_RTCRtpReceiver__rtx_ssrc"
+_RECEIVER_NACK = "_RTCRtpReceiver__nack_generator"
+
+
+def receive_packets_only(receiver: RTCRtpReceiver, on_packet: Callable[[Any], None]) -> None:
+    """A load generator's receiver: each RTP packet to `on_packet` (after RTX unwrapping) with what a peer owes
+    the sender kept (statistics for receiver reports and getStats, NACKs), and nothing else: no bitrate
+    estimate, no depayloading, no jitter buffer, no decoding. Benchmarks only: so many listeners in a few
+    processes measure the server, not themselves."""
+    skip_decoder_thread(receiver)
+    streams: dict[int, Any] = getattr(receiver, _REMOTE_STREAMS)
+    codecs: dict[int, Any] = getattr(receiver, _RECEIVER_CODECS)
+    rtx_ssrc: dict[int, int] = getattr(receiver, _RECEIVER_RTX_SSRC)
+
+    async def handle(packet: aiortc_rtp.RtpPacket, arrival_time_ms: int) -> None:
+        codec = codecs.get(packet.payload_type)
+        if codec is None:
+            return
+        stream = streams.get(packet.ssrc)
+        if stream is None:
+            stream = streams[packet.ssrc] = StreamStatistics(codec.clockRate)
+        stream.add(packet)
+        if codec.mimeType.lower().endswith("/rtx"):
+            original = rtx_ssrc.get(packet.ssrc)
+            apt = codec.parameters.get("apt")
+            if original is None or len(packet.payload) < 2 or apt not in codecs:
+                return
+            packet = aiortc_rtp.unwrap_rtx(packet, payload_type=apt, ssrc=original)
+        nack = getattr(receiver, _RECEIVER_NACK)
+        if nack is not None and nack.add(packet):
+            await receiver._send_rtcp_nack(packet.ssrc, sorted(nack.missing))
+        on_packet(packet)
+
+    receiver._handle_rtp_packet = handle  # type: ignore[method-assign]
+
+
 def offer_simulcast(sdp: str, rids: Sequence[str]) -> str:
     """A test client's offer announcing `rids` on its first video m-line, as a browser's would."""
     out: list[str] = []
@@ -124,6 +164,11 @@ def problems() -> list[str]:
         found.append("RTCSctpTransport._data_channel_send no longer queues (pp_id, bytes)")
     if not callable(getattr(aiortc_sctp.RTCSctpTransport, "_data_channel_flush", None)):
         found.append("RTCSctpTransport._data_channel_flush is gone (send_raw_text_frame)")
+    handle = RTCRtpReceiver._handle_rtp_packet.__code__.co_names
+    for name in (_REMOTE_STREAMS, _RECEIVER_CODECS, _RECEIVER_RTX_SSRC, _RECEIVER_NACK, "unwrap_rtx",
+                 "_send_rtcp_nack"):
+        if name not in handle:
+            found.append(f"RTCRtpReceiver._handle_rtp_packet no longer uses {name} (receive_packets_only)")
     if not callable(getattr(RTCDtlsTransport, "_send_rtp", None)):
         found.append("RTCDtlsTransport._send_rtp is gone (drop_outgoing_rtp)")
     return found

@@ -213,10 +213,10 @@ class PeerSession:
             return
         publication = Publication(self.owner_id, track.kind,
                                   lambda ssrc: aiortc_adapter.request_keyframe(receiver, ssrc), source=source)
-        aiortc_adapter.tap_receiver(
-            receiver, track.kind,
-            lambda frame: publication.on_assembled(frame, aiortc_adapter.receiver_codec(receiver,
-                                                                                       frame.payload_type)))
+        codecs = aiortc_adapter.receiver_codecs(receiver)
+        on_packet = publication.on_packet
+        aiortc_adapter.tap_packets(receiver, track.kind,
+                                   lambda packet: on_packet(packet, codecs.get(packet.payload_type)))
         if track.kind == "video":
             aiortc_adapter.keep_remb_floor(receiver)
         publication.codec = aiortc_adapter.negotiated_codec(transceiver)
@@ -253,8 +253,8 @@ class PeerSession:
                 aiortc_adapter.pin_codecs(transceiver, codecs)
             else:
                 transceiver.setCodecPreferences(subscriber_codecs(publication.codec))
-            aiortc_adapter.keep_compact_rtp_history(transceiver.sender)
-            subscription = Subscription(publication.kind, self.owner_id)
+            outlet = aiortc_adapter.RtpOutlet(transceiver.sender)  # the forwarded packets go out through it
+            subscription = Subscription(publication.kind, self.owner_id, outlet=outlet)
             transceiver.sender.replaceTrack(subscription)
             aiortc_adapter.redirect_keyframe_requests(transceiver.sender, subscription.request_keyframe)
             aiortc_adapter.observe_downlink(transceiver.sender, lambda bps: self._feedback(remb_bps=bps),
