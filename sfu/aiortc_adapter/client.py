@@ -17,6 +17,7 @@ from aiortc.rtcrtpparameters import RTCRtpSendParameters
 from aiortc.rtcrtpreceiver import StreamStatistics
 
 from sfu.aiortc_adapter.compat import AdapterIncompatible
+from sfu.aiortc_adapter.outlet import outlet_of
 from sfu.aiortc_adapter.receive import skip_decoder_thread
 
 _SENDER_EXTENSIONS_MAP = "_RTCRtpSender__rtp_header_extensions_map"
@@ -27,9 +28,14 @@ _SENDER_CNAME = "_RTCRtpSender__cname"
 def drop_outgoing_rtp(pc: RTCPeerConnection, should_drop: Callable[[bytes], bool]) -> None:
     """Lose RTP packets this connection sends (before SRTP) when `should_drop(packet)` says so.
 
-    For loss tests only: every sender of a max-bundle connection sends through its one DTLS transport's
-    private ``_send_rtp`` (first transmissions and NACK retransmissions alike).
+    For loss tests only: every aiortc sender of a max-bundle connection sends through its one DTLS transport's
+    private ``_send_rtp`` (first transmissions and NACK retransmissions alike); a forwarded copy's outlet is
+    told directly.
     """
+    for transceiver in pc.getTransceivers():  # forwarded copies go out through their outlets
+        outlet = outlet_of(transceiver.sender)
+        if outlet is not None:
+            outlet.lose = should_drop
     transports = {id(t.sender.transport): t.sender.transport for t in pc.getTransceivers() if t.sender.transport}
     for transport in transports.values():
         original = transport._send_rtp

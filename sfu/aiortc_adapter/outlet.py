@@ -81,6 +81,7 @@ class RtpOutlet:
         self._udp: asyncio.DatagramTransport | None = None
         self._addr: tuple[str, int] = ("", 0)
         self._protect: Callable[[bytes], bytes] | None = None
+        self.lose: Callable[[bytes], bool] | None = None  # loss tests: True drops that packet (before SRTP)
         original_send = sender.send
 
         async def send(parameters: RTCRtpSendParameters) -> None:
@@ -156,6 +157,8 @@ class RtpOutlet:
 
     def _write(self, packet: bytes) -> None:
         assert self._protect is not None and self._dtls is not None
+        if self.lose is not None and self.lose(packet):
+            return
         data = self._protect(packet)
         if self._udp is not None:
             self._udp.sendto(data, self._addr)
