@@ -27,6 +27,7 @@ and pylibsrtp protects one packet a call, so each packet is one protect and one 
 from __future__ import annotations
 
 import asyncio
+import socket
 import struct
 import time
 import weakref
@@ -79,6 +80,8 @@ class RtpOutlet:
         self._pair: CandidatePair | None = None
         self._nominated: dict[int, CandidatePair] = {}
         self._udp: asyncio.DatagramTransport | None = None
+        self._sock: socket.socket | None = None
+        self._blocked = False
         self._addr: tuple[str, int] = ("", 0)
         self._protect: Callable[[bytes], bytes] | None = None
         self.lose: Callable[[bytes], bool] | None = None  # loss tests: True drops that packet (before SRTP)
@@ -126,21 +129,33 @@ class RtpOutlet:
         protocol = pair.protocol
         # A plain UDP pair sends with transport.sendto (StunProtocol.send_data); a TURN pair has its own path.
         self._udp = protocol.transport if type(protocol) is StunProtocol else None
+        sock = getattr(self._udp, "_sock", None)  # asyncio's own socket: one sendto without its Python checks
+        self._sock = sock if isinstance(sock, socket.socket) else None
         self._addr = pair.remote_addr
         self._protect = dtls._tx_srtp.protect
         return True
 
-    def ready(self) -> bool:
-        """Packets can go out now: connected, and the socket is draining."""
+    def _can_send(self) -> bool:
         if (self._protect is None or self._dtls is None or self._dtls._state != State.CONNECTED
                 or self._nominated.get(1) is not self._pair) and not self._connect():
             return False
-        return self._udp is None or self._udp.get_write_buffer_size() < BACKLOG_BYTES
+        if self._blocked:  # the socket refused a packet: wait until asyncio has drained what it buffered
+            if self._udp is not None and self._udp.get_write_buffer_size() >= BACKLOG_BYTES:
+                return False
+            self._blocked = False
+        return True
+
+    def ready(self) -> bool:
+        """Packets can go out now: connected, and the socket is draining."""
+        return self._can_send()
 
     def send(self, sequence_number: int, timestamp: int, marker: int, payload: bytes,
-             audio_level: int | None = None) -> None:
-        """Write one packet out; call ready() first (a packet sent when not ready is lost)."""
-        assert self._pack is not None and self._protect is not None
+             audio_level: int | None = None) -> bool:
+        """Write one packet out now; False (nothing sent) while the copy cannot send (not connected yet, or the
+        socket is not draining)."""
+        if not self._can_send():
+            return False
+        assert self._pack is not None
         now = time.time() + _NTP_TO_UNIX_S
         packet = self._pack(marker, sequence_number, timestamp, now, audio_level) + payload
         if self._history is not None:
@@ -154,13 +169,23 @@ class RtpOutlet:
         counters[_RTP_TIMESTAMP] = timestamp
         counters[_PACKET_COUNT] += 1
         counters[_OCTET_COUNT] += len(payload)
+        return True
 
     def _write(self, packet: bytes) -> None:
         assert self._protect is not None and self._dtls is not None
         if self.lose is not None and self.lose(packet):
             return
         data = self._protect(packet)
-        if self._udp is not None:
+        if self._sock is not None and not self._blocked:
+            try:
+                self._sock.sendto(data, self._addr)
+            except (BlockingIOError, InterruptedError):
+                self._blocked = True
+                assert self._udp is not None
+                self._udp.sendto(data, self._addr)  # asyncio keeps it and sends when the socket drains
+            except OSError:
+                pass  # as asyncio's transport: a datagram that cannot go is lost, the connection stays
+        elif self._udp is not None:
             self._udp.sendto(data, self._addr)
         else:
             assert self._pair is not None
@@ -176,7 +201,7 @@ class RtpOutlet:
     async def _retransmit(self, sequence_number: int) -> None:
         """aiortc's sender calls this for each sequence number a NACK names."""
         kept = self._history[sequence_number % HISTORY_SIZE] if self._history is not None else None
-        if kept is None or (kept[2] << 8 | kept[3]) != sequence_number or not self.ready():
+        if kept is None or (kept[2] << 8 | kept[3]) != sequence_number or not self._can_send():
             return
         if self._rtx_payload_type is None:
             self._write(kept)  # the transmit policy allows a repeated index

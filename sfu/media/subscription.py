@@ -57,6 +57,7 @@ class Subscription(MediaStreamTrack):
         self._queue: collections.deque[Outgoing] = collections.deque()
         self._limit = VIDEO_QUEUE_PACKETS if kind == "video" else AUDIO_QUEUE_PACKETS
         self._stopped = asyncio.Event()
+        self._live = True
         self._waiting_for_keyframe = kind == "video"
         self._clock_rate = 90000
         self.target: int | None = _ANY  # SSRC of the layer to forward; None: paused (nothing forwarded)
@@ -119,7 +120,7 @@ class Subscription(MediaStreamTrack):
         return self.target is None
 
     def deliver(self, packet: MediaPacket) -> None:
-        if self.target is None or self._stopped.is_set():
+        if self.target is None or not self._live:
             return
         if packet.ssrc != self.current:
             if self.target != _ANY and packet.ssrc != self.target:
@@ -179,8 +180,8 @@ class Subscription(MediaStreamTrack):
             self._last_seq = seq
             self._last_timestamp, self._last_received_at = timestamp, packet.received_at
         outlet = self.outlet
-        if not self._queue and outlet is not None and outlet.ready():
-            outlet.send(seq, timestamp, packet.marker, payload, packet.audio_level)
+        if not self._queue and outlet is not None and outlet.send(seq, timestamp, packet.marker, payload,
+                                                                   packet.audio_level):
             self.packets_forwarded += 1
             tally.forwarded(self.kind, len(payload))
             return
@@ -226,10 +227,8 @@ class Subscription(MediaStreamTrack):
         """Send what waits in the queue while the outlet takes it; how many packets went."""
         outlet = self.outlet
         sent = 0
-        while self._queue and outlet is not None and outlet.ready():
-            seq, timestamp, marker, payload, level = self._queue.popleft()
-            outlet.send(seq, timestamp, marker, payload, level)
-            tally.forwarded(self.kind, len(payload))
+        while self._queue and outlet is not None and outlet.send(*self._queue[0]):
+            tally.forwarded(self.kind, len(self._queue.popleft()[3]))
             sent += 1
         self.packets_forwarded += sent
         return sent
@@ -250,4 +249,5 @@ class Subscription(MediaStreamTrack):
     def stop(self) -> None:
         self.unbind()
         super().stop()
+        self._live = False
         self._stopped.set()  # wake the sender's pending recv() so its loop can end
