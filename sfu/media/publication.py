@@ -219,7 +219,7 @@ class Publication:
 
     def on_packet(self, packet: RtpPacketLike, codec: RTCRtpCodecParameters | None) -> None:
         """An RTP packet from the publisher's receiver, with the codec its payload type names."""
-        if codec is not self._in_use:  # once per payload type change, not per packet
+        if codec is None or codec is not self._in_use:  # past this only once per payload type change
             if codec is None or codec.mimeType.lower() not in FORWARDABLE:
                 return
             self._in_use, self._mime = codec, codec.mimeType.lower()
