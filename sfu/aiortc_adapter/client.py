@@ -6,6 +6,8 @@ test client that stands in for one needs these. Nothing in the server calls them
 
 from __future__ import annotations
 
+import struct
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -95,6 +97,7 @@ def receive_packets_only(receiver: RTCRtpReceiver, on_packet: Callable[[Any], No
     estimate, no depayloading, no jitter buffer, no decoding. Benchmarks only: so many listeners in a few
     processes measure the server, not themselves."""
     skip_decoder_thread(receiver)
+    _parse_headers_only(receiver.transport)
     streams: dict[int, Any] = getattr(receiver, _REMOTE_STREAMS)
     codecs: dict[int, Any] = getattr(receiver, _RECEIVER_CODECS)
     rtx_ssrc: dict[int, int] = getattr(receiver, _RECEIVER_RTX_SSRC)
@@ -119,6 +122,41 @@ def receive_packets_only(receiver: RTCRtpReceiver, on_packet: Callable[[Any], No
         on_packet(packet)
 
     receiver._handle_rtp_packet = handle  # type: ignore[method-assign]
+
+
+_RTP_FIXED = struct.Struct("!BBHLL")
+_light_transports: weakref.WeakSet[RTCDtlsTransport] = weakref.WeakSet()
+
+
+def _parse_headers_only(transport: RTCDtlsTransport) -> None:
+    """The load generator's transport reads each RTP packet's fixed header and skips its header extensions
+    (aiortc parses every one of them into Python objects): what a packet-level receiver needs is in the fixed
+    header and the payload. Routing is by SSRC (the server's offers name its SSRCs) or payload type, as aiortc's."""
+    if transport in _light_transports:
+        return
+    _light_transports.add(transport)
+    router = transport._rtp_router
+
+    async def handle(data: bytes, arrival_time_ms: int) -> None:
+        if len(data) < 12:
+            return
+        first, second, sequence_number, timestamp, ssrc = _RTP_FIXED.unpack_from(data)
+        start = 12 + 4 * (first & 0x0F)
+        if first & 0x10:
+            if len(data) < start + 4:
+                return
+            start += 4 + 4 * (data[start + 2] << 8 | data[start + 3])
+        end = len(data) - (data[-1] if first & 0x20 else 0)
+        if start > end:
+            return
+        packet = aiortc_rtp.RtpPacket(payload_type=second & 0x7F, marker=second >> 7,
+                                      sequence_number=sequence_number, timestamp=timestamp, ssrc=ssrc,
+                                      payload=data[start:end])
+        receiver = router.route_rtp(packet)
+        if receiver is not None:
+            await receiver._handle_rtp_packet(packet, arrival_time_ms=arrival_time_ms)
+
+    transport._handle_rtp_data = handle  # type: ignore[method-assign]
 
 
 def offer_simulcast(sdp: str, rids: Sequence[str]) -> str:
@@ -175,6 +213,9 @@ def problems() -> list[str]:
                  "_send_rtcp_nack"):
         if name not in handle:
             found.append(f"RTCRtpReceiver._handle_rtp_packet no longer uses {name} (receive_packets_only)")
+    if not {"_handle_rtp_data", "unprotect"} <= set(RTCDtlsTransport._recv_next.__code__.co_names) or (
+            "route_rtp" not in RTCDtlsTransport._handle_rtp_data.__code__.co_names):
+        found.append("RTCDtlsTransport no longer hands unprotected RTP to _handle_rtp_data, which routes it")
     if not callable(getattr(RTCDtlsTransport, "_send_rtp", None)):
         found.append("RTCDtlsTransport._send_rtp is gone (drop_outgoing_rtp)")
     return found
