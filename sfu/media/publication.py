@@ -229,6 +229,8 @@ class Publication:
         now = self._clock()
         payload = packet.payload
         if self.kind != "video":
+            if not payload:
+                return  # padding: nothing for a listener or the caption tap's decoder
             level = packet.extensions.audio_level
             forwarded = MediaPacket(payload, packet.sequence_number, packet.timestamp, packet.marker, packet.ssrc,
                                     True, now, level[1] if level is not None else None)
