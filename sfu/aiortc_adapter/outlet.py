@@ -27,6 +27,7 @@ and pylibsrtp protects one packet a call, so each packet is one protect and one 
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 import struct
 import time
@@ -74,7 +75,7 @@ class RtpOutlet:
         self._kept = 0
         self._payload_type = -1
         self._rtx_payload_type: int | None = None
-        self._rtx_sequence_number = 0
+        self._rtx_sequence_number = random.randrange(1 << 16)  # RFC 3550: a random start
         self._pack: Callable[[int, int, int, float, int | None], bytes] | None = None
         self._dtls: RTCDtlsTransport | None = None
         self._pair: CandidatePair | None = None
