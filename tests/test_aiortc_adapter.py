@@ -11,6 +11,7 @@ from collections import Counter
 import aioice
 import aioice.ice
 import aiortc.codecs as aiortc_codecs
+import aiortc.rate as aiortc_rate
 import aiortc.rtcpeerconnection as aiortc_pc
 import pytest
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCSessionDescription
@@ -681,3 +682,25 @@ def test_rtp_of_an_unknown_ssrc_is_routed_by_its_mid() -> None:
     unknown = aiortc_rtp.RtpPacket(payload_type=111, ssrc=99)
     unknown.extensions.mid = "1"
     assert receive._route_rtp_by_mid(router, unknown) is None  # a payload type that section does not take
+
+
+def test_remb_to_a_publisher_is_throttled_unless_the_estimate_falls() -> None:
+    class Estimator:  # aiortc's while overusing: an estimate on every packet
+        class detector:
+            @staticmethod
+            def state() -> object:
+                return aiortc_rate.BandwidthUsage.OVERUSING
+
+        bitrate = 500_000
+
+        def add(self, arrival_time_ms: int, abs_send_time: int, payload_size: int, ssrc: int) -> tuple[int, list[int]]:
+            return self.bitrate, [ssrc]
+
+    estimator = Estimator()
+    remb = receive._RembWithFloor(estimator)  # type: ignore[arg-type]
+    sent = [t for t in range(0, 1000, 10) if remb.add(t, 0, 1000, 1) is not None]
+    assert sent == [0, 200, 400, 600, 800]
+    estimator.bitrate = 400_000  # a real drop goes out at once
+    assert remb.add(1005, 0, 1000, 1) == (400_000, [1])
+    estimator.bitrate = 395_000  # a small one waits for the interval
+    assert remb.add(1015, 0, 1000, 1) is None
