@@ -58,3 +58,65 @@ def same_codec(a: RTCRtpCodecParameters | RTCRtpCodecCapability,
 def _same_profile(a: dict, b: dict) -> bool:
     keys = ("packetization-mode", "profile-level-id")
     return all(str(a.get(k, "")).lower()[:4] == str(b.get(k, "")).lower()[:4] for k in keys)
+
+
+# --- per packet (the forwarding path never assembles frames) -------------------------------------------------------
+
+class Vp8Descriptor:
+    """What the forwarder reads of a VP8 RTP payload descriptor (RFC 7741 4.2): where the frame starts,
+    and where the picture id and TL0PICIDX sit so a subscription can renumber them in place."""
+
+    __slots__ = ("header_size", "picture_id", "picture_id_at", "picture_id_bits", "start", "tl0", "tl0_at")
+
+    def __init__(self, payload: bytes) -> None:
+        self.picture_id = self.tl0 = -1
+        self.picture_id_at = self.tl0_at = 0
+        self.picture_id_bits = 0
+        first = payload[0]
+        # S (start of partition) with partition index 0: the first packet of a frame.
+        self.start = first & 0x10 != 0 and first & 0x07 == 0
+        at = 1
+        if first & 0x80:
+            extension = payload[1]
+            at = 2
+            if extension & 0x80:  # I: picture id, 7 or 15 bits (M)
+                self.picture_id_at = at
+                if payload[at] & 0x80:
+                    self.picture_id = (payload[at] & 0x7F) << 8 | payload[at + 1]
+                    self.picture_id_bits = 15
+                    at += 2
+                else:
+                    self.picture_id = payload[at]
+                    self.picture_id_bits = 7
+                    at += 1
+            if extension & 0x40:  # L: TL0PICIDX
+                self.tl0_at = at
+                self.tl0 = payload[at]
+                at += 1
+            if extension & 0x30:  # T or K: one byte for both
+                at += 1
+        self.header_size = at
+
+
+def vp8_packet_keyframe(payload: bytes, descriptor: Vp8Descriptor) -> bool:
+    """The first packet of a VP8 keyframe: a frame start whose frame tag says key frame (RFC 6386 9.1)."""
+    return descriptor.start and len(payload) > descriptor.header_size and payload[descriptor.header_size] & 0x01 == 0
+
+
+def h264_packet_keyframe(payload: bytes) -> bool:
+    """A packet a subscriber can start an H.264 picture at (RFC 6184): it carries an SPS (sent before each IDR by
+    browsers and x264), or starts an IDR slice. Single NAL units, STAP-A and FU-A."""
+    if not payload:
+        return False
+    nal = payload[0] & 0x1F
+    if nal == 24:  # STAP-A: 16-bit size, then the unit
+        at = 1
+        while at + 2 < len(payload):
+            size = payload[at] << 8 | payload[at + 1]
+            if payload[at + 2] & 0x1F in (5, 7):
+                return True
+            at += 2 + size
+        return False
+    if nal == 28:  # FU-A: the start fragment of an IDR
+        return len(payload) > 1 and payload[1] & 0x80 != 0 and payload[1] & 0x1F == 5
+    return nal in (5, 7)
