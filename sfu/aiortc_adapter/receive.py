@@ -62,6 +62,7 @@ _DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
 # --- 1, 3. the tap, NACK per stream, RTX by repaired-rid ------------------------------------------------------------
 
 _NO_FRAME = (False, None)  # what the jitter buffer's add() returns to aiortc: no PLI, no frame to decode
+LISTENER_LOSS_TIMEOUT_S = 1.0  # tap_receiver: how long a frame may wait for retransmissions
 MAX_VIDEO_STREAMS = 4  # SSRCs one video receiver forwards: three simulcast layers and a spare
 
 
@@ -112,7 +113,9 @@ def tap_receiver(receiver: RTCRtpReceiver, kind: str, emit: FrameSink) -> None:
     if kind == "audio":
         setattr(receiver, JITTER_BUFFER, AudioFrameAssembler(emit))
         return
-    setattr(receiver, JITTER_BUFFER, VideoStreamsAssembler(emit))
+    # A listener behind a packet forwarder repairs loss of both legs (publisher -> server -> listener): it waits
+    # as long as a browser's jitter buffer would for NACKed packets, not the 250 ms one leg needs.
+    setattr(receiver, JITTER_BUFFER, VideoStreamsAssembler(emit, loss_timeout=LISTENER_LOSS_TIMEOUT_S))
     setattr(receiver, _NACK_GENERATOR, _NackPerStream(getattr(receiver, _NACK_GENERATOR).__class__))
     _map_rtx_by_repaired_rid(receiver)
 
