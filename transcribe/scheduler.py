@@ -9,6 +9,14 @@ Bounds: at most one pending partial per stream (a newer request replaces the que
 before translations before partials (urgent ones first: those that may settle a final), at most
 ``max_pending`` jobs in all, and partial updates spaced by the measured decode cost, so latency stays
 bounded when decoding falls behind real time.
+
+Overload (speech arriving faster than the decoders can keep up): finals must reach the room within
+``latency_bound_s`` of the end of their speech, or not at all. The room's dominant speaker (``set_dominant``)
+goes first: their finals, then their partials, then everyone else's finals, translations, partials. While
+behind (a final waited longer than OVERLOAD_WAIT_S, or one was shed), partials of everyone but the dominant
+speaker are shed, not queued. A final or translation that can no longer finish within the bound when a
+decoder comes free is shed too (its audio dropped, not queued): the job's ``on_shed`` lets the stream say so
+in the caption stream. ``abandon`` drops everything not started (shutdown).
 """
 
 from __future__ import annotations
@@ -28,6 +36,10 @@ from transcribe.audio import WHISPER_RATE
 from transcribe.engine import DecodeRequest, Hypothesis, WhisperEngine
 
 log = logging.getLogger(__name__)
+
+LATENCY_BOUND_S = 5.0  # a final later than this after its speech ended helps nobody: the talk moved on
+DELIVERY_MARGIN_S = 0.5  # of the bound, kept for delivery to the room and for decode-time estimate errors
+OVERLOAD_WAIT_S = 1.0  # a final waiting this long for a decoder means speech arrives faster than decoding
 
 
 class JobKind(IntEnum):  # lower value = more urgent
@@ -77,15 +89,26 @@ class Job:
     urgent: bool = False  # ahead of the other jobs of its kind (a partial that may settle a final)
     requested_at: float = field(default_factory=time.perf_counter)
     seq: int = 0
+    # perf_counter time the speech this job finalises ended (finals, translations): the latency bound
+    # counts from here. None: no bound (partials).
+    spoken_until: float | None = None
+    on_shed: Callable[[], None] | None = None  # on the loop, when the job is shed for lateness instead of run
 
 
 class DecodeScheduler:
-    def __init__(self, engine: WhisperEngine, workers: int = 1, max_pending: int = 64) -> None:
+    def __init__(self, engine: WhisperEngine, workers: int = 1, max_pending: int = 64,
+                 latency_bound_s: float = LATENCY_BOUND_S, clock: Callable[[], float] = time.perf_counter) -> None:
         if workers < 1:
             raise ValueError("workers must be >= 1")
         self.engine = engine
         self.workers = workers
         self.max_pending = max_pending
+        self.latency_bound_s = latency_bound_s
+        self._clock = clock
+        self._dominant: set[Hashable] = set()
+        self._behind_until = float("-inf")  # overloaded until then (clock seconds)
+        self._final_cost_ema: float | None = None
+        self._abandoned = False
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="captions-decode")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: list[Job] = []
@@ -115,6 +138,9 @@ class DecodeScheduler:
         if self._loop is None or self._loop.is_closed():
             self._loop = asyncio.get_running_loop()
         job.seq = next(self._seq)
+        if self.sheds_partials(job.owner) and job.kind is JobKind.PARTIAL:
+            self.counters["partials_shed_overload"] += 1
+            return
         if job.kind is JobKind.PARTIAL:
             for i, queued in enumerate(self._pending):
                 if queued.owner == job.owner and queued.kind is JobKind.PARTIAL:
@@ -133,6 +159,20 @@ class DecodeScheduler:
     def has_spare_worker(self) -> bool:
         """Nothing queued and a worker free: speculative work costs nobody anything now."""
         return not self._pending and len(self._busy) < self.workers
+
+    def set_dominant(self, owner: Hashable, dominant: bool) -> None:
+        """The room's dominant speaker: decoded first, and keeps partials while others lose theirs."""
+        if dominant:
+            self._dominant.add(owner)
+        else:
+            self._dominant.discard(owner)
+
+    def behind(self) -> bool:
+        """Decoding cannot keep up with speech right now (see the module docstring)."""
+        return self._clock() < self._behind_until
+
+    def sheds_partials(self, owner: Hashable) -> bool:
+        return owner not in self._dominant and self.behind()
 
     def mark_speaking(self, owner: Hashable, speaking: bool) -> None:
         if speaking:
@@ -159,7 +199,19 @@ class DecodeScheduler:
         for job in self._pending:  # whoever still waits for these gets told they are gone
             self._settle(job.owner)
         self._pending.clear()
-        await asyncio.to_thread(self._executor.shutdown, wait=True)
+        await asyncio.to_thread(self._executor.shutdown, wait=not self._abandoned)
+
+    def abandon(self) -> int:
+        """Shutdown with no time left: drop every job not started (their owners stop waiting) and take no new
+        ones; decodes in flight finish on their own. Returns how many jobs were dropped."""
+        dropped = len(self._pending)
+        self.counters["jobs_dropped_at_shutdown"] += dropped
+        self._closed = self._abandoned = True
+        pending, self._pending = self._pending, []
+        for job in pending:
+            self._settle(job.owner)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        return dropped
 
     def stats(self) -> dict[str, int | float]:
         out: dict[str, int | float] = {
@@ -172,8 +224,11 @@ class DecodeScheduler:
                 "decode_errors",
                 "window_retries",
                 "partials_shed",
+                "partials_shed_overload",
                 "translations_shed",
                 "finals_dropped",
+                "late_jobs_shed",
+                "jobs_dropped_at_shutdown",
             )
         }
         out.update({k: round(v, 4) for k, v in self._float_stats.items()})
@@ -185,6 +240,8 @@ class DecodeScheduler:
         out["decodes_in_flight"] = len(self._busy)
         out["workers"] = self.workers
         out["partial_decode_seconds_ema"] = round(self._partial_cost_ema or 0.0, 4)
+        out["final_decode_seconds_ema"] = round(self._final_cost_ema or 0.0, 4)
+        out["behind"] = int(self.behind())
         return out
 
     # -- internals ----------------------------------------------------------------------------------
@@ -205,11 +262,48 @@ class DecodeScheduler:
         log.warning("caption decode queue full (%d jobs); dropped a %s job", len(self._pending), incoming.kind.name)
         return False
 
+    def _rank(self, job: Job) -> int:
+        """Dominant speaker's finals, their partials, other finals, translations, other partials."""
+        if job.owner in self._dominant and job.kind is not JobKind.TRANSLATE:
+            return 0 if job.kind is JobKind.FINAL else 1
+        return {JobKind.FINAL: 2, JobKind.TRANSLATE: 3, JobKind.PARTIAL: 4}[job.kind]
+
+    def _too_late(self, job: Job, now: float) -> bool:
+        """Started now, would it still finish within the bound? (Estimated from recent final decodes.)"""
+        if job.spoken_until is None:
+            return False
+        cost = self._final_cost_ema or 0.0
+        return now - job.spoken_until + cost > self.latency_bound_s - DELIVERY_MARGIN_S
+
+    def _shed_late_and_unwanted(self, now: float) -> None:
+        for job in list(self._pending):
+            if job.kind is JobKind.FINAL and now - job.requested_at > OVERLOAD_WAIT_S:
+                self._behind_until = now + self.latency_bound_s  # speech is arriving faster than decoding
+            if job.owner in self._busy:
+                continue  # its turn has not come: it is judged when it could start
+            if self._too_late(job, now):
+                self._behind_until = now + self.latency_bound_s
+                self._drop(job, "late_jobs_shed" if job.kind is JobKind.FINAL else "translations_shed")
+                if job.on_shed is not None:
+                    try:
+                        job.on_shed()
+                    except Exception:
+                        log.exception("shedding a late caption decode failed")
+        if self.behind():
+            for job in [j for j in self._pending if j.kind is JobKind.PARTIAL and self.sheds_partials(j.owner)]:
+                self._drop(job, "partials_shed_overload")
+
+    def _drop(self, job: Job, counter: str) -> None:
+        self._pending.remove(job)
+        self.counters[counter] += 1
+        self._settle(job.owner)
+
     def _next_job(self) -> Job | None:
+        self._shed_late_and_unwanted(self._clock())
         ready = [j for j in self._pending if j.owner not in self._busy]
         if not ready:
             return None
-        job = min(ready, key=lambda j: (j.kind, not j.urgent, j.seq))
+        job = min(ready, key=lambda j: (self._rank(j), not j.urgent, j.seq))
         self._pending.remove(job)
         return job
 
@@ -227,7 +321,7 @@ class DecodeScheduler:
                     self.counters["partials_shed"] += 1
                 self._settle(job.owner)
                 continue
-            wait = time.perf_counter() - job.requested_at
+            wait = self._clock() - job.requested_at
             self._float_stats["max_queue_wait_s"] = max(self._float_stats["max_queue_wait_s"], wait)
             self._busy.add(job.owner)
             trace = DecodeTrace(job.kind, job.owner, job.requested_at, time.perf_counter(),
@@ -270,6 +364,10 @@ class DecodeScheduler:
                 ema = self._partial_cost_ema
                 cost = hyp.decode_seconds
                 self._partial_cost_ema = cost if ema is None else 0.7 * ema + 0.3 * cost
+            elif job.kind is JobKind.FINAL:
+                ema = self._final_cost_ema
+                cost = hyp.decode_seconds
+                self._final_cost_ema = cost if ema is None else 0.7 * ema + 0.3 * cost
         else:
             self.counters["decode_errors"] += 1
             log.error("caption decode failed", exc_info=error)

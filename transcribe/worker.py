@@ -75,7 +75,7 @@ class Worker:
         def out(caption: Caption) -> None:
             self.send(wire.CaptionOut(key=key, segment_id=caption.segment_id, text=caption.text,
                                       final=caption.final, start=caption.start, end=caption.end,
-                                      language=caption.language, task=caption.task))
+                                      language=caption.language, task=caption.task, skipped=caption.skipped))
         return out
 
     def handle(self, message: wire.ToWorker) -> None:
@@ -95,6 +95,9 @@ class Worker:
             case wire.SetEnglish(key=key, english=english):
                 if key in self.streams:
                     self.streams[key].set_english(english)
+            case wire.SetDominant(key=key, dominant=dominant):
+                if key in self.streams:
+                    self.streams[key].set_dominant(dominant)
             case wire.CloseStream(key=key):
                 stream = self.streams.pop(key, None)
                 task = asyncio.ensure_future(self._close_stream(key, stream))
@@ -115,11 +118,19 @@ class Worker:
         values["opus_decode_errors"] = float(sum(s.decode_errors for s in self.streams.values()))
         self.send(wire.Stats(request=request, values=values))
 
-    async def shutdown(self) -> None:
+    async def shutdown(self, grace: float) -> None:
+        """Finalise every stream; what has not started decoding after ``grace`` seconds is dropped."""
         for key in list(self.streams):
             self.handle(wire.CloseStream(key=key))
         if self._closing:
-            await asyncio.gather(*self._closing, return_exceptions=True)
+            _, late = await asyncio.wait(set(self._closing), timeout=grace)
+            if late:
+                dropped = self.transcriber.service.abandon()
+                log.warning("shutdown: %d caption decode(s) not finished within %.1f s were dropped", dropped, grace)
+                # Streams whose only work was queued are done now; one still decoding gets no more time.
+                await asyncio.wait(late, timeout=0.5)
+                for task in late:
+                    task.cancel()
         await self.transcriber.close()
         await self.writer.drain()
 
@@ -141,7 +152,7 @@ async def serve(sock: socket.socket, options: WorkerOptions) -> None:
         if message is None:  # the server went away: nothing left to caption for
             return
         if isinstance(message, wire.Shutdown):
-            await worker.shutdown()
+            await worker.shutdown(message.grace)
             writer.close()
             return
         worker.handle(message)
