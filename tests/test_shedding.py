@@ -120,9 +120,9 @@ async def test_audio_older_than_the_bound_is_dropped_oldest_first_and_the_rest_s
     s.clock[0] += 0.5
     s.scheduler.set_dominant("speaker 1", True)
     await s.drain()
-    # Each decode takes 0.5 s (the estimate learnt from the held final); 0.5 s of the 5 s bound is kept for
-    # delivery. At 104.0 the dominant speaker's final (ended 100.5) still fits: 3.5 + 0.5 <= 4.5; at 104.5
-    # final 0 (ended 100.0) does not (4.5 + 0.5 > 4.5) and is shed; final 2 (ended 101.0) fits, and so does
+    # Each decode takes 0.5 s (the estimate learnt from the held final); 0.75 s of the 5 s bound is kept for
+    # delivery. At 104.0 the dominant speaker's final (ended 100.5) still fits: 3.5 + 0.5 <= 4.25; at 104.5
+    # final 0 (ended 100.0) does not (4.5 + 0.5 > 4.25) and is shed; final 2 (ended 101.0) fits, and so does
     # each one after it.
     assert s.model.decoded == ["final 1", "final 2", "final 3", "final 4", "final 5"]
     assert s.shed == ["final 0"] and "final 0" not in s.applied

@@ -38,7 +38,7 @@ from transcribe.engine import DecodeRequest, Hypothesis, WhisperEngine
 log = logging.getLogger(__name__)
 
 LATENCY_BOUND_S = 5.0  # a final later than this after its speech ended helps nobody: the talk moved on
-DELIVERY_MARGIN_S = 0.5  # of the bound, kept for delivery to the room and for decode-time estimate errors
+DELIVERY_MARGIN_S = 0.75  # of the bound, kept for delivery to the room and for decode-time estimate errors
 OVERLOAD_WAIT_S = 1.0  # a final waiting this long for a decoder means speech arrives faster than decoding
 
 
@@ -107,7 +107,8 @@ class DecodeScheduler:
         self._clock = clock
         self._dominant: set[Hashable] = set()
         self._behind_until = float("-inf")  # overloaded until then (clock seconds)
-        self._final_cost_ema: float | None = None
+        self._final_cost_ema: float | None = None  # seconds per final decode...
+        self._final_rate_ema: float | None = None  # ...and per second of its audio (known once prepared)
         self._abandoned = False
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="captions-decode")
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -268,12 +269,27 @@ class DecodeScheduler:
             return 0 if job.kind is JobKind.FINAL else 1
         return {JobKind.FINAL: 2, JobKind.TRANSLATE: 3, JobKind.PARTIAL: 4}[job.kind]
 
-    def _too_late(self, job: Job, now: float) -> bool:
-        """Started now, would it still finish within the bound? (Estimated from recent final decodes.)"""
+    def _too_late(self, job: Job, now: float, audio_seconds: float | None = None) -> bool:
+        """Started now, would it still finish within the bound? Estimated from recent final decodes: per decode
+        while queued, per second of audio once its audio is known (a long buffer costs more)."""
         if job.spoken_until is None:
             return False
-        cost = self._final_cost_ema or 0.0
+        if audio_seconds is not None and self._final_rate_ema is not None:
+            cost = self._final_rate_ema * audio_seconds
+        else:
+            cost = self._final_cost_ema or 0.0
         return now - job.spoken_until + cost > self.latency_bound_s - DELIVERY_MARGIN_S
+
+    def _shed_late(self, job: Job, now: float) -> None:
+        """``job`` is out of the queue already."""
+        self._behind_until = now + self.latency_bound_s
+        self.counters["late_jobs_shed" if job.kind is JobKind.FINAL else "translations_shed"] += 1
+        self._settle(job.owner)
+        if job.on_shed is not None:
+            try:
+                job.on_shed()
+            except Exception:
+                log.exception("shedding a late caption decode failed")
 
     def _shed_late_and_unwanted(self, now: float) -> None:
         for job in list(self._pending):
@@ -282,13 +298,8 @@ class DecodeScheduler:
             if job.owner in self._busy:
                 continue  # its turn has not come: it is judged when it could start
             if self._too_late(job, now):
-                self._behind_until = now + self.latency_bound_s
-                self._drop(job, "late_jobs_shed" if job.kind is JobKind.FINAL else "translations_shed")
-                if job.on_shed is not None:
-                    try:
-                        job.on_shed()
-                    except Exception:
-                        log.exception("shedding a late caption decode failed")
+                self._pending.remove(job)
+                self._shed_late(job, now)
         if self.behind():
             for job in [j for j in self._pending if j.kind is JobKind.PARTIAL and self.sheds_partials(j.owner)]:
                 self._drop(job, "partials_shed_overload")
@@ -320,6 +331,10 @@ class DecodeScheduler:
                 if job.kind is JobKind.PARTIAL:
                     self.counters["partials_shed"] += 1
                 self._settle(job.owner)
+                continue
+            now = self._clock()
+            if self._too_late(job, now, len(prepared.request.audio) / WHISPER_RATE):
+                self._shed_late(job, now)  # its audio turned out longer than the estimate allowed for
                 continue
             wait = self._clock() - job.requested_at
             self._float_stats["max_queue_wait_s"] = max(self._float_stats["max_queue_wait_s"], wait)
@@ -365,9 +380,11 @@ class DecodeScheduler:
                 cost = hyp.decode_seconds
                 self._partial_cost_ema = cost if ema is None else 0.7 * ema + 0.3 * cost
             elif job.kind is JobKind.FINAL:
-                ema = self._final_cost_ema
+                ema, rate = self._final_cost_ema, self._final_rate_ema
                 cost = hyp.decode_seconds
+                per_second = cost / max(hyp.audio_seconds, 1.0)
                 self._final_cost_ema = cost if ema is None else 0.7 * ema + 0.3 * cost
+                self._final_rate_ema = per_second if rate is None else 0.7 * rate + 0.3 * per_second
         else:
             self.counters["decode_errors"] += 1
             log.error("caption decode failed", exc_info=error)
