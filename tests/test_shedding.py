@@ -50,9 +50,9 @@ class Script:
         self.applied: list[str] = []
 
     def job(self, tag: str, kind: JobKind, owner: str, *, spoken_until: float | None = None,
-            waited: float = 0.0) -> Job:
+            waited: float = 0.0, audio_s: float = 1.0) -> Job:
         def prepare() -> Prepared:
-            request = DecodeRequest(audio=np.zeros(16_000, dtype=np.float32), prompt=tag)
+            request = DecodeRequest(audio=np.zeros(int(16_000 * audio_s), dtype=np.float32), prompt=tag)
             return Prepared(request, lambda hyp, error: self.applied.append(tag))
 
         on_shed: Callable[[], None] = lambda: self.shed.append(tag)  # noqa: E731
@@ -126,6 +126,18 @@ async def test_audio_older_than_the_bound_is_dropped_oldest_first_and_the_rest_s
     # each one after it.
     assert s.model.decoded == ["final 1", "final 2", "final 3", "final 4", "final 5"]
     assert s.shed == ["final 0"] and "final 0" not in s.applied
+
+
+async def test_a_long_final_is_judged_by_its_audio_once_prepared() -> None:
+    s = Script()
+    s.submit("hold", JobKind.FINAL, "hold")  # teaches the cost: 0.5 s per decode of 2 s of audio
+    await asyncio.sleep(0.05)
+    s.submit("short", JobKind.FINAL, "a", spoken_until=s.clock[0] - 2.5, audio_s=2.0)
+    s.submit("long", JobKind.FINAL, "b", spoken_until=s.clock[0] - 2.5, audio_s=12.0)
+    await s.drain()
+    # Both fit by the per-decode estimate (3.0 + 0.5 <= 4.25 when the first starts); the long one, once its
+    # 12 s of audio are known, would take 12 x 0.25 = 3 s more: shed rather than late.
+    assert s.model.decoded == ["short"] and s.shed == ["long"]
 
 
 async def test_partials_are_never_late_and_old_translations_are_shed() -> None:
