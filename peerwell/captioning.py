@@ -150,7 +150,7 @@ class CaptionsObserver:
             end=round(caption.end, 3), language=caption.language, skipped=caption.skipped))
         if not caption.skipped:  # a skipped-speech marker is not a caption of that speech: no latency to time
             metrics.caption_sent(caption.final, caption.end, room.room_time())
-        if state.router is None or not caption.final or not caption.text:
+        if state.router is None or not caption.final:
             return
         self._spawn(metrics.timed_translation(state.router.on_final_caption(caption)))
         if caption.language not in state.router.source_languages:

@@ -135,8 +135,8 @@ async def test_a_long_final_is_judged_by_its_audio_once_prepared() -> None:
     s.submit("short", JobKind.FINAL, "a", spoken_until=s.clock[0] - 2.5, audio_s=2.0)
     s.submit("long", JobKind.FINAL, "b", spoken_until=s.clock[0] - 2.5, audio_s=12.0)
     await s.drain()
-    # Both fit by the per-decode estimate (3.0 + 0.5 <= 4.25 when the first starts); the long one, once its
-    # 12 s of audio are known, would take 12 x 0.25 = 3 s more: shed rather than late.
+    # Both fit by the per-decode estimate (3.5 + 0.5 <= 4.25 for the second); the long one, once its 12 s of
+    # audio are known, would take (12 + 5) x 0.5 / (2 + 5) = 1.2 s: 3.5 + 1.2 > 4.25, shed rather than late.
     assert s.model.decoded == ["short"] and s.shed == ["long"]
 
 

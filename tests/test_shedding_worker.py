@@ -6,6 +6,7 @@ keeps priority. (Figures and targets under load: python -m bench.captions --over
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 import numpy as np
@@ -15,7 +16,7 @@ from sfu.contrib.client import encode_opus_clip
 from tests.support import real_speech
 from tests.support.speech import load_48k, silence, to_int16
 from transcribe.events import Caption
-from transcribe.process import TranscriberProcess
+from transcribe.process import KILL_AFTER_S, TranscriberProcess
 from transcribe.scheduler import LATENCY_BOUND_S
 from transcribe.worker import WorkerOptions
 
@@ -76,3 +77,46 @@ async def test_four_speakers_on_one_decoder_get_finals_within_the_bound_and_a_sk
     dominant_skipped = sum(c.skipped for i, c in markers if i == 0)
     others_skipped = sum(c.skipped for i, c in markers if i != 0) / (SPEAKERS - 1)
     assert dominant_skipped <= others_skipped, (dominant_skipped, others_skipped)
+
+
+async def backlogged_worker() -> tuple[TranscriberProcess, int]:
+    """A worker with more speech queued than it can decode in seconds: four readers' 20 s, pushed at once."""
+    audio = [a[: (20 * 48_000)] for a in readings()]
+    process = TranscriberProcess(WorkerOptions(model="base", workers=1, cpu_threads=1))
+    await process.start()
+    streams = [process.open_stream(f"s{i}", "en", english=False, on_caption=lambda c: None,
+                                   on_english=lambda c: None) for i in range(SPEAKERS)]
+    for k, packets in enumerate(zip(*(encode_opus_clip(to_int16(a)) for a in audio), strict=True)):
+        for stream, packet in zip(streams, packets, strict=True):
+            stream.push_opus(packet, k * 0.02)
+        if k % 50 == 49:
+            await asyncio.sleep(0.01)  # let the 20 ms flushes go out
+    await asyncio.sleep(1.0)
+    assert process.pid is not None
+    return process, process.pid
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+async def test_closing_with_a_backlog_drops_what_cannot_finish_in_the_grace() -> None:
+    process, pid = await backlogged_worker()
+    started = time.monotonic()
+    await process.close(grace=0.5)
+    assert time.monotonic() - started < 0.5 + KILL_AFTER_S + 1.0
+    assert gone(pid)
+
+
+async def test_a_cancelled_close_stops_the_worker_at_once() -> None:
+    """The server's shutdown grace ran out before the worker's: the worker is killed, nothing waits."""
+    process, pid = await backlogged_worker()
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(process.close(grace=30.0), 0.3)
+    assert time.monotonic() - started < 2.0
+    assert gone(pid)

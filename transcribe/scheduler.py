@@ -10,12 +10,14 @@ before translations before partials (urgent ones first: those that may settle a 
 ``max_pending`` jobs in all, and partial updates spaced by the measured decode cost, so latency stays
 bounded when decoding falls behind real time.
 
-Overload (speech arriving faster than the decoders can keep up): finals must reach the room within
-``latency_bound_s`` of the end of their speech, or not at all. The room's dominant speaker (``set_dominant``)
-goes first: their finals, then their partials, then everyone else's finals, translations, partials. While
-behind (a final waited longer than OVERLOAD_WAIT_S, or one was shed), partials of everyone but the dominant
-speaker are shed, not queued. A final or translation that can no longer finish within the bound when a
-decoder comes free is shed too (its audio dropped, not queued): the job's ``on_shed`` lets the stream say so
+Overload (speech arriving faster than the decoders can keep up), with a ``latency_bound_s`` (the worker
+process, i.e. production, sets one; None decodes everything however late, for quality tests that measure
+text): finals must reach the room within the bound of the end of their speech, or not at all. The room's
+dominant speaker (``set_dominant``) goes first: their finals, then their partials, then everyone else's
+finals, translations, partials. While behind (a final that could have run waited longer than OVERLOAD_WAIT_S
+for a decoder, or one was shed), partials of everyone but the dominant speaker are shed, not queued. A final
+or translation that can no longer finish within the bound when a decoder comes free is shed too (its audio
+dropped, not queued): the job's ``on_shed`` lets the stream say so
 in the caption stream. ``abandon`` drops everything not started (shutdown).
 """
 
@@ -40,6 +42,12 @@ log = logging.getLogger(__name__)
 LATENCY_BOUND_S = 5.0  # a final later than this after its speech ended helps nobody: the talk moved on
 DELIVERY_MARGIN_S = 0.75  # of the bound, kept for delivery to the room and for decode-time estimate errors
 OVERLOAD_WAIT_S = 1.0  # a final waiting this long for a decoder means speech arrives faster than decoding
+# A decode's cost grows with its audio plus a fixed part (the encoder's 5 s pad, the beam's set-up): cost per
+# second of (audio + this) predicts a long final's decode from short ones without overestimating it.
+FIXED_COST_AUDIO_S = 5.0
+# The estimate is capped: a slow outlier (the first decode of a cold model took 2.9 s for 1.4 s of audio)
+# must not make every later final look late; a final with a free decoder is then always decoded.
+MAX_COST_ESTIMATE_S = 2.0
 
 
 class JobKind(IntEnum):  # lower value = more urgent
@@ -97,7 +105,7 @@ class Job:
 
 class DecodeScheduler:
     def __init__(self, engine: WhisperEngine, workers: int = 1, max_pending: int = 64,
-                 latency_bound_s: float = LATENCY_BOUND_S, clock: Callable[[], float] = time.perf_counter) -> None:
+                 latency_bound_s: float | None = None, clock: Callable[[], float] = time.perf_counter) -> None:
         if workers < 1:
             raise ValueError("workers must be >= 1")
         self.engine = engine
@@ -108,7 +116,8 @@ class DecodeScheduler:
         self._dominant: set[Hashable] = set()
         self._behind_until = float("-inf")  # overloaded until then (clock seconds)
         self._final_cost_ema: float | None = None  # seconds per final decode...
-        self._final_rate_ema: float | None = None  # ...and per second of its audio (known once prepared)
+        self._final_rate_ema: float | None = None  # ...and per second of (audio + FIXED_COST_AUDIO_S)
+        self._free_since: dict[Hashable, float] = {}  # when each owner's last decode finished
         self._abandoned = False
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="captions-decode")
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -272,17 +281,17 @@ class DecodeScheduler:
     def _too_late(self, job: Job, now: float, audio_seconds: float | None = None) -> bool:
         """Started now, would it still finish within the bound? Estimated from recent final decodes: per decode
         while queued, per second of audio once its audio is known (a long buffer costs more)."""
-        if job.spoken_until is None:
+        if job.spoken_until is None or self.latency_bound_s is None:
             return False
         if audio_seconds is not None and self._final_rate_ema is not None:
-            cost = self._final_rate_ema * audio_seconds
+            cost = self._final_rate_ema * (audio_seconds + FIXED_COST_AUDIO_S)
         else:
             cost = self._final_cost_ema or 0.0
-        return now - job.spoken_until + cost > self.latency_bound_s - DELIVERY_MARGIN_S
+        return now - job.spoken_until + min(cost, MAX_COST_ESTIMATE_S) > self.latency_bound_s - DELIVERY_MARGIN_S
 
     def _shed_late(self, job: Job, now: float) -> None:
         """``job`` is out of the queue already."""
-        self._behind_until = now + self.latency_bound_s
+        self._behind_until = now + (self.latency_bound_s or 0.0)
         self.counters["late_jobs_shed" if job.kind is JobKind.FINAL else "translations_shed"] += 1
         self._settle(job.owner)
         if job.on_shed is not None:
@@ -293,10 +302,12 @@ class DecodeScheduler:
 
     def _shed_late_and_unwanted(self, now: float) -> None:
         for job in list(self._pending):
-            if job.kind is JobKind.FINAL and now - job.requested_at > OVERLOAD_WAIT_S:
-                self._behind_until = now + self.latency_bound_s  # speech is arriving faster than decoding
             if job.owner in self._busy:
-                continue  # its turn has not come: it is judged when it could start
+                continue  # its own previous decode runs: it is judged when it could start
+            ready_since = max(job.requested_at, self._free_since.get(job.owner, float("-inf")))
+            if job.kind is JobKind.FINAL and now - ready_since > OVERLOAD_WAIT_S and self.latency_bound_s:
+                # It could have run but every decoder was taken: speech arrives faster than decoding.
+                self._behind_until = now + self.latency_bound_s
             if self._too_late(job, now):
                 self._pending.remove(job)
                 self._shed_late(job, now)
@@ -363,6 +374,7 @@ class DecodeScheduler:
 
     def _finished(self, job: Job, prepared: Prepared, trace: DecodeTrace, future: Future[Hypothesis]) -> None:
         self._busy.discard(job.owner)
+        self._free_since[job.owner] = self._clock()
         error = future.exception()
         hyp = None if error is not None else future.result()
         trace.finished_at = time.perf_counter()
@@ -382,7 +394,7 @@ class DecodeScheduler:
             elif job.kind is JobKind.FINAL:
                 ema, rate = self._final_cost_ema, self._final_rate_ema
                 cost = hyp.decode_seconds
-                per_second = cost / max(hyp.audio_seconds, 1.0)
+                per_second = cost / (hyp.audio_seconds + FIXED_COST_AUDIO_S)
                 self._final_cost_ema = cost if ema is None else 0.7 * ema + 0.3 * cost
                 self._final_rate_ema = per_second if rate is None else 0.7 * rate + 0.3 * per_second
         else:
@@ -401,6 +413,7 @@ class DecodeScheduler:
         self._outstanding[owner] -= 1
         if self._outstanding[owner] <= 0:
             del self._outstanding[owner]
+            self._free_since.pop(owner, None)
             for fut in self._idle.pop(owner, []):
                 if not fut.done():
                     fut.set_result(None)

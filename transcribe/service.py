@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from models.whisper import DEFAULT_MODEL
 from transcribe.engine import WhisperEngine
 from transcribe.events import Caption
-from transcribe.scheduler import LATENCY_BOUND_S, DecodeObserver, DecodeScheduler
+from transcribe.scheduler import DecodeObserver, DecodeScheduler
 from transcribe.stream import SpeakerStream, StreamConfig
 
 if TYPE_CHECKING:
@@ -53,6 +53,8 @@ class CaptionService:
     give the model at least as many CTranslate2 workers (``load_whisper_model(..., num_workers=workers)``)
     or the threads take turns. ``also_translate_to_english`` is the default for new streams: finals in
     another language are followed by Whisper's English translation (same segment_id, task "translate").
+    ``latency_bound_s``: shed finals that cannot arrive within it (transcribe/scheduler.py); the worker process
+    sets it, None (tests, benchmarks in this process) decodes everything however late.
     """
 
     def __init__(
@@ -64,7 +66,7 @@ class CaptionService:
         config: StreamConfig | None = None,
         also_translate_to_english: bool = False,
         max_pending_jobs: int = 64,
-        latency_bound_s: float = LATENCY_BOUND_S,
+        latency_bound_s: float | None = None,
     ) -> None:
         self._on_caption = on_caption
         self._config = config or StreamConfig()

@@ -109,6 +109,7 @@ class _Speculation:
         self.prepared_end: int | None = None  # buffer end (stream samples) the decode saw
         self.result: tuple[Hypothesis | None, BaseException | None, _Span | None] | None = None
         self.claimed = False  # the utterance ended and this decode is its final
+        self.shed = False  # dropped as too late before it ran: no result will come
 
 
 @dataclass(frozen=True)
@@ -394,7 +395,8 @@ class SpeakerStream:
         spec = utt.speculation
         # The speculative decode covers the final's audio if it started no earlier than this (a window
         # of slack: end.sample includes post-padding rounded to windows).
-        if spec is not None and (spec.prepared_end is None or spec.prepared_end >= end.sample - WINDOW):
+        covers = spec is not None and (spec.prepared_end is None or spec.prepared_end >= end.sample - WINDOW)
+        if spec is not None and covers and not spec.shed:
             self._counters["finals_speculated"] += 1
             spec.claimed = True
             if spec.result is not None:
@@ -447,10 +449,11 @@ class SpeakerStream:
         spoken_until = time.perf_counter() - silence / 1000
 
         def shed() -> None:
+            # Not claimed yet: kept (marked) so it is not tried again every window; the final is requested
+            # as usual when the utterance ends.
+            spec.shed = True
             if spec.claimed:
                 self._shed_final(utt)
-            elif utt.speculation is spec:
-                utt.speculation = None  # the utterance has not ended: its final is requested as usual
 
         self._scheduler.submit(Job(JobKind.FINAL, self, lambda: self._prepare_speculative(utt, spec),
                                    spoken_until=spoken_until, on_shed=shed))

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from models.whisper import DEFAULT_MODEL
 from transcribe import worker_protocol as wire
 from transcribe.events import Caption
+from transcribe.scheduler import LATENCY_BOUND_S
 from transcribe.transcriber import LocalStream, LocalTranscriber
 
 log = logging.getLogger("peerwell.transcribe.worker")
@@ -44,7 +45,8 @@ def load_transcriber(options: WorkerOptions) -> LocalTranscriber:
     from transcribe.service import CaptionService
 
     service = CaptionService.from_model_name(None, options.model, workers=options.workers,  # type: ignore[arg-type]
-                                             full_window=options.full_window, cpu_threads=options.cpu_threads)
+                                             full_window=options.full_window, cpu_threads=options.cpu_threads,
+                                             latency_bound_s=LATENCY_BOUND_S)  # a caption that late helps nobody
     return LocalTranscriber(service)
 
 
