@@ -134,10 +134,11 @@ async def test_a_long_final_is_judged_by_its_audio_once_prepared() -> None:
     await asyncio.sleep(0.05)
     s.submit("short", JobKind.FINAL, "a", spoken_until=s.clock[0] - 2.5, audio_s=2.0)
     s.submit("long", JobKind.FINAL, "b", spoken_until=s.clock[0] - 2.5, audio_s=12.0)
+    s.submit("translation", JobKind.TRANSLATE, "c")  # someone else waits: a late decode would delay them
     await s.drain()
     # Both fit by the per-decode estimate (3.5 + 0.5 <= 4.25 for the second); the long one, once its 12 s of
     # audio are known, would take (12 + 5) x 0.5 / (2 + 5) = 1.2 s: 3.5 + 1.2 > 4.25, shed rather than late.
-    assert s.model.decoded == ["short"] and s.shed == ["long"]
+    assert s.model.decoded == ["short", "translation"] and s.shed == ["long"]
 
 
 async def test_partials_are_never_late_and_old_translations_are_shed() -> None:
@@ -152,9 +153,21 @@ async def test_partials_are_never_late_and_old_translations_are_shed() -> None:
     s.submit("hold", JobKind.FINAL, "hold")
     await asyncio.sleep(0.05)
     s.submit("old translation", JobKind.TRANSLATE, "a", spoken_until=s.clock[0] - 6.0)
+    s.scheduler.set_dominant("b", True)  # shedding puts the scheduler behind: only their partial is kept
+    s.submit("b partial", JobKind.PARTIAL, "b")
     await s.drain()
-    assert s.model.decoded == ["old partial"]
+    assert s.model.decoded == ["old partial", "b partial"]
     assert s.shed == ["old translation"] and s.scheduler.stats()["translations_shed"] == 1
+
+
+async def test_a_late_final_with_nobody_else_waiting_is_decoded_late_rather_than_dropped() -> None:
+    """Shedding makes room for others; one speaker on a slow machine loses nothing by waiting."""
+    s = Script()
+    s.submit("hold", JobKind.FINAL, "hold")
+    await asyncio.sleep(0.05)
+    s.submit("lone final", JobKind.FINAL, "a", spoken_until=s.clock[0] - 8.0)
+    await s.drain()
+    assert s.model.decoded == ["lone final"] and not s.shed
 
 
 async def test_abandon_drops_what_has_not_started_and_releases_its_owners() -> None:

@@ -16,9 +16,10 @@ text): finals must reach the room within the bound of the end of their speech, o
 dominant speaker (``set_dominant``) goes first: their finals, then their partials, then everyone else's
 finals, translations, partials. While behind (a final that could have run waited longer than OVERLOAD_WAIT_S
 for a decoder, or one was shed), partials of everyone but the dominant speaker are shed, not queued. A final
-or translation that can no longer finish within the bound when a decoder comes free is shed too (its audio
-dropped, not queued): the job's ``on_shed`` lets the stream say so
-in the caption stream. ``abandon`` drops everything not started (shutdown).
+or translation that can no longer finish within the bound when a decoder comes free, while someone else's
+work waits, is shed too (its audio dropped, not queued; with nobody else waiting it costs nobody anything and
+is decoded late): the job's ``on_shed`` lets the stream say so in the caption stream. ``abandon`` drops
+everything not started (shutdown).
 """
 
 from __future__ import annotations
@@ -273,15 +274,19 @@ class DecodeScheduler:
         return False
 
     def _rank(self, job: Job) -> int:
-        """Dominant speaker's finals, their partials, other finals, translations, other partials."""
-        if job.owner in self._dominant and job.kind is not JobKind.TRANSLATE:
+        """Dominant speaker's finals, their partials, other finals, translations, other partials (without a
+        bound: finals, translations, partials)."""
+        if job.owner in self._dominant and job.kind is not JobKind.TRANSLATE and self.latency_bound_s is not None:
             return 0 if job.kind is JobKind.FINAL else 1
         return {JobKind.FINAL: 2, JobKind.TRANSLATE: 3, JobKind.PARTIAL: 4}[job.kind]
 
     def _too_late(self, job: Job, now: float, audio_seconds: float | None = None) -> bool:
-        """Started now, would it still finish within the bound? Estimated from recent final decodes: per decode
-        while queued, per second of audio once its audio is known (a long buffer costs more)."""
+        """Started now, would it still finish within the bound, and does someone else's work wait for a decoder
+        (else decoding it late delays nobody)? The decode time is estimated from recent final decodes: per
+        decode while queued, per second of audio once its audio is known (a long buffer costs more)."""
         if job.spoken_until is None or self.latency_bound_s is None:
+            return False
+        if not any(j.owner != job.owner and j.owner not in self._busy for j in self._pending):
             return False
         if audio_seconds is not None and self._final_rate_ema is not None:
             cost = self._final_rate_ema * (audio_seconds + FIXED_COST_AUDIO_S)
