@@ -617,7 +617,8 @@ def print_report(model: str, clips: list[Clip], offlines: dict[str, Offline], re
 OVERLOAD_BOUND_S = 5.0  # finals within this long of the end of their speech (p95), whatever the load
 OVERLOAD_DOMINANT_SHED_MAX = 0.10  # the dominant speaker keeps priority: at most this share of their speech skipped
 OVERLOAD_SETTLE_CAP_S = 60.0
-OVERLOAD_STATS = ("partial_decodes", "final_decodes", "partials_shed", "partials_shed_overload", "finals_skipped",
+OVERLOAD_STATS = ("partial_decodes", "final_decodes", "finals_greedy", "partials_shed", "partials_shed_overload",
+                  "finals_skipped", "overload_cuts",
                   "audio_seconds_skipped", "finals_dropped", "max_queue_wait_s", "window_retries")
 
 

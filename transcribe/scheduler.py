@@ -46,9 +46,11 @@ OVERLOAD_WAIT_S = 1.0  # a final waiting this long for a decoder means speech ar
 # A decode's cost grows with its audio plus a fixed part (the encoder's 5 s pad, the beam's set-up): cost per
 # second of (audio + this) predicts a long final's decode from short ones without overestimating it.
 FIXED_COST_AUDIO_S = 5.0
-# The estimate is capped: a slow outlier (the first decode of a cold model took 2.9 s for 1.4 s of audio)
-# must not make every later final look late; a final with a free decoder is then always decoded.
-MAX_COST_ESTIMATE_S = 2.0
+# The estimate is capped, and shrinks a little with each job shed on its word: a slow outlier (the first
+# decode of a cold model took 2.9 s for 1.4 s of audio) must not make every later final look late while no
+# final runs to correct it.
+MAX_COST_ESTIMATE_S = 2.5
+SHED_DECAY = 0.9
 
 
 class JobKind(IntEnum):  # lower value = more urgent
@@ -297,6 +299,9 @@ class DecodeScheduler:
     def _shed_late(self, job: Job, now: float) -> None:
         """``job`` is out of the queue already."""
         self._behind_until = now + (self.latency_bound_s or 0.0)
+        if self._final_cost_ema is not None and self._final_rate_ema is not None:
+            self._final_cost_ema *= SHED_DECAY
+            self._final_rate_ema *= SHED_DECAY
         self.counters["late_jobs_shed" if job.kind is JobKind.FINAL else "translations_shed"] += 1
         self._settle(job.owner)
         if job.on_shed is not None:

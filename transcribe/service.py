@@ -40,6 +40,7 @@ _STREAM_COUNTERS = (
     "finals_speculated",
     "speculations_dropped",
     "finals_skipped",
+    "finals_greedy",
     "overload_cuts",
     "pushes",
 )
