@@ -46,10 +46,9 @@ OVERLOAD_WAIT_S = 1.0  # a final waiting this long for a decoder means speech ar
 # A decode's cost grows with its audio plus a fixed part (the encoder's 5 s pad, the beam's set-up): cost per
 # second of (audio + this) predicts a long final's decode from short ones without overestimating it.
 FIXED_COST_AUDIO_S = 5.0
-# The estimate is capped, and shrinks a little with each job shed on its word: a slow outlier (the first
-# decode of a cold model took 2.9 s for 1.4 s of audio) must not make every later final look late while no
-# final runs to correct it.
-MAX_COST_ESTIMATE_S = 2.5
+# The estimate shrinks a little with each job shed on its word: a slow outlier (the first decode of a cold
+# model took 2.9 s for 1.4 s of audio) must not make every later final look late while no final runs to
+# correct it.
 SHED_DECAY = 0.9
 
 
@@ -294,7 +293,7 @@ class DecodeScheduler:
             cost = self._final_rate_ema * (audio_seconds + FIXED_COST_AUDIO_S)
         else:
             cost = self._final_cost_ema or 0.0
-        return now - job.spoken_until + min(cost, MAX_COST_ESTIMATE_S) > self.latency_bound_s - DELIVERY_MARGIN_S
+        return now - job.spoken_until + cost > self.latency_bound_s - DELIVERY_MARGIN_S
 
     def _shed_late(self, job: Job, now: float) -> None:
         """``job`` is out of the queue already."""
