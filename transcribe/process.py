@@ -30,9 +30,9 @@ HEALTHY_AFTER_S = 60.0
 STARTUP_TIMEOUT_S = 300.0  # first start may resolve (and, online, download) the model
 CLOSE_STREAM_TIMEOUT_S = 30.0
 # On close, the worker has this long to finish the last captions (decodes not started by then are dropped),
-# and KILL_AFTER_S more to exit before it is killed: within the server's shutdown grace (5 s by default), so
+# and KILL_AFTER_S more to exit before it is killed: together the server's default shutdown grace (5 s), so
 # a SIGTERM under any caption backlog exits well within 10 s.
-SHUTDOWN_GRACE_S = 3.0
+SHUTDOWN_GRACE_S = 4.0
 KILL_AFTER_S = 1.0
 STATS_EVERY_S = 5.0  # how fresh latest_stats() is (metrics scrapes read it without waiting for the worker)
 
