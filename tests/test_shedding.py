@@ -160,14 +160,17 @@ async def test_partials_are_never_late_and_old_translations_are_shed() -> None:
     assert s.shed == ["old translation"] and s.scheduler.stats()["translations_shed"] == 1
 
 
-async def test_a_late_final_with_nobody_else_waiting_is_decoded_late_rather_than_dropped() -> None:
-    """Shedding makes room for others; one speaker on a slow machine loses nothing by waiting."""
+async def test_a_late_final_with_nobody_else_waiting_is_decoded_late_unless_hopeless() -> None:
+    """Shedding makes room for others: one speaker on a slow machine loses nothing by waiting a little."""
     s = Script()
     s.submit("hold", JobKind.FINAL, "hold")
     await asyncio.sleep(0.05)
-    s.submit("lone final", JobKind.FINAL, "a", spoken_until=s.clock[0] - 8.0)
+    s.submit("lone final", JobKind.FINAL, "a", spoken_until=s.clock[0] - 8.0)  # 8.5 + 0.75 <= 10
     await s.drain()
     assert s.model.decoded == ["lone final"] and not s.shed
+    s.submit("hopeless final", JobKind.FINAL, "a", spoken_until=s.clock[0] - 9.0)  # 9.5 + 0.75 > 10
+    await s.drain()
+    assert s.model.decoded == ["lone final"] and s.shed == ["hopeless final"]
 
 
 async def test_abandon_drops_what_has_not_started_and_releases_its_owners() -> None:

@@ -17,8 +17,8 @@ dominant speaker (``set_dominant``) goes first: their finals, then their partial
 finals, translations, partials. While behind (a final that could have run waited longer than OVERLOAD_WAIT_S
 for a decoder, or one was shed), partials of everyone but the dominant speaker are shed, not queued. A final
 or translation that can no longer finish within the bound when a decoder comes free, while someone else's
-work waits, is shed too (its audio dropped, not queued; with nobody else waiting it costs nobody anything and
-is decoded late): the job's ``on_shed`` lets the stream say so in the caption stream. ``abandon`` drops
+work waits (alone, only past twice the bound), is shed too (its audio dropped, not queued): the job's
+``on_shed`` lets the stream say so in the caption stream. ``abandon`` drops
 everything not started (shutdown).
 """
 
@@ -46,10 +46,6 @@ OVERLOAD_WAIT_S = 1.0  # a final waiting this long for a decoder means speech ar
 # A decode's cost grows with its audio plus a fixed part (the encoder's 5 s pad, the beam's set-up): cost per
 # second of (audio + this) predicts a long final's decode from short ones without overestimating it.
 FIXED_COST_AUDIO_S = 5.0
-# The estimate shrinks a little with each job shed on its word: a slow outlier (the first decode of a cold
-# model took 2.9 s for 1.4 s of audio) must not make every later final look late while no final runs to
-# correct it.
-SHED_DECAY = 0.9
 
 
 class JobKind(IntEnum):  # lower value = more urgent
@@ -282,25 +278,26 @@ class DecodeScheduler:
         return {JobKind.FINAL: 2, JobKind.TRANSLATE: 3, JobKind.PARTIAL: 4}[job.kind]
 
     def _too_late(self, job: Job, now: float, audio_seconds: float | None = None) -> bool:
-        """Started now, would it still finish within the bound, and does someone else's work wait for a decoder
-        (else decoding it late delays nobody)? The decode time is estimated from recent final decodes: per
-        decode while queued, per second of audio once its audio is known (a long buffer costs more)."""
+        """Started now, would it finish after the bound while someone else's work waits for a decoder, or after
+        twice the bound anyway? (Alone, a final a little late delays nobody; and a cold model's slow first
+        decode cannot then make every final look late: the next one alone runs and corrects the estimate.)
+        The decode time is estimated from recent final decodes: per decode while queued, per second of audio
+        once its audio is known (a long buffer costs more)."""
         if job.spoken_until is None or self.latency_bound_s is None:
-            return False
-        if not any(j.owner != job.owner and j.owner not in self._busy for j in self._pending):
             return False
         if audio_seconds is not None and self._final_rate_ema is not None:
             cost = self._final_rate_ema * (audio_seconds + FIXED_COST_AUDIO_S)
         else:
             cost = self._final_cost_ema or 0.0
-        return now - job.spoken_until + cost > self.latency_bound_s - DELIVERY_MARGIN_S
+        done = now - job.spoken_until + cost + DELIVERY_MARGIN_S
+        if done <= self.latency_bound_s:
+            return False
+        contended = any(j.owner != job.owner and j.owner not in self._busy for j in self._pending)
+        return contended or done > 2 * self.latency_bound_s
 
     def _shed_late(self, job: Job, now: float) -> None:
         """``job`` is out of the queue already."""
         self._behind_until = now + (self.latency_bound_s or 0.0)
-        if self._final_cost_ema is not None and self._final_rate_ema is not None:
-            self._final_cost_ema *= SHED_DECAY
-            self._final_rate_ema *= SHED_DECAY
         self.counters["late_jobs_shed" if job.kind is JobKind.FINAL else "translations_shed"] += 1
         self._settle(job.owner)
         if job.on_shed is not None:
