@@ -128,6 +128,21 @@ async def test_audio_older_than_the_bound_is_dropped_oldest_first_and_the_rest_s
     assert s.shed == ["final 0"] and "final 0" not in s.applied
 
 
+async def test_late_work_is_shed_while_every_decoder_is_still_busy() -> None:
+    """A slow decode does not hold the marker: the queue is swept while it runs."""
+    s = Script()
+    s.submit("hold", JobKind.FINAL, "hold")
+    await asyncio.sleep(0.05)
+    s.submit("a final", JobKind.FINAL, "a", spoken_until=s.clock[0])
+    s.submit("b final", JobKind.FINAL, "b", spoken_until=s.clock[0])
+    s.clock[0] += 4.5  # the held decode goes on and on
+    await asyncio.sleep(0.6)
+    # a is late while b waits too: shed at once. b, alone now, is only a little late: it waits its turn.
+    assert s.shed == ["a final"] and s.scheduler.stats()["decodes_in_flight"] == 1
+    await s.drain()
+    assert s.model.decoded == ["b final"]
+
+
 async def test_a_long_final_is_judged_by_its_audio_once_prepared() -> None:
     s = Script()
     s.submit("hold", JobKind.FINAL, "hold")  # teaches the cost: 0.5 s per decode of 2 s of audio

@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 LATENCY_BOUND_S = 5.0  # a final later than this after its speech ended helps nobody: the talk moved on
 DELIVERY_MARGIN_S = 0.75  # of the bound, kept for delivery to the room and for decode-time estimate errors
 OVERLOAD_WAIT_S = 1.0  # a final waiting this long for a decoder means speech arrives faster than decoding
+SWEEP_EVERY_S = 0.25  # while every decoder is busy, late jobs are shed this often (not only when one frees)
 # A decode's cost grows with its audio plus a fixed part (the encoder's 5 s pad, the beam's set-up): cost per
 # second of (audio + this) predicts a long final's decode from short ones without overestimating it.
 FIXED_COST_AUDIO_S = 5.0
@@ -116,6 +117,7 @@ class DecodeScheduler:
         self._final_cost_ema: float | None = None  # seconds per final decode...
         self._final_rate_ema: float | None = None  # ...and per second of (audio + FIXED_COST_AUDIO_S)
         self._free_since: dict[Hashable, float] = {}  # when each owner's last decode finished
+        self._sweep_handle: asyncio.TimerHandle | None = None
         self._abandoned = False
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="captions-decode")
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -204,6 +206,8 @@ class DecodeScheduler:
 
     async def close(self) -> None:
         self._closed = True
+        if self._sweep_handle is not None:
+            self._sweep_handle.cancel()
         for job in self._pending:  # whoever still waits for these gets told they are gone
             self._settle(job.owner)
         self._pending.clear()
@@ -215,6 +219,8 @@ class DecodeScheduler:
         dropped = len(self._pending)
         self.counters["jobs_dropped_at_shutdown"] += dropped
         self._closed = self._abandoned = True
+        if self._sweep_handle is not None:
+            self._sweep_handle.cancel()
         pending, self._pending = self._pending, []
         for job in pending:
             self._settle(job.owner)
@@ -335,9 +341,23 @@ class DecodeScheduler:
         self._pending.remove(job)
         return job
 
+    def _sweep(self) -> None:
+        """Every decoder busy, jobs waiting: shed the ones that became late now, so their markers go out now
+        (a slow decode must not hold them) and stale work leaves the queue."""
+        self._sweep_handle = None
+        if not self._closed:
+            self._shed_late_and_unwanted(self._clock())
+            self._pump()
+
     def _pump(self) -> None:
         if self._closed:
             return
+        self._pump_jobs()
+        if (self.latency_bound_s is not None and self._pending and self._sweep_handle is None
+                and self._loop is not None and not self._loop.is_closed()):
+            self._sweep_handle = self._loop.call_later(SWEEP_EVERY_S, self._sweep)
+
+    def _pump_jobs(self) -> None:
         while len(self._busy) < self.workers and (job := self._next_job()) is not None:
             try:
                 prepared = job.prepare()
