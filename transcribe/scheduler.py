@@ -16,9 +16,9 @@ text): finals must reach the room within the bound of the end of their speech, o
 dominant speaker (``set_dominant``) goes first: their finals, then their partials, then everyone else's
 finals, translations, partials. While behind (a final that could have run waited longer than OVERLOAD_WAIT_S
 for a decoder, or one was shed), partials of everyone but the dominant speaker are shed, not queued. A final
-or translation that can no longer finish within the bound when a decoder comes free, while someone else's
-work waits (alone, only past twice the bound), is shed too (its audio dropped, not queued): the job's
-``on_shed`` lets the stream say so in the caption stream. ``abandon`` drops
+or translation that can no longer finish within the bound is shed too (its audio dropped, not queued;
+checked when a decoder comes free and every SWEEP_EVERY_S; a lone speaker's only past twice the bound): the
+job's ``on_shed`` lets the stream say so in the caption stream. ``abandon`` drops
 everything not started (shutdown).
 """
 
@@ -284,9 +284,9 @@ class DecodeScheduler:
         return {JobKind.FINAL: 2, JobKind.TRANSLATE: 3, JobKind.PARTIAL: 4}[job.kind]
 
     def _too_late(self, job: Job, now: float, audio_seconds: float | None = None) -> bool:
-        """Started now, would it finish after the bound while someone else's work waits for a decoder, or after
-        twice the bound anyway? (Alone, a final a little late delays nobody; and a cold model's slow first
-        decode cannot then make every final look late: the next one alone runs and corrects the estimate.)
+        """Started now, would it finish after the bound while anyone else speaks or has work here, or after
+        twice the bound anyway? (One speaker alone on a slow machine delays nobody by a final a little late;
+        and a cold model's slow first decode cannot make every final look late for long.)
         The decode time is estimated from recent final decodes: per decode while queued, per second of audio
         once its audio is known (a long buffer costs more)."""
         if job.spoken_until is None or self.latency_bound_s is None:
@@ -298,8 +298,8 @@ class DecodeScheduler:
         done = now - job.spoken_until + cost + DELIVERY_MARGIN_S
         if done <= self.latency_bound_s:
             return False
-        contended = any(j.owner != job.owner and j.owner not in self._busy for j in self._pending)
-        return contended or done > 2 * self.latency_bound_s
+        others = any(owner != job.owner for owner in (*self._outstanding, *self._speaking))
+        return others or done > 2 * self.latency_bound_s
 
     def _shed_late(self, job: Job, now: float) -> None:
         """``job`` is out of the queue already."""
