@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
 import time
@@ -612,6 +613,178 @@ def print_report(model: str, clips: list[Clip], offlines: dict[str, Offline], re
     }
 
 
+# -- overload: more speakers than decoders, through the worker process ----------------------------------
+OVERLOAD_BOUND_S = 5.0  # finals within this long of the end of their speech (p95), whatever the load
+OVERLOAD_DOMINANT_SHED_MAX = 0.10  # the dominant speaker keeps priority: at most this share of their speech skipped
+OVERLOAD_SETTLE_CAP_S = 60.0
+OVERLOAD_STATS = ("partial_decodes", "final_decodes", "finals_greedy", "partials_shed", "partials_shed_overload",
+                  "finals_skipped", "overload_cuts",
+                  "audio_seconds_skipped", "finals_dropped", "max_queue_wait_s", "window_retries")
+
+
+@dataclass
+class OverloadResult:
+    speakers: int
+    decoders: int
+    cpu_threads: int
+    seconds: float  # of audio each speaker streamed (speech with its natural pauses)
+    finals: list[tuple[int, float, float]]  # (speaker, end of its speech in clip seconds, latency)
+    skipped: list[tuple[int, float, float, float]]  # markers: (speaker, end, seconds skipped, latency)
+    partials: int
+    settle_s: float | None  # speech end -> worker idle; None: still busy at the cap
+    stats: dict[str, int | float]
+
+    def latencies(self, speaker: int | None = None, half: int | None = None) -> list[float]:
+        middle = self.seconds / 2
+        return [lat for spk, end, lat in self.finals if (speaker is None or spk == speaker)
+                and (half is None or (end < middle) == (half == 0))]
+
+    def shed_fraction(self, speaker: int | None = None) -> float:
+        skipped = sum(s for spk, _, s, _ in self.skipped if speaker is None or spk == speaker)
+        return skipped / (self.seconds * (1 if speaker is not None else self.speakers))
+
+
+def overload_audio(clips: list[Clip], speakers: int, seconds: float) -> list[np.ndarray]:
+    """Each speaker reads the real clips one after another, from a different place, for ``seconds``."""
+    reel = np.concatenate([c.audio for c in clips] + [silence(0.4)])
+    loops = int(np.ceil((seconds + len(reel) / RATE) / (len(reel) / RATE))) + 1
+    tape = np.tile(reel, loops)
+    out = []
+    for i in range(speakers):
+        start = int(i * 7.3 * RATE) % len(reel)
+        out.append(np.concatenate([silence(LEAD_S), tape[start:start + int(seconds * RATE)], silence(TAIL_S)]))
+    return out
+
+
+async def overload_run(clips: list[Clip], *, speakers: int, decoders: int, model: str,
+                       seconds: float) -> OverloadResult:
+    """``speakers`` people talk at once for ``seconds`` into one TranscriberProcess (the worker process the
+    server runs, with ``decoders`` decoders), Opus packets pushed in real time as SpeechTap does; speaker 0
+    is the room's dominant speaker. Latency: arrival of a final minus its own ``end`` (room time)."""
+    from transcribe.process import TranscriberProcess
+    from transcribe.worker import WorkerOptions
+
+    layout = decoder_layout(usable_cores(), workers=decoders)
+    process = TranscriberProcess(WorkerOptions(model=model, workers=layout.workers, cpu_threads=layout.cpu_threads))
+    await process.start()
+    audio = overload_audio(clips, speakers, seconds)
+    frames = [encode_opus_clip(to_int16(a)) for a in audio]
+    origin = time.perf_counter() + 0.5
+    events: list[tuple[int, float, object]] = []
+
+    def sink(i: int):  # type: ignore[no-untyped-def]
+        return lambda caption: events.append((i, time.perf_counter() - origin, caption))
+
+    streams = [process.open_stream(f"speaker-{i}", "en", english=False, on_caption=sink(i),
+                                   on_english=lambda caption: None) for i in range(speakers)]
+    set_dominant = getattr(streams[0], "set_dominant", None)  # the room's dominant speaker, as SpeechTap says
+    if set_dominant is not None:
+        set_dominant(True)
+    try:
+        for k in range(max(len(f) for f in frames)):
+            delay = origin + k * 0.02 - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            for stream, packets in zip(streams, frames, strict=True):
+                if k < len(packets):
+                    stream.push_opus(packets[k], k * 0.02)
+        speech_end = origin + LEAD_S + seconds
+        settle: float | None = None
+        while time.perf_counter() < speech_end + OVERLOAD_SETTLE_CAP_S:
+            stats = await process.stats()
+            if not stats.get("pending_jobs") and not stats.get("decodes_in_flight") and \
+                    time.perf_counter() > speech_end + TAIL_S:
+                settle = time.perf_counter() - speech_end
+                break
+            await asyncio.sleep(0.2)
+        for stream in streams:
+            await stream.close()
+        stats = await process.stats()
+    finally:
+        await process.close()
+    finals: list[tuple[int, float, float]] = []
+    skipped: list[tuple[int, float, float, float]] = []
+    partials = 0
+    for i, arrival, caption in events:
+        gap = float(getattr(caption, "skipped", 0.0) or 0.0)
+        if gap:  # a marker (with the words already shown, if any): not a final made, timed apart
+            skipped.append((i, caption.end - LEAD_S, gap, arrival - caption.end))  # type: ignore[attr-defined]
+        elif not caption.final:  # type: ignore[attr-defined]
+            partials += 1
+        elif caption.text.strip():  # type: ignore[attr-defined]
+            finals.append((i, caption.end - LEAD_S, arrival - caption.end))  # type: ignore[attr-defined]
+    return OverloadResult(speakers, layout.workers, layout.cpu_threads, seconds, finals, skipped, partials, settle,
+                          stats)
+
+
+def print_overload(model: str, results: list[OverloadResult], load: str, elapsed: float) -> dict:
+    print(f"Caption overload benchmark: Whisper {model}, through the transcription worker process "
+          f"(TranscriberProcess), real speech, everyone speaking at once; {elapsed:.0f} s in all; load average "
+          f"at start {load}")
+    print(f"latency = final's arrival - its own `end` (room time), seconds; bound {OVERLOAD_BOUND_S:.0f} s (p95); "
+          "halves split by where the final's speech ended; dom = speaker 0, the room's dominant speaker; "
+          "shed = seconds of speech announced as skipped / seconds streamed; markers (finals with `skipped`) are "
+          "not finals made: their own delivery is 'marker p95'")
+    header = (f"{'spk x dec':<11}{'finals':>7}{'p50':>7}{'p95':>7}{'max':>7}{'1st p95':>9}{'2nd p95':>9}"
+              f"{'dom p95':>9}{'markers':>9}{'marker p95':>11}{'shed':>7}{'dom shed':>9}{'partials':>9}{'settle':>8}")
+    print(header)
+    rows = []
+    for r in results:
+        lat = r.latencies()
+        row = {
+            "speakers": r.speakers, "decoders": r.decoders, "cpu_threads": r.cpu_threads, "seconds": r.seconds,
+            "finals": len(lat), "final_p50_s": pct(lat, 50), "final_p95_s": pct(lat, 95),
+            "final_max_s": max(lat) if lat else None, "first_half_p95_s": pct(r.latencies(half=0), 95),
+            "second_half_p95_s": pct(r.latencies(half=1), 95), "dominant_p95_s": pct(r.latencies(0), 95),
+            "markers": len(r.skipped), "marker_p95_s": pct([m[3] for m in r.skipped], 95),
+            "shed_fraction": r.shed_fraction(), "dominant_shed_fraction":
+            r.shed_fraction(0), "partials": r.partials, "settle_s": r.settle_s,
+        }
+        rows.append(row)
+        print(f"{f'{r.speakers} x {r.decoders}':<11}{len(lat):>7}{fmt(row['final_p50_s']):>7}"
+              f"{fmt(row['final_p95_s']):>7}{fmt(row['final_max_s']):>7}{fmt(row['first_half_p95_s']):>9}"
+              f"{fmt(row['second_half_p95_s']):>9}{fmt(row['dominant_p95_s']):>9}{len(r.skipped):>9}"
+              f"{fmt(row['marker_p95_s']):>11}"
+              f"{r.shed_fraction():>7.2f}{r.shed_fraction(0):>9.2f}{r.partials:>9}"
+              f"{fmt(r.settle_s, 1) if r.settle_s is not None else 'NO':>8}")
+    print()
+    print(f"{'worker stats':<26}" + "".join(f"{f'{r.speakers} x {r.decoders}':>12}" for r in results))
+    for key in OVERLOAD_STATS:
+        print(f"{key:<26}" + "".join(f"{r.stats.get(key, '-')!s:>12}" for r in results))
+    checks = []
+    for r, row in zip(results, rows, strict=True):
+        name = f"{r.speakers} x {r.decoders}"
+        checks += [
+            (f"{name}: final p95 <= {OVERLOAD_BOUND_S:.0f} s", row["final_p95_s"], OVERLOAD_BOUND_S),
+            (f"{name}: second-half p95 <= {OVERLOAD_BOUND_S:.0f} s (not growing)", row["second_half_p95_s"],
+             OVERLOAD_BOUND_S),
+            (f"{name}: dominant speaker's shed <= {OVERLOAD_DOMINANT_SHED_MAX}", row["dominant_shed_fraction"],
+             OVERLOAD_DOMINANT_SHED_MAX),
+        ]
+    print("targets:")
+    met = True
+    for name, value, limit in checks:
+        ok = value is not None and value <= limit
+        met = met and ok
+        print(f"  {name}: {fmt(value)} {'MET' if ok else 'NOT MET'}")
+
+    def r3(value: object) -> object:
+        return round(value, 3) if isinstance(value, float) else value
+
+    return {"model": model, "load_average": load, "bound_s": OVERLOAD_BOUND_S, "targets_met": met,
+            "overload": [{k: r3(v) for k, v in row.items()} for row in rows]}
+
+
+async def overload_bench(args: argparse.Namespace, clips: list[Clip]) -> list[OverloadResult]:
+    results = []
+    for scenario in args.scenarios.split(","):
+        speakers, decoders = (int(x) for x in scenario.split(":"))
+        log(f"overload: {speakers} speakers on {decoders} decoder(s), {args.overload_seconds:.0f} s of speech each")
+        results.append(await overload_run(clips, speakers=speakers, decoders=decoders, model=args.model,
+                                          seconds=args.overload_seconds))
+    return results
+
+
 # -- main -------------------------------------------------------------------------------------------------
 MAIN_LABEL = "one speaker"
 
@@ -707,7 +880,21 @@ def main() -> None:
                         "the server chooses, transcribe/decoders.py; the old default was 1:2 on 2 cores)")
     parser.add_argument("--auto-detect", action="store_true", help="add a row without a declared language")
     parser.add_argument("--per-final", action="store_true", help="print every final of each run with its latency")
+    parser.add_argument("--overload", action="store_true", help="instead: more speakers than decoders, through the "
+                        "worker process (final latency over time and what was shed)")
+    parser.add_argument("--scenarios", default="6:2,4:1", help="--overload runs, SPEAKERS:DECODERS, comma-separated")
+    parser.add_argument("--overload-seconds", type=float, default=60.0, help="speech per speaker in --overload")
     args = parser.parse_args()
+    if args.overload:
+        started = time.perf_counter()
+        load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+        try:
+            clips = real_clips()
+        except real_speech.RealSpeechMissing as exc:
+            sys.exit(str(exc))
+        results = asyncio.run(overload_bench(args, clips))
+        print(json.dumps(print_overload(args.model, results, load, time.perf_counter() - started)))
+        return
     if (args.audio is None) != (args.text is None):
         parser.error("--audio and --text go together")
     started = time.perf_counter()

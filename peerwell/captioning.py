@@ -33,19 +33,33 @@ logger = logging.getLogger(__name__)
 
 
 class SpeechTap:
-    """A sink on one audio publication: each encoded packet, stamped with room time, to transcription."""
+    """A sink on one audio publication: each encoded packet, stamped with room time, to transcription.
 
-    def __init__(self, room: Room, publication: Publication, stream: TranscriberStream) -> None:
+    It also tells the stream whether its speaker is the room's dominant speaker (Room.speakers), checked
+    on each packet: when decoding falls behind, the dominant speaker's captions go first."""
+
+    def __init__(self, room: Room, publication: Publication, stream: TranscriberStream,
+                 participant_id: str = "") -> None:
         self._room = room
         self.publication = publication
         self.stream = stream
+        self.participant_id = participant_id
+        self._dominant = False
         publication.add_sink(self)
 
     def deliver(self, frame: EncodedFrame) -> None:
+        dominant = self._room.speakers.current == self.participant_id
+        if dominant != self._dominant:
+            self._dominant = dominant
+            self.stream.set_dominant(dominant)
         self.stream.push_opus(frame.data, self._room.room_time(frame.received_at))
 
-    def close(self) -> Awaitable[None]:
+    def detach(self) -> None:
+        """No more audio; the stream itself is finalised by whoever closes it."""
         self.publication.remove_sink(self)
+
+    def close(self) -> Awaitable[None]:
+        self.detach()
         return self.stream.close()
 
 
@@ -93,7 +107,7 @@ class CaptionsObserver:
             participant.id, participant.spoken_language, english=self._wants_english(state),
             on_caption=lambda caption: self._caption(room, state, name, caption),
             on_english=lambda caption: self._whisper_english(room, state, caption))
-        state.speakers[participant.id] = SpeechTap(room, publication, stream)
+        state.speakers[participant.id] = SpeechTap(room, publication, stream, participant.id)
 
     def participant_joined(self, room: Room, participant: Participant) -> None:
         state = self._state(room)
@@ -133,8 +147,9 @@ class CaptionsObserver:
         room.deliver_caption(messages.Caption(
             segment_id=caption.segment_id, speaker_id=caption.speaker_id, speaker_name=speaker_name,
             text=caption.text, final=caption.final, start=round(caption.start, 3),
-            end=round(caption.end, 3), language=caption.language))
-        metrics.caption_sent(caption.final, caption.end, room.room_time())
+            end=round(caption.end, 3), language=caption.language, skipped=caption.skipped))
+        if not caption.skipped:  # a skipped-speech marker is not a caption of that speech: no latency to time
+            metrics.caption_sent(caption.final, caption.end, room.room_time())
         if state.router is None or not caption.final:
             return
         self._spawn(metrics.timed_translation(state.router.on_final_caption(caption)))
@@ -204,11 +219,13 @@ class CaptionsObserver:
         task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
+        """Stop taking audio, let the transcriber finish what was said (bounded: TranscriberProcess drops what
+        it cannot decode within its shutdown grace; cancelling this stops it at once), then stop."""
         for state in self.rooms.values():
             for speaker in state.speakers.values():
-                self._spawn(speaker.close())
+                speaker.detach()  # the transcriber finalises every open stream as it closes
         self.rooms.clear()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.transcriber is not None:
             await self.transcriber.close()
+        if self._tasks:  # streams closed earlier (people who left): settled by the transcriber's close
+            await asyncio.gather(*self._tasks, return_exceptions=True)

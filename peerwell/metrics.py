@@ -108,12 +108,19 @@ class LiveCollector(Collector):
             stats = self.caption_stats()
             yield GaugeMetricFamily("peerwell_transcription_backlog_jobs", "Decode jobs waiting for a worker",
                                     value=stats.get("pending_jobs", 0))
-            shed = CounterMetricFamily("peerwell_transcription_shed", "Transcription work skipped to keep up "
-                                       "(partials coarsened, translations skipped, finals dropped)", labels=["work"])
-            for label, key in (("partial", "partials_shed"), ("translation", "translations_shed"),
-                               ("final", "finals_dropped")):
+            shed = CounterMetricFamily(
+                "peerwell_transcription_shed", "Transcription work skipped to keep up: partial (superseded by a "
+                "newer one), partial_overload (not the dominant speaker while decoding is behind), translation, "
+                "final (decode queue full), final_late (could not arrive within the latency bound: its audio "
+                "dropped, a `skipped` marker sent)", labels=["work"])
+            for label, key in (("partial", "partials_shed"), ("partial_overload", "partials_shed_overload"),
+                               ("translation", "translations_shed"), ("final", "finals_dropped"),
+                               ("final_late", "finals_skipped")):
                 shed.add_metric([label], stats.get(key, 0))
             yield shed
+            yield CounterMetricFamily("peerwell_transcription_skipped_audio_seconds", "Seconds of speech left "
+                                      "without captions because decoding could not keep up",
+                                      value=stats.get("audio_seconds_skipped", 0))
             yield CounterMetricFamily("peerwell_transcription_decodes", "Whisper decodes run",
                                       value=stats.get("decodes_run", 0))
 

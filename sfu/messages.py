@@ -389,6 +389,9 @@ class Caption(Struct, tag="caption"):
     start: float
     end: float
     language: str
+    # Seconds of speech before `end` with no caption (a final only): decoding fell behind and that audio
+    # was dropped rather than captioned late. Clients show "captions skipped N s". 0 otherwise.
+    skipped: float = 0.0
 
 
 class Subtitle(Struct, tag="subtitle"):

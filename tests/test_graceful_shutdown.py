@@ -5,6 +5,7 @@ the same restart key listens on the same port."""
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import time
 from pathlib import Path
@@ -17,7 +18,8 @@ from sfu import aiortc_adapter
 from sfu.contrib.client import RoomClient, encode_opus_clip, encode_vp8_clip
 from sfu.lifecycle.shutdown import SHUTDOWN_KEY
 from tests.conftest import start_server
-from tests.support.serve import LOBBY_GROUP, SECRET, free_port, start_serve, text
+from tests.support import real_speech
+from tests.support.serve import LOBBY_GROUP, SECRET, free_port, open_rooms_settings, start_serve, text
 from tests.support.speech import espeak, have_espeak, load_48k, silence, to_int16
 
 SPOKEN = ("Tonight I want to tell you about my week. I went walking every morning by the river, "
@@ -198,3 +200,52 @@ async def test_sigterm_drains_while_readyz_says_503_and_a_late_join_gets_shuttin
             async with http.get(base + "/readyz"):
                 pass
     await member.close()
+
+
+@pytest.mark.model
+async def test_sigterm_with_a_caption_backlog_exits_within_10_s(tmp_path: Path) -> None:
+    """Six people reading at once into one decoder: decoding is behind when SIGTERM comes. What cannot be
+    decoded within the worker's shutdown grace is dropped (and logged), so the process still exits in time."""
+    try:
+        reel = np.concatenate([load_48k(real_speech.clip_path(name))
+                               for name in ("two_cities.wav", "endgame_nagg_nell.wav")])
+    except real_speech.RealSpeechMissing as exc:
+        pytest.skip(str(exc))
+    aiortc_adapter.set_ice_host_addresses(["127.0.0.1"])
+    port, log = free_port(), tmp_path / "server.log"
+    server = await start_serve(["--port", str(port), "--ice-host", "127.0.0.1", "--whisper-model", "base",
+                                "--caption-workers", "1", "--config", str(open_rooms_settings(tmp_path))],
+                               log, timeout=120)
+    ws = f"ws://127.0.0.1:{port}/ws"
+    speakers = [RoomClient(ws, "busy-room", f"Reader {i}", loop_audio=True, tag=i, keep_frames=False,
+                           audio_frames=encode_opus_clip(to_int16(np.roll(reel, -int(i * 7.7 * 48_000)))))
+                for i in range(6)]
+    try:
+        for speaker in speakers:
+            await speaker.join()
+        deadline = time.monotonic() + 90
+        async with aiohttp.ClientSession() as http:
+            while True:  # the worker's figures reach /metrics every few seconds
+                async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
+                    metrics = await response.text()
+                figures = {key: float(value) for key, value in re.findall(
+                    r'^(peerwell_transcription_(?:shed_total\{work="(?:partial_overload|final_late)"\}|backlog_jobs)) '
+                    r'([0-9.]+)$', metrics, re.MULTILINE)}
+                if any(figures.values()):  # shedding, or decodes waiting: behind
+                    break
+                assert time.monotonic() < deadline, "decoding never fell behind:\n" + metrics
+                await asyncio.sleep(1.0)
+        terminated_at = time.monotonic()
+        server.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(server.wait(), 10)
+        took = time.monotonic() - terminated_at
+        print(f"SIGTERM -> exit in {took:.1f} s;", "backlog dropped" if "were dropped" in text(log) else "no drop")
+        assert took < 10
+        assert server.returncode == 0, text(log)
+        assert all(signals(s, "server-shutdown") for s in speakers)
+    finally:
+        if server.returncode is None:
+            server.kill()
+            await server.wait()
+        for speaker in speakers:
+            await speaker.close()

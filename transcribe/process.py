@@ -29,7 +29,11 @@ RESTART_DELAYS_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)  # after each crash in a row
 HEALTHY_AFTER_S = 60.0
 STARTUP_TIMEOUT_S = 300.0  # first start may resolve (and, online, download) the model
 CLOSE_STREAM_TIMEOUT_S = 30.0
-SHUTDOWN_TIMEOUT_S = 8.0
+# On close, the worker has this long to finish the last captions (decodes not started by then are dropped),
+# and KILL_AFTER_S more to exit before it is killed: together the server's default shutdown grace (5 s), so
+# a SIGTERM under any caption backlog exits well within 10 s.
+SHUTDOWN_GRACE_S = 4.0
+KILL_AFTER_S = 1.0
 STATS_EVERY_S = 5.0  # how fresh latest_stats() is (metrics scrapes read it without waiting for the worker)
 
 
@@ -48,6 +52,7 @@ class ProcessStream:
     english: bool
     on_caption: CaptionSink
     on_english: CaptionSink
+    dominant: bool = False
     closing: bool = False
     closed: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
@@ -63,13 +68,18 @@ class ProcessStream:
             self.english = wanted
             self.owner.send(wire.SetEnglish(key=self.key, english=wanted))
 
+    def set_dominant(self, dominant: bool) -> None:
+        if dominant != self.dominant:
+            self.dominant = dominant
+            self.owner.send(wire.SetDominant(key=self.key, dominant=dominant))
+
     async def close(self) -> None:
         await self.owner.close_stream(self)
 
     def deliver(self, out: wire.CaptionOut) -> None:
         caption = Caption(segment_id=out.segment_id, speaker_id=self.speaker_id, speaker_name="", text=out.text,
                           final=out.final, start=out.start, end=out.end, language=out.language,
-                          task="translate" if out.task == "translate" else "transcribe")
+                          task="translate" if out.task == "translate" else "transcribe", skipped=out.skipped)
         sink = self.on_english if caption.task == "translate" else self.on_caption
         try:
             sink(caption)
@@ -142,6 +152,8 @@ class TranscriberProcess:
         self._started_at = time.monotonic()
         for stream in self._streams.values():  # after a restart: carry on where each speaker is
             self.send(wire.OpenStream(key=stream.key, language=stream.language, english=stream.english))
+            if stream.dominant:
+                self.send(wire.SetDominant(key=stream.key, dominant=True))
         self._reader_task = asyncio.ensure_future(self._read(reader))
         if self._stats_task is None:
             self._stats_task = asyncio.ensure_future(self._refresh_stats())
@@ -220,34 +232,48 @@ class TranscriberProcess:
         self.counters["worker_restarts"] += 1
         log.warning("transcription worker restarted; captions resume")
 
-    async def close(self) -> None:
-        """Let open streams finish their last captions, then stop the worker (killed if it hangs)."""
+    async def close(self, grace: float = SHUTDOWN_GRACE_S) -> None:
+        """Let open streams finish their last captions for up to ``grace`` seconds (the worker drops the
+        decodes it could not start by then), then stop the worker: killed if it has not exited
+        KILL_AFTER_S later, or at once if this call is cancelled (the server's own grace ran out)."""
         if self._closing:
             return
         self._closing = True
         for task in (self._restart_task, self._stats_task):
             if task is not None:
                 task.cancel()
+        try:
+            await self._stop_worker(grace)
+        except asyncio.CancelledError:
+            log.warning("shutdown: transcription worker stopped with captions still decoding; they are dropped")
+            if self._process is not None and self._process.returncode is None:
+                self._process.kill()
+            await self._reap()
+            raise
+        finally:
+            for stream in self._streams.values():
+                if not stream.closed.done():
+                    stream.closed.set_result(None)
+            self._streams.clear()
+
+    async def _stop_worker(self, grace: float) -> None:
+        deadline = time.monotonic() + grace + KILL_AFTER_S
         if self._writer is not None:
-            self.send(wire.Shutdown())
+            self.send(wire.Shutdown(grace=grace))
             try:
-                await asyncio.wait_for(self._writer.drain(), SHUTDOWN_TIMEOUT_S)
+                await asyncio.wait_for(self._writer.drain(), max(0.1, deadline - time.monotonic()))
                 if self._reader_task is not None:
-                    await asyncio.wait_for(asyncio.shield(self._reader_task), SHUTDOWN_TIMEOUT_S)
+                    await asyncio.wait_for(asyncio.shield(self._reader_task), max(0.1, deadline - time.monotonic()))
             except (TimeoutError, ConnectionError):
-                log.warning("transcription worker did not finish in time; stopping it")
+                log.warning("transcription worker did not finish within %.1f s; stopping it", grace + KILL_AFTER_S)
         if self._process is not None and self._process.returncode is None:
             try:
-                await asyncio.wait_for(self._process.wait(), 2.0)
+                await asyncio.wait_for(self._process.wait(), max(0.1, deadline - time.monotonic()))
             except TimeoutError:
                 self._process.kill()
         await self._reap()
         if self._reader_task is not None:
             await asyncio.gather(self._reader_task, return_exceptions=True)
-        for stream in self._streams.values():
-            if not stream.closed.done():
-                stream.closed.set_result(None)
-        self._streams.clear()
 
     # --- streams ---------------------------------------------------------------------------------
 

@@ -39,6 +39,9 @@ _STREAM_COUNTERS = (
     "context_retries",
     "finals_speculated",
     "speculations_dropped",
+    "finals_skipped",
+    "finals_greedy",
+    "overload_cuts",
     "pushes",
 )
 
@@ -51,6 +54,8 @@ class CaptionService:
     give the model at least as many CTranslate2 workers (``load_whisper_model(..., num_workers=workers)``)
     or the threads take turns. ``also_translate_to_english`` is the default for new streams: finals in
     another language are followed by Whisper's English translation (same segment_id, task "translate").
+    ``latency_bound_s``: shed finals that cannot arrive within it (transcribe/scheduler.py); the worker process
+    sets it, None (tests, benchmarks in this process) decodes everything however late.
     """
 
     def __init__(
@@ -62,11 +67,13 @@ class CaptionService:
         config: StreamConfig | None = None,
         also_translate_to_english: bool = False,
         max_pending_jobs: int = 64,
+        latency_bound_s: float | None = None,
     ) -> None:
         self._on_caption = on_caption
         self._config = config or StreamConfig()
         self._translate_default = also_translate_to_english
-        self._scheduler = DecodeScheduler(WhisperEngine(model), workers=workers, max_pending=max_pending_jobs)
+        self._scheduler = DecodeScheduler(WhisperEngine(model), workers=workers, max_pending=max_pending_jobs,
+                                          latency_bound_s=latency_bound_s)
         self._counters: Counter[str] = Counter()
         self._streams: set[SpeakerStream] = set()
         self._closed = False
@@ -134,9 +141,14 @@ class CaptionService:
         pushes = self._counters["pushes"]
         out["push_us_mean"] = round(self._counters["push_us_total"] / pushes, 1) if pushes else 0.0
         out["push_us_max"] = self._counters["push_us_max"]
+        out["audio_seconds_skipped"] = round(self._counters["audio_ms_skipped"] / 1000, 1)
         out["streams_open"] = len(self._streams)
         out["partial_interval_s"] = round(self._scheduler.partial_interval(self._config.update_interval_s), 3)
         return out
+
+    def abandon(self) -> int:
+        """No time left (shutdown): drop the decodes not started; returns how many."""
+        return self._scheduler.abandon()
 
     async def close(self) -> None:
         """Finalise every open stream, then stop the decode threads."""

@@ -80,6 +80,10 @@ class StreamConfig:
     context_with_buffer_s: float = 6.0
     min_left_context_s: float = 1.0
     max_buffer_s: float = 12.0  # hard cap: cut at the last committed word
+    # While decoding cannot keep up and this speaker is not the dominant one, their partials are shed, so
+    # nothing cuts a long buffer at committed words: the utterance is ended here instead, so its final is
+    # small enough to decode (or to skip) within the latency bound.
+    overload_cut_s: float = 6.0
     # Earlier finals given to Whisper as a prompt steer it into continuing them: on real speech it then
     # invented words in the pause after an utterance ("Yeah.", "You", "2.") and looped on short buffers
     # (tests/test_transcribe_real_speech.py). Off; a positive value gives that many characters as context.
@@ -105,6 +109,7 @@ class _Speculation:
         self.prepared_end: int | None = None  # buffer end (stream samples) the decode saw
         self.result: tuple[Hypothesis | None, BaseException | None, _Span | None] | None = None
         self.claimed = False  # the utterance ended and this decode is its final
+        self.shed = False  # dropped as too late before it ran: no result will come
 
 
 @dataclass(frozen=True)
@@ -147,6 +152,7 @@ class _Utterance:
         self.speculation: _Speculation | None = None
         self.pauses: list[Pause] = []  # inside the buffer, in order
         self.quiet_from: int | None = None  # where the current run of non-speech windows began
+        self.spoken_until: float | None = None  # perf_counter time its speech ended (the latency bound's origin)
 
     @property
     def buffer_end(self) -> int:
@@ -274,6 +280,10 @@ class SpeakerStream:
     def set_speaker_name(self, name: str) -> None:
         self.speaker_name = name
 
+    def set_dominant(self, dominant: bool) -> None:
+        """The room's dominant speaker: decoded first under load, and keeps partials while others lose theirs."""
+        self._scheduler.set_dominant(self, dominant)
+
     async def close(self) -> None:
         """Finalise pending speech, wait for its captions, then release everything."""
         if self._closed:
@@ -284,6 +294,7 @@ class SpeakerStream:
         await self._scheduler.wait_idle(self)
         self._scheduler.mark_speaking(self, False)
         self._recent.clear()
+        self._scheduler.set_dominant(self, False)
         self._on_closed(self)
 
     @property
@@ -313,9 +324,15 @@ class SpeakerStream:
             self._recent.append((index * WINDOW, window))
             if isinstance(event, SpeechEnd):
                 self._end_active(event)
+            elif self._active is not None and self._overload_cut(self._active):
+                self._counters["overload_cuts"] += 1
+                self._end_active(self._endpointer.force_end())
             elif self._active is not None:
                 self._maybe_speculate(self._active)
                 self._maybe_request_partial(self._active)
+
+    def _overload_cut(self, utt: _Utterance) -> bool:
+        return utt.samples >= self._config.overload_cut_s * WHISPER_RATE and self._scheduler.sheds_partials(self)
 
     def _note_pause(self, utt: _Utterance, window_start: int, prob: float) -> None:
         if prob < self._config.vad.threshold:
@@ -364,6 +381,8 @@ class SpeakerStream:
         if utt is None or end is None:
             return
         self._active = None
+        # Audio arrives in real time: the speech ended as long ago as the silence heard since.
+        utt.spoken_until = time.perf_counter() - max(0, self._window_index * WINDOW - end.voiced_end) / WHISPER_RATE
         self._last_voiced_end = end.voiced_end
         self._last_language = utt.language
         self._scheduler.mark_speaking(self, False)
@@ -376,7 +395,8 @@ class SpeakerStream:
         spec = utt.speculation
         # The speculative decode covers the final's audio if it started no earlier than this (a window
         # of slack: end.sample includes post-padding rounded to windows).
-        if spec is not None and (spec.prepared_end is None or spec.prepared_end >= end.sample - WINDOW):
+        covers = spec is not None and (spec.prepared_end is None or spec.prepared_end >= end.sample - WINDOW)
+        if spec is not None and covers and not spec.shed:
             self._counters["finals_speculated"] += 1
             spec.claimed = True
             if spec.result is not None:
@@ -384,7 +404,35 @@ class SpeakerStream:
                 self._apply_final(utt, None if error else hyp, span)
             return  # still decoding (or queued): its result becomes the final
         utt.speculation = None
-        self._scheduler.submit(Job(JobKind.FINAL, self, lambda: self._prepare(utt, final=True)))
+        self._submit_final(utt)
+
+    def _submit_final(self, utt: _Utterance) -> None:
+        self._scheduler.submit(Job(JobKind.FINAL, self, lambda: self._prepare(utt, final=True),
+                                   spoken_until=utt.spoken_until, on_shed=lambda: self._shed_final(utt)))
+
+    def _shed_final(self, utt: _Utterance) -> None:
+        """The final could no longer arrive within the latency bound: its audio is dropped. The words already
+        shown stay, as a final (checked for safety like any other), followed by how many seconds of speech
+        have no caption, so readers know something was missed."""
+        words = self._shown_words(utt)
+        if not words and utt.samples == 0:
+            return
+        end = utt.buffer_end / WHISPER_RATE
+        gap_start = max(words[-1].end, utt.buffer_start / WHISPER_RATE) if words else utt.buffer_start / WHISPER_RATE
+        skipped = round(max(0.1, end - gap_start), 1)
+        self._counters["finals_skipped"] += 1
+        self._counters["audio_ms_skipped"] += round(skipped * 1000)
+        start = utt.room_time(words[0].start) if words else utt.room_time(gap_start)
+        self._emit(Caption(segment_id=utt.segment_id, speaker_id=self.speaker_id, speaker_name=self.speaker_name,
+                           text=join_words(words), final=True, start=round(start, 3),
+                           end=round(max(utt.room_time(end), start), 3), language=self._caption_language(utt),
+                           skipped=skipped))
+
+    @staticmethod
+    def _shown_words(utt: _Utterance) -> list[Word]:
+        """Everything the partials showed and no final has carried yet (committed words and the tail)."""
+        utt.agreement.finish()
+        return utt.agreement.release_until(float("inf"))
 
     def _maybe_speculate(self, utt: _Utterance) -> None:
         cfg = self._config
@@ -398,7 +446,17 @@ class SpeakerStream:
                 or not self._scheduler.has_spare_worker()):
             return
         spec = utt.speculation = _Speculation()
-        self._scheduler.submit(Job(JobKind.FINAL, self, lambda: self._prepare_speculative(utt, spec)))
+        spoken_until = time.perf_counter() - silence / 1000
+
+        def shed() -> None:
+            # Not claimed yet: kept (marked) so it is not tried again every window; the final is requested
+            # as usual when the utterance ends.
+            spec.shed = True
+            if spec.claimed:
+                self._shed_final(utt)
+
+        self._scheduler.submit(Job(JobKind.FINAL, self, lambda: self._prepare_speculative(utt, spec),
+                                   spoken_until=spoken_until, on_shed=shed))
 
     def _prepare_speculative(self, utt: _Utterance, spec: _Speculation) -> Prepared | None:
         if utt.speculation is not spec or self._closed or utt.samples == 0:
@@ -461,7 +519,7 @@ class SpeakerStream:
             return None  # the final decode is coming and supersedes this partial
         if utt.samples == 0:
             if final:
-                self._finalize(utt, utt.agreement.finish(), None)
+                self._finalize(utt, self._shown_words(utt), None)
             return None
         request, span = self._decode_request(utt, final=final)
 
@@ -477,14 +535,18 @@ class SpeakerStream:
 
     def _decode_request(self, utt: _Utterance, *, final: bool) -> tuple[DecodeRequest, _Span]:
         cfg = self._config
+        # While decoding is behind, others' finals are decoded greedily (about half the cost of beam 5 with
+        # fallbacks): a slightly rougher final in time beats a skipped one. The dominant speaker's keep theirs.
+        thorough = final and not self._scheduler.sheds_partials(self)
+        self._counters["finals_greedy"] += final and not thorough
         keep = max(cfg.min_left_context_s * WHISPER_RATE, cfg.context_with_buffer_s * WHISPER_RATE - utt.samples)
         context = utt.context[-int(keep) :] if keep < len(utt.context) else utt.context
         request = DecodeRequest(
             audio=np.concatenate((context, utt.audio())) if len(context) else utt.audio(),
             language=self._decode_language(utt),
             prompt=(self._context[-cfg.prompt_chars :] or None) if cfg.prompt_chars else None,
-            beam_size=cfg.final_beam_size if final else cfg.partial_beam_size,
-            temperatures=cfg.final_temperatures if final else (0.0,),
+            beam_size=cfg.final_beam_size if thorough else cfg.partial_beam_size,
+            temperatures=cfg.final_temperatures if thorough else (0.0,),
             redo_if_looped=final,
         )
         start = utt.buffer_start / WHISPER_RATE
@@ -592,8 +654,8 @@ class SpeakerStream:
         return [p for p in utt.pauses if p.middle >= earliest]
 
     def _apply_final(self, utt: _Utterance, hyp: Hypothesis | None, span: _Span | None) -> None:
-        if hyp is None or span is None:  # decode failed: keep what was already committed
-            self._finalize(utt, utt.agreement.finish(), None)
+        if hyp is None or span is None:  # decode failed: keep what was already shown
+            self._finalize(utt, self._shown_words(utt), None)
             return
         words, _ = self._accepted_words(utt, hyp, span)
         if not words and not utt.agreement.committed and len(utt.context) and utt.samples:
@@ -602,7 +664,7 @@ class SpeakerStream:
             utt.context = np.zeros(0, dtype=np.float32)
             utt.context_end = utt.speech_start = utt.buffer_start
             self._counters["context_retries"] += 1
-            self._scheduler.submit(Job(JobKind.FINAL, self, lambda: self._prepare(utt, final=True)))
+            self._submit_final(utt)
             return
         utt.agreement.finish(words)
         self._finalize(utt, utt.agreement.release_until(float("inf")), utt.audio())
@@ -653,7 +715,7 @@ class SpeakerStream:
                 Caption(segment_id, self.speaker_id, self.speaker_name, text, True, start, end, "en", "translate")
             )
 
-        self._scheduler.submit(Job(JobKind.TRANSLATE, self, prepare))
+        self._scheduler.submit(Job(JobKind.TRANSLATE, self, prepare, spoken_until=time.perf_counter()))
 
     def _send(self, segment_id: str, text: str, final: bool, utt: _Utterance, words: Sequence[Word]) -> None:
         if words:

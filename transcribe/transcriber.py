@@ -43,6 +43,9 @@ class TranscriberStream(Protocol):
     def set_english(self, wanted: bool) -> None:
         """Whether non-English finals are followed by Whisper's English (costs a decode per final)."""
 
+    def set_dominant(self, dominant: bool) -> None:
+        """Whether the speaker is the room's dominant speaker: decoded first when decoding falls behind."""
+
     async def close(self) -> None:
         """Finalise what was said so far, then stop."""
 
@@ -103,6 +106,9 @@ class LocalStream:
 
     def set_english(self, wanted: bool) -> None:
         self._stream.also_translate_to_english = wanted
+
+    def set_dominant(self, dominant: bool) -> None:
+        self._stream.set_dominant(dominant)
 
     @property
     def decode_errors(self) -> int:

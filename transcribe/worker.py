@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from models.whisper import DEFAULT_MODEL
 from transcribe import worker_protocol as wire
 from transcribe.events import Caption
+from transcribe.scheduler import LATENCY_BOUND_S
 from transcribe.transcriber import LocalStream, LocalTranscriber
 
 log = logging.getLogger("peerwell.transcribe.worker")
@@ -44,7 +45,8 @@ def load_transcriber(options: WorkerOptions) -> LocalTranscriber:
     from transcribe.service import CaptionService
 
     service = CaptionService.from_model_name(None, options.model, workers=options.workers,  # type: ignore[arg-type]
-                                             full_window=options.full_window, cpu_threads=options.cpu_threads)
+                                             full_window=options.full_window, cpu_threads=options.cpu_threads,
+                                             latency_bound_s=LATENCY_BOUND_S)  # a caption that late helps nobody
     return LocalTranscriber(service)
 
 
@@ -75,7 +77,7 @@ class Worker:
         def out(caption: Caption) -> None:
             self.send(wire.CaptionOut(key=key, segment_id=caption.segment_id, text=caption.text,
                                       final=caption.final, start=caption.start, end=caption.end,
-                                      language=caption.language, task=caption.task))
+                                      language=caption.language, task=caption.task, skipped=caption.skipped))
         return out
 
     def handle(self, message: wire.ToWorker) -> None:
@@ -95,6 +97,9 @@ class Worker:
             case wire.SetEnglish(key=key, english=english):
                 if key in self.streams:
                     self.streams[key].set_english(english)
+            case wire.SetDominant(key=key, dominant=dominant):
+                if key in self.streams:
+                    self.streams[key].set_dominant(dominant)
             case wire.CloseStream(key=key):
                 stream = self.streams.pop(key, None)
                 task = asyncio.ensure_future(self._close_stream(key, stream))
@@ -115,11 +120,19 @@ class Worker:
         values["opus_decode_errors"] = float(sum(s.decode_errors for s in self.streams.values()))
         self.send(wire.Stats(request=request, values=values))
 
-    async def shutdown(self) -> None:
+    async def shutdown(self, grace: float) -> None:
+        """Finalise every stream; what has not started decoding after ``grace`` seconds is dropped."""
         for key in list(self.streams):
             self.handle(wire.CloseStream(key=key))
         if self._closing:
-            await asyncio.gather(*self._closing, return_exceptions=True)
+            _, late = await asyncio.wait(set(self._closing), timeout=grace)
+            if late:
+                dropped = self.transcriber.service.abandon()
+                log.warning("shutdown: %d caption decode(s) not finished within %.1f s were dropped", dropped, grace)
+                # Streams whose only work was queued are done now; one still decoding gets no more time.
+                await asyncio.wait(late, timeout=0.5)
+                for task in late:
+                    task.cancel()
         await self.transcriber.close()
         await self.writer.drain()
 
@@ -141,7 +154,7 @@ async def serve(sock: socket.socket, options: WorkerOptions) -> None:
         if message is None:  # the server went away: nothing left to caption for
             return
         if isinstance(message, wire.Shutdown):
-            await worker.shutdown()
+            await worker.shutdown(message.grace)
             writer.close()
             return
         worker.handle(message)

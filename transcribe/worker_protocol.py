@@ -43,6 +43,13 @@ class SetEnglish(Message):
     english: bool
 
 
+class SetDominant(Message):
+    """Whether this stream's speaker is the room's dominant speaker (decoded first under load)."""
+
+    key: int
+    dominant: bool
+
+
 class CloseStream(Message):
     key: int
 
@@ -52,10 +59,13 @@ class StatsRequest(Message):
 
 
 class Shutdown(Message):
-    """Finalise every stream (their last captions still come back), then exit."""
+    """Finalise every stream (their last captions still come back), then exit. Decodes not started within
+    ``grace`` seconds are dropped, so a backlog cannot hold the server's shutdown."""
+
+    grace: float = 4.0
 
 
-ToWorker = OpenStream | Audio | SetLanguage | SetEnglish | CloseStream | StatsRequest | Shutdown
+ToWorker = OpenStream | Audio | SetLanguage | SetEnglish | SetDominant | CloseStream | StatsRequest | Shutdown
 
 
 # --- worker -> server -------------------------------------------------------------------------
@@ -77,6 +87,7 @@ class CaptionOut(Message):
     end: float
     language: str
     task: str
+    skipped: float = 0.0  # seconds of speech at the end of this final left uncaptioned (transcribe.events.Caption)
 
 
 class StreamClosed(Message):

@@ -395,7 +395,7 @@ class Room:
             self.recent_captions.append(caption)
         for participant in self.participants.values():
             participant.send_event(self.caption_for(caption, participant))
-        if caption.final:
+        if caption.final and caption.text:  # a skipped-speech marker may carry no words to check
             speaker = self.participants.get(caption.speaker_id)
             if speaker is not None:
                 self.check_safety(speaker, caption.text, "caption", caption.language)
