@@ -102,6 +102,8 @@ class RoomControl:
                 room.stop_share(sender.id)
             case messages.ClearShareTimer():
                 room.clear_share_timer()
+            case messages.SendSealed():
+                return room.relay_sealed(sender, request)
             case _:
                 return self._act_on_participant(room, sender, request)
         return None
