@@ -1,0 +1,183 @@
+"""End-to-end encrypted rooms in real browsers: the server forwards frames it cannot read, captions and chat
+travel sealed, and a member removed by the facilitator cannot read what follows."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import av
+import numpy as np
+import pytest
+from cryptography.exceptions import InvalidTag
+from playwright.async_api import Browser, Page
+
+from sfu.app import create_app
+from sfu.config import ServerConfig
+from sfu.media.publication import EncodedFrame, Publication
+from sfu.room.groups import Group, GroupsConfig, ServerSettings
+from tests.conftest import RunningServer, start_server
+from tests.support import sframe
+from tests.support.browser import AUDIO_BYTES, TILE_STATE, join, new_page, poll, uncaught
+
+pytestmark = pytest.mark.browser
+
+ROOM = "sealed-circle"
+PLAIN = "plain-circle"
+SECRET = "facilitator-secret-for-tests"
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[RunningServer]:
+    groups = GroupsConfig(
+        server=ServerSettings(allow_adhoc_rooms=False),
+        groups=(Group(slug=ROOM, name="Sealed circle", agreement="Be kind.", lobby=False, facilitator_secret=SECRET,
+                      e2ee=True),
+                Group(slug=PLAIN, name="Plain circle", agreement="Be kind.", lobby=False,
+                      facilitator_secret=SECRET)))
+    config = ServerConfig(ice_hosts=("127.0.0.1",), reconnect_grace=0, groups=groups)
+    runner, running = await start_server(app=create_app(config))
+    yield running
+    await runner.cleanup()
+
+
+def room_key() -> tuple[str, bytes]:
+    raw = os.urandom(32)
+    return base64.urlsafe_b64encode(raw).decode().rstrip("="), raw
+
+
+def link(key: str, room: str = ROOM, secret: str | None = None) -> str:
+    return f"/#room={room}&key={key}" + (f"&secret={secret}" if secret else "")
+
+
+@dataclass
+class Tap:
+    """A sink on the forwarding path: every encoded frame the server handles for one publication."""
+
+    publication: Publication
+    frames: list[EncodedFrame] = field(default_factory=list)
+
+    def deliver(self, frame: EncodedFrame) -> None:
+        self.frames.append(frame)
+
+    def close(self) -> None:
+        self.publication.remove_sink(self)
+
+
+def tap(server: RunningServer, room: str, name: str, kind: str) -> Tap:
+    participant = next(p for p in server.rooms.rooms[room].participants.values() if p.name == name)
+    publication = participant.media.publications[kind]
+    sink = Tap(publication)
+    publication.add_sink(sink)
+    return sink
+
+
+def participant_id(server: RunningServer, room: str, name: str) -> str:
+    return next(p.id for p in server.rooms.rooms[room].participants.values() if p.name == name)
+
+
+FRAME_STATS = "() => window.peerwell.call.e2ee.frameStats()"
+SECURITY_CODE = "() => { const c = document.getElementById('e2ee-code'); return c ? c.dataset.code : null; }"
+
+
+async def sees_and_hears(page: Page, other: str) -> None:
+    first = await poll(page, TILE_STATE, other, lambda v: v is not None and v["width"] > 0 and v["time"] > 0,
+                       timeout=30)
+    await asyncio.sleep(1.0)
+    later = await page.evaluate(TILE_STATE, other)
+    assert later["time"] > first["time"], f"{other}'s video is not advancing"
+    before = await poll(page, AUDIO_BYTES, None, lambda b: b > 0)
+    await asyncio.sleep(1.0)
+    assert await page.evaluate(AUDIO_BYTES, None) > before, f"no audio arriving from {other}"
+
+
+def decode_vp8(frames: list[bytes]) -> list[np.ndarray]:
+    """Decoded pictures; raises when libvpx refuses the bytes."""
+    codec = av.CodecContext.create("vp8", "r")
+    out = []
+    for data in frames:
+        for picture in codec.decode(av.Packet(data)):
+            out.append(picture.to_ndarray(format="gray"))
+    return out
+
+
+def tone_strength(frames: list[bytes]) -> float:
+    """How much of the decoded Opus is the fake microphone's 440 Hz tone (0..1)."""
+    codec = av.CodecContext.create("opus", "r")
+    samples = []
+    for data in frames:
+        try:
+            for chunk in codec.decode(av.Packet(data)):
+                samples.append(chunk.to_ndarray().astype(np.float64).reshape(-1))
+        except av.error.FFmpegError:
+            continue
+    if not samples:
+        return 0.0
+    pcm = np.concatenate(samples)[: 48000 * 2]
+    spectrum = np.abs(np.fft.rfft(pcm))
+    freqs = np.fft.rfftfreq(len(pcm), 1 / 48000)
+    band = spectrum[(freqs > 420) & (freqs < 460)].sum()
+    return float(band / max(spectrum.sum(), 1e-9))
+
+
+async def test_encrypted_media_between_two_chromium_members(server: RunningServer, browser: Browser) -> None:
+    key, raw = room_key()
+    alice = await new_page(browser, server.http_url)
+    await join(alice, "Alice", link=link(key), mic=True, camera=True)
+    bob = await new_page(browser, server.http_url)
+    await join(bob, "Bob", link=link(key), mic=True, camera=True)
+
+    await sees_and_hears(alice, "Bob")
+    await sees_and_hears(bob, "Alice")
+    # The same security code on both sides: they hold the same key.
+    codes = [await poll(page, SECURITY_CODE, None, bool) for page in (alice, bob)]
+    assert codes[0] == codes[1] and len(codes[0].split()) == 6
+    for page in (alice, bob):
+        stats = await page.evaluate(FRAME_STATS)
+        assert stats["sealed"] > 50 and stats["opened"] > 50, stats
+
+    # A tap on the server's forwarding path: only ciphertext past the clear header bytes.
+    alice_id = participant_id(server, ROOM, "Alice")
+    video, audio = tap(server, ROOM, "Alice", "video"), tap(server, ROOM, "Alice", "audio")
+    await asyncio.sleep(3.0)
+    video.close()
+    audio.close()
+    keyframes = [f for f in video.frames if f.keyframe]
+    assert keyframes, "the server still finds keyframes (clear VP8 header bytes)"
+    assert len(audio.frames) > 20
+    epoch0 = sframe.first_epoch_secret(raw, ROOM)
+
+    # Video: every frame is sealed; opened with the room's key it decodes, as it is it does not.
+    layer = [f for f in video.frames if f.ssrc == keyframes[-1].ssrc]
+    start = layer.index(keyframes[-1])
+    sealed = [f.data for f in layer[start:]]
+    for frame in layer:
+        assert sframe.frame_epoch(frame.data, sframe.clear_bytes("video", frame.keyframe)) == 0
+    opened = [sframe.open_frame(f.data, sframe.clear_bytes("video", f.keyframe), epoch0, alice_id, "camera")
+              for f in layer[start:]]
+    plain_pictures = decode_vp8(opened)
+    assert plain_pictures, "the decrypted frames decode (the format is what the docs say)"
+    try:
+        cipher_pictures = decode_vp8(sealed)
+    except av.error.FFmpegError:
+        cipher_pictures = []  # libvpx refused the ciphertext: the expected outcome
+    for cipher, plain in zip(cipher_pictures, plain_pictures, strict=False):
+        assert cipher.shape != plain.shape or np.abs(cipher.astype(int) - plain.astype(int)).mean() > 10
+
+    # Audio: the Opus TOC byte is clear, the rest is not; only the opened frames carry the tone.
+    sealed_audio = [f.data for f in audio.frames]
+    opened_audio = []
+    for data in sealed_audio:
+        if len(data) <= 3:
+            opened_audio.append(data)  # DTX
+            continue
+        opened_audio.append(sframe.open_frame(data, 1, epoch0, alice_id, "audio"))
+    plain_tone, cipher_tone = tone_strength(opened_audio), tone_strength(sealed_audio)
+    assert plain_tone > 0.1 and cipher_tone < plain_tone / 5, (plain_tone, cipher_tone)
+    # A wrong key never opens a frame.
+    with pytest.raises(InvalidTag):
+        sframe.open_frame(sealed[0], 10, os.urandom(32), alice_id, "camera")
+    assert not uncaught(alice, bob)

@@ -1,0 +1,9 @@
+export class PhraseMatcher {
+  async load() {}
+
+  check() {
+    return null;
+  }
+
+  dismiss() {}
+}
