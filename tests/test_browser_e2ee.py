@@ -13,21 +13,48 @@ import av
 import numpy as np
 import pytest
 from cryptography.exceptions import InvalidTag
-from playwright.async_api import Browser, Page
+from playwright.async_api import Browser, Page, async_playwright
 
+from peerwell.captioning import CaptionsObserver
 from sfu.app import create_app
 from sfu.config import ServerConfig
 from sfu.media.publication import EncodedFrame, Publication
 from sfu.room.groups import Group, GroupsConfig, ServerSettings
 from tests.conftest import RunningServer, start_server
 from tests.support import sframe
-from tests.support.browser import AUDIO_BYTES, TILE_STATE, join, new_page, poll, uncaught
+from tests.support.browser import AUDIO_BYTES, TILE_STATE, join, launch_chromium, new_page, poll, uncaught
+from tests.support.real_speech import clip_path
 
 pytestmark = pytest.mark.browser
 
 ROOM = "sealed-circle"
 PLAIN = "plain-circle"
 SECRET = "facilitator-secret-for-tests"
+
+
+class NoTranscriber:
+    """Stands in for the server's Whisper: records every stream the server opens (an E2EE room must open none)."""
+
+    multilingual = False
+
+    def __init__(self) -> None:
+        self.opened: list[str] = []
+
+    def open_stream(self, speaker_id: str, *args: object, **kwargs: object) -> object:
+        self.opened.append(speaker_id)
+        raise AssertionError("the server opened a transcription stream")
+
+    async def close(self) -> None:
+        return None
+
+
+@pytest.fixture
+async def speech_browser() -> AsyncIterator[Browser]:
+    """Headless Chromium whose fake microphone reads real speech (beckett.wav, looped)."""
+    async with async_playwright() as playwright:
+        browser = await launch_chromium(playwright, clip_path("beckett.wav"))
+        yield browser
+        await browser.close()
 
 
 @pytest.fixture
@@ -39,7 +66,9 @@ async def server() -> AsyncIterator[RunningServer]:
                 Group(slug=PLAIN, name="Plain circle", agreement="Be kind.", lobby=False,
                       facilitator_secret=SECRET)))
     config = ServerConfig(ice_hosts=("127.0.0.1",), reconnect_grace=0, groups=groups)
-    runner, running = await start_server(app=create_app(config))
+    transcriber = NoTranscriber()
+    runner, running = await start_server(app=create_app(config, [CaptionsObserver(transcriber, None)]))  # type: ignore[arg-type]
+    running.transcriber = transcriber  # type: ignore[attr-defined]
     yield running
     await runner.cleanup()
 
@@ -180,4 +209,21 @@ async def test_encrypted_media_between_two_chromium_members(server: RunningServe
     # A wrong key never opens a frame.
     with pytest.raises(InvalidTag):
         sframe.open_frame(sealed[0], 10, os.urandom(32), alice_id, "camera")
+    assert not uncaught(alice, bob)
+
+
+FINALS = """() => [...document.querySelectorAll('#captions-history li')].map(li => ({
+  speaker: li.querySelector('.speaker').textContent, text: li.querySelector('.text').textContent}))"""
+
+
+async def test_captions_made_in_the_browser_travel_sealed(server: RunningServer, speech_browser: Browser) -> None:
+    key, _raw = room_key()
+    alice = await new_page(speech_browser, server.http_url)
+    await join(alice, "Alice", link=link(key), mic=True, camera=False)
+    bob = await new_page(speech_browser, server.http_url)
+    await join(bob, "Bob", link=link(key), mic=True, camera=False)
+    finals = await poll(bob, FINALS, None, lambda v: any(f["speaker"].startswith("Alice") and len(f["text"]) > 8
+                                                         for f in v), timeout=90)
+    assert any(word in " ".join(f["text"].lower() for f in finals) for word in ("fail", "tried", "try"))
+    assert server.transcriber.opened == []  # type: ignore[attr-defined]
     assert not uncaught(alice, bob)

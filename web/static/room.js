@@ -83,12 +83,16 @@ const localCaptions = new LocalCaptions({
     const self = store.state.self;
     // Muted (by themselves or a facilitator): nothing of what they say is captioned, as on the server.
     if (!self || !store.state.local.micOn || moderationOf(store.state, self.id).muted) return;
-    const value = { ...caption, language: "en" };
+    // The captioner's clock (seconds since it started) to room time, as the server stamps plain captions.
+    const startedAt = store.state.roomStartedAt;
+    const shift = startedAt === null ? 0 : (Date.now() - startedAt) / 1000 - (performance.now() - localCaptions.startedAt) / 1000;
+    const value = { ...caption, start: round2(caption.start + shift), end: round2(caption.end + shift), language: "en" };
     if (!ctx.hideName && store.state.self) value.name = store.state.self.name;
     sendSealed("caption", value, caption.final);
   },
   onStatus: () => renderE2eeStatus(),
 });
+const round2 = (n) => Math.round(n * 100) / 100;
 let phrases = null; // facilitators in an encrypted room: the crisis phrase layer, run here
 let localAlerts = 0;
 
