@@ -127,12 +127,14 @@ function onSealed(event) {
 // captions or chat here, so it raises nothing; its learned model is off in an encrypted room.
 function checkPhrases(participantId, name, text, source, language, at) {
   if (!ctx.facilitator || !phrases || !participantId || participantId === (store.state.self && store.state.self.id)) return;
-  const match = phrases.check(participantId, text, language);
+  const match = phrases.check(participantId, text, language, source);
   if (!match) return;
   localAlerts += 1;
+  const alertId = `local-${localAlerts}`;
+  phrases.raisedAs(alertId, match);
   ctx.facilitator.addSafetyAlert({
-    alert_id: `local-${localAlerts}`, participant_id: participantId, name, text, source, category: match.category,
-    at, resources: phrases.resources, triggers: match.triggers, confidence: match.confidence, layer: match.layer,
+    alert_id: alertId, participant_id: participantId, name, text, source, category: match.category,
+    at, resources: t("e2ee.safetyNote"), triggers: match.triggers, confidence: match.confidence, layer: match.layer,
   });
   store.update(() => {});
 }
