@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
+import logging
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -23,6 +25,7 @@ from sfu.room.groups import Group, GroupsConfig, ServerSettings
 from tests.conftest import RunningServer, start_server
 from tests.support import sframe
 from tests.support.browser import AUDIO_BYTES, TILE_STATE, join, launch_chromium, new_page, poll, uncaught
+from tests.support.firefox import FirefoxPage
 from tests.support.real_speech import clip_path
 
 pytestmark = pytest.mark.browser
@@ -227,3 +230,171 @@ async def test_captions_made_in_the_browser_travel_sealed(server: RunningServer,
     assert any(word in " ".join(f["text"].lower() for f in finals) for word in ("fail", "tried", "try"))
     assert server.transcriber.opened == []  # type: ignore[attr-defined]
     assert not uncaught(alice, bob)
+
+
+HELD_SECRETS = "() => window.peerwell.call.e2ee.heldSecrets()"
+EPOCH = """() => { const c = document.getElementById('e2ee-code');
+  return c && c.dataset.epoch ? Number(c.dataset.epoch) : null; }"""
+SEND_CHAT = """async (text) => {
+  document.getElementById('chat-input').value = text;
+  document.getElementById('chat-form').requestSubmit();
+}"""
+
+
+def opens_with(open_: object, secrets: list[bytes]) -> bool:
+    for secret in secrets:
+        try:
+            open_(secret)  # type: ignore[operator]
+        except (InvalidTag, ValueError):
+            continue
+        return True
+    return False
+
+
+async def test_a_removed_member_cannot_read_what_follows(server: RunningServer, speech_browser: Browser) -> None:
+    key, raw = room_key()
+    fran = await new_page(speech_browser, server.http_url)
+    await join(fran, "Fran", link=link(key, secret=SECRET), mic=False, camera=False)
+    alice = await new_page(speech_browser, server.http_url)
+    await join(alice, "Alice", link=link(key), mic=True, camera=True)
+    mallory = await new_page(speech_browser, server.http_url)
+    await join(mallory, "Mallory", link=link(key), mic=True, camera=True)
+    for page in (fran, alice, mallory):
+        assert await poll(page, EPOCH, None, lambda e: e == 0) == 0
+    code_before = await fran.evaluate(SECURITY_CODE)
+    await sees_and_hears(mallory, "Alice")
+    mallory_secrets = [sframe.unb64url(s) for s in (await mallory.evaluate(HELD_SECRETS)).values()]
+    assert mallory_secrets == [sframe.first_epoch_secret(raw, ROOM)]
+
+    # The facilitator removes Mallory; the server announces it, and the members move to a key she never gets.
+    mallory_id = participant_id(server, ROOM, "Mallory")
+    await fran.evaluate("(id) => window.peerwell.call.sendControl({type: 'remove', participant_id: id})", mallory_id)
+    await mallory.wait_for_selector("#goodbye:not([hidden])", timeout=15000)
+    for page in (fran, alice):
+        assert await poll(page, EPOCH, None, lambda e: e == 1) == 1
+    codes = {await page.evaluate(SECURITY_CODE) for page in (fran, alice)}
+    assert len(codes) == 1 and code_before not in codes
+    await sees_and_hears(fran, "Alice")  # media goes on under the new key
+
+    room = server.rooms.rooms[ROOM]
+    removed_at = room.room_time()
+    alice_id = participant_id(server, ROOM, "Alice")
+    video, audio = tap(server, ROOM, "Alice", "video"), tap(server, ROOM, "Alice", "audio")
+    await alice.evaluate(SEND_CHAT, "only for those still here")
+    await poll(fran, "() => document.querySelectorAll('#chat-list .chat-message').length", None, lambda n: n >= 1)
+    await poll(fran, FINALS, None, lambda v: any(f["speaker"].startswith("Alice") for f in v), timeout=90)
+    deadline = asyncio.get_running_loop().time() + 60
+    while not [c for c in room.sealed_captions if c.at > removed_at + 1]:
+        assert asyncio.get_running_loop().time() < deadline, "no caption after the removal"
+        await asyncio.sleep(0.5)
+    video.close()
+    audio.close()
+    current = sframe.unb64url((await alice.evaluate(HELD_SECRETS))["1"])
+
+    frames = [(f, "camera", sframe.clear_bytes("video", f.keyframe)) for f in video.frames]
+    frames += [(f, "audio", 1) for f in audio.frames if len(f.data) > 3]
+    assert len(frames) > 50
+    for frame, source, clear in frames:
+        assert sframe.frame_epoch(frame.data, clear) == 1
+        assert not opens_with(lambda s, f=frame, src=source, c=clear: sframe.open_frame(f.data, c, s, alice_id, src),
+                              mallory_secrets)
+    first, source, clear = frames[0]
+    assert sframe.open_frame(first.data, clear, current, alice_id, source)  # the members' key opens them
+    after = [c for c in room.sealed_captions if c.at > removed_at] + [m for m in room.chat if m.at > removed_at]
+    assert any(m.kind == "chat" for m in after) and any(m.kind == "caption" for m in after)
+    for message in after:
+        assert sframe.envelope_epoch(message.payload) == 1
+        assert not opens_with(lambda s, m=message: sframe.open_envelope(m.payload, s, m.kind), mallory_secrets)
+        assert sframe.open_envelope(message.payload, current, message.kind)["text"]
+    assert not uncaught(fran, alice)
+
+
+# What a member's browser shows, reversed: the test process never holds the plain text itself, so finding it in
+# this process's memory can only mean the server kept it.
+REVERSED_FINAL = """(speaker) => {
+  const li = [...document.querySelectorAll('#captions-history li')]
+    .find(l => l.querySelector('.speaker').textContent.startsWith(speaker)
+      && l.querySelector('.text').textContent.length > 8);
+  return li ? [...li.querySelector('.text').textContent].reverse().join('') : null;
+}"""
+SEND_SECRET_CHAT = """() => {
+  const text = 'note ' + crypto.randomUUID();
+  document.getElementById('chat-input').value = text;
+  document.getElementById('chat-form').requestSubmit();
+  return [...text].reverse().join('');
+}"""
+CHAT_TEXTS = """() => [...document.querySelectorAll('#chat-list .chat-text')]
+  .map(p => [...p.textContent].reverse().join(''))"""
+
+
+def held_in_memory(needle: str) -> list[str]:
+    """Every str/bytes this process holds (reachable from a tracked container) that contains `needle`."""
+    encoded = needle.encode()
+    found = []
+    for holder in gc.get_objects():
+        for ref in gc.get_referents(holder):
+            if ref is needle:
+                continue
+            if (isinstance(ref, str) and needle in ref) or (isinstance(ref, bytes | bytearray) and encoded in ref):
+                found.append(f"{type(holder).__name__}: {str(ref)[:80]!r}")
+    return found
+
+
+class Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+async def test_two_chromium_and_a_firefox_member_see_hear_and_read_each_other(
+        server: RunningServer, speech_browser: Browser) -> None:
+    logs = Collect()
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(logs)
+    root.setLevel(logging.INFO)
+    key, _raw = room_key()
+    firefox = await FirefoxPage(server.http_url).start()
+    try:
+        alice = await new_page(speech_browser, server.http_url)
+        await join(alice, "Alice", link=link(key), mic=True, camera=True)
+        bob = await new_page(speech_browser, server.http_url)
+        await join(bob, "Bob", link=link(key), mic=True, camera=True)
+        await join(firefox, "Fiona", link=link(key), mic=True, camera=True)
+        codes = {await poll(page, SECURITY_CODE, None, bool, timeout=30) for page in (alice, bob, firefox)}
+        assert len(codes) == 1
+        for page, others in ((firefox, ("Alice", "Bob")), (alice, ("Fiona", "Bob")), (bob, ("Fiona",))):
+            for other in others:
+                await sees_and_hears(page, other)
+        stats = await firefox.evaluate(FRAME_STATS)
+        assert stats["sealed"] > 50 and stats["opened"] > 50, stats
+
+        # Captions each Chromium member's browser made, read by the others (Firefox's fake microphone is a tone).
+        for page, speakers in ((firefox, ("Alice", "Bob")), (alice, ("Bob",)), (bob, ("Alice",))):
+            for speaker in speakers:
+                await poll(page, FINALS, None, lambda v, s=speaker: any(
+                    f["speaker"].startswith(s) and len(f["text"]) > 8 for f in v), timeout=90)
+        said = await poll(bob, REVERSED_FINAL, "Alice", bool)
+        written = await firefox.evaluate(SEND_SECRET_CHAT)
+        await poll(alice, CHAT_TEXTS, None, lambda texts: written in texts)
+
+        # Nothing said or written is in the server's memory, its logs or its metrics; only ciphertext went by.
+        for reversed_text in (said, written):
+            needle = reversed_text[::-1]
+            probe = {"held": f"<{needle}>"}  # the scan does find text that is held
+            assert held_in_memory(needle)
+            del probe
+            assert not held_in_memory(needle)
+            assert not [line for line in logs.lines if needle in line]
+            from prometheus_client import REGISTRY, generate_latest
+            assert needle.encode() not in generate_latest(REGISTRY)
+            del needle
+        assert server.transcriber.opened == []  # type: ignore[attr-defined]
+        assert not uncaught(alice, bob)
+    finally:
+        root.removeHandler(logs)
+        root.setLevel(level)
+        await firefox.close()
