@@ -316,11 +316,12 @@ class DismissAlert(Struct, tag="dismiss-alert"):
 # and key messages; the server relays the bytes with the same ordering, history and limits as plain ones.
 SEALED_PAYLOAD_MAX = 12000
 SealedPayload = Annotated[str, msgspec.Meta(min_length=16, max_length=SEALED_PAYLOAD_MAX, pattern=r"^[A-Za-z0-9_-]+$")]
-SealedKind = Literal["caption", "chat", "key"]
+SealedKind = Literal["caption", "chat", "key", "help"]
 
 
 class SendSealed(Struct, tag="sealed"):
-    """Opaque bytes for the room (base64url): a caption (partial or final), a chat line, or a key message."""
+    """Opaque bytes for the room (base64url): a caption (partial or final), a chat line, a key message, or an
+    "I need help" text for the facilitators only."""
 
     kind: SealedKind
     payload: SealedPayload

@@ -132,3 +132,31 @@ async def test_plain_room_refuses_sealed(server: RunningServer) -> None:
         await wait_until(lambda: events(alice, "chat"))
     finally:
         await alice.close()
+
+
+async def test_sealed_help_goes_to_facilitators_only(server: RunningServer) -> None:
+    alice = RoomClient(server.ws_url, SEALED_GROUP, "Alice")
+    bob = RoomClient(server.ws_url, SEALED_GROUP, "Bob")
+    for client in (alice, bob):
+        await client.join()
+        await channel_open(client)
+    try:
+        alice.send_channel({"type": "sealed", "kind": "help", "payload": opaque()})
+        await wait_until(lambda: any(e["code"] == "no-facilitator" for e in events(alice, "error")))
+        facilitator = RoomClient(server.ws_url, SEALED_GROUP, "Fran", secret=SECRET)
+        await facilitator.join()
+        await channel_open(facilitator)
+        alice.send_channel({"type": "ask-for-help", "text": "words in clear"})
+        await wait_until(lambda: any(e["code"] == "e2ee-room" for e in events(alice, "error")))
+        help_payload = opaque()
+        alice.send_channel({"type": "sealed", "kind": "help", "payload": help_payload})
+        await wait_until(lambda: any(e["kind"] == "help" for e in events(facilitator, "sealed")))
+        assert [e["payload"] for e in events(facilitator, "sealed") if e["kind"] == "help"] == [help_payload]
+        alice.send_channel({"type": "ask-for-help", "text": ""})  # no words: as in any room
+        await wait_until(lambda: events(facilitator, "help-requested") or any(
+            e["code"] == "rate-limited" for e in events(alice, "error")))
+        assert not [e for e in events(bob, "sealed") if e["kind"] == "help"]
+        await facilitator.close()
+    finally:
+        for client in (alice, bob):
+            await client.close()

@@ -361,6 +361,13 @@ class Room:
         """
         if not self.e2ee:
             return "not-e2ee", "this room is not end-to-end encrypted; send plain messages"
+        if request.kind == "help":  # as ask-for-help: facilitators only, its own limit, never kept
+            refusal = self._help_refusal(sender)
+            if refusal is not None:
+                return refusal
+            self.send_to_facilitators(messages.Sealed(kind="help", participant_id=sender.id, payload=request.payload,
+                                                      final=False, message_id="", at=round(self.room_time(), 2)))
+            return None
         message_id = ""
         if request.kind == "chat":
             if sender.chat_limit is None:
@@ -453,12 +460,20 @@ class Room:
         self.broadcast_event(messages.ReactionShown(participant_id=participant.id, reaction=reaction))
         return None
 
-    def ask_for_help(self, participant: Participant, text: str) -> tuple[str, str] | None:
-        """A private request to the facilitators only. Returns (error code, message), or None when it went out."""
+    def _help_refusal(self, participant: Participant) -> tuple[str, str] | None:
         if not self.facilitators:
             return "no-facilitator", "no facilitator is in the room right now"
         if not self.presence.may_ask_for_help(participant.id):
             return "rate-limited", "your request was already sent; the facilitators will be with you soon"
+        return None
+
+    def ask_for_help(self, participant: Participant, text: str) -> tuple[str, str] | None:
+        """A private request to the facilitators only. Returns (error code, message), or None when it went out."""
+        if self.e2ee and text.strip():  # words for the facilitators go sealed in an encrypted room
+            return "e2ee-room", "this room is end-to-end encrypted: the words of a help request go sealed (`sealed`)"
+        refusal = self._help_refusal(participant)
+        if refusal is not None:
+            return refusal
         self.send_to_facilitators(messages.HelpRequested(
             participant_id=participant.id, name=participant.name, text=" ".join(text.split()),
             at=round(self.room_time(), 2)))

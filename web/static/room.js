@@ -63,6 +63,8 @@ function e2eeOn() {
   return Boolean(ctx.call && ctx.call.e2ee);
 }
 
+let lastSealed = null;
+
 // Seal and send a chat line or caption; true when it could be queued (the channel may still be opening).
 function sendSealed(kind, value, final = false) {
   const call = ctx.call;
@@ -70,6 +72,7 @@ function sendSealed(kind, value, final = false) {
     banner(t("e2ee.waitingKey"));
     return false;
   }
+  if (kind === "chat" || kind === "help") lastSealed = kind;
   call.e2ee.sealData(kind, value).then((payload) => {
     if (payload && ctx.call === call) call.sendControl({ type: "sealed", kind, payload, final });
   });
@@ -109,6 +112,10 @@ function onSealed(event) {
       chat.add({ message_id: event.message_id, participant_id: sender, name, text: value.text, at: event.at });
       bar.noteChat();
       checkPhrases(sender, name, value.text, "chat", null, event.at);
+    } else if (event.kind === "help" && typeof value.text === "string") {
+      if (ctx.facilitator) ctx.facilitator.addHelpRequest({ participant_id: sender, name: person ? person.name : "",
+        text: value.text.replace(/\s+/g, " ").trim(), at: event.at });
+      store.update(() => {});
     } else if (event.kind === "caption" && typeof value.text === "string" && typeof value.segment_id === "string") {
       const named = typeof value.name === "string" && value.name;
       const caption = {
@@ -151,6 +158,7 @@ async function setupE2ee(call) {
     });
   }
   if (store.state.local.hasMic && ctx.localStream) localCaptions.start(ctx.localStream);
+  if (window.peerwell) window.peerwell.localCaptions = localCaptions; // diagnostics, tests and bench.e2ee
   renderE2eeStatus();
 }
 
@@ -360,8 +368,9 @@ export function handleEvent(event) {
       store.update(() => {});
       break;
     case "error":
-      if (event.request === "chat" || event.request === "sealed") chat.showError(event.message);
-      else if (event.request === "ask-for-help") setText($("help-status"), event.message);
+      // A refused `sealed` is about what we sealed last that can be refused: a chat line or a help request.
+      if (event.request === "chat" || (event.request === "sealed" && lastSealed !== "help")) chat.showError(event.message);
+      else if (event.request === "ask-for-help" || event.request === "sealed") setText($("help-status"), event.message);
       else if (event.request === "start-share") onShareError(event.code);
       else banner(event.message);
       break;
@@ -779,7 +788,9 @@ export function initRoom() {
   $("help-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const text = $("help-text").value.trim();
-    if (sendControl({ type: "ask-for-help", text })) {
+    // Encrypted room: the words go sealed to the facilitators; a request without words goes as in any room.
+    const sent = e2eeOn() && text ? sendSealed("help", { text }) : sendControl({ type: "ask-for-help", text });
+    if (sent) {
       $("help-text").value = "";
       setText($("help-status"), t("help.sent"));
       notify(t("help.sent"), { kind: "info" });
