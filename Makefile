@@ -75,7 +75,7 @@ check: setup
 	$(VENV)/bin/lint-imports
 	unshare -n sh -c 'ip link set lo up && exec $(PY) -m pytest -p no:cacheprovider -q -m "not browser and not model" $(PYTEST_ARGS)'
 
-bench: setup test-data
+bench: setup test-data web-assets
 	unshare -n sh -c 'ip link set lo up && exec $(PY) -m bench.sfu'
 	unshare -n sh -c 'ip link set lo up && exec $(PY) -m bench.sfu --participants 16 --no-captions'
 	unshare -n sh -c 'ip link set lo up && exec $(PY) -m bench.sfu --participants 16'
@@ -88,6 +88,7 @@ bench: setup test-data
 	$(PY) -m bench.translate
 	unshare -n sh -c 'ip link set lo up && exec $(PY) -m bench.churn'
 	unshare -n sh -c 'ip link set lo up && exec $(PY) -m bench.abuse'
+	unshare -n sh -c 'ip link set lo up && exec $(PY) -m bench.e2ee'
 
 lint: setup
 	$(PY) -m ruff check .

@@ -699,6 +699,10 @@ async function switchDevice(kind, deviceId) {
     }
     ctx.localStream.addTrack(track);
     await ctx.call.replaceLocalTrack(kind, track);
+    if (kind === "audio" && e2eeOn()) { // captions made here follow the new microphone
+      localCaptions.stop();
+      localCaptions.start(ctx.localStream);
+    }
     ctx.request.devices = { ...(ctx.request.devices || {}), [kind]: deviceId };
     store.update((state) => {
       if (kind === "audio") state.local = { ...state.local, hasMic: true, micOn: true };
