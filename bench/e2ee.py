@@ -223,6 +223,8 @@ async def caption_run(playwright: Playwright, url: str, key: str, clip: object, 
         cpu = cpu_seconds(browser_processes(profile)) - cpu_before
         stats = await speaker.evaluate(WORKER_STATS)
         records = await listener.evaluate("() => window.__bench.log")
+        for page in (speaker, listener):  # free the seats at once (a closed page's seat is held for a reconnect)
+            await page.click("#leave")
     finally:
         await speaker_browser.close()
         await listener_browser.close()

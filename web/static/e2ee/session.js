@@ -13,6 +13,7 @@ import {
 } from "./keys.js";
 
 const HELLO_RETRY_MS = 3000; // a member still waiting for the room's key asks again
+const ORPHAN_AFTER_MS = 6000; // no key holder answered in this long: nobody present holds one
 const KEEP_EPOCHS = 3; // older data keys go: what was sealed before them stays unreadable here
 
 export function e2eeSupported() {
@@ -97,11 +98,17 @@ export class E2EE extends EventTarget {
   channelOpen() {
     this.hello(false);
     clearInterval(this.retry);
+    const waitingSince = Date.now();
     this.retry = setInterval(() => {
       if (this.ready) return;
-      // Everyone who held the key has gone: start over from the room secret (the next ones will too).
-      if (this.members().length === 0) this.setEpoch(0, null, this.selfId);
-      else this.hello(false);
+      // Nobody who holds the room's key is here (everyone left, or only seats held for a reconnect and other
+      // newcomers remain): start over from the room secret, as every one of them will.
+      const holder = [...this.peers.values()].some((peer) => peer.ready);
+      if (this.members().length === 0 || (!holder && Date.now() - waitingSince >= ORPHAN_AFTER_MS)) {
+        this.setEpoch(0, null, this.selfId);
+      } else {
+        this.hello(false);
+      }
     }, HELLO_RETRY_MS);
   }
 
@@ -110,10 +117,12 @@ export class E2EE extends EventTarget {
     this.epochs.set(epoch, { secret, data: await dataKey(secret), from });
     for (const old of [...this.epochs.keys()]) if (old <= epoch - KEEP_EPOCHS) this.epochs.delete(old);
     if (this.epoch !== null && epoch < this.epoch) return;
+    const first = this.epoch === null;
     this.epoch = epoch;
     this.worker.postMessage({ type: "epoch", epoch, secret, send: true });
     this.fingerprint = await fingerprint(secret);
     this.emit("change");
+    if (first && this.pub) this.hello(true); // now we hold the key: the others may pick us to hand on the next
     const early = this.early;
     this.early = [];
     for (const { event, resolve } of early) resolve(await this.openData(event.kind, event.payload));
@@ -173,7 +182,6 @@ export class E2EE extends EventTarget {
       return;
     }
     peer.ready = true;
-    await this.hello(true); // now ready: the others may pick us to hand on the next key
   }
 
   // Someone left or was removed: the member with the smallest id among those holding the key makes the next
