@@ -1,19 +1,24 @@
 // Streaming logic for captions made in the speaker's browser (no model here: pure, testable alone).
-// Energy endpointing: a noise floor that follows the quiet parts, speech when a 30 ms frame is well above it.
+// Energy endpointing: a noise floor that follows the quiet parts; a 30 ms frame well above it starts speech, and
+// speech goes on while frames stay somewhat above it (hysteresis, so quiet syllables do not cut a sentence).
 // While someone speaks, the growing segment is offered for a partial every PARTIAL_EVERY_S; after
-// END_SILENCE_S of quiet (or MAX_SEGMENT_S of speech) the segment is final. Silence is never transcribed,
+// END_SILENCE_S of quiet the segment is final, and a long one ends at its first short pause after SOFT_MAX_S
+// (MAX_SEGMENT_S at most): a small model does best on a few seconds at a time. Silence is never transcribed,
 // which is what keeps a speech model from inventing words in pauses.
 
 export const RATE = 16000;
 const FRAME = 480; // 30 ms
-const PRE_ROLL_S = 0.3; // audio kept before the first loud frame: onsets are quiet
+const PRE_ROLL_S = 0.5; // audio kept before the first loud frame: onsets are quiet
 const END_SILENCE_S = 0.5; // quiet that ends a segment
+const SOFT_MAX_S = 6; // from here a short pause ends the segment
+const SHORT_PAUSE_S = 0.2;
 const MIN_SPEECH_S = 0.25; // shorter bursts (a cough, a click) are dropped
 const PARTIAL_EVERY_S = 0.8;
-const MAX_SEGMENT_S = 15; // a long turn is cut here and goes on in a new segment
-const FLOOR_MIN = 0.002; // RMS of a very quiet room
-const SPEECH_RATIO = 3.5; // this far above the floor is speech
-const SPEECH_ABS = 0.012; // ...and at least this loud
+const MAX_SEGMENT_S = 10; // a long turn is cut here and goes on in a new segment
+const FLOOR_MIN = 0.0005; // RMS of a very quiet room
+const SPEECH_RATIO = 3.5; // this far above the floor starts speech
+const KEEP_RATIO = 2; // this far above keeps it going
+const SPEECH_ABS = 0.004; // ...and at least this loud (a recording without automatic gain can be quiet)
 
 export class Endpointer {
   constructor() {
@@ -46,7 +51,8 @@ export class Endpointer {
     const rms = Math.sqrt(sum / frame.length);
     const start = this.clock;
     this.clock += FRAME / RATE;
-    const loud = rms > Math.max(this.floor * SPEECH_RATIO, SPEECH_ABS);
+    const ratio = this.segment ? KEEP_RATIO : SPEECH_RATIO;
+    const loud = rms > Math.max(this.floor * ratio, SPEECH_ABS);
     if (!loud) this.floor = Math.max(FLOOR_MIN, this.floor * 0.95 + rms * 0.05); // follows the room, not the voice
     else this.floor = Math.max(FLOOR_MIN, this.floor * 0.999 + rms * 0.001);
     const seg = this.segment;
@@ -66,7 +72,8 @@ export class Endpointer {
       seg.lastLoud = this.clock;
     }
     const length = this.clock - seg.start;
-    if (this.clock - seg.lastLoud >= END_SILENCE_S || length >= MAX_SEGMENT_S) {
+    const quiet = this.clock - seg.lastLoud;
+    if (quiet >= END_SILENCE_S || length >= MAX_SEGMENT_S || (length >= SOFT_MAX_S && quiet >= SHORT_PAUSE_S)) {
       this.segment = null;
       if (seg.speech < MIN_SPEECH_S) return null;
       // Trailing quiet beyond a little is not worth decoding.
