@@ -22,11 +22,12 @@ const SPEECH_ABS = 0.004; // ...and at least this loud (a recording without auto
 
 export class Endpointer {
   constructor() {
-    this.floor = 0.01;
+    this.floor = 0.003; // a quiet room; it follows the real one within a second
     this.pending = new Float32Array(0); // samples not yet in a whole frame
     this.clock = 0; // seconds of audio seen
     this.preRoll = []; // recent quiet frames
     this.segment = null; // { frames: [Float32Array], start, speech, lastLoud, lastPartial }
+    this.cutInSpeech = false; // the last segment was cut while speech went on
   }
 
   // 16 kHz mono samples in; what to transcribe out: [{ final, audio, start, end }].
@@ -51,12 +52,14 @@ export class Endpointer {
     const rms = Math.sqrt(sum / frame.length);
     const start = this.clock;
     this.clock += FRAME / RATE;
-    const ratio = this.segment ? KEEP_RATIO : SPEECH_RATIO;
+    // A segment cut at MAX_SEGMENT_S goes on in the next one at the "keep" threshold: nothing said is lost.
+    const ratio = this.segment || this.cutInSpeech ? KEEP_RATIO : SPEECH_RATIO;
     const loud = rms > Math.max(this.floor * ratio, SPEECH_ABS);
     if (!loud) this.floor = Math.max(FLOOR_MIN, this.floor * 0.95 + rms * 0.05); // follows the room, not the voice
     else this.floor = Math.max(FLOOR_MIN, this.floor * 0.999 + rms * 0.001);
     const seg = this.segment;
     if (!seg) {
+      this.cutInSpeech = false;
       this.preRoll.push(frame);
       if (this.preRoll.length > Math.round((PRE_ROLL_S * RATE) / FRAME)) this.preRoll.shift();
       if (!loud) return null;
@@ -75,6 +78,7 @@ export class Endpointer {
     const quiet = this.clock - seg.lastLoud;
     if (quiet >= END_SILENCE_S || length >= MAX_SEGMENT_S || (length >= SOFT_MAX_S && quiet >= SHORT_PAUSE_S)) {
       this.segment = null;
+      this.cutInSpeech = quiet < SHORT_PAUSE_S;
       if (seg.speech < MIN_SPEECH_S) return null;
       // Trailing quiet beyond a little is not worth decoding.
       const keep = seg.frames.length - Math.max(0, Math.floor((this.clock - seg.lastLoud - 0.2) * RATE / FRAME));
