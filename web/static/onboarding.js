@@ -39,6 +39,7 @@ function groupCard(group) {
   fact(t("directory.language"), languageName(group.language));
   if (group.max_participants) fact(t("directory.size"), t("directory.upTo", { count: group.max_participants }));
   fact(t("directory.lobby"), group.lobby ? t("directory.lobbyYes") : t("directory.lobbyNo"));
+  if (group.e2ee) fact(t("directory.e2ee"), t("directory.e2eeYes"));
   const choose = el("button", { type: "button", class: "choose-group", dataset: { slug: group.slug } },
     t("directory.join"), el("span", { class: "visually-hidden" }, ` ${group.name}`));
   choose.addEventListener("click", () => chooseGroup(group.slug, group));

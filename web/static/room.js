@@ -182,6 +182,7 @@ function renderE2eeStatus() {
       el("p", { id: "e2ee-code", class: "e2ee-code" }),
       el("p", { id: "e2ee-help", class: "help" }),
       el("p", { id: "e2ee-captions", class: "help" }),
+      el("p", { id: "e2ee-safety", class: "help", hidden: true }),
       el("button", { type: "button", id: "e2ee-copy", class: "small secondary" }, t("e2ee.copyLink")));
     $("room-title").after(box);
     $("e2ee-copy").addEventListener("click", async () => {
@@ -201,6 +202,8 @@ function renderE2eeStatus() {
   $("e2ee-code").dataset.epoch = call.e2ee.ready ? String(call.e2ee.epoch) : "";
   $("e2ee-help").textContent = code ? t("e2ee.codeHelp") : "";
   $("e2ee-captions").textContent = localCaptions.statusText(t);
+  // Facilitators: where the crisis alerts come from here, and that the server's learned model is off.
+  setText($("e2ee-safety"), call.role === "facilitator" ? t("e2ee.safetyNote") : "");
   $("e2ee-copy").textContent = t("e2ee.copyLink");
 }
 
