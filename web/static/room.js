@@ -177,9 +177,9 @@ function renderE2eeStatus() {
     return;
   }
   if (!box) {
-    box = el("section", { id: "e2ee-status", class: "e2ee-status", "aria-labelledby": "e2ee-title" },
-      el("h2", { id: "e2ee-title" }, t("e2ee.title")),
-      el("p", { id: "e2ee-code", class: "e2ee-code" }),
+    // Compact in the room's head: the code in the summary, the rest one click away.
+    box = el("details", { id: "e2ee-status", class: "e2ee-status" },
+      el("summary", {}, el("span", { id: "e2ee-title" }), " · ", el("span", { id: "e2ee-code", class: "e2ee-code" })),
       el("p", { id: "e2ee-help", class: "help" }),
       el("p", { id: "e2ee-captions", class: "help" }),
       el("p", { id: "e2ee-safety", class: "help", hidden: true }),
@@ -475,6 +475,7 @@ function onHands(queue) {
 export function renderRoom(state, ui) {
   bar.render(state, ui);
   if (!ctx.call || !state.self) return;
+  if (ctx.call.e2ee) renderE2eeStatus(); // also relabels it after a change of interface language
   const remote = ctx.call.remoteTracks();
   const localVideo = ctx.localStream ? ctx.localStream.getVideoTracks()[0] || null : null;
   const localScreen = ctx.screenStream ? ctx.screenStream.getVideoTracks()[0] || null : null;
