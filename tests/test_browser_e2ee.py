@@ -171,8 +171,18 @@ async def test_encrypted_media_between_two_chromium_members(server: RunningServe
         stats = await page.evaluate(FRAME_STATS)
         assert stats["sealed"] > 50 and stats["opened"] > 50, stats
 
-    # A tap on the server's forwarding path: only ciphertext past the clear header bytes.
+    # What the server reads without decoding still works: simulcast layer heights from keyframes (clear VP8
+    # header bytes) and the dominant speaker from the audio-level header extension.
+    room = server.rooms.rooms[ROOM]
     alice_id = participant_id(server, ROOM, "Alice")
+    heights = sorted(layer.height for layer in room.participants[alice_id].media.publications["video"].layers())
+    assert len(heights) >= 2 and heights[0] > 0 and heights[-1] > heights[0], heights
+    deadline = asyncio.get_running_loop().time() + 10
+    while room.speakers.current is None:
+        assert asyncio.get_running_loop().time() < deadline, "no dominant speaker from audio levels"
+        await asyncio.sleep(0.2)
+
+    # A tap on the server's forwarding path: only ciphertext past the clear header bytes.
     video, audio = tap(server, ROOM, "Alice", "video"), tap(server, ROOM, "Alice", "audio")
     await asyncio.sleep(3.0)
     video.close()
