@@ -423,3 +423,45 @@ async def test_two_chromium_and_a_firefox_member_see_hear_and_read_each_other(
         root.removeHandler(logs)
         root.setLevel(level)
         await firefox.close()
+
+
+async def test_passphrase_and_refusals_before_any_media(server: RunningServer, browser: Browser) -> None:
+    from tests.support.browser import fill_details, open_group
+
+    async def join_with(page: Page, name: str, passphrase: str | None) -> None:
+        await open_group(page, link=f"/#room={ROOM}")
+        await fill_details(page, name, mic=True, camera=False)
+        if passphrase is not None:
+            await page.fill("#e2ee-passphrase", passphrase)
+        await page.click("#join-button")
+
+    # No key and no passphrase: told why on the form; the server never saw a join.
+    nobody = await new_page(browser, server.http_url)
+    await join_with(nobody, "Nobody", None)
+    await nobody.wait_for_selector("#join-error:not([hidden])")
+    assert "key" in (await nobody.text_content("#join-error") or "")
+    # A browser without encoded-frame transforms: told so before anything is opened.
+    old = await new_page(browser, server.http_url)
+    await old.add_init_script("delete window.RTCRtpScriptTransform;")
+    await join_with(old, "Old", None)
+    await old.wait_for_selector("#join-error:not([hidden])")
+    assert "cannot encrypt" in (await old.text_content("#join-error") or "")
+    assert ROOM not in server.rooms.rooms or not server.rooms.rooms[ROOM].participants
+
+    # The same passphrase in two browsers: the same room key (PBKDF2), the same security code.
+    alice = await new_page(browser, server.http_url)
+    await join_with(alice, "Alice", "river stones and quiet water")
+    await alice.wait_for_selector("#room:not([hidden])", timeout=20000)
+    bob = await new_page(browser, server.http_url)
+    await join_with(bob, "Bob", "river stones and quiet water")
+    await bob.wait_for_selector("#room:not([hidden])", timeout=20000)
+    codes = {await poll(page, SECURITY_CODE, None, bool, timeout=30) for page in (alice, bob)}
+    assert len(codes) == 1
+    await poll(bob, AUDIO_BYTES, None, lambda b: b > 0)
+    # A key in the link of a room that is not encrypted: refused, nothing sent.
+    plain = await new_page(browser, server.http_url)
+    await join(plain, "Plain", link=f"/#room={PLAIN}&key={room_key()[0]}", expect="error")
+    assert "not end-to-end encrypted" in (await plain.text_content("#join-error") or "")
+    assert not [p for p in server.rooms.rooms[PLAIN].participants.values() if p.name == "Plain"] \
+        if PLAIN in server.rooms.rooms else True
+    assert not uncaught(alice, bob)

@@ -201,7 +201,9 @@ function renderE2eeField(group) {
 
 // The room key for an encrypted group (base64url), or a JoinError-like refusal before anything is opened.
 async function roomKeyFor(group) {
-  if (!group.e2ee) return { key: null };
+  // A link with a key promises encryption: refuse a room that does not encrypt before anything is said there.
+  const promised = ctx.link && ctx.link.room === group.slug && ctx.link.key;
+  if (!group.e2ee) return promised ? { refusal: "e2ee-not-encrypted" } : { key: null };
   if (!e2eeSupported()) return { refusal: "e2ee-unsupported" };
   const fromLink = linkKey(group);
   if (fromLink) return { key: fromLink };
