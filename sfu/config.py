@@ -8,9 +8,13 @@ from dataclasses import dataclass, field
 from aiortc import RTCConfiguration, RTCIceServer
 
 from sfu import messages
-from sfu.limits.offer_limits import JOINS_PER_MINUTE, OFFERS_PER_MINUTE
+from sfu.limits.offer_limits import ADHOC_ROOMS_PER_ADDRESS, JOINS_PER_MINUTE, OFFERS_PER_MINUTE
 from sfu.room.groups import GroupsConfig
 from sfu.turn import SERVER_USER, TurnRelay
+
+SOCKETS_PER_ADDRESS = 32  # a household or an office behind one address is far below this
+JOIN_TIMEOUT = 10.0
+FRAME_TIMEOUT = 5.0  # a 256 KiB message at 512 kbit/s takes 4 s; a browser's answer is 3-50 KB
 
 
 def open_rooms() -> GroupsConfig:
@@ -35,10 +39,21 @@ class ServerConfig:
     offers_per_minute: float = OFFERS_PER_MINUTE  # SDP offers per client address
     joins_per_minute: float = JOINS_PER_MINUTE  # joins (resumes included) per client address
     allowed_origins: tuple[str, ...] = ()  # pages on other origins that may open /ws (besides the server's own)
+    # Reverse proxies (addresses or networks) whose client-address header is believed; nobody else's is.
+    trusted_proxies: tuple[str, ...] = ()
+    proxy_header: str = "x-forwarded-for"  # or "forwarded" (RFC 7239): the one header the proxy sets
+    sockets_per_address: int = SOCKETS_PER_ADDRESS  # open WebSockets per client address, joined or not
+    adhoc_rooms_per_address: int = ADHOC_ROOMS_PER_ADDRESS  # ad-hoc rooms open at once, by who opened them
+    # Test hooks (peerwell's settings do not expose them; docs/protocol.md section 5 gives the values).
+    join_timeout: float = JOIN_TIMEOUT  # seconds a socket may stay open without sending `join`
+    frame_timeout: float = FRAME_TIMEOUT  # seconds a frame may take from its first byte to its last
     restart_key: str | None = field(default=None, repr=False)  # signs restart tickets (sfu/lifecycle/restart.py)
     # Shortest share timer a facilitator may set. A test hook (tests lower it to wait seconds, not half a
     # minute); peerwell's settings do not expose it, so the documented 30 s holds in every deployment.
     share_timer_min_seconds: int = messages.SHARE_TIMER_MIN_S
+    # The notice before breakout rooms close (docs/protocol.md, "Breakout rooms"). A test hook like the one
+    # above: not in peerwell's settings, so every deployment gives people the documented 60 s.
+    breakout_notice_seconds: float = messages.BREAKOUT_NOTICE_S
 
     def client_ice_servers(self, participant_id: str) -> list[messages.IceServer]:
         """What `joined` hands this participant: the static servers plus fresh relay credentials."""

@@ -162,6 +162,14 @@ class Bye(Struct, tag="bye"):
     reason: str
 
 
+class Moved(Struct, tag="moved"):
+    """You were moved to another room of your group (a breakout, or back to the main room)."""
+
+    room: int | None  # the breakout's index (None: the main room)
+    name: str
+    participants: list[ParticipantInfo]  # who is there (you not included), as in `joined`
+
+
 class ServerShutdown(Struct, tag="server-shutdown"):
     """The server process is stopping (SIGTERM): media and the socket close in a few seconds."""
 
@@ -328,13 +336,65 @@ class SendSealed(Struct, tag="sealed"):
     final: bool = False  # captions: a final is kept for late joiners; partials are only relayed
 
 
+# --- breakout rooms (docs/protocol.md, "Breakout rooms"; sfu/room/breakouts.py) ---------------------
+BREAKOUT_MIN_ROOMS, BREAKOUT_MAX_ROOMS = 2, 20
+BREAKOUT_NOTICE_S = 60  # everyone's warning before the rooms close (ServerConfig.breakout_notice_seconds)
+BREAKOUT_DURATION_MIN_S, BREAKOUT_DURATION_MAX_S = 60, 4 * 3600
+BREAKOUT_EXTEND_MIN_S, BREAKOUT_EXTEND_MAX_S = 60, 3600
+BreakoutName = Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
+BreakoutIndex = Annotated[int, msgspec.Meta(ge=0, lt=BREAKOUT_MAX_ROOMS)]
+BreakoutMode = Literal["auto", "manual", "choose"]
+
+
+class PlanBreakouts(Struct, tag="breakout-plan"):
+    """Prepare (or change, before they open) the rooms and how people get into them."""
+
+    names: Annotated[list[BreakoutName], msgspec.Meta(min_length=BREAKOUT_MIN_ROOMS, max_length=BREAKOUT_MAX_ROOMS)]
+    mode: BreakoutMode = "auto"
+
+
+class AssignBreakout(Struct, tag="breakout-assign"):
+    participant_id: ParticipantId
+    room: BreakoutIndex | None  # None: the main room
+
+
+class OpenBreakouts(Struct, tag="breakout-open"):
+    seconds: Annotated[int, msgspec.Meta(ge=0, le=BREAKOUT_DURATION_MAX_S)] = 0  # 0: no time limit
+
+
+class ExtendBreakouts(Struct, tag="breakout-extend"):
+    seconds: Annotated[int, msgspec.Meta(ge=BREAKOUT_EXTEND_MIN_S, le=BREAKOUT_EXTEND_MAX_S)]
+
+
+class CloseBreakouts(Struct, tag="breakout-close"):
+    pass
+
+
+class CancelBreakouts(Struct, tag="breakout-cancel"):
+    pass
+
+
+class BroadcastToBreakouts(Struct, tag="breakout-broadcast"):
+    text: ChatText
+
+
+class JoinBreakout(Struct, tag="breakout-join"):
+    room: BreakoutIndex | None  # None: the main room
+
+
+BREAKOUT_REQUESTS = (PlanBreakouts, AssignBreakout, OpenBreakouts, ExtendBreakouts, CloseBreakouts, CancelBreakouts,
+                     BroadcastToBreakouts, JoinBreakout)
+
 ChannelRequest = (SetSpokenLanguage | SetSubtitleLanguage | SetCaptionNameHidden | SendChat | RaiseHand
                   | LowerHand | RequestUnmute | LowerHandOf | Mute | Unmute | StopVideo | AllowVideo | Remove
                   | Lock | Unlock | EndSession | DeleteChat | SetMediaState | React | AskForHelp | MuteAll
                   | SetVideoViews | SetAudioOnly | StartShare | StopShare | AllowShare | StopShareOf
-                  | SetShareTimer | ClearShareTimer | DismissAlert | SendSealed)
+                  | SetShareTimer | ClearShareTimer | DismissAlert | PlanBreakouts | AssignBreakout | OpenBreakouts
+                  | ExtendBreakouts | CloseBreakouts | CancelBreakouts | BroadcastToBreakouts | JoinBreakout | SendSealed)
 FACILITATOR_ONLY = (LowerHandOf, Mute, Unmute, StopVideo, AllowVideo, Remove, Lock, Unlock, EndSession, DeleteChat,
-                    MuteAll, AllowShare, StopShareOf, SetShareTimer, ClearShareTimer, DismissAlert)
+                    MuteAll, AllowShare, StopShareOf, SetShareTimer, ClearShareTimer, DismissAlert, PlanBreakouts,
+                    AssignBreakout, OpenBreakouts, ExtendBreakouts, CloseBreakouts, CancelBreakouts,
+                    BroadcastToBreakouts)
 
 
 class Caption(Struct, tag="caption"):
@@ -437,11 +497,13 @@ class ReactionShown(Struct, tag="reaction"):
     reaction: str
 
 
-class HelpRequested(Struct, tag="help-requested"):
+class HelpRequested(Struct, tag="help-requested", omit_defaults=True):
     participant_id: str
     name: str
     text: str
     at: float
+    breakout: int | None = None  # asked from this breakout room (index); left out in the main room
+    breakout_name: str | None = None
 
 
 class RoomState(Struct, tag="room-state"):
@@ -449,7 +511,7 @@ class RoomState(Struct, tag="room-state"):
     room_time: float = 0.0  # seconds since the room opened, when sent: lets clients show chat times
 
 
-class SafetyAlert(Struct, tag="safety-alert"):
+class SafetyAlert(Struct, tag="safety-alert", omit_defaults=True):
     alert_id: str
     participant_id: str
     name: str
@@ -461,6 +523,8 @@ class SafetyAlert(Struct, tag="safety-alert"):
     triggers: list[str]  # the words that raised it, as said
     confidence: float  # 0..1
     layer: str  # "phrase", "learned" or "context" (with the speaker's previous line)
+    breakout: int | None = None  # said in this breakout room (index); left out in the main room
+    breakout_name: str | None = None
 
 
 class AlertDismissed(Struct, tag="alert-dismissed"):
@@ -487,6 +551,47 @@ class ShareTimer(Struct, tag="share-timer"):
     seconds: int  # the whole share time (0 when none is set)
     remaining: float  # seconds left when sent, never below 0; clients count down from it
     expired: bool
+
+
+class BreakoutRoomInfo(msgspec.Struct):
+    index: int
+    name: str
+    count: int  # people in it now; before the rooms open, people the plan puts there
+
+
+class BreakoutPerson(msgspec.Struct):
+    participant_id: str
+    name: str
+    role: str
+    room: int | None  # where they are now (None: the main room)
+    assigned: int | None  # where the plan puts them (None: the main room)
+
+
+class BreakoutsState(Struct, tag="breakouts"):
+    """The group's breakout rooms as this recipient may see them (facilitators also get `people`)."""
+
+    state: Literal["none", "prepared", "open", "closing"]
+    mode: str
+    rooms: list[BreakoutRoomInfo]
+    room: int | None  # where you are now (None: the main room)
+    assigned: int | None  # where the plan puts you
+    main_count: int  # people in the main room now
+    seconds: int  # the rooms' whole time, extensions included (0: no time limit)
+    remaining: float | None  # seconds until the time is up, when sent (None: no time limit)
+    closing_in: float | None  # "closing": seconds until everyone is back in the main room, when sent
+    people: list[BreakoutPerson]
+
+
+class BreakoutMessage(Struct, tag="breakout-message"):
+    name: str  # the facilitator who sent it
+    text: str
+
+
+class RoomEntered(Struct, tag="room-entered"):
+    """First on the channel after a move: what came before belonged to the room you left."""
+
+    room: int | None  # the breakout's index (None: the main room)
+    name: str
 
 
 class ChannelError(Struct, tag="error"):

@@ -26,6 +26,16 @@ from transcribe.whisper_adapter import load_whisper_model
 from translate.service import TranslationService
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """With pytest-xdist (`make test` runs two workers), the tests that load a core on their own (a real
+    Chromium or Firefox, a real Whisper model) run one at a time on one worker, beside the light ones: two of
+    them at once on a 2-core machine would time each other's real-time media out. Tests that build network
+    topologies take turns with them too: browsers refuse to run where interfaces other than loopback exist."""
+    for item in items:
+        if any(item.get_closest_marker(mark) for mark in ("browser", "model", "topology")):
+            item.add_marker(pytest.mark.xdist_group("heavy"))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def aiortc_as_peerwell_runs_it() -> None:
     """Tests that build RTCPeerConnections themselves see aiortc as the server and the client run it

@@ -214,3 +214,26 @@ def test_a_groups_own_phrase_file_is_read_relative_to_the_config_and_checked(tmp
     with pytest.raises(ConfigError) as missing:
         load_settings(path, environ={})
     assert any("safety_phrases: no such file" in p for p in missing.value.problems), missing.value.problems
+
+
+def test_trusted_proxies_and_socket_limits_come_from_flags_environment_or_file(tmp_path: Path) -> None:
+    from peerwell.config import ConfigError, load_settings
+
+    default = load_settings(None, {}, environ={}).server
+    assert default.trusted_proxies == () and default.proxy_header == "x-forwarded-for"
+    assert default.sockets_per_address == 32 and default.adhoc_rooms_per_address == 5
+    path = tmp_path / "peerwell.toml"
+    path.write_text('[server]\ntrusted_proxies = ["127.0.0.1", "10.0.0.0/8"]\nproxy_header = "Forwarded"\n'
+                    "sockets_per_address = 8\nadhoc_rooms_per_address = 2\n")
+    from_file = load_settings(path, {}, environ={}).server
+    assert from_file.trusted_proxies == ("127.0.0.1/32", "10.0.0.0/8") and from_file.proxy_header == "forwarded"
+    assert from_file.sockets_per_address == 8 and from_file.adhoc_rooms_per_address == 2
+    env = {"PEERWELL_SERVER_TRUSTED_PROXIES": "192.0.2.1, 2001:db8::/32", "PEERWELL_SERVER_SOCKETS_PER_ADDRESS": "4"}
+    from_env = load_settings(path, {}, environ=env).server
+    assert from_env.trusted_proxies == ("192.0.2.1/32", "2001:db8::/32") and from_env.sockets_per_address == 4
+    from_flag = load_settings(path, {"server.trusted_proxies": ["172.16.0.0/12"]}, environ=env).server
+    assert from_flag.trusted_proxies == ("172.16.0.0/12",)
+    with pytest.raises(ConfigError) as refused:
+        load_settings(None, {"server.trusted_proxies": ["proxy.example.org"], "server.proxy_header": "X-Real-IP"},
+                      environ={})
+    assert len(refused.value.problems) == 2

@@ -9,6 +9,7 @@ import signal
 import time
 from pathlib import Path
 
+import aiohttp
 import numpy as np
 import pytest
 
@@ -136,9 +137,64 @@ async def test_captions_that_never_finish_do_not_hold_the_shutdown() -> None:
             await asyncio.sleep(0.05)
         assert client._ws is not None and client._ws.close_code == 1012
         late = RoomClient(running.ws_url, "stuck-room", "Late")
-        with pytest.raises(Exception, match="shutting-down"):
-            await late.join(timeout=5)  # the listener is still open here; aiohttp closes it first for real
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await late.join(timeout=5)  # still listening (until the drain ends): a new socket is refused
+        assert refused.value.status == 503
         await late.close()
     finally:
         await client.close()
         await runner.cleanup()
+
+
+async def test_sigterm_drains_while_readyz_says_503_and_a_late_join_gets_shutting_down() -> None:
+    """SIGTERM (a real one, to this process): the listener keeps answering for the whole drain. /readyz says
+    503, a new socket is refused with 503, and a `join` on a socket opened before gets `shutting-down` and a
+    close frame (1012), not a dropped connection. Only when the drain is over does the port stop answering."""
+    import os
+
+    from sfu.app import create_app
+    from sfu.config import ServerConfig
+    from sfu.lifecycle.shutdown import DrainingRunner, serve_until_signalled
+
+    app = create_app(ServerConfig(ice_hosts=("127.0.0.1",), reconnect_grace=0))
+    draining = asyncio.Event()
+
+    async def slow_captions() -> None:  # stands in for captions still being decoded
+        draining.set()
+        await asyncio.sleep(1.5)
+
+    app[SHUTDOWN_KEY].finish.append(slow_captions)
+    runner = DrainingRunner(app, shutdown_timeout=1.0)
+    await runner.setup()
+    site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    serving = asyncio.create_task(serve_until_signalled(runner))
+    await asyncio.sleep(0)  # its signal handlers are in place
+    base = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(base + "/readyz") as ready:
+            assert ready.status == 200
+        member = RoomClient(f"ws://127.0.0.1:{port}/ws", "drain", "Member")
+        await member.join()
+        early = await http.ws_connect(f"ws://127.0.0.1:{port}/ws")  # opened before SIGTERM, joins after
+        os.kill(os.getpid(), signal.SIGTERM)
+        await asyncio.wait_for(draining.wait(), 5)
+        async with http.get(base + "/readyz") as ready:
+            assert ready.status == 503 and await ready.json() == {"status": "shutting-down"}
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await http.ws_connect(f"ws://127.0.0.1:{port}/ws")
+        assert refused.value.status == 503
+        await early.send_json({"type": "join", "room": "drain", "name": "Late", "accept_agreement": True})
+        reply = await early.receive_json(timeout=5)
+        assert reply["type"] == "error" and reply["code"] == "shutting-down", reply
+        closing = await early.receive(timeout=5)
+        assert closing.type == aiohttp.WSMsgType.CLOSE and early.close_code == 1012, closing
+        async with http.get(base + "/readyz") as ready:  # still draining: still answering
+            assert ready.status == 503
+        await asyncio.wait_for(serving, 10)
+        assert signals(member, "server-shutdown")
+        with pytest.raises(aiohttp.ClientConnectionError):
+            async with http.get(base + "/readyz"):
+                pass
+    await member.close()

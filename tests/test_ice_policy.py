@@ -26,6 +26,8 @@ from sfu.contrib.client import RoomClient, encode_opus_clip, encode_vp8_clip
 from tests.support.netns import Namespace, link, require_private_namespace, udp_ports_bound, unlink
 from tests.support.serve import open_rooms_settings
 
+pytestmark = pytest.mark.topology
+
 CLIENT, SERVER, ANNOUNCED = "198.18.3.1", "198.18.3.2", "198.18.3.3"
 FIRST, LAST = 40000, 40009
 

@@ -40,7 +40,7 @@ async def test_limits_refuse_what_aiortc_would_have_built() -> None:
 
 def test_offer_rate_counts_per_address() -> None:
     now = [0.0]
-    rate = offer_limits.AddressRate(per_minute=3, clock=lambda: now[0])
+    rate = offer_limits.address_rate(per_minute=3, clock=lambda: now[0])
     assert [rate.allow("a") for _ in range(4)] == [True, True, True, False]
     assert rate.allow("b")
     now[0] += 20.0  # one offer's worth of refill

@@ -122,20 +122,21 @@ async def test_audioeval_clip_through_the_room(caption_server: RunningServer, cl
 
 
 async def test_silence_and_noise_produce_no_caption_text(caption_server: RunningServer) -> None:
-    quiet = RoomClient(caption_server.ws_url, "quiet", "Quiet", audio_frames=opus_clip(silence(30.0), 0),
+    # 12 s each: many VAD windows and partial intervals of silence and of two kinds of noise.
+    quiet = RoomClient(caption_server.ws_url, "quiet", "Quiet", audio_frames=opus_clip(silence(12.0), 0),
                        loop_audio=False)
     fan = RoomClient(caption_server.ws_url, "quiet", "Fan",
-                     audio_frames=opus_clip(np.concatenate([white_noise(15.0), pink_noise(15.0)]), 0),
+                     audio_frames=opus_clip(np.concatenate([white_noise(6.0), pink_noise(6.0)]), 0),
                      loop_audio=False)
     listener = RoomClient(caption_server.ws_url, "quiet", "Listener")
     for client in (listener, quiet, fan):
         await client.join()
-    await asyncio.sleep(32.0)
+    await asyncio.sleep(14.0)
     texts = [e["text"] for e in listener.events if e.get("type") == "caption" and e["text"].strip()]
     assert texts == [], f"captions invented from silence/noise: {texts}"
     # The audio did arrive and was decoded for captioning: this is not a silent pass.
     room = caption_server.rooms.rooms["quiet"]
-    assert all(room.participants[c.participant_id].media.publications["audio"].frames_received > 1000
+    assert all(room.participants[c.participant_id].media.publications["audio"].frames_received > 500
                for c in (quiet, fan))
     for client in (quiet, fan, listener):
         await client.leave()

@@ -45,7 +45,9 @@ async def joined(server: RunningServer, name: str, clips, **kwargs) -> RoomClien
     client = RoomClient(server.ws_url, ROOM, name, video_frames=vp8, audio_frames=opus, screen_frames=screen,
                         tag=len(name), **kwargs)
     await client.join()
-    return await channel_open(client)
+    await channel_open(client)
+    await wait_until(lambda: events(client, "share-timer"))  # the entry burst (it ends with the share trio)
+    return client
 
 
 def last(client: RoomClient, kind: str) -> dict | None:
@@ -245,6 +247,7 @@ async def test_resumed_member_gets_share_state(server: RunningServer, clips) -> 
                        resume=alice.joined["resume"], screen=True)
     await again.join()
     await channel_open(again)
+    await wait_until(lambda: events(again, "share-timer"))  # the entry burst
     assert again.participant_id == alice.participant_id
     assert last(again, "share") == {"type": "share", "participant_id": fran.participant_id}
     assert last(again, "share-allowed")["participant_ids"] == [alice.participant_id]  # kept across the resume

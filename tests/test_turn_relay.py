@@ -36,6 +36,8 @@ from tests.support.browser import CHROMIUM, TILE_STATE, chromium_args, join, new
 from tests.support.netns import Namespace, link, require_private_namespace, start_forwarder, unlink
 from tests.support.serve import open_rooms_settings
 
+pytestmark = pytest.mark.topology
+
 CLIENT, TURN_CLIENT_SIDE, TURN_SERVER_SIDE, SERVER = "198.18.1.2", "198.18.1.1", "198.18.2.1", "198.18.2.2"
 TURN_PORT, HTTP_PORT, EDGE_PORT = 3478, 8080, 8081
 CLIENT_TURN_UDP = f"turn:{TURN_CLIENT_SIDE}:{TURN_PORT}?transport=udp"

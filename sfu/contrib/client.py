@@ -294,6 +294,8 @@ class RoomClient:
     video_cap: dict | None = None  # the latest `video-cap` from the server
     signals: list[dict] = field(default_factory=list)
     errors: list[dict] = field(default_factory=list)
+    breakout: int | None = None  # the breakout room this client is in (from `moved`; None: the main room)
+    room_participants: dict[str, dict] = field(default_factory=dict)  # who is in my room now, by id
 
     def __post_init__(self) -> None:
         aiortc_adapter.install_patches()  # the same aiortc behaviour as the server's (clock, SCTP, codecs)
@@ -459,6 +461,28 @@ class RoomClient:
         assert self.channel is not None, "connect_media() first"
         self.channel.send(json.dumps(message))
 
+    # --- breakout rooms (docs/protocol.md, "Breakout rooms") ---------------------------------------
+
+    def breakouts(self) -> dict | None:
+        """The latest `breakouts` event (None: none came yet)."""
+        return next((e for e in reversed(self.events) if e.get("type") == "breakouts"), None)
+
+    def plan_breakouts(self, names: Sequence[str], mode: str = "auto") -> None:
+        self.send_channel({"type": "breakout-plan", "names": list(names), "mode": mode})
+
+    def assign_breakout(self, participant_id: str, room: int | None) -> None:
+        self.send_channel({"type": "breakout-assign", "participant_id": participant_id, "room": room})
+
+    def open_breakouts(self, seconds: int = 0) -> None:
+        self.send_channel({"type": "breakout-open", "seconds": seconds})
+
+    def join_breakout(self, room: int | None) -> None:
+        self.send_channel({"type": "breakout-join", "room": room})
+
+    def playing_in_room(self) -> set[str]:
+        """Whose media the latest server offer forwards to me."""
+        return {info["participant_id"] for info in self.tracks.values()}
+
     async def _read(self) -> None:
         assert self._ws is not None
         async for raw in self._ws:
@@ -467,6 +491,15 @@ class RoomClient:
             message = json.loads(raw.data)
             self.signals.append(message)
             kind = message.get("type")
+            if kind == "joined":
+                self.room_participants = {p["id"]: p for p in message["participants"]}
+            elif kind == "moved":  # breakout rooms: the people of the room I am in now
+                self.breakout = message["room"]
+                self.room_participants = {p["id"]: p for p in message["participants"]}
+            elif kind == "participant-joined":
+                self.room_participants[message["participant"]["id"]] = message["participant"]
+            elif kind == "participant-left":
+                self.room_participants.pop(message["participant_id"], None)
             if kind == "joined" and self._joined and not self._joined.done():
                 self._joined.set_result(message)
             elif kind == "answer" and self._answer and not self._answer.done():

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
-from sfu.limits.ratelimit import TokenBucket
+from sfu.limits.ratelimit import KeyedBuckets
 
 MAX_SDP_BYTES = 128 * 1024  # a browser's offer is 3-8 KB; an answer in a 16-person room ~50 KB (parses in ~3 ms)
 MAX_SDP_LINES = 2000
@@ -22,6 +21,9 @@ MAX_OFFER_SECTIONS = sum(MAX_SECTIONS_OF_KIND.values())
 MAX_CANDIDATES = 64  # ICE candidates in one SDP (a browser on a busy laptop offers 10-20)
 OFFERS_PER_MINUTE = 20  # per client address, counted over all its connections, refused or not
 JOINS_PER_MINUTE = 60  # per client address: each join is a participant, a peer connection and a broadcast
+# Ad-hoc rooms open at once that one client address opened (each costs a directory entry, a facilitator
+# link in the log and, with several nodes, a Redis lease); a room counts until it closes.
+ADHOC_ROOMS_PER_ADDRESS = 5
 
 
 class SdpRefused(Exception):
@@ -66,28 +68,7 @@ def section_count(sdp: str) -> int:
     return sum(1 for line in sdp.splitlines() if line.startswith("m="))
 
 
-@dataclass
-class AddressRate:
-    """Attempts per minute per client address (offers, joins): a flood of fresh connections each making
-    one attempt is refused before any of them costs real work."""
-
-    per_minute: float = OFFERS_PER_MINUTE
-    clock: Callable[[], float] = time.monotonic
-    buckets: dict[str, TokenBucket] = field(default_factory=dict)
-    max_addresses: int = 10_000
-
-    def allow(self, address: str) -> bool:
-        bucket = self.buckets.get(address)
-        if bucket is None:
-            if len(self.buckets) >= self.max_addresses:
-                self._forget_full()
-            bucket = self.buckets[address] = TokenBucket(self.per_minute / 60.0, self.per_minute, self.clock)
-        return bucket.allow()
-
-    def _forget_full(self) -> None:
-        """Drop addresses whose bucket has refilled: they carry no history worth keeping."""
-        for address in [a for a, b in self.buckets.items() if b.full()]:
-            del self.buckets[address]
-        if len(self.buckets) >= self.max_addresses:  # still full of active ones: forget the oldest
-            for address in list(self.buckets)[: self.max_addresses // 10]:
-                del self.buckets[address]
+def address_rate(per_minute: float = OFFERS_PER_MINUTE, clock: Callable[[], float] = time.monotonic) -> KeyedBuckets:
+    """Attempts per minute per client address (offers, joins): a flood of fresh connections each making one
+    attempt is refused before any of them costs real work."""
+    return KeyedBuckets(per_minute / 60.0, per_minute, clock=clock)

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
-from sfu.limits.ratelimit import TokenBucket
+from sfu.limits.ratelimit import KeyedBuckets
 
 ADDRESS_ATTEMPTS = 5  # bad secrets an address may send before it is locked out
 ADDRESS_REFILL_SECONDS = 180.0  # one more attempt per this long
@@ -21,31 +20,18 @@ ROOM_REFILL_SECONDS = 30.0
 MAX_TRACKED = 10_000
 
 
-@dataclass
 class SecretGuard:
-    clock: Callable[[], float] = time.monotonic
-    by_address: dict[str, TokenBucket] = field(default_factory=dict)
-    by_room: dict[str, TokenBucket] = field(default_factory=dict)
-
-    def _bucket(self, table: dict[str, TokenBucket], key: str, attempts: int, refill: float) -> TokenBucket:
-        bucket = table.get(key)
-        if bucket is None:
-            if len(table) >= MAX_TRACKED:
-                for stale in [k for k, b in table.items() if b.full()] or list(table)[: MAX_TRACKED // 10]:
-                    del table[stale]
-            bucket = table[key] = TokenBucket(1.0 / refill, attempts, self.clock)
-        return bucket
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.by_address = KeyedBuckets(1.0 / ADDRESS_REFILL_SECONDS, ADDRESS_ATTEMPTS, clock=clock,
+                                       max_keys=MAX_TRACKED)
+        self.by_room = KeyedBuckets(1.0 / ROOM_REFILL_SECONDS, ROOM_ATTEMPTS, clock=clock, max_keys=MAX_TRACKED)
 
     def locked_for(self, address: str, room: str) -> float | None:
         """Seconds until `address` may try a secret for `room` again, or None when it may now."""
-        waits = []
-        for table, key, refill in ((self.by_address, address, ADDRESS_REFILL_SECONDS),
-                                   (self.by_room, room, ROOM_REFILL_SECONDS)):
-            bucket = table.get(key)
-            if bucket is not None and bucket.tokens() < 1.0:
-                waits.append((1.0 - bucket.tokens()) * refill)
+        waits = [(1.0 - buckets.tokens(key)) / buckets.rate
+                 for buckets, key in ((self.by_address, address), (self.by_room, room)) if buckets.tokens(key) < 1.0]
         return max(waits) if waits else None
 
     def failed(self, address: str, room: str) -> None:
-        self._bucket(self.by_address, address, ADDRESS_ATTEMPTS, ADDRESS_REFILL_SECONDS).allow()
-        self._bucket(self.by_room, room, ROOM_ATTEMPTS, ROOM_REFILL_SECONDS).allow()
+        self.by_address.allow(address)
+        self.by_room.allow(room)

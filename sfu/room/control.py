@@ -11,6 +11,8 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from sfu import messages
+from sfu.limits.ratelimit import chat_bucket
+from sfu.room.breakouts import Breakouts
 from sfu.room.participant import Participant
 from sfu.room.room import Room
 
@@ -50,6 +52,13 @@ class RoomControl:
             return "not-joined", "you are not in the room"
         if isinstance(request, messages.FACILITATOR_ONLY) and sender.role != "facilitator":
             return "not-allowed", "only the facilitator can do that"
+        if isinstance(request, messages.BREAKOUT_REQUESTS) and room.e2ee:
+            # Members would move between rooms that hold different keys; not designed yet (docs/architecture.md).
+            return "e2ee-room", "breakout rooms are not available in an end-to-end encrypted group yet"
+        if isinstance(request, messages.BREAKOUT_REQUESTS):
+            # People move (renegotiation, observers): the work is async, and any refusal comes as a later `error`.
+            self._spawn(self._breakout(room, sender, request))
+            return None
         match request:
             case messages.SetSpokenLanguage(language=language):
                 sender.spoken_language = language
@@ -76,11 +85,11 @@ class RoomControl:
             case messages.SetAudioOnly(enabled=enabled):
                 sender.media.set_audio_only(enabled)
             case messages.Lock():
-                room.set_locked(True)
+                room.main.set_locked(True)  # joining is the main room's: a lock from a breakout locks it
             case messages.Unlock():
-                room.set_locked(False)
+                room.main.set_locked(False)
             case messages.EndSession():
-                self._spawn(self._end_session(room))
+                self._spawn(self._end_session(room.main))  # from a breakout too: the whole session ends
             case messages.DeleteChat(message_id=message_id):
                 if not room.delete_chat(message_id):
                     return "no-such-message", "that message is not in the chat any more"
@@ -112,6 +121,10 @@ class RoomControl:
                             request: messages.Struct) -> tuple[str, str] | None:
         target_id = getattr(request, "participant_id", None)
         target = room.participants.get(target_id) if isinstance(target_id, str) else None
+        if target is None and isinstance(target_id, str) and room.main.breakouts is not None:
+            found = room.locate(target_id)  # a facilitator acts on anyone in the group's rooms, wherever they are
+            if found is not None:
+                room, target = found
         if target is None:
             return "no-such-participant", "that person is not in the room"
         match request:
@@ -141,6 +154,54 @@ class RoomControl:
             case _:
                 return "invalid-message", f"unhandled request {type(request).__name__}"
         return None
+
+    async def _breakout(self, room: Room, sender: Participant, request: messages.Struct) -> None:
+        main = room.main
+        async with main.breakout_lock:  # one change at a time: a plan cannot change while people move
+            if sender.id not in room.participants:  # moved or gone while an earlier change ran
+                return
+            refusal = await self._apply_breakout(main, sender, request)
+        if refusal is not None:
+            code, text = refusal
+            sender.send_event(messages.ChannelError(code=code, message=text,
+                                                    request=str(type(request).__struct_config__.tag)))
+
+    async def _apply_breakout(self, main: Room, sender: Participant,
+                              request: messages.Struct) -> tuple[str, str] | None:
+        breakouts = main.breakouts
+        if isinstance(request, messages.PlanBreakouts):
+            names = [" ".join(name.split()) for name in request.names]
+            if not all(name and name.isprintable() for name in names):
+                return "invalid-message", "give every breakout room a name made of visible characters"
+            if breakouts is None:
+                if main.seating is None:
+                    return "not-allowed", "breakout rooms are not available on this server"
+                main.breakouts = Breakouts(main, main.seating, names, request.mode)
+                return main.breakouts.plan(names, request.mode)
+            return breakouts.plan(names, request.mode)
+        if isinstance(request, messages.BroadcastToBreakouts) and breakouts is not None:
+            if sender.chat_limit is None:  # a message to every room counts as chat
+                sender.chat_limit = chat_bucket()
+            if not sender.chat_limit.allow():
+                return "rate-limited", "you are sending messages too quickly; wait a few seconds"
+        if breakouts is None:
+            return "no-breakouts", "there are no breakout rooms; send breakout-plan first"
+        match request:
+            case messages.AssignBreakout(participant_id=participant_id, room=index):
+                return await breakouts.assign(participant_id, index)
+            case messages.JoinBreakout(room=index):
+                return await breakouts.choose(sender, index)
+            case messages.OpenBreakouts(seconds=seconds):
+                return await breakouts.open(seconds)
+            case messages.ExtendBreakouts(seconds=seconds):
+                return breakouts.extend(seconds)
+            case messages.CloseBreakouts():
+                return breakouts.close_all()
+            case messages.CancelBreakouts():
+                return breakouts.cancel()
+            case messages.BroadcastToBreakouts(text=text):
+                return breakouts.broadcast(sender, text)
+        return "invalid-message", f"unhandled request {type(request).__name__}"
 
     def _spawn(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)

@@ -7,6 +7,7 @@ session ends.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import time
@@ -18,6 +19,7 @@ import msgspec
 from sfu import messages, tally
 from sfu.limits.ratelimit import chat_bucket
 from sfu.media.publication import Publication
+from sfu.room.breakouts import Breakouts, Seating, none_state
 from sfu.room.dominant_speaker import DominantSpeaker
 from sfu.room.participant import Participant
 from sfu.room.presence import Presence
@@ -79,6 +81,14 @@ class Room:
         self.presence = Presence()
         self.share = ScreenShare(lambda: self.broadcast_event(self.share.timer_event()),
                                  min_seconds=share_timer_min_seconds)
+        # Breakout rooms (sfu/room/breakouts.py). A main room may own a Breakouts; a breakout is a Room with a
+        # parent. Groups that never open breakouts keep parent and breakouts None and behave as before.
+        self.title = group.name if group is not None else name  # what people are told the room is called
+        self.parent: Room | None = None
+        self.breakout_index: int | None = None
+        self.breakouts: Breakouts | None = None
+        self.seating: Seating | None = None  # the seats' owner, which moves people between rooms
+        self.breakout_lock = asyncio.Lock()  # breakout requests and the timer's return, one at a time
 
     def room_time(self, monotonic: float | None = None) -> float:
         """Seconds since the room opened: the clock captions and chat are stamped with."""
@@ -97,6 +107,55 @@ class Room:
     def facilitators(self) -> list[Participant]:
         return [p for p in self.participants.values() if p.role == "facilitator"]
 
+    # --- the group's rooms (a main room and its breakouts) -----------------------------------------
+
+    @property
+    def main(self) -> Room:
+        return self.parent if self.parent is not None else self
+
+    def group_rooms(self) -> list[Room]:
+        """This group's live rooms: the main room, then its open breakouts."""
+        main = self.main
+        return main.breakouts.rooms() if main.breakouts is not None else [main]
+
+    def group_facilitators(self) -> list[Participant]:
+        return [p for room in self.group_rooms() for p in room.facilitators]
+
+    def locate(self, participant_id: str) -> tuple[Room, Participant] | None:
+        """Which of the group's rooms `participant_id` is in (admitted), and who they are."""
+        for room in self.group_rooms():
+            participant = room.participants.get(participant_id)
+            if participant is not None:
+                return room, participant
+        return None
+
+    def breakout_child(self, index: int, name: str) -> Room:
+        """A breakout of this main room: a Room of its own that shares the session-wide state (removals, the
+        safety watch and what facilitators dismissed) with the main room."""
+        # Same name as the main room: it is the same session for logs, restart tickets and placement; it is not in
+        # Rooms.rooms, so a join by that name always reaches the main room, never a breakout.
+        child = Room(self.name, self.group, self.observers, None, self.crisis_resources,
+                     share_timer_min_seconds=self.share.min_seconds)
+        child.parent, child.breakout_index, child.title = self, index, name
+        child.safety = self.safety
+        child.removed_keys, child.removed_addresses, child.removed_ids = (
+            self.removed_keys, self.removed_addresses, self.removed_ids)
+        return child
+
+    def home_for(self, previous: Room) -> Room:
+        """Where someone resuming a place they held in `previous` goes: back to that breakout while it is open."""
+        if self.breakouts is not None and self.breakouts.live_child(previous):
+            return previous
+        return self
+
+    def announce_breakouts(self) -> None:
+        main = self.main
+        if main.breakouts is not None:
+            main.breakouts.announce()
+            return
+        for participant in main.participants.values():
+            participant.send_event(none_state(participant))
+
     def seat_refusal(self, role: str, *, into_lobby: bool = False) -> tuple[str, str] | None:
         """(error code, message) when someone with `role` cannot take a new seat now; None when they can.
 
@@ -104,11 +163,12 @@ class Room:
         the lobby its own LOBBY_SEATS.
         """
         assert self.group is not None
+        rooms = self.group_rooms()  # seats count over the whole group, breakouts included
         if role == "facilitator":
-            if len(self.facilitators) >= FACILITATOR_SEATS:
+            if len(self.group_facilitators()) >= FACILITATOR_SEATS:
                 return "room-full", f"this group already has {FACILITATOR_SEATS} facilitators in the room"
             return None
-        members = sum(1 for p in self.participants.values() if p.role != "facilitator")
+        members = sum(1 for room in rooms for p in room.participants.values() if p.role != "facilitator")
         if members >= self.group.max_participants:
             return "room-full", f"this group is full ({self.group.max_participants} people)"
         if into_lobby and len(self.lobby) >= LOBBY_SEATS:
@@ -117,11 +177,15 @@ class Room:
 
     # --- membership --------------------------------------------------------------------------
 
-    async def add(self, participant: Participant) -> None:
+    async def add(self, participant: Participant, *, moved: bool = False) -> None:
+        """`moved`: they come from another room of the group on the same connection; `room-entered` tells
+        their client that what follows replaces the room they left."""
         self.lobby.pop(participant.id, None)
         self.participants[participant.id] = participant
         await self.broadcast_signal(messages.ParticipantJoined(participant=participant.info()),
                                     exclude=participant.id)
+        if moved:
+            participant.send_event(messages.RoomEntered(room=self.breakout_index, name=self.title))
         participant.send_event(self._room_state())  # first: its room_time dates the chat that follows
         for caption in self.recent_captions:
             participant.send_event(self.caption_for(caption, participant))
@@ -147,6 +211,8 @@ class Room:
             observer.participant_joined(self, participant)
         self.update_video_caps()
         await self.update_lobby()
+        if self.main.breakouts is not None:  # counts changed; a newcomer learns where the breakouts stand
+            self.main.breakouts.announce()
 
     async def wait_in_lobby(self, participant: Participant) -> None:
         self.lobby[participant.id] = participant
@@ -156,16 +222,19 @@ class Room:
         await self.update_lobby()
 
     async def update_lobby(self) -> None:
+        if self.parent is not None:
+            return  # the lobby is the main room's; a breakout has none
         update = messages.LobbyUpdate(waiting=[p.info() for p in self.lobby.values()])
-        for facilitator in self.facilitators:
+        for facilitator in self.group_facilitators():
             await facilitator.send_signal(update)
 
     def participant_list(self) -> list[messages.ParticipantInfo]:
         return [p.info() for p in self.participants.values()]
 
     async def remove(self, participant: Participant, *, resuming: bool = False) -> None:
-        """`resuming`: the same person takes their place back at once (same id), so their share permission
-        and share timer stay; a share ends either way (it was on the connection that is gone)."""
+        """`resuming`: the same person takes their place back at once (same id), so their share permission,
+        share timer and raised hand stay (nobody sees a hand queue without them); a share ends either way (it
+        was on the connection that is gone)."""
         if self.lobby.get(participant.id) is participant:
             del self.lobby[participant.id]
             await participant.media.close()
@@ -173,13 +242,36 @@ class Room:
             return
         if self.participants.get(participant.id) is not participant:
             return
+        await self._let_go(participant, resuming=resuming)
+        await participant.media.close()
+        breakouts = self.main.breakouts
+        if breakouts is not None:
+            if not resuming and participant.role == "facilitator" and not self.group_facilitators():
+                breakouts.facilitators_gone()
+            if self.main.breakouts is breakouts:
+                breakouts.announce()
+
+    async def detach(self, participant: Participant) -> None:
+        """`participant` moves to another room of the group: everything of this room lets go of them, but their
+        connection stays open (nothing is forwarded to or from it here any more)."""
+        if self.participants.get(participant.id) is not participant:
+            return
+        await self._let_go(participant, resuming=False, moving=True)
+
+    async def _let_go(self, participant: Participant, *, resuming: bool, moving: bool = False) -> None:
         del self.participants[participant.id]
         self.speakers.forget(participant.id)
         self.presence.forget(participant.id)
-        if self.safety is not None and not resuming:
+        if self.safety is not None and not resuming and not moving:  # the watch is the group's: it moves along
             self.safety.forget(participant.id)
         self.update_video_caps()
         self.media_ended(participant)  # already out of self.participants: every remaining slot goes idle
+        if moving:  # the connection stays: what it received from this room stops, and its levels leave too
+            for other in self.participants.values():
+                for publication in list(other.media.publications.values()):
+                    participant.media.unsubscribe(publication)
+            for publication in participant.media.publications.values():
+                publication.on_audio_level = None
         if not resuming:
             dropped, cleared = self.share.forget(participant.id)
             if dropped:
@@ -188,15 +280,16 @@ class Room:
                 self.broadcast_event(self.share.timer_event())
         for observer in self.observers:
             observer.participant_left(self, participant)
-        if participant.id in self.hands:
+        if participant.id in self.hands and not resuming:  # a resumed member keeps their place in the queue
             self.hands.remove(participant.id)
             self.broadcast_event(self._hands_event())
         await self.broadcast_signal(messages.ParticipantLeft(participant_id=participant.id))
-        await participant.media.close()
 
     @property
     def empty(self) -> bool:
-        return not self.participants and not self.lobby
+        """Nobody in it, its lobby, or (a main room) its breakouts: then the session ends."""
+        return (not self.participants and not self.lobby
+                and (self.breakouts is None or self.breakouts.empty))
 
     def close(self) -> None:
         """Forget everything said: captions, chat, hands."""
@@ -206,7 +299,10 @@ class Room:
         self.hands.clear()
         self.presence.clear()
         self.share.close()  # cancels the share timer: nothing fires after the room is gone
-        if self.safety is not None:
+        if self.breakouts is not None:  # the session ends: the breakouts (and their timer) with it
+            self.breakouts.close()
+            self.breakouts = None
+        if self.safety is not None and self.parent is None:  # a breakout's watch is its main room's
             self.safety.close()
         for observer in self.observers:
             observer.room_closed(self)
@@ -292,7 +388,8 @@ class Room:
             participant.send_event(message)
 
     def send_to_facilitators(self, message: messages.Struct) -> None:
-        for facilitator in self.facilitators:
+        """Every facilitator of the group, in whichever of its rooms they are."""
+        for facilitator in self.group_facilitators():
             facilitator.send_event(message)
 
     def caption_for(self, caption: messages.Caption, recipient: Participant) -> messages.Caption:
@@ -317,13 +414,17 @@ class Room:
             self.safety.check(speaker.id, text, source, language)
 
     def _raise_alert(self, alert_id: str, participant_id: str, text: str, source: str, match: Match) -> None:
-        speaker = self.participants.get(participant_id)
+        # The watch is the main room's and serves its breakouts too: say which room the line was said in.
+        found = self.locate(participant_id)
+        speaker = found[1] if found is not None else None
+        where = found[0] if found is not None else self
         tally.safety_alert(source)
         self.send_to_facilitators(messages.SafetyAlert(
             alert_id=alert_id, participant_id=participant_id, name=speaker.name if speaker else "",
             text=text, source=source, category=match.category, at=round(self.room_time(), 2),
             resources=self.crisis_resources, triggers=list(match.triggers or (match.phrase,)),
-            confidence=round(match.confidence, 2), layer=match.layer))
+            confidence=round(match.confidence, 2), layer=match.layer,
+            breakout=where.breakout_index, breakout_name=where.title if where.parent is not None else None))
 
     def dismiss_alert(self, alert_id: str, facilitator: Participant) -> tuple[str, str] | None:
         if self.safety is None or not self.safety.dismiss(alert_id):
@@ -461,7 +562,7 @@ class Room:
         return None
 
     def _help_refusal(self, participant: Participant) -> tuple[str, str] | None:
-        if not self.facilitators:
+        if not self.group_facilitators():  # from a breakout, facilitators in any room of the group hear it
             return "no-facilitator", "no facilitator is in the room right now"
         if not self.presence.may_ask_for_help(participant.id):
             return "rate-limited", "your request was already sent; the facilitators will be with you soon"
@@ -476,7 +577,8 @@ class Room:
             return refusal
         self.send_to_facilitators(messages.HelpRequested(
             participant_id=participant.id, name=participant.name, text=" ".join(text.split()),
-            at=round(self.room_time(), 2)))
+            at=round(self.room_time(), 2), breakout=self.breakout_index,
+            breakout_name=self.title if self.parent is not None else None))
         return None
 
     def set_locked(self, locked: bool) -> None:

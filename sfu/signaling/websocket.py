@@ -26,13 +26,15 @@ from sfu.lifecycle.restart import RestartTickets, Ticket
 from sfu.limits import offer_limits
 from sfu.limits.browser_key import COOKIE as BROWSER_KEY_COOKIE
 from sfu.limits.browser_key import BrowserKeys
-from sfu.limits.ratelimit import message_bucket
+from sfu.limits.proxies import TrustedProxies
+from sfu.limits.ratelimit import AddressCount, message_bucket
 from sfu.limits.secret_guard import SecretGuard
 from sfu.media.media_session import SessionEvents
 from sfu.media.peer_session import NegotiationError, PeerSession
 from sfu.room.control import RoomControl
 from sfu.room.participant import Participant
 from sfu.room.room import Room, RoomObserver
+from sfu.signaling.frame_clock import FrameClock
 from sfu.signaling.socket_sender import SocketSender
 
 if TYPE_CHECKING:
@@ -84,12 +86,16 @@ class Rooms:
     accepting_joins: bool = True  # False once the server is shutting down (sfu/lifecycle/shutdown.py)
     placement: Placement | None = None  # several nodes (peerwell/cluster.py): rooms may live on another node
     restart_tickets: RestartTickets = field(init=False)  # places kept across a restart (sfu/lifecycle/restart.py)
+    sessions: set[SignalingSession] = field(default_factory=set)  # every open socket, joined or not
+    adhoc_openers: dict[str, str] = field(default_factory=dict)  # ad-hoc room -> the address that opened it
 
     def __post_init__(self) -> None:
         self.control = RoomControl(self.kick, self.end_session)
         self.restart_tickets = RestartTickets(self.config.restart_key)
-        self.offer_rate = offer_limits.AddressRate(self.config.offers_per_minute)
-        self.join_rate = offer_limits.AddressRate(self.config.joins_per_minute)
+        self.offer_rate = offer_limits.address_rate(self.config.offers_per_minute)
+        self.join_rate = offer_limits.address_rate(self.config.joins_per_minute)
+        self.sockets = AddressCount(self.config.sockets_per_address)  # open sockets per client address
+        self.proxies = TrustedProxies(self.config.trusted_proxies, self.config.proxy_header)
         self.secret_guard = SecretGuard()
         self.browser_keys = BrowserKeys()
 
@@ -109,6 +115,7 @@ class Rooms:
             room = Room(slug, group, self.observers, self.group_detectors.get(slug, self.detector),
                         self.config.groups.server.crisis_resources,
                         share_timer_min_seconds=self.config.share_timer_min_seconds)
+            room.seating = self  # breakout rooms move people through this object's seats
             self.rooms[slug] = room
             if group.adhoc:
                 logger.warning("ad-hoc room %r opened; facilitator link: %s/#room=%s&secret=%s",
@@ -116,9 +123,17 @@ class Rooms:
                                extra={"event": "facilitator-link", "room": slug})
         return room
 
+    def may_open_adhoc(self, slug: str, address: str) -> bool:
+        """Whether `address` may open ad-hoc room `slug` now: it has fewer than the cap open (rooms it opened
+        that have not closed; counted from the live rooms, so a closed room needs no bookkeeping)."""
+        if self.config.groups.get(slug) is not None or not self.config.groups.server.allow_adhoc_rooms:
+            return True  # a configured group, or a name that is refused as no-such-room anyway
+        self.adhoc_openers = {s: a for s, a in self.adhoc_openers.items() if s in self.rooms}
+        return sum(1 for a in self.adhoc_openers.values() if a == address) < self.config.adhoc_rooms_per_address
+
     def seat_for_resume(self, room: Room, token: str) -> Seat | None:
         for seat in self.seats.values():
-            if seat.room is room and secrets_match(token, seat.token):
+            if seat.room.main is room and secrets_match(token, seat.token):  # in the room or one of its breakouts
                 return seat
         return None
 
@@ -126,11 +141,11 @@ class Rooms:
         if self.seats.get(seat.participant.id) is seat:
             del self.seats[seat.participant.id]
             if self.placement is not None:  # a place given up cannot come back through a failover
-                self.placement.revoke(seat.token, seat.room.name)
+                self.placement.revoke(seat.token, seat.room.main.name)
         if seat.removal is not None:
             seat.removal.cancel()
-        room = seat.room
-        await room.remove(seat.participant, resuming=resuming)
+        await seat.room.remove(seat.participant, resuming=resuming)
+        room = seat.room.main  # leaving a breakout: the session ends when the whole group is empty
         if room.empty and self.rooms.get(room.name) is room:
             del self.rooms[room.name]
             room.close()
@@ -167,8 +182,8 @@ class Rooms:
 
     async def end_session(self, room: Room) -> None:
         room.ended = True
-        for seat in [s for s in self.seats.values() if s.room is room]:
-            await self.kick(room, seat.participant, "ended")
+        for seat in [s for s in self.seats.values() if s.room.main is room]:
+            await self.kick(seat.room, seat.participant, "ended")
         if self.rooms.get(room.name) is room:
             del self.rooms[room.name]
             room.close()
@@ -184,18 +199,42 @@ class Rooms:
         room = self.rooms.get(slug)
         if room is None:
             return
-        seats = [seat for seat in self.seats.values() if seat.room is room]
+        seats = [seat for seat in self.seats.values() if seat.room.main is room]
         for seat in seats:
             del self.seats[seat.participant.id]  # not release(): that would revoke their tickets
             seat.session.left = True
             if seat.removal is not None:
                 seat.removal.cancel()
-            await room.remove(seat.participant)
+            await seat.room.remove(seat.participant)
         if self.rooms.get(slug) is room:
             del self.rooms[slug]
             room.close()
         await asyncio.gather(*(seat.session.ws.close(code=WSCloseCode.SERVICE_RESTART, message=b"room moved")
                                for seat in seats), return_exceptions=True)
+
+    # --- breakout rooms (sfu/room/breakouts.py): the Seating they move people through -------------
+
+    @property
+    def breakout_notice_seconds(self) -> float:
+        return self.config.breakout_notice_seconds
+
+    async def move(self, participant: Participant, source: Room, target: Room) -> None:
+        """Move someone between rooms of one group on the connection they have: the seat (so resume, removal
+        and leaving find them) and their connection's events follow; the server renegotiates the forwarded
+        tracks, and their client swaps the room's people (`moved`) and its history (`room-entered`)."""
+        media = source.presence.media_of(participant.id)
+        await source.detach(participant)
+        seat = self.seats.get(participant.id)
+        if seat is not None and seat.participant is participant:
+            seat.room = target
+        participant.media.events = seat_events(self.control, target, participant)
+        await participant.send_signal(messages.Moved(room=target.breakout_index, name=target.title,
+                                                     participants=target.participant_list()))
+        await target.add(participant, moved=True)
+        if media is not None:  # what they said about their own microphone and camera holds in the new room
+            target.set_media_state(participant, media.microphone, media.camera)
+        if participant.media.ready:  # not ready yet: its first answer wires it into `target` (events above)
+            target.media_ready(participant)
 
 
 def seat_events(control: RoomControl, room: Room, participant: Participant) -> SessionEvents:
@@ -227,6 +266,8 @@ class SignalingSession:
         self.seat: Seat | None = None
         self.left = False
         self.limit = message_bucket()
+        self.close_code: tuple[int, bytes] | None = None  # the close frame this socket ends with, if not 1000
+        self._join_timer: asyncio.TimerHandle | None = None
 
     async def send(self, message: messages.Struct) -> None:
         """Queues the message for this socket's writer; never waits for the client."""
@@ -236,7 +277,32 @@ class SignalingSession:
     async def error(self, code: str, message: str) -> None:
         await self.send(messages.ErrorMessage(code=code, message=message))
 
+    def _await_join(self) -> None:
+        """(Re)start the clock for `join`: a socket that holds no seat must try one within `join_timeout`."""
+        self._cancel_join_timer()
+        if self.seat is None and not self.left:
+            self._join_timer = asyncio.get_running_loop().call_later(self.rooms.config.join_timeout,
+                                                                     self._join_timed_out)
+
+    def _cancel_join_timer(self) -> None:
+        if self._join_timer is not None:
+            self._join_timer.cancel()
+            self._join_timer = None
+
+    def _join_timed_out(self) -> None:
+        self._join_timer = None
+        if self.seat is None and not self.left:  # idle sockets must not pile up (each holds a descriptor)
+            self.close_soon(WSCloseCode.POLICY_VIOLATION, b"no join in time")
+
+    def close_soon(self, code: int, reason: bytes) -> None:
+        """Close with a close frame from outside the read loop (which then ends)."""
+        self.left = True
+        task = asyncio.ensure_future(self.ws.close(code=code, message=reason))
+        _closing_sockets.add(task)
+        task.add_done_callback(_closing_sockets.discard)
+
     async def run(self) -> None:
+        self._await_join()
         try:
             async for raw in self.ws:
                 if raw.type != WSMsgType.TEXT:
@@ -250,6 +316,8 @@ class SignalingSession:
                 except messages.InvalidMessage as exc:
                     await self.error("invalid-message", str(exc))
                     continue
+                if isinstance(message, messages.Join):
+                    self._cancel_join_timer()
                 try:
                     if isinstance(message, messages.Join) and await self.forwarded_elsewhere(message, raw.data):
                         if self.left:  # piped to the room's node until the socket closed
@@ -261,10 +329,15 @@ class SignalingSession:
                     await self.error("server-error", "the server could not handle that request")
                 if self.left:
                     break
+                if isinstance(message, messages.Join):
+                    self._await_join()  # refused: another try within the timeout, or the socket goes
         finally:
+            self._cancel_join_timer()
             await self.disconnected()
             await self.sender.drain()  # the last replies (an error, a bye) still go out
             await self.sender.close()
+            if self.close_code is not None:
+                await self.ws.close(code=self.close_code[0], message=self.close_code[1])
 
     async def forwarded_elsewhere(self, request: messages.Join, raw: str) -> bool:
         """Several nodes: if the room lives on another node, this socket is piped there until it closes
@@ -311,6 +384,9 @@ class SignalingSession:
             except JoinRefused as refused:
                 self.rooms.forget_if_empty(message.room)  # a refused join must not leave a room behind
                 await self.error(refused.code, refused.message)
+                if refused.code == "shutting-down":  # nothing more can happen here: close as the seated do
+                    self.close_code = (WSCloseCode.SERVICE_RESTART, b"server restarting")
+                    self.left = True
             return
         if self.seat is None:
             await self.error("not-joined", "send join first")
@@ -340,7 +416,8 @@ class SignalingSession:
             await self.error("negotiation-failed", str(exc))
 
     async def admission(self, room: Room, facilitator: Participant, message: messages.Admit | messages.Deny) -> None:
-        if facilitator.role != "facilitator" or facilitator.id not in room.participants:
+        room = room.main  # the lobby is the main room's; a facilitator in a breakout admits into the main room
+        if facilitator.role != "facilitator" or room.locate(facilitator.id) is None:
             await self.error("not-allowed", "only the facilitator can admit or deny people")
             return
         waiting = room.lobby.get(message.participant_id)
@@ -376,7 +453,13 @@ class SignalingSession:
         name = " ".join(request.name.split())
         if not name or not name.isprintable():
             raise JoinRefused("invalid-message", "choose a name made of visible characters")
+        opens = request.room not in self.rooms.rooms
+        if opens and not self.rooms.may_open_adhoc(request.room, self.address):
+            raise JoinRefused("rate-limited", f"your address has {self.rooms.config.adhoc_rooms_per_address} "
+                                              "rooms open already; join one of them or close one first")
         room = self.rooms.room_for_join(request.room)
+        if opens and room.group is not None and room.group.adhoc:
+            self.rooms.adhoc_openers[room.name] = self.address
         assert room.group is not None
         role = "participant"
         if request.secret is not None:
@@ -422,10 +505,11 @@ class SignalingSession:
         if resumed is not None:
             previous = resumed.participant
             participant_id = previous.id
-            hand_at = room.hands.index(previous.id) if previous.id in room.hands else None
+            held = resumed.room  # the main room, or the breakout they were in
+            hand_at = held.hands.index(previous.id) if previous.id in held.hands else None
             role = previous.role
             await self.rooms.release(resumed, resuming=True)
-            room = self.rooms.room_for_join(request.room)
+            room = self.rooms.room_for_join(request.room).home_for(held)
             if resumed.session is not self:
                 resumed.session.replaced()
         peer = self.rooms.session_class(participant_id, self.send, self.rooms.config.rtc_configuration())
@@ -438,12 +522,12 @@ class SignalingSession:
         in_lobby = room.lobby_enabled and role != "facilitator" and previous is None and ticket is None
         token = secrets.token_urlsafe(24)
         if self.rooms.placement is not None and not in_lobby:  # a failover ticket skips the lobby: members only
-            token += self.rooms.placement.failover_ticket(room.name, participant.id, role) or ""
+            token += self.rooms.placement.failover_ticket(room.main.name, participant.id, role) or ""
         self.seat = Seat(participant, room, peer, token, self)
         self.rooms.seats[participant.id] = self.seat
         await self.send(messages.Joined(
             participant_id=participant.id,
-            room=room.name,
+            room=room.main.name,
             resume=self.seat.token,
             role=role,
             ice_servers=self.rooms.config.client_ice_servers(participant.id),
@@ -451,6 +535,9 @@ class SignalingSession:
             captions=self.rooms.captions_status,
             group=group_info(room.group),
         ))
+        if room.parent is not None:  # back in their breakout: their client learns which, as after a move
+            await self.send(messages.Moved(room=room.breakout_index, name=room.title,
+                                           participants=room.participant_list()))
         if in_lobby:
             await room.wait_in_lobby(participant)
         else:
@@ -489,21 +576,37 @@ def origin_allowed(request: web.Request, allowed: tuple[str, ...]) -> bool:
 
 
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
-    if not origin_allowed(request, request.app[ROOMS_KEY].config.allowed_origins):
-        raise web.HTTPForbidden(text='{"error": "origin-not-allowed"}', content_type="application/json")
-    # Frames up to MAX_SIGNALING_FRAME are read so an oversized message gets an `error`, not a 1009 close.
-    ws = web.WebSocketResponse(heartbeat=15.0, max_msg_size=messages.MAX_SIGNALING_FRAME)
     rooms = request.app[ROOMS_KEY]
-    address, browser_key = request.remote or "", request.cookies.get(BROWSER_KEY_COOKIE)
+    if not origin_allowed(request, rooms.config.allowed_origins):
+        raise web.HTTPForbidden(text='{"error": "origin-not-allowed"}', content_type="application/json")
+    if not rooms.accepting_joins:  # draining for a shutdown: a new socket could only be told that
+        raise web.HTTPServiceUnavailable(text='{"error": "shutting-down"}', content_type="application/json",
+                                         headers={"Retry-After": "3"})
+    # Behind a reverse proxy the TCP peer is the proxy: only a trusted one may say who the client is.
+    address = rooms.proxies.client(request.remote, request.headers.getall(rooms.proxies.header, []))
+    browser_key = request.cookies.get(BROWSER_KEY_COOKIE)
     client = rooms.placement.forwarded_client(request.headers) if rooms.placement is not None else None
     if client is not None:  # forwarded by another node, which signed who the client is
         address, browser_key = client
-    await ws.prepare(request)
-    transport = request.transport
-    session = SignalingSession(rooms, ws, browser_key, address,
-                               transport.abort if transport is not None else lambda: None,
-                               forwarded=client is not None)
-    await session.run()
+    if not rooms.sockets.acquire(address):  # one address must not take the server's file descriptors
+        raise web.HTTPTooManyRequests(text='{"error": "too-many-connections"}', content_type="application/json",
+                                      headers={"Retry-After": "10"})
+    try:
+        # Frames up to MAX_SIGNALING_FRAME are read so an oversized message gets an `error`, not a 1009 close.
+        ws = web.WebSocketResponse(heartbeat=15.0, max_msg_size=messages.MAX_SIGNALING_FRAME)
+        transport = request.transport
+        abort = transport.abort if transport is not None else lambda: None
+        if transport is not None and ws.can_prepare(request).ok:  # from here on the client sends only frames
+            FrameClock.install(transport, rooms.config.frame_timeout, abort)
+        await ws.prepare(request)
+        session = SignalingSession(rooms, ws, browser_key, address, abort, forwarded=client is not None)
+        rooms.sessions.add(session)
+        try:
+            await session.run()
+        finally:
+            rooms.sessions.discard(session)
+    finally:
+        rooms.sockets.release(address)
     return ws
 
 

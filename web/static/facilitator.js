@@ -5,6 +5,7 @@
 // exists in the page. Every arrival that needs attention also raises a notice (notices.js) that is seen
 // whatever the scroll position.
 
+import { breakoutNameOf } from "./breakout.js";
 import { announce, clockTime, el } from "./dom.js";
 import { t, translatePage } from "./i18n.js";
 import { notify, setSound, soundOn } from "./notices.js";
@@ -32,6 +33,9 @@ export class FacilitatorPanel {
     this.lockButton = q("lock-room");
     this.endButton = q("end-session");
     this.dialog = q("confirm-dialog");
+    // Breakout rooms: breakout.js renders this section (only facilitators have it).
+    this.breakoutMount = el("section", { class: "breakout-tools", "aria-labelledby": "breakout-title" });
+    this.root.querySelector(".facilitator-grid").after(this.breakoutMount);
     this.waiting = [];
     this.locked = false;
     this.alertCount = 0;
@@ -223,7 +227,7 @@ export class FacilitatorPanel {
 
   // `why`: what raised a safety alert (its words, confidence, context); `alertId`: the server's id, for
   // "Not a concern" (every facilitator's copy goes when one of them marks it).
-  addAlert({ heading, quote, resources, name, at, why = null, alertId = null }) {
+  addAlert({ heading, quote, resources, name, at, why = null, alertId = null, go = null }) {
     this.alertCount += 1;
     const id = `safety-alert-${this.alertCount}`;
     const dismiss = el("button", { type: "button", class: "small secondary",
@@ -238,7 +242,8 @@ export class FacilitatorPanel {
       // The same guidance with every alert: one line until opened, so the alert itself stays in view.
       resources ? el("details", { class: "alert-resources" }, el("summary", {}, t("fac.whatToDo")),
         el("p", {}, resources)) : null,
-      el("div", { class: "alert-actions" }, dismiss, notConcern));
+      el("div", { class: "alert-actions" }, go ? el("button", { type: "button", class: "small",
+        onclick: () => this.actions.request(go.message) }, go.label) : null, dismiss, notConcern));
     if (alertId) item.dataset.alertId = alertId;
     const remove = () => {
       const hadFocus = item.contains(document.activeElement);
@@ -273,8 +278,17 @@ export class FacilitatorPanel {
     this.safetyTitle.textContent = count ? t("fac.alertsCount", { count }) : t("fac.alerts");
   }
 
+  // A breakout's name for the heading and notice, and a button to go there (null in the main room).
+  breakoutOf(message) {
+    const room = breakoutNameOf(message);
+    return room === null ? { room, go: null } : { room,
+      go: { label: t("breakout.goToName", { name: room }), message: { type: "breakout-join", room: message.breakout } } };
+  }
+
   addSafetyAlert(alert) {
-    const heading = alert.source === "chat" ? t("fac.wroteInChat") : t("fac.saidInCaptions");
+    const { room, go } = this.breakoutOf(alert);
+    const base = alert.source === "chat" ? t("fac.wroteInChat") : t("fac.saidInCaptions");
+    const heading = room === null ? base : `${base} ${t("breakout.inRoom", { name: room })}`;
     const why = [
       alert.category ? alert.category.replace(/[-_]/g, " ") : "",
       alert.triggers && alert.triggers.length ? t("fac.alertWords", { words: alert.triggers.join(", ") }) : "",
@@ -282,15 +296,19 @@ export class FacilitatorPanel {
       alert.layer === "context" ? t("fac.alertContext") : "",
     ].filter(Boolean).join(" · ");
     this.addAlert({ heading, quote: alert.text, resources: alert.resources || "", name: alert.name, at: alert.at,
-      why, alertId: alert.alert_id || null });
-    const text = t("fac.safetyNotice", { name: alert.name });
+      why, alertId: alert.alert_id || null, go });
+    const text = room === null ? t("fac.safetyNotice", { name: alert.name })
+      : `${t("fac.safetyNotice", { name: alert.name })} ${t("breakout.inRoom", { name: room })}`;
     announce(text);
     notify(text, { kind: "urgent", action: { label: t("notice.show"), run: () => this.show("safety-title") } });
   }
 
   addHelpRequest(request) {
-    this.addAlert({ heading: t("fac.asksForHelp"), quote: request.text, resources: "", name: request.name, at: request.at });
-    const text = t("fac.helpNotice", { name: request.name });
+    const { room, go } = this.breakoutOf(request);
+    const heading = room === null ? t("fac.asksForHelp") : `${t("fac.asksForHelp")} ${t("breakout.inRoom", { name: room })}`;
+    this.addAlert({ heading, quote: request.text, resources: "", name: request.name, at: request.at, go });
+    const text = room === null ? t("fac.helpNotice", { name: request.name })
+      : `${t("fac.helpNotice", { name: request.name })} ${t("breakout.inRoom", { name: room })}`;
     announce(text);
     notify(text, { kind: "urgent", action: { label: t("notice.show"), run: () => this.show("safety-title") } });
   }

@@ -4,6 +4,8 @@
 // our place) is handed in by app.js (configureRoom), so room.js and session.js never import each other.
 
 import * as bar from "./bar.js";
+import { attachCall, handleBreakoutEvent, initBreakouts, renderTools as renderBreakoutTools,
+  resetBreakouts } from "./breakout.js";
 import { CAMERA_SIZE } from "./call.js";
 import { CaptionView } from "./captions.js";
 import { ChatView } from "./chat.js";
@@ -239,6 +241,7 @@ export function enterRoom() {
   captions.setStatus(call.e2ee ? { enabled: true } : call.joined && call.joined.captions);
   renderSubtitleMenu();
   setupRole(call);
+  attachCall(call); // `moved`: the server took us to another room of the group (breakout.js)
   setupE2ee(call);
   bar.defaultPanels();
   store.update(() => {});
@@ -272,6 +275,7 @@ export function setupRole(call) {
     });
     ctx.facilitator.setLocked(store.state.locked);
     ctx.facilitator.setWaiting(store.state.waiting);
+    renderBreakoutTools();
   } else if (!facilitator && ctx.facilitator) {
     ctx.facilitator.destroy();
     ctx.facilitator = null;
@@ -287,6 +291,7 @@ export function resetRoom() {
   tiles.clear();
   captions.clear();
   chat.clear();
+  resetBreakouts();
   $("subtitle-status").textContent = "";
   ctx.subtitleLanguages = null;
   renderSubtitleMenu();
@@ -294,8 +299,28 @@ export function resetRoom() {
 
 // --- events from the data channel ---------------------------------------------------------------------
 
+// Moved to another room of the group (a breakout, or back): what we knew of the old room goes; the new
+// room's entry burst follows on the channel, and our choices (subtitles, hidden name...) are its to learn.
+function onRoomEntered() {
+  clearInterval(timerTicker);
+  timerTicker = null;
+  captions.clear();
+  chat.clear();
+  store.update((state, ui) => {
+    Object.assign(state, { hands: [], moderation: new Map(), media: new Map(), reactions: new Map(), speaking: null,
+      sharer: null, shareAllowed: [], shareTimer: null, videoDelivery: new Map() });
+    ui.pinned = null;
+    ui.unread = { chat: 0 };
+  });
+  sendPreferences();
+}
+
 export function handleEvent(event) {
+  if (handleBreakoutEvent(event)) return;
   switch (event.type) {
+    case "room-entered":
+      onRoomEntered();
+      break;
     case "caption":
       captions.show(event);
       break;
@@ -724,6 +749,8 @@ async function switchDevice(kind, deviceId) {
 
 export function initRoom() {
   bar.initBar({ share: () => toggleShare(sendControl) });
+  initBreakouts({ send: (message) => sendControl(message), facilitator: () => ctx.facilitator,
+    selfId: () => (store.state.self ? store.state.self.id : null) });
   store.subscribe(renderRoom);
   renderSubtitleMenu();
   $("hide-name").checked = ctx.hideName;
