@@ -390,7 +390,8 @@ ChannelRequest = (SetSpokenLanguage | SetSubtitleLanguage | SetCaptionNameHidden
                   | Lock | Unlock | EndSession | DeleteChat | SetMediaState | React | AskForHelp | MuteAll
                   | SetVideoViews | SetAudioOnly | StartShare | StopShare | AllowShare | StopShareOf
                   | SetShareTimer | ClearShareTimer | DismissAlert | PlanBreakouts | AssignBreakout | OpenBreakouts
-                  | ExtendBreakouts | CloseBreakouts | CancelBreakouts | BroadcastToBreakouts | JoinBreakout | SendSealed)
+                  | ExtendBreakouts | CloseBreakouts | CancelBreakouts | BroadcastToBreakouts | JoinBreakout
+                  | SendSealed)
 FACILITATOR_ONLY = (LowerHandOf, Mute, Unmute, StopVideo, AllowVideo, Remove, Lock, Unlock, EndSession, DeleteChat,
                     MuteAll, AllowShare, StopShareOf, SetShareTimer, ClearShareTimer, DismissAlert, PlanBreakouts,
                     AssignBreakout, OpenBreakouts, ExtendBreakouts, CloseBreakouts, CancelBreakouts,
