@@ -186,7 +186,14 @@ export class E2EE extends EventTarget {
 
   // Someone left or was removed: the member with the smallest id among those holding the key makes the next
   // epoch from fresh randomness and wraps it for each remaining member. The one who left gets nothing.
-  async participantLeft(id) {
+  participantLeft(id) {
+    // In line with the key messages we receive: two departures in a row make two epochs, one after the other.
+    const work = this.inbox.then(() => this.rekeyWithout(id));
+    this.inbox = work.catch(() => {});
+    return work;
+  }
+
+  async rekeyWithout(id) {
     this.peers.delete(id);
     if (!this.ready) return;
     const present = new Set(this.members());

@@ -149,6 +149,8 @@ self.onmessage = (event) => {
       break;
     case "epoch": {
       epochs.set(message.epoch, message.secret);
+      // A replaced secret for the same epoch (two rekeys at once settled on the other) drops its derived keys.
+      for (const id of [...keys.keys()]) if (id.startsWith(`${message.epoch}|`)) keys.delete(id);
       // Keep the last few epochs only: frames in flight across a change still open, old keys go.
       for (const old of [...epochs.keys()]) if (old < message.epoch - 2) epochs.delete(old);
       for (const id of [...keys.keys()]) if (!epochs.has(Number(id.split("|")[0]))) keys.delete(id);
@@ -157,7 +159,8 @@ self.onmessage = (event) => {
         sendEpoch = message.epoch;
         if (first) for (const sender of senders) {
           try {
-            sender.generateKeyFrame(); // frames were dropped until now: start receivers at a keyframe
+            // Frames were dropped until now: start receivers at a keyframe.
+            Promise.resolve(sender.generateKeyFrame()).catch(() => {});
           } catch {
             // not supported here: receivers ask for one when their decoder needs it
           }
