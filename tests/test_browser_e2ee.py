@@ -466,3 +466,27 @@ async def test_passphrase_and_refusals_before_any_media(server: RunningServer, b
     assert not [p for p in server.rooms.rooms[PLAIN].participants.values() if p.name == "Plain"] \
         if PLAIN in server.rooms.rooms else True
     assert not uncaught(alice, bob)
+
+
+async def test_newcomers_get_a_key_when_only_held_seats_remain(browser: Browser) -> None:
+    groups = GroupsConfig(server=ServerSettings(allow_adhoc_rooms=False),
+                          groups=(Group(slug=ROOM, name="Sealed circle", agreement="Be kind.", lobby=False,
+                                        facilitator_secret=SECRET, e2ee=True),))
+    runner, server = await start_server(ServerConfig(ice_hosts=("127.0.0.1",), reconnect_grace=60, groups=groups))
+    try:
+        key, _raw = room_key()
+        alice = await new_page(browser, server.http_url)
+        await join(alice, "Alice", link=link(key), mic=True, camera=False)
+        await poll(alice, SECURITY_CODE, None, bool)
+        await alice.context.close()  # a dropped connection: her seat is held for a reconnect, nobody holds the key
+        bob = await new_page(browser, server.http_url)
+        await join(bob, "Bob", link=link(key), mic=True, camera=False)
+        assert len(server.rooms.rooms[ROOM].participants) == 2
+        bob_code = await poll(bob, SECURITY_CODE, None, bool, timeout=30)
+        carol = await new_page(browser, server.http_url)
+        await join(carol, "Carol", link=link(key), mic=True, camera=False)
+        assert await poll(carol, SECURITY_CODE, None, bool, timeout=30) == bob_code
+        await poll(carol, FRAME_STATS, None, lambda s: s["opened"] > 20)
+        assert not uncaught(bob, carol)
+    finally:
+        await runner.cleanup()
