@@ -664,26 +664,6 @@ def test_bad_text_receive_path_is_checked(monkeypatch: pytest.MonkeyPatch) -> No
     assert "_data_channel_receive" in problems()
 
 
-def test_rtp_of_an_unknown_ssrc_is_routed_by_its_mid() -> None:
-    """A browser's RID simulcast announces no SSRCs, and with a screen section every video payload type has two
-    receivers: aiortc alone drops such packets; routed by mid, they reach their section's receiver."""
-    from aiortc.rtcdtlstransport import RtpRouter
-
-    router = RtpRouter()
-    camera, screen = object(), object()
-    router.register_receiver(camera, ssrcs=[], payload_types=[96, 97], mid="1")  # type: ignore[arg-type]
-    router.register_receiver(screen, ssrcs=[], payload_types=[96, 97], mid="2")  # type: ignore[arg-type]
-    packet = aiortc_rtp.RtpPacket(payload_type=96, ssrc=1234)
-    assert receive._original_route_rtp(router, packet) is None  # aiortc's own routing gives up
-    packet.extensions.mid = "2"
-    assert receive._route_rtp_by_mid(router, packet) is screen
-    packet.extensions.mid = None  # browsers stop sending the mid once the stream is known
-    assert receive._route_rtp_by_mid(router, packet) is screen
-    unknown = aiortc_rtp.RtpPacket(payload_type=111, ssrc=99)
-    unknown.extensions.mid = "1"
-    assert receive._route_rtp_by_mid(router, unknown) is None  # a payload type that section does not take
-
-
 def test_remb_to_a_publisher_is_throttled_unless_the_estimate_falls() -> None:
     class Estimator:  # aiortc's while overusing: an estimate on every packet
         class detector:

@@ -18,11 +18,6 @@
    never does (measured: stuck at ~500 kbit/s with the top layer off). Without overuse in the last
    REMB_FLOOR_QUIET_S the REMB we send is at least PUBLISHER_REMB_FLOOR_BPS; the browser's own loss-based
    control still backs off on a thin uplink, and overuse still lowers the REMB at once.
-6. Routing by MID (RFC 8843): aiortc routes an RTP packet by its SSRC, else by its payload type when exactly one
-   receiver has it, and never by the mid header extension. A browser sending RID simulcast announces no SSRCs,
-   and with a second video section (the screen) every video payload type belongs to two receivers, so its
-   camera's packets were all dropped. A packet of an unknown SSRC whose mid names a receiver that takes its
-   payload type goes to that receiver, and its SSRC is remembered (``install()``: the router's method).
 5. Rate counter: aiortc's receive-side bitrate estimator (REMB) counts bytes in a RateCounter holding one
    RateBucket object per millisecond of its 1 s window, made anew at every reset: 1,000+ objects per video
    receiver that every full garbage collection walks (18,000 of the 100,000 tracked objects of a 3-person room,
@@ -45,7 +40,6 @@ import aiortc.rate as aiortc_rate
 import aiortc.rtcrtpreceiver as aiortc_receiver
 from aiortc import RTCRtpReceiver
 from aiortc.rate import BandwidthUsage, RemoteBitrateEstimator
-from aiortc.rtcdtlstransport import RtpRouter
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from sfu.aiortc_adapter.compat import AdapterIncompatible
@@ -318,33 +312,11 @@ class CompactRateCounter(_OriginalRateCounter):
             self._origin_ms += 1
 
 
-# --- 6. routing by MID -----------------------------------------------------------------------------------------------
-
-_original_route_rtp = RtpRouter.route_rtp
-
-
-def _route_rtp_by_mid(self: RtpRouter, packet: Any) -> Any:
-    if packet.ssrc not in self.ssrc_table:
-        receiver = self.mid_table.get(packet.extensions.mid) if packet.extensions.mid is not None else None
-        if receiver is not None and receiver in self.payload_type_table.get(packet.payload_type, ()):
-            self.ssrc_table[packet.ssrc] = receiver
-            return receiver
-    return _original_route_rtp(self, packet)
-
-
-def _routing_problems() -> list[str]:
-    names = set(RtpRouter.register_receiver.__code__.co_names) | set(_original_route_rtp.__code__.co_names)
-    return [f"aiortc's RtpRouter no longer keeps {name}" for name in ("mid_table", "ssrc_table", "payload_type_table")
-            if name not in names]
-
-
 # --- install and check ----------------------------------------------------------------------------------------------
 
 def install() -> None:
-    """Tapped receivers get no decoder thread; the bitrate estimator's RateCounter keeps its buckets in arrays;
-    RTP of an unknown SSRC is routed by its mid."""
+    """Tapped receivers get no decoder thread; the bitrate estimator's RateCounter keeps its buckets in arrays."""
     aiortc_receiver.threading = _ReceiverThreading  # type: ignore[assignment]
-    RtpRouter.route_rtp = _route_rtp_by_mid  # type: ignore[method-assign]
     aiortc_rate.RateCounter = CompactRateCounter  # type: ignore[misc]
 
 
@@ -356,8 +328,7 @@ def problems() -> list[str]:
             found.append(f"RTCRtpReceiver no longer sets {attr}")
     if not callable(getattr(RTCRtpReceiver, "_send_rtcp_pli", None)):
         found.append("RTCRtpReceiver._send_rtcp_pli is gone")
-    return (found + _decoder_thread_problems() + _simulcast_problems() + _remb_problems() + _rate_counter_problems()
-            + _routing_problems())
+    return found + _decoder_thread_problems() + _simulcast_problems() + _remb_problems() + _rate_counter_problems()
 
 
 def _decoder_thread_problems() -> list[str]:
