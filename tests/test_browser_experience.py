@@ -278,6 +278,10 @@ async def test_captions_stay_readable_at_the_largest_size(server: RunningServer,
     assert await reader.evaluate("() => document.getElementById('captions-live').scrollTop") == 0
     await reader.click("#captions-jump")
     newest = await poll(reader, IN_VIEWPORT, '#captions-live [data-segment-id="s30"]', lambda b: b and b["inside"], 5)
+    # Speech the server could not caption in time says so (docs/protocol.md `skipped`).
+    await reader.evaluate(EMIT, {**caption(31), "text": "we were all going", "skipped": 3.4})
+    marked = await reader.text_content('#captions-live [data-segment-id="s31"] .text')
+    assert marked == "we were all going [captions skipped 3 s]", marked
 
     # Captions under the speaker's tile (display option) do not move the chat either. In the room the display
     # settings are in the bar's "More" menu.

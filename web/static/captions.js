@@ -86,15 +86,20 @@ export class CaptionView {
         oldest.remove();
       }
     }
+    // Speech the server could not caption in time (docs/protocol.md, `skipped`): readers know words are missing.
+    const skipped = caption.final && caption.skipped > 0
+      ? t("captions.skipped", { seconds: Math.max(1, Math.round(caption.skipped)) }) : "";
+    const text = [caption.text, skipped].filter(Boolean).join(" ");
     item.querySelector(".speaker").textContent = `${caption.speaker_name}: `;
-    item.querySelector(".text").textContent = caption.text;
+    item.querySelector(".text").textContent = text;
     item.classList.toggle("partial", !caption.final);
     item.classList.toggle("final", caption.final);
+    item.classList.toggle("skipped", Boolean(skipped));
     if (caption.final) {
       this.finals.set(caption.segment_id, caption);
       const entry = line("li", caption);
       entry.querySelector(".speaker").textContent = `${caption.speaker_name}: `;
-      entry.querySelector(".text").textContent = caption.text;
+      entry.querySelector(".text").textContent = text;
       this.history.append(entry);
       this.applySubtitle(caption.segment_id);
     }
