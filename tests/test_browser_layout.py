@@ -46,6 +46,8 @@ SIZES = [
     ("small-phone", (360, 640), True, 0.15),
     ("laptop", (1280, 720), False, 0.08),
     ("desktop", (1920, 1080), False, 0.08),
+    # A 1280x720 laptop at browser zoom 200%: half the CSS pixels each way (the compact layout).
+    ("laptop-zoom-200", (640, 360), False, 0.08),
 ]
 
 EMIT = "(event) => window.peerwell.call.emit('event', event)"
