@@ -24,16 +24,14 @@ const ctx = store.session;
 
 // "#room=SLUG" opens a group; "#room=SLUG&secret=..." is a facilitator link. The secret is taken out of
 // the address bar at once and only ever sent in the join message (and kept in this tab, see session.js).
-// "&key=..." is an end-to-end encrypted room's key: a fragment never reaches any server; it is taken out of
-// the address bar too and only ever used in this browser (e2ee/).
 function readFragment() {
   const raw = location.hash.slice(1);
   if (!raw) return null;
-  if (!raw.includes("=")) return { room: decodeURIComponent(raw), secret: null, key: null };
+  if (!raw.includes("=")) return { room: decodeURIComponent(raw), secret: null };
   const params = new URLSearchParams(raw);
   const room = params.get("room");
   if (!room) return null;
-  return { room, secret: params.get("secret") || null, key: params.get("key") || null };
+  return { room, secret: params.get("secret") || null };
 }
 
 function fillInterfaceLanguages() {
@@ -81,7 +79,7 @@ async function init() {
   chat.updateCounter(); // built before the catalogs arrived
 
   const link = readFragment();
-  if (link && (link.secret || link.key)) {
+  if (link && link.secret) {
     ctx.link = link;
     history.replaceState(null, "", `#room=${encodeURIComponent(link.room)}`);
   }
