@@ -30,6 +30,8 @@ from translate.service import TranslationService
 from translate.subtitle import Subtitle
 
 logger = logging.getLogger(__name__)
+E2EE_NO_SUBTITLES = ("Subtitles are not available in an end-to-end encrypted room: translation runs on the "
+                     "server, and the server cannot read the captions.")
 
 
 class SpeechTap:
@@ -96,7 +98,7 @@ class CaptionsObserver:
     # --- RoomObserver ------------------------------------------------------------------------
 
     def audio_published(self, room: Room, participant: Participant, publication: Publication) -> None:
-        if self.transcriber is None:
+        if self.transcriber is None or room.e2ee:  # an E2EE room's audio is ciphertext: never transcribed here
             return
         state = self._state(room)
         old = state.speakers.pop(participant.id, None)
@@ -110,6 +112,8 @@ class CaptionsObserver:
         state.speakers[participant.id] = SpeechTap(room, publication, stream, participant.id)
 
     def participant_joined(self, room: Room, participant: Participant) -> None:
+        if room.e2ee:
+            return  # no subtitles to offer: the server never has the text
         state = self._state(room)
         if state.router is not None:
             participant.send_event(messages.SubtitleLanguages(languages=state.router.reachable_targets()))
@@ -123,6 +127,11 @@ class CaptionsObserver:
             state.router.remove_listener(participant.id)
 
     def channel_request(self, room: Room, participant: Participant, request: msgspec.Struct) -> None:
+        if room.e2ee:
+            if isinstance(request, messages.SetSubtitleLanguage) and request.language is not None:
+                participant.send_event(messages.SubtitleStatus(
+                    language=request.language, available=False, message=E2EE_NO_SUBTITLES))
+            return
         state = self._state(room)
         if isinstance(request, messages.SetSpokenLanguage):
             speaker = state.speakers.get(participant.id)

@@ -47,12 +47,22 @@ SECURITY_HEADERS = {
 }
 
 
+# The one script that compiles WebAssembly: the speech worker of end-to-end encrypted rooms (onnxruntime-web runs
+# Moonshine in the browser). A dedicated worker gets the policy of its own response, so the page keeps
+# script-src 'self' and only this worker may instantiate WebAssembly.
+WASM_WORKER = "/static/e2ee/asr_worker.js"
+WASM_WORKER_CSP = SECURITY_HEADERS["Content-Security-Policy"].replace(
+    "script-src 'self';", "script-src 'self' 'wasm-unsafe-eval';")
+
+
 @web.middleware
 async def security_headers(request: web.Request, handler):  # type: ignore[no-untyped-def]
     try:
         response = await handler(request)
     except web.HTTPException as exc:
         response = exc
+    if request.path == WASM_WORKER:
+        response.headers.setdefault("Content-Security-Policy", WASM_WORKER_CSP)
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
     if isinstance(response, web.HTTPException) and response.status >= 400:

@@ -109,6 +109,7 @@ class GroupInfo(msgspec.Struct):
     lobby: bool
     max_participants: int
     agreement: str
+    e2ee: bool = False  # end-to-end encrypted room: media, captions and chat are sealed in the browsers
 
 
 class Joined(Struct, tag="joined"):
@@ -319,6 +320,22 @@ class DismissAlert(Struct, tag="dismiss-alert"):
     alert_id: Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
 
 
+# End-to-end encrypted rooms (docs/protocol.md "End-to-end encrypted rooms"): the browsers seal captions, chat
+# and key messages; the server relays the bytes with the same ordering, history and limits as plain ones.
+SEALED_PAYLOAD_MAX = 12000
+SealedPayload = Annotated[str, msgspec.Meta(min_length=16, max_length=SEALED_PAYLOAD_MAX, pattern=r"^[A-Za-z0-9_-]+$")]
+SealedKind = Literal["caption", "chat", "key", "help"]
+
+
+class SendSealed(Struct, tag="sealed"):
+    """Opaque bytes for the room (base64url): a caption (partial or final), a chat line, a key message, or an
+    "I need help" text for the facilitators only."""
+
+    kind: SealedKind
+    payload: SealedPayload
+    final: bool = False  # captions: a final is kept for late joiners; partials are only relayed
+
+
 # --- breakout rooms (docs/protocol.md, "Breakout rooms"; sfu/room/breakouts.py) ---------------------
 BREAKOUT_MIN_ROOMS, BREAKOUT_MAX_ROOMS = 2, 20
 BREAKOUT_NOTICE_S = 60  # everyone's warning before the rooms close (ServerConfig.breakout_notice_seconds)
@@ -373,7 +390,8 @@ ChannelRequest = (SetSpokenLanguage | SetSubtitleLanguage | SetCaptionNameHidden
                   | Lock | Unlock | EndSession | DeleteChat | SetMediaState | React | AskForHelp | MuteAll
                   | SetVideoViews | SetAudioOnly | StartShare | StopShare | AllowShare | StopShareOf
                   | SetShareTimer | ClearShareTimer | DismissAlert | PlanBreakouts | AssignBreakout | OpenBreakouts
-                  | ExtendBreakouts | CloseBreakouts | CancelBreakouts | BroadcastToBreakouts | JoinBreakout)
+                  | ExtendBreakouts | CloseBreakouts | CancelBreakouts | BroadcastToBreakouts | JoinBreakout
+                  | SendSealed)
 FACILITATOR_ONLY = (LowerHandOf, Mute, Unmute, StopVideo, AllowVideo, Remove, Lock, Unlock, EndSession, DeleteChat,
                     MuteAll, AllowShare, StopShareOf, SetShareTimer, ClearShareTimer, DismissAlert, PlanBreakouts,
                     AssignBreakout, OpenBreakouts, ExtendBreakouts, CloseBreakouts, CancelBreakouts,
@@ -417,6 +435,17 @@ class ChatMessage(Struct, tag="chat"):
     name: str
     text: str
     at: float
+
+
+class Sealed(Struct, tag="sealed"):
+    """A sealed caption, chat line or key message as the server relays it: it never reads `payload`."""
+
+    kind: str
+    participant_id: str  # the sender; "" for others when a caption's speaker hid their name (facilitators excepted)
+    payload: str
+    final: bool
+    message_id: str  # chat: the id `delete-chat` takes; "" otherwise
+    at: float  # room time when relayed
 
 
 class ChatDeleted(Struct, tag="chat-deleted"):

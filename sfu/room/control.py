@@ -52,6 +52,9 @@ class RoomControl:
             return "not-joined", "you are not in the room"
         if isinstance(request, messages.FACILITATOR_ONLY) and sender.role != "facilitator":
             return "not-allowed", "only the facilitator can do that"
+        if isinstance(request, messages.BREAKOUT_REQUESTS) and room.e2ee:
+            # Members would move between rooms that hold different keys; not designed yet (docs/architecture.md).
+            return "e2ee-room", "breakout rooms are not available in an end-to-end encrypted group yet"
         if isinstance(request, messages.BREAKOUT_REQUESTS):
             # People move (renegotiation, observers): the work is async, and any refusal comes as a later `error`.
             self._spawn(self._breakout(room, sender, request))
@@ -108,6 +111,8 @@ class RoomControl:
                 room.stop_share(sender.id)
             case messages.ClearShareTimer():
                 room.clear_share_timer()
+            case messages.SendSealed():
+                return room.relay_sealed(sender, request)
             case _:
                 return self._act_on_participant(room, sender, request)
         return None

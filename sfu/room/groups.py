@@ -7,6 +7,7 @@ Schema::
                                       # unconfigured slug (see GroupsConfig.adhoc_group)
     crisis_resources = "..."          # default: DEFAULT_CRISIS_RESOURCES; shown to facilitators with a
                                       # safety alert. Replace it with services for your area.
+    adhoc_e2ee = false                # default false: true makes every ad-hoc room end-to-end encrypted
 
     [[group]]                         # zero or more; with none, allow_adhoc_rooms must be true
     slug = "evening-anxiety"          # required; URL id: 1-40 chars of a-z 0-9 and "-", no "-" at either end
@@ -18,6 +19,9 @@ Schema::
     max_participants = 12             # optional; integer 2..50, default 12
     language = "en"                   # optional; default caption language, ISO 639 code, default "en"
     lobby = true                      # optional; default true: the facilitator admits people
+    e2ee = false                      # optional; default false: end-to-end encrypted media, captions and chat
+                                      # (docs/architecture.md "End-to-end encrypted rooms"); the key travels
+                                      # in the link's fragment or a passphrase, never to this server
     safety_phrases = "phrases.toml"   # optional; the group's own crisis phrases in either language, added to
                                       # the built-in ones (format: safety/README.md); relative to this file
     facilitator_secret = "..."        # optional; at least 16 characters, no spaces. When absent one
@@ -130,7 +134,7 @@ lobby = true
 '''
 
 _TOP_KEYS = frozenset({"server", "group"})
-_SERVER_KEYS = frozenset({"allow_adhoc_rooms", "crisis_resources"})
+_SERVER_KEYS = frozenset({"allow_adhoc_rooms", "crisis_resources", "adhoc_e2ee"})
 _REQUIRED = ("slug", "name", "agreement")
 # field -> maximum length (texts) for the optional/required string fields
 _TEXT_LIMITS = {
@@ -142,7 +146,7 @@ _TEXT_LIMITS = {
     "schedule": 200,
 }
 _GROUP_KEYS = frozenset({*_TEXT_LIMITS, "max_participants", "language", "lobby", "facilitator_secret",
-                         "safety_phrases"})
+                         "safety_phrases", "e2ee"})
 
 
 class GroupsConfigError(ValueError):
@@ -174,6 +178,7 @@ def valid_slug(slug: str) -> bool:
 class ServerSettings:
     allow_adhoc_rooms: bool = True
     crisis_resources: str = DEFAULT_CRISIS_RESOURCES
+    adhoc_e2ee: bool = False  # every ad-hoc room is end-to-end encrypted
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +197,7 @@ class Group:
     secret_generated: bool = False
     adhoc: bool = False
     safety_phrases: str = ""  # the group's own crisis phrases (a phrase file, safety/README.md), added to the built-in
+    e2ee: bool = False  # end-to-end encrypted: the server forwards and relays what it cannot read
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,7 +228,8 @@ class GroupsConfig:
         if slug in self:
             raise GroupsConfigError(f"room {slug!r} is configured, use get()", path=self.source, field="slug")
         return Group(
-            slug=slug, name=slug, agreement=DEFAULT_AGREEMENT, lobby=False, secret_generated=True, adhoc=True
+            slug=slug, name=slug, agreement=DEFAULT_AGREEMENT, lobby=False, secret_generated=True, adhoc=True,
+            e2ee=self.server.adhoc_e2ee,
         )
 
     @classmethod
@@ -288,7 +295,11 @@ def _parse(data: dict[str, Any], path: Path | None) -> GroupsConfig:
             group="[server]",
             field="crisis_resources",
         )
-    server = ServerSettings(allow_adhoc_rooms=adhoc, crisis_resources=resources.strip())
+    adhoc_e2ee = server_data.get("adhoc_e2ee", False)
+    if not isinstance(adhoc_e2ee, bool):
+        raise GroupsConfigError(f"must be true or false, got {_type_name(adhoc_e2ee)}", path=path,
+                                group="[server]", field="adhoc_e2ee")
+    server = ServerSettings(allow_adhoc_rooms=adhoc, crisis_resources=resources.strip(), adhoc_e2ee=adhoc_e2ee)
 
     raw_groups = data.get("group", [])
     if not isinstance(raw_groups, list):
@@ -389,6 +400,10 @@ def _parse_group(raw: object, index: int, path: Path | None) -> Group:
             "(or leave it out to have one generated at start)",
         )
 
+    e2ee = raw.get("e2ee", False)
+    if not isinstance(e2ee, bool):
+        raise fail("e2ee", f"must be true or false, got {_type_name(e2ee)}")
+
     phrases = raw.get("safety_phrases", "")
     if not isinstance(phrases, str):
         raise fail("safety_phrases", f"must be a path to a phrase file, got {_type_name(phrases)}")
@@ -413,6 +428,7 @@ def _parse_group(raw: object, index: int, path: Path | None) -> Group:
         facilitator_secret=secret,
         secret_generated=generated,
         safety_phrases=phrases,
+        e2ee=e2ee,
     )
 
 

@@ -73,7 +73,8 @@ class Room:
         self.removed_ids: set[str] = set()
         self.hands: list[str] = []
         self.recent_captions: deque[messages.Caption] = deque(maxlen=RECENT_FINALS)
-        self.chat: deque[messages.ChatMessage] = deque(maxlen=RECENT_CHAT)
+        self.chat: deque[messages.ChatMessage | messages.Sealed] = deque(maxlen=RECENT_CHAT)
+        self.sealed_captions: deque[messages.Sealed] = deque(maxlen=RECENT_FINALS)  # E2EE rooms' finals
         self._chat_ids = itertools.count(1)
         self.speakers = DominantSpeaker()
         self.video_quality = VideoQuality()
@@ -92,6 +93,11 @@ class Room:
     def room_time(self, monotonic: float | None = None) -> float:
         """Seconds since the room opened: the clock captions and chat are stamped with."""
         return (time.monotonic() if monotonic is None else monotonic) - self.started_at
+
+    @property
+    def e2ee(self) -> bool:
+        """End-to-end encrypted: media, captions and chat are sealed in the browsers; the server only relays."""
+        return bool(self.group and self.group.e2ee)
 
     @property
     def lobby_enabled(self) -> bool:
@@ -183,6 +189,8 @@ class Room:
         participant.send_event(self._room_state())  # first: its room_time dates the chat that follows
         for caption in self.recent_captions:
             participant.send_event(self.caption_for(caption, participant))
+        for sealed in self.sealed_captions:
+            participant.send_event(self.sealed_for(sealed, participant))
         for chat in self.chat:
             participant.send_event(chat)
         for other in self.participants.values():
@@ -286,6 +294,7 @@ class Room:
     def close(self) -> None:
         """Forget everything said: captions, chat, hands."""
         self.recent_captions.clear()
+        self.sealed_captions.clear()
         self.chat.clear()
         self.hands.clear()
         self.presence.clear()
@@ -427,6 +436,8 @@ class Room:
 
     def post_chat(self, sender: Participant, text: str) -> tuple[str, str] | None:
         """Returns an error (code, message), or None when the message went out."""
+        if self.e2ee:  # plain text must never reach the server of an encrypted room
+            return "e2ee-room", "this room is end-to-end encrypted: chat goes sealed (`sealed`)"
         text = text.strip()
         if not text:
             return "invalid-message", "a chat message needs some text"
@@ -440,6 +451,53 @@ class Room:
         self.broadcast_event(message)
         self.check_safety(sender, text, "chat", None)
         return None
+
+    # --- end-to-end encrypted rooms: opaque relay ---------------------------------------------------
+
+    def relay_sealed(self, sender: Participant, request: messages.SendSealed) -> tuple[str, str] | None:
+        """Relay a sealed caption, chat line or key message to the room without reading it.
+
+        Same rules as the plain ones: chat has the chat limit and the chat history (and `delete-chat`); final
+        captions are kept for late joiners; a hidden speaker's id goes only to themselves and facilitators.
+        """
+        if not self.e2ee:
+            return "not-e2ee", "this room is not end-to-end encrypted; send plain messages"
+        if request.kind == "help":  # as ask-for-help: facilitators only, its own limit, never kept
+            refusal = self._help_refusal(sender)
+            if refusal is not None:
+                return refusal
+            self.send_to_facilitators(messages.Sealed(kind="help", participant_id=sender.id, payload=request.payload,
+                                                      final=False, message_id="", at=round(self.room_time(), 2)))
+            return None
+        message_id = ""
+        if request.kind == "chat":
+            if sender.chat_limit is None:
+                sender.chat_limit = chat_bucket()
+            if not sender.chat_limit.allow():
+                return "rate-limited", "you are sending messages too quickly; wait a few seconds"
+            message_id = f"m{next(self._chat_ids)}"
+        sealed = messages.Sealed(kind=request.kind, participant_id=sender.id, payload=request.payload,
+                                 final=request.final and request.kind == "caption", message_id=message_id,
+                                 at=round(self.room_time(), 2))
+        if request.kind == "chat":
+            self.chat.append(sealed)
+        elif sealed.final:
+            self.sealed_captions.append(sealed)
+        for participant in self.participants.values():
+            if request.kind == "key" and participant is sender:
+                continue  # key messages are for the others
+            participant.send_event(self.sealed_for(sealed, participant))
+        return None
+
+    def sealed_for(self, sealed: messages.Sealed, recipient: Participant) -> messages.Sealed:
+        """A hidden speaker's captions name nobody, as caption_for does; facilitators keep the id so the phrase
+        layer running in their browser can say whose line raised an alert (the server does the same today)."""
+        if sealed.kind != "caption" or recipient.role == "facilitator" or recipient.id == sealed.participant_id:
+            return sealed
+        speaker = self.participants.get(sealed.participant_id)
+        if speaker is not None and speaker.caption_name_hidden:
+            return msgspec.structs.replace(sealed, participant_id="")
+        return sealed
 
     def delete_chat(self, message_id: str) -> bool:
         for message in self.chat:
@@ -503,12 +561,20 @@ class Room:
         self.broadcast_event(messages.ReactionShown(participant_id=participant.id, reaction=reaction))
         return None
 
-    def ask_for_help(self, participant: Participant, text: str) -> tuple[str, str] | None:
-        """A private request to the facilitators only. Returns (error code, message), or None when it went out."""
+    def _help_refusal(self, participant: Participant) -> tuple[str, str] | None:
         if not self.group_facilitators():  # from a breakout, facilitators in any room of the group hear it
             return "no-facilitator", "no facilitator is in the room right now"
         if not self.presence.may_ask_for_help(participant.id):
             return "rate-limited", "your request was already sent; the facilitators will be with you soon"
+        return None
+
+    def ask_for_help(self, participant: Participant, text: str) -> tuple[str, str] | None:
+        """A private request to the facilitators only. Returns (error code, message), or None when it went out."""
+        if self.e2ee and text.strip():  # words for the facilitators go sealed in an encrypted room
+            return "e2ee-room", "this room is end-to-end encrypted: the words of a help request go sealed (`sealed`)"
+        refusal = self._help_refusal(participant)
+        if refusal is not None:
+            return refusal
         self.send_to_facilitators(messages.HelpRequested(
             participant_id=participant.id, name=participant.name, text=" ".join(text.split()),
             at=round(self.room_time(), 2), breakout=self.breakout_index,

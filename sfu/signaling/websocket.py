@@ -54,7 +54,7 @@ def group_info(group: Group) -> messages.GroupInfo:
     return messages.GroupInfo(
         slug=group.slug, name=group.name, topic=group.topic, description=group.description,
         schedule=group.schedule, language=group.language, lobby=group.lobby,
-        max_participants=group.max_participants, agreement=group.agreement)
+        max_participants=group.max_participants, agreement=group.agreement, e2ee=group.e2ee)
 
 
 @dataclass

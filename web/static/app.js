@@ -24,14 +24,16 @@ const ctx = store.session;
 
 // "#room=SLUG" opens a group; "#room=SLUG&secret=..." is a facilitator link. The secret is taken out of
 // the address bar at once and only ever sent in the join message (and kept in this tab, see session.js).
+// "&key=..." is an end-to-end encrypted room's key: a fragment never reaches any server; it is taken out of
+// the address bar too and only ever used in this browser (e2ee/).
 function readFragment() {
   const raw = location.hash.slice(1);
   if (!raw) return null;
-  if (!raw.includes("=")) return { room: decodeURIComponent(raw), secret: null };
+  if (!raw.includes("=")) return { room: decodeURIComponent(raw), secret: null, key: null };
   const params = new URLSearchParams(raw);
   const room = params.get("room");
   if (!room) return null;
-  return { room, secret: params.get("secret") || null };
+  return { room, secret: params.get("secret") || null, key: params.get("key") || null };
 }
 
 function fillInterfaceLanguages() {
@@ -79,7 +81,7 @@ async function init() {
   chat.updateCounter(); // built before the catalogs arrived
 
   const link = readFragment();
-  if (link && link.secret) {
+  if (link && (link.secret || link.key)) {
     ctx.link = link;
     history.replaceState(null, "", `#room=${encodeURIComponent(link.room)}`);
   }

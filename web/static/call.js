@@ -4,6 +4,8 @@
 // second, trackless video transceiver for a screen share (docs/protocol.md): sharing later is a
 // replaceTrack and a `start-share`, never a renegotiation.
 
+import { E2EE, e2eeSupported } from "./e2ee/session.js";
+import { secretFromLink } from "./e2ee/keys.js";
 import { Signaling, signalingUrl } from "./signaling.js";
 
 const GATHER_TIMEOUT_MS = 3000;
@@ -78,9 +80,10 @@ export class JoinError extends Error {
 }
 
 export class Call extends EventTarget {
-  constructor({ room, name, language, secret, resume, localStream }) {
+  constructor({ room, name, language, secret, resume, roomKey, localStream }) {
     super();
-    this.request = { room, name, language, secret, resume };
+    this.request = { room, name, language, secret, resume, roomKey };
+    this.e2ee = null; // an end-to-end encrypted room's keys and frame worker (e2ee/session.js)
     this.localStream = localStream;
     this.signaling = new Signaling(signalingUrl());
     this.pc = null;
@@ -169,6 +172,8 @@ export class Call extends EventTarget {
       case "participant-left": {
         const left = this.participants.get(message.participant_id);
         this.participants.delete(message.participant_id);
+        // Someone left or was removed: the next epoch's key is made without them (e2ee/session.js).
+        if (this.e2ee) this.e2ee.participantLeft(message.participant_id).catch((e) => console.warn("peerwell: rekey", e));
         this.emit("participant-left", left || { id: message.participant_id });
         this.emit("participants");
         break;
@@ -210,7 +215,33 @@ export class Call extends EventTarget {
     for (const p of list) this.participants.set(p.id, p);
   }
 
+  // An end-to-end encrypted room needs script transforms and the room's key; a key for a room that is not
+  // encrypted means the link promised something the room does not do. Either way: leave before any media.
+  e2eeRefusal(message) {
+    const encrypted = Boolean(message.group && message.group.e2ee);
+    if (!encrypted) return this.request.roomKey ? "e2ee-not-encrypted" : null;
+    if (!e2eeSupported()) return "e2ee-unsupported";
+    if (!secretFromLink(this.request.roomKey || "")) return "e2ee-no-key";
+    return null;
+  }
+
   onJoined(message) {
+    const refusal = this.e2eeRefusal(message);
+    if (refusal) {
+      this.ended = true;
+      this.signaling.send({ type: "leave" });
+      this.signaling.close();
+      if (this.pendingJoin) this.pendingJoin.reject(new JoinError(refusal, refusal));
+      this.pendingJoin = null;
+      return;
+    }
+    if (message.group && message.group.e2ee && !this.e2ee) {
+      this.e2ee = new E2EE({
+        room: this.request.room, secret: secretFromLink(this.request.roomKey),
+        send: (kind, payload, final = false) => this.sendControl({ type: "sealed", kind, payload, final }),
+      });
+      this.e2ee.addEventListener("change", () => this.emit("e2ee"));
+    }
     this.joined = message;
     this.participantId = message.participant_id;
     this.resumeToken = message.resume;
@@ -238,8 +269,16 @@ export class Call extends EventTarget {
       this.signaling.send({ type: "offer", sdp: this.pc.localDescription.sdp });
       return;
     }
+    if (this.e2ee && !this.e2ee.selfId) {
+      // Alone in the room: the first epoch comes from the room secret; otherwise a member hands us the current one.
+      const others = () => [...this.participants.keys()].filter((id) => id !== this.participantId);
+      await this.e2ee.start(this.participantId, others, others().length === 0);
+    }
     this.pc = new RTCPeerConnection({ iceServers: this.joined.ice_servers, bundlePolicy: "max-bundle" });
-    this.pc.addEventListener("track", () => this.emit("tracks"));
+    this.pc.addEventListener("track", (event) => {
+      if (this.e2ee) this.e2ee.attachReceiver(event.transceiver); // every frame we receive is opened first
+      this.emit("tracks");
+    });
     this.pc.addEventListener("connectionstatechange", () => {
       if (this.pc && this.pc.connectionState === "failed") this.fail("media connection failed");
     });
@@ -249,9 +288,11 @@ export class Call extends EventTarget {
       if (kind === "video") init.sendEncodings = SIMULCAST_LAYERS.map((layer) => ({ ...layer }));
       const transceiver = this.pc.addTransceiver(track || kind, init);
       this.senders[kind] = transceiver.sender;
+      if (this.e2ee) this.e2ee.attachSender(transceiver.sender, kind, kind === "audio" ? "audio" : "camera");
     }
     // The screen: one layer (no simulcast), no track until the person shares.
     this.senders.screen = this.offersScreen ? this.pc.addTransceiver("video", { direction: "sendonly" }).sender : null;
+    if (this.e2ee && this.senders.screen) this.e2ee.attachSender(this.senders.screen, "video", "screen");
     this.channel = this.pc.createDataChannel("peerwell");
     this.channel.addEventListener("message", (event) => {
       let data;
@@ -261,9 +302,14 @@ export class Call extends EventTarget {
         return;
       }
       if (data && data.type === "video-cap") this.setVideoCap(data);
+      if (data && data.type === "sealed" && data.kind === "key") {
+        if (this.e2ee) this.e2ee.receive(data);
+        return;
+      }
       if (data && typeof data.type === "string") this.emit("event", data);
     });
     this.channel.addEventListener("open", () => {
+      if (this.e2ee) this.e2ee.channelOpen(); // our key first: the others hand us the room's
       this.emit("channel-open"); // preferences first, then anything asked for meanwhile
       this.flushOutbox();
     });
@@ -276,6 +322,7 @@ export class Call extends EventTarget {
 
   async onServerOffer(message) {
     this.tracks = message.tracks;
+    if (this.e2ee) this.e2ee.setTracks(message.tracks); // whose key opens which transceiver's frames
     await this.pc.setRemoteDescription({ type: "offer", sdp: message.sdp });
     await this.pc.setLocalDescription(await this.pc.createAnswer());
     this.signaling.send({ type: "answer", sdp: this.pc.localDescription.sdp });
@@ -388,6 +435,7 @@ export class Call extends EventTarget {
   close() {
     this.signaling.close();
     if (this.pc) this.pc.close();
+    if (this.e2ee) this.e2ee.close(); // the keys go with the call
   }
 
   emit(type, detail) {

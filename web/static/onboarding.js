@@ -5,6 +5,8 @@
 import { $, el, setText } from "./dom.js";
 import { currentLanguage, setGroupLanguage, t } from "./i18n.js";
 import { LANGUAGES, languageName, languageOption } from "./languages.js";
+import { e2eeSupported } from "./e2ee/session.js";
+import { b64url, newRoomKey, secretFromLink, secretFromPassphrase } from "./e2ee/keys.js";
 import { joinErrorText, joinRoom, openLocalMedia } from "./session.js";
 import { showView } from "./views.js";
 import { store } from "./store.js";
@@ -37,6 +39,7 @@ function groupCard(group) {
   fact(t("directory.language"), languageName(group.language));
   if (group.max_participants) fact(t("directory.size"), t("directory.upTo", { count: group.max_participants }));
   fact(t("directory.lobby"), group.lobby ? t("directory.lobbyYes") : t("directory.lobbyNo"));
+  if (group.e2ee) fact(t("directory.e2ee"), t("directory.e2eeYes"));
   const choose = el("button", { type: "button", class: "choose-group", dataset: { slug: group.slug } },
     t("directory.join"), el("span", { class: "visually-hidden" }, ` ${group.name}`));
   choose.addEventListener("click", () => chooseGroup(group.slug, group));
@@ -83,7 +86,7 @@ export async function chooseGroup(slug, known = null, { fromAdhoc = false } = {}
       group = result.body;
     } else if (result.status === 404 && ctx.directory && ctx.directory.adhoc) {
       // Nobody is in that room yet: joining opens it with the server's settings for rooms opened by name.
-      group = { ...ctx.directory.adhoc, slug, name: slug };
+      group = { ...ctx.directory.adhoc, slug, name: slug, fresh: true };
     } else if (result.status === 404) {
       setText(errorBox, fromAdhoc ? t("directory.noSuchRoom") : t("directory.noSuchGroup"));
       if (fromAdhoc) $("room-input").focus();
@@ -163,7 +166,52 @@ function onAgree() {
     $("secret-input").value = "";
   }
   setText($("join-error"), "");
+  renderE2eeField(group);
   showView("details", { title: t("details.title", { name: group.name }) });
+}
+
+// --- end-to-end encrypted groups ------------------------------------------------------------------
+
+function linkKey(group) {
+  return ctx.link && ctx.link.room === group.slug && secretFromLink(ctx.link.key || "") ? ctx.link.key : null;
+}
+
+// An encrypted group says so on the join form and, without a key in the link, asks for the passphrase.
+// Built here (index.html has no place for it) and removed for any other group.
+function renderE2eeField(group) {
+  const old = $("e2ee-field");
+  if (old) old.remove();
+  if (!group.e2ee) return;
+  const field = el("div", { id: "e2ee-field", class: "field e2ee-field" },
+    el("p", { class: "e2ee-note" }, t("e2ee.note")));
+  if (!e2eeSupported()) {
+    field.append(el("p", { class: "error" }, t("joinError.e2ee-unsupported")));
+  } else if (!linkKey(group)) {
+    field.append(
+      el("label", { for: "e2ee-passphrase" }, t("e2ee.passphrase")),
+      el("input", { id: "e2ee-passphrase", type: "password", autocomplete: "off", spellcheck: "false",
+        maxlength: "200", "aria-describedby": "e2ee-passphrase-help" }),
+      el("p", { id: "e2ee-passphrase-help", class: "help" },
+        group.fresh ? `${t("e2ee.passphraseHelp")} ${t("e2ee.freshHelp")}` : t("e2ee.passphraseHelp")));
+  } else {
+    field.append(el("p", { class: "help" }, t("e2ee.linkKey")));
+  }
+  $("join-error").before(field);
+}
+
+// The room key for an encrypted group (base64url), or a JoinError-like refusal before anything is opened.
+async function roomKeyFor(group) {
+  // A link with a key promises encryption: refuse a room that does not encrypt before anything is said there.
+  const promised = ctx.link && ctx.link.room === group.slug && ctx.link.key;
+  if (!group.e2ee) return promised ? { refusal: "e2ee-not-encrypted" } : { key: null };
+  if (!e2eeSupported()) return { refusal: "e2ee-unsupported" };
+  const fromLink = linkKey(group);
+  if (fromLink) return { key: fromLink };
+  const input = $("e2ee-passphrase");
+  const passphrase = input ? input.value : "";
+  if (passphrase) return { key: b64url(await secretFromPassphrase(passphrase, group.slug)) };
+  if (group.fresh) return { key: newRoomKey(), fresh: true }; // a new room: a new random key, shared by its link
+  return { refusal: "e2ee-no-key" };
 }
 
 export function backToDirectory() {
@@ -271,9 +319,19 @@ async function onJoin(event) {
   const secret = $("secret-input").value.trim() || null;
   ctx.secretFor = secret ? ctx.group.slug : null;
   const devices = { audio: $("mic-device").value || null, video: $("camera-device").value || null };
+  // Encrypted group: no key (or no script transforms) is refused here, before any device or the server is touched.
+  if (ctx.group.e2ee) setText($("join-error"), t("e2ee.deriving"));
+  const e2ee = await roomKeyFor(ctx.group);
+  if (e2ee.refusal) {
+    setText($("join-error"), joinErrorText({ code: e2ee.refusal }));
+    button.disabled = false;
+    button.textContent = t("details.join");
+    return;
+  }
+  setText($("join-error"), "");
   const request = {
     room: ctx.group.slug, name, language: $("spoken-language").value || null, secret,
-    mic: $("join-mic").checked, camera: $("join-camera").checked, devices,
+    mic: $("join-mic").checked, camera: $("join-camera").checked, devices, roomKey: e2ee.key,
   };
   // The checked preview stream becomes the call's media (same devices); otherwise open them now.
   let stream = null;

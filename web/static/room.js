@@ -20,6 +20,8 @@ import { Stage } from "./stage.js";
 import { moderationOf, store } from "./store.js";
 import { REACTIONS, Tiles } from "./tiles.js";
 import { VideoViews } from "./video_views.js";
+import { LocalCaptions } from "./e2ee/captioner.js";
+import { PhraseMatcher } from "./e2ee/phrases.js";
 import { banner, currentView, showView } from "./views.js";
 
 const REACTION_SHOWN_MS = 4000;
@@ -42,7 +44,7 @@ export const captions = new CaptionView({
 });
 export const chat = new ChatView({
   list: $("chat-list"), form: $("chat-form"), input: $("chat-input"), counter: $("chat-counter"),
-  error: $("chat-error"), send: (message) => sendControl(message),
+  error: $("chat-error"), send: (message) => (e2eeOn() ? sendSealed("chat", { text: message.text }) : sendControl(message)),
 });
 
 function togglePin(key) {
@@ -55,6 +57,156 @@ function togglePin(key) {
 export function timeOf(roomTime) {
   const started = store.state.roomStartedAt;
   return started !== null && typeof roomTime === "number" ? new Date(started + roomTime * 1000) : new Date();
+}
+
+// --- end-to-end encrypted rooms (e2ee/): sealed chat and captions, local captions, the security code -----
+
+function e2eeOn() {
+  return Boolean(ctx.call && ctx.call.e2ee);
+}
+
+let lastSealed = null;
+
+// Seal and send a chat line or caption; true when it could be queued (the channel may still be opening).
+function sendSealed(kind, value, final = false) {
+  const call = ctx.call;
+  if (!call || !call.e2ee || !call.e2ee.ready) {
+    banner(t("e2ee.waitingKey"));
+    return false;
+  }
+  if (kind === "chat" || kind === "help") lastSealed = kind;
+  call.e2ee.sealData(kind, value).then((payload) => {
+    if (payload && ctx.call === call) call.sendControl({ type: "sealed", kind, payload, final });
+  });
+  return true;
+}
+
+const HIDDEN_NAME_KEY = "captions.hiddenName";
+const localCaptions = new LocalCaptions({
+  onCaption: (caption) => {
+    // The speaker's own browser decides what is said about them: no name when they chose to hide it.
+    const self = store.state.self;
+    // Muted (by themselves or a facilitator): nothing of what they say is captioned, as on the server.
+    if (!self || !store.state.local.micOn || moderationOf(store.state, self.id).muted) return;
+    // The captioner's clock (seconds since it started) to room time, as the server stamps plain captions.
+    const startedAt = store.state.roomStartedAt;
+    const shift = startedAt === null ? 0 : (Date.now() - startedAt) / 1000 - (performance.now() - localCaptions.startedAt) / 1000;
+    const value = { ...caption, start: round2(caption.start + shift), end: round2(caption.end + shift), language: "en" };
+    if (!ctx.hideName && store.state.self) value.name = store.state.self.name;
+    sendSealed("caption", value, caption.final);
+  },
+  onStatus: () => renderE2eeStatus(),
+});
+const round2 = (n) => Math.round(n * 100) / 100;
+let phrases = null; // facilitators in an encrypted room: the crisis phrase layer, run here
+let localAlerts = 0;
+
+// A relayed sealed caption or chat line, opened in order; key messages never get here (call.js).
+function onSealed(event) {
+  const call = ctx.call;
+  if (!call || !call.e2ee) return;
+  call.e2ee.receive(event).then((value) => {
+    if (!value || ctx.call !== call) return;
+    const sender = typeof event.participant_id === "string" ? event.participant_id : "";
+    const person = sender ? store.state.people.get(sender) : null;
+    if (event.kind === "chat" && typeof value.text === "string") {
+      const name = person ? person.name : String(value.name || "");
+      chat.add({ message_id: event.message_id, participant_id: sender, name, text: value.text, at: event.at });
+      bar.noteChat();
+      checkPhrases(sender, name, value.text, "chat", null, event.at);
+    } else if (event.kind === "help" && typeof value.text === "string") {
+      if (ctx.facilitator) ctx.facilitator.addHelpRequest({ participant_id: sender, name: person ? person.name : "",
+        text: value.text.replace(/\s+/g, " ").trim(), at: event.at });
+      store.update(() => {});
+    } else if (event.kind === "caption" && typeof value.text === "string" && typeof value.segment_id === "string") {
+      const named = typeof value.name === "string" && value.name;
+      const caption = {
+        segment_id: value.segment_id, speaker_id: named ? sender : "",
+        speaker_name: named ? (person ? person.name : value.name) : t(HIDDEN_NAME_KEY), text: value.text,
+        final: Boolean(event.final && value.final), start: Number(value.start) || 0, end: Number(value.end) || 0,
+        language: typeof value.language === "string" ? value.language : "en",
+      };
+      captions.show(caption);
+      if (caption.final) checkPhrases(sender, person ? person.name : "", caption.text, "caption", caption.language, event.at);
+    }
+  });
+}
+
+// The phrase layer of the crisis detector (safety/), in a facilitator's browser: the server cannot read
+// captions or chat here, so it raises nothing; its learned model is off in an encrypted room.
+function checkPhrases(participantId, name, text, source, language, at) {
+  if (!ctx.facilitator || !phrases || !participantId || participantId === (store.state.self && store.state.self.id)) return;
+  const match = phrases.check(participantId, text, language, source);
+  if (!match) return;
+  localAlerts += 1;
+  const alertId = `local-${localAlerts}`;
+  phrases.raisedAs(alertId, match);
+  ctx.facilitator.addSafetyAlert({
+    alert_id: alertId, participant_id: participantId, name, text, source, category: match.category,
+    at, resources: t("e2ee.safetyNote"), triggers: match.triggers, confidence: match.confidence, layer: match.layer,
+  });
+  store.update(() => {});
+}
+
+async function setupE2ee(call) {
+  if (!call.e2ee || call.e2eeWired) return;
+  call.e2eeWired = true;
+  call.addEventListener("e2ee", () => renderE2eeStatus());
+  if (call.role === "facilitator" && !phrases) {
+    phrases = new PhraseMatcher();
+    phrases.load().catch(() => {
+      phrases = null;
+      banner(t("e2ee.phrasesFailed"));
+    });
+  }
+  if (store.state.local.hasMic && ctx.localStream) localCaptions.start(ctx.localStream);
+  if (window.peerwell) window.peerwell.localCaptions = localCaptions; // diagnostics, tests and bench.e2ee
+  renderE2eeStatus();
+}
+
+function inviteLink() {
+  const call = ctx.call;
+  if (!call || !call.request.roomKey) return "";
+  return `${location.origin}${location.pathname}#room=${encodeURIComponent(call.request.room)}&key=${call.request.roomKey}`;
+}
+
+// "End-to-end encrypted" with the security code everyone compares, and the invite link (it holds the key).
+function renderE2eeStatus() {
+  let box = $("e2ee-status");
+  const call = ctx.call;
+  if (!call || !call.e2ee) {
+    if (box) box.remove();
+    return;
+  }
+  if (!box) {
+    // Compact in the room's head: the code in the summary, the rest one click away.
+    box = el("details", { id: "e2ee-status", class: "e2ee-status" },
+      el("summary", {}, el("span", { id: "e2ee-title" }), " · ", el("span", { id: "e2ee-code", class: "e2ee-code" })),
+      el("p", { id: "e2ee-help", class: "help" }),
+      el("p", { id: "e2ee-captions", class: "help" }),
+      el("p", { id: "e2ee-safety", class: "help", hidden: true }),
+      el("button", { type: "button", id: "e2ee-copy", class: "small secondary" }, t("e2ee.copyLink")));
+    $("room-title").after(box);
+    $("e2ee-copy").addEventListener("click", async () => {
+      try {
+        await navigator.clipboard.writeText(inviteLink());
+        announce(t("e2ee.copied"));
+        notify(t("e2ee.copied"), { kind: "info" });
+      } catch {
+        banner(t("e2ee.copyFailed", { link: inviteLink() }));
+      }
+    });
+  }
+  $("e2ee-title").textContent = t("e2ee.title");
+  const code = call.e2ee.ready ? call.e2ee.fingerprint : "";
+  $("e2ee-code").textContent = code ? t("e2ee.code", { code }) : t("e2ee.waitingKey");
+  $("e2ee-code").dataset.code = code;
+  $("e2ee-code").dataset.epoch = call.e2ee.ready ? String(call.e2ee.epoch) : "";
+  $("e2ee-help").textContent = code ? t("e2ee.codeHelp") : "";
+  $("e2ee-captions").textContent = localCaptions.statusText(t);
+  // Facilitators: where the crisis alerts come from here, and that the server's learned model is off.
+  setText($("e2ee-safety"), call.role === "facilitator" ? t("e2ee.safetyNote") : "");
+  $("e2ee-copy").textContent = t("e2ee.copyLink");
 }
 
 export function sendControl(message) {
@@ -70,7 +222,7 @@ function sendMediaState() {
 
 export function sendPreferences() {
   if (!ctx.call) return;
-  if (ctx.subtitleLanguage) ctx.call.sendControl({ type: "set-subtitle-language", language: ctx.subtitleLanguage });
+  if (ctx.subtitleLanguage && !e2eeOn()) ctx.call.sendControl({ type: "set-subtitle-language", language: ctx.subtitleLanguage });
   if (ctx.hideName) ctx.call.sendControl({ type: "set-caption-name-hidden", hidden: true });
   if (store.state.audioOnly) ctx.call.sendControl({ type: "set-audio-only", enabled: true });
   videoViews.resend();
@@ -85,10 +237,12 @@ export function enterRoom() {
   const group = call.group || ctx.group || { name: call.request.room };
   ctx.group = ctx.group || group;
   $("room-title").textContent = group.name || call.request.room;
-  captions.setStatus(call.joined && call.joined.captions);
+  // An encrypted room's captions are made in each speaker's browser (e2ee/captioner.js), never on the server.
+  captions.setStatus(call.e2ee ? { enabled: true } : call.joined && call.joined.captions);
   renderSubtitleMenu();
   setupRole(call);
   attachCall(call); // `moved`: the server took us to another room of the group (breakout.js)
+  setupE2ee(call);
   bar.defaultPanels();
   store.update(() => {});
   history.replaceState(null, "", `#room=${encodeURIComponent(call.request.room)}`);
@@ -107,7 +261,15 @@ export function setupRole(call) {
     ctx.facilitator = new FacilitatorPanel($("facilitator-mount"), {
       admit: (id) => ctx.call && ctx.call.admit(id),
       deny: (id) => ctx.call && ctx.call.deny(id),
-      request: (message) => sendControl(message),
+      request: (message) => {
+        // An alert raised in this browser (encrypted room) is dismissed here; the server never saw it.
+        if (message.type === "dismiss-alert" && String(message.alert_id).startsWith("local-")) {
+          if (ctx.facilitator) ctx.facilitator.alertDismissed({ alert_id: message.alert_id, by: store.state.self.name });
+          if (phrases) phrases.dismiss(message.alert_id);
+          return true;
+        }
+        return sendControl(message);
+      },
       reveal: () => bar.openPanel("facilitator", { focus: false }),
       timeOf,
     });
@@ -122,6 +284,8 @@ export function setupRole(call) {
 }
 
 export function resetRoom() {
+  localCaptions.stop();
+  renderE2eeStatus();
   clearInterval(timerTicker);
   timerTicker = null;
   tiles.clear();
@@ -159,6 +323,9 @@ export function handleEvent(event) {
       break;
     case "caption":
       captions.show(event);
+      break;
+    case "sealed":
+      onSealed(event);
       break;
     case "subtitle":
       captions.showSubtitle(event);
@@ -229,8 +396,9 @@ export function handleEvent(event) {
       store.update(() => {});
       break;
     case "error":
-      if (event.request === "chat") chat.showError(event.message);
-      else if (event.request === "ask-for-help") setText($("help-status"), event.message);
+      // A refused `sealed` is about what we sealed last that can be refused: a chat line or a help request.
+      if (event.request === "chat" || (event.request === "sealed" && lastSealed !== "help")) chat.showError(event.message);
+      else if (event.request === "ask-for-help" || event.request === "sealed") setText($("help-status"), event.message);
       else if (event.request === "start-share") onShareError(event.code);
       else banner(event.message);
       break;
@@ -332,6 +500,7 @@ function onHands(queue) {
 export function renderRoom(state, ui) {
   bar.render(state, ui);
   if (!ctx.call || !state.self) return;
+  if (ctx.call.e2ee) renderE2eeStatus(); // also relabels it after a change of interface language
   const remote = ctx.call.remoteTracks();
   const localVideo = ctx.localStream ? ctx.localStream.getVideoTracks()[0] || null : null;
   const localScreen = ctx.screenStream ? ctx.screenStream.getVideoTracks()[0] || null : null;
@@ -500,10 +669,19 @@ export function renderSubtitleMenu() {
   // Say why when there is nothing to choose: the server offers subtitles only for installed translations.
   const none = ctx.subtitleLanguages !== null && ctx.subtitleLanguages.length === 0 && !ctx.subtitleLanguage;
   const unknown = ctx.subtitleLanguages === null && !ctx.subtitleLanguage;
+  if (e2eeOn()) { // translation runs on the server, which cannot read an encrypted room's captions
+    select.replaceChildren(languageOption("", t("subtitles.none")));
+    select.value = "";
+    select.disabled = true;
+    setText($("subtitle-why"), t("subtitles.e2ee"));
+    return;
+  }
+  select.disabled = false;
   setText($("subtitle-why"), none ? t("subtitles.noneInstalled") : unknown && ctx.call ? t("subtitles.notOffered") : "");
 }
 
 function onSubtitleLanguage() {
+  if (e2eeOn()) return;
   const value = $("subtitle-language").value || null;
   ctx.subtitleLanguage = value;
   setPref("subtitleLanguage", value);
@@ -550,6 +728,10 @@ async function switchDevice(kind, deviceId) {
     }
     ctx.localStream.addTrack(track);
     await ctx.call.replaceLocalTrack(kind, track);
+    if (kind === "audio" && e2eeOn()) { // captions made here follow the new microphone
+      localCaptions.stop();
+      localCaptions.start(ctx.localStream);
+    }
     ctx.request.devices = { ...(ctx.request.devices || {}), [kind]: deviceId };
     store.update((state) => {
       if (kind === "audio") state.local = { ...state.local, hasMic: true, micOn: true };
@@ -641,7 +823,9 @@ export function initRoom() {
   $("help-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const text = $("help-text").value.trim();
-    if (sendControl({ type: "ask-for-help", text })) {
+    // Encrypted room: the words go sealed to the facilitators; a request without words goes as in any room.
+    const sent = e2eeOn() && text ? sendSealed("help", { text }) : sendControl({ type: "ask-for-help", text });
+    if (sent) {
       $("help-text").value = "";
       setText($("help-status"), t("help.sent"));
       notify(t("help.sent"), { kind: "info" });
