@@ -127,6 +127,13 @@ async def test_metrics_move_and_logs_keep_nothing_personal(server: Server, tmp_p
             while sum(e.get("type") == "chat" for e in speaker.events) < 2:
                 assert time.monotonic() < deadline, speaker.events
                 await asyncio.sleep(0.1)
+            # A newcomer while video flows: the server asks the publisher for a keyframe for them (counted).
+            late = RoomClient(ws, "obs-room", "Late")
+            await late.join()
+            while late.count_from(speaker.participant_id, "video") < 5:
+                assert time.monotonic() < deadline + 20, "the newcomer got no video"
+                await asyncio.sleep(0.1)
+            await late.leave()
             after = await scrape(http, server)
         finally:
             await speaker.leave()
