@@ -297,6 +297,7 @@ class ServerProcess:
             [sys.executable, "-m", "bench.churn", "--serve", "--grace", str(grace)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.url = ""
+        self.children: list[subprocess.Popen[bytes]] = []  # the churners, killed whatever happens
 
     async def start(self) -> None:
         self.url = (await self._read())["url"]
@@ -341,7 +342,17 @@ async def run(cycles: int, steady_count: int, grace: float, settle: float,
     try:
         return await measure(server, cycles, steady_count, grace, settle, freeze_heap)
     finally:
+        kill_all(server.children)  # also when cancelled mid-cycle: threads waiting on them return
         await server.stop()
+
+
+CHILD_JOIN_TIMEOUT_S = 60.0
+
+
+def kill_all(children: list[subprocess.Popen[bytes]]) -> None:
+    for process in children:
+        if process.poll() is None:
+            process.kill()
 
 
 async def measure(server: ServerProcess, cycles: int, steady_count: int, grace: float,
@@ -386,7 +397,7 @@ async def measure(server: ServerProcess, cycles: int, steady_count: int, grace: 
 
     count_offers()
     offers = 0
-    children: list[subprocess.Popen[bytes]] = []
+    children = server.children
     join_started: dict[int, float] = {}
     after_20: dict[str, object] = {}
     churn_start = time.perf_counter()
@@ -410,8 +421,12 @@ async def measure(server: ServerProcess, cycles: int, steady_count: int, grace: 
         os.setpriority(os.PRIO_PROCESS, process.pid, CHURNER_NICENESS)
         children.append(process)
         assert process.stdout is not None
-        line = await asyncio.to_thread(process.stdout.readline)
+        try:
+            line = await asyncio.wait_for(asyncio.to_thread(process.stdout.readline), CHILD_JOIN_TIMEOUT_S)
+        except TimeoutError:
+            line = b""
         if not line.startswith(b"ready"):
+            kill_all(children)  # the thread reading its output returns, so the caller's loop can close
             raise RuntimeError("a churn child did not join")
         join_started[tag] = float(line.split()[1])
         if kind == "killed":
@@ -456,9 +471,7 @@ async def measure(server: ServerProcess, cycles: int, steady_count: int, grace: 
     ticker.cancel()
     for client in steady:
         await client.leave()
-    for process in children:
-        if process.poll() is None:
-            process.kill()
+    kill_all(children)
     if end["traceback_examples"]:
         print("tracebacks:", ", ".join(end["traceback_examples"]))
     return {

@@ -17,12 +17,9 @@ forwarding figures are taken with it running, and its own CPU is reported apart.
 The server runs in its own process so its CPU is measured alone; listeners count what arrives without
 decoding it. Reported: delivered fraction of video and audio frames (received / sent x listeners), added
 video latency (trailer-stamped frames), CPU cores of the forwarding process and of the transcription
-worker, server CPU microseconds per RTP packet delivered to a listener (forwarding process), the floor to compare it
-with (SRTP-protect and send one packet in a tight Python loop, measured in the same run: `floor_us_per_packet`,
-`us_per_packet_vs_floor`), and the final captions one listener received. Listeners receive at packet level
-(no depayloading, no frame assembly: RoomClient `packet_level`), so the load generators cost little.
-`--baseline` runs the same room through aiortc's MediaRelay (decode once, encode per subscriber) in the same
-run: cpu_ratio = its CPU per delivered video frame / ours. Loopback only.
+worker, server CPU microseconds per RTP packet delivered to a listener (forwarding process), and the final
+captions one listener received. `--baseline` runs the same room through aiortc's MediaRelay (decode once, encode
+per subscriber) in the same run: cpu_ratio = its CPU per delivered video frame / ours. Loopback only.
 """
 
 from __future__ import annotations
@@ -177,8 +174,7 @@ async def generate(url: str, tags: list[int], participants: int, scenario: str, 
     clients: list[RoomClient] = []
     for tag in tags:
         talking = None if scenario == "all-talk" else (lambda tag=tag: speaker_now() == tag)
-        client = RoomClient(url, "bench", f"p{tag}", vp8, opus, tag=tag, keep_frames=False, packet_level=True,
-                            on_frame=on_frame,
+        client = RoomClient(url, "bench", f"p{tag}", vp8, opus, tag=tag, keep_frames=False, on_frame=on_frame,
                             talking=talking, silence_frame=silence, video_variants=variants,
                             on_event=on_event if count_captions and tag == 0 else None)
         clients.append(client)
@@ -312,47 +308,6 @@ async def run(mode: str, scenario: str, participants: int, captions: bool, warmu
         stop_all(generators, server)
 
 
-FLOOR_PAYLOADS = (1100, 100)  # bytes: a video packet, then an audio one, in turn
-
-
-def measure_floor(packets: int = 20_000) -> float:
-    """What this machine needs, in CPU microseconds, to SRTP-protect one RTP packet and send it on a loopback UDP
-    socket in a tight Python loop, with the libraries the server uses (pylibsrtp with aiortc's preferred
-    profile, the socket module): the least a Python forwarder can spend per packet. The receiving socket is
-    drained between bursts, outside the timed part, so no packet meets a full buffer."""
-    import os
-    import socket
-    import struct
-
-    from aiortc.rtcdtlstransport import SRTP_PROFILES
-    from pylibsrtp import Policy, Session
-
-    profile = SRTP_PROFILES[0]
-    key = os.urandom(profile.key_length + profile.salt_length)
-    session = Session(Policy(key=key, ssrc_type=Policy.SSRC_ANY_OUTBOUND, srtp_profile=profile.libsrtp_profile))
-    header = struct.Struct("!BBHII")
-    payloads = [os.urandom(size) for size in FLOOR_PAYLOADS]
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver, \
-            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
-        receiver.bind(("127.0.0.1", 0))
-        receiver.setblocking(False)
-        address = receiver.getsockname()
-        spent, burst, seq = 0.0, 100, 0
-        for _ in range(packets // burst):
-            started = time.process_time()
-            for _ in range(burst):
-                packet = header.pack(0x80, 96, seq & 0xFFFF, seq * 3000 & 0xFFFFFFFF, 0x1234) + payloads[seq & 1]
-                sender.sendto(session.protect(packet), address)
-                seq += 1
-            spent += time.process_time() - started
-            try:
-                while receiver.recv(2048):
-                    pass
-            except BlockingIOError:
-                pass
-    return spent / seq * 1e6
-
-
 def fmt(value: float | None, spec: str = ".1f") -> str:
     return "-" if value is None else format(value, spec)
 
@@ -419,7 +374,6 @@ def main() -> None:
             runs.append(asyncio.run(run("baseline", args.scenario, n, captions, args.warmup, args.window, clips,
                                         args.client_processes)))
     ours = runs[0]
-    floor = measure_floor()
 
     def per_frame(r: RunResult) -> float:
         return r.cpu_seconds / max(r.video_received, 1)
@@ -445,8 +399,6 @@ def main() -> None:
              if value < 0.99]
     if short:
         print(f"!!! DELIVERED BELOW 99%: {', '.join(short)} — this room does not fit !!!")
-    print(f"floor (SRTP-protect and sendto one packet, tight Python loop): {floor:.1f} us; "
-          f"us_per_packet / floor: {ours.us_per_packet / floor:.2f}")
     if cpu_ratio is not None:
         print(f"cpu_ratio (MediaRelay CPU per delivered video frame / ours): {cpu_ratio:.1f}")
     figures: dict[str, object] = {
@@ -459,8 +411,6 @@ def main() -> None:
         "latency_p95_ms": round(ours.percentile(0.95), 2) if ours.latencies_ms else None,  # type: ignore[arg-type]
         "cpu_cores": round(ours.cpu_cores, 3),
         "us_per_packet": round(ours.us_per_packet, 1),
-        "floor_us_per_packet": round(floor, 2),
-        "us_per_packet_vs_floor": round(ours.us_per_packet / floor, 2),
         "caption_cpu_cores": round(ours.caption_cpu_cores, 3),
         "captions_final": ours.captions_final,
     }

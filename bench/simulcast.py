@@ -35,7 +35,6 @@ from bench.sfu import (
     fmt,
     free_port,
     latencies_ms,
-    measure_floor,
     open_window,
     read_reports,
     stop_all,
@@ -92,7 +91,7 @@ async def generate(url: str, tags: list[int], participants: int, mode: str, t0: 
     for tag in tags:
         video = {"simulcast": layers} if mode == "simulcast" else {"video_frames": layers[-1].frames,
                                                                       "fps": layers[-1].fps}
-        client = RoomClient(url, "bench", f"p{tag}", audio_frames=opus, tag=tag, keep_frames=False, packet_level=True,
+        client = RoomClient(url, "bench", f"p{tag}", audio_frames=opus, tag=tag, keep_frames=False,
                             on_frame=on_frame_for(tag), talking=lambda tag=tag: speaker_now() == tag,
                             silence_frame=silence, **video)
         clients.append(client)
@@ -215,7 +214,6 @@ def main(participants: int, warmup: float, window: float, client_processes: int)
         simulcast = asyncio.run(run("simulcast", participants, warmup, window, clips, client_processes))
         single = asyncio.run(run("single", participants, warmup, window, clips, client_processes))
     ratio = simulcast.cpu_seconds / max(single.cpu_seconds, 1e-9)
-    floor = measure_floor()
     print(f"SFU benchmark: simulcast, {participants} participants; VP8 layers "
           + ", ".join(f"{v.height}p{v.fps:.0f} {v.bitrate_bps / 1000:.0f} kbps" for v in layers)
           + f" (single-layer: the {layers[-1].height}p layer only) + Opus (one speaker at a time, the rest DTX); "
@@ -228,8 +226,6 @@ def main(participants: int, warmup: float, window: float, client_processes: int)
               f"{r.packets_received:>10}{r.us_per_packet:>11.1f}{fmt(r.percentile(0.5)):>12}"
               f"{fmt(r.percentile(0.95)):>12}")
     print(f"cpu_vs_single_layer (server CPU simulcast / single-layer): {ratio:.2f}")
-    print(f"floor (SRTP-protect and sendto one packet, tight Python loop): {floor:.1f} us; "
-          f"us_per_packet / floor: {simulcast.us_per_packet / floor:.2f}")
     short = [f"{kind} {value:.1%}" for kind, value in (("video", simulcast.delivered_video),
                                                         ("audio", simulcast.delivered_audio)) if value < 0.99]
     if short:
@@ -241,8 +237,6 @@ def main(participants: int, warmup: float, window: float, client_processes: int)
         "delivered_audio": round(simulcast.delivered_audio, 4),
         "latency_p95_ms": round(simulcast.percentile(0.95), 2) if simulcast.latencies_ms else None,  # type: ignore[arg-type]
         "us_per_packet": round(simulcast.us_per_packet, 1),
-        "floor_us_per_packet": round(floor, 2),
-        "us_per_packet_vs_floor": round(simulcast.us_per_packet / floor, 2),
         "cpu_vs_single_layer": round(ratio, 3),
         "cpu_cores": round(simulcast.cpu_cores, 3),
         "single_layer_cpu_cores": round(single.cpu_cores, 3),

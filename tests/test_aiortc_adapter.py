@@ -583,54 +583,10 @@ def test_importing_the_adapter_or_the_client_patches_nothing() -> None:
 
 def test_every_module_checks_what_it_relies_on() -> None:
     """check_compatibility gathers each module's own problems(); today every one of them finds nothing."""
-    from sfu.aiortc_adapter import client, framing, outlet, sctp
+    from sfu.aiortc_adapter import client, framing, sctp
 
-    for module in (compat, receive, framing, outlet, send, clock, sdp, ice, sctp, client):
+    for module in (compat, receive, framing, send, clock, sdp, ice, sctp, client):
         assert module.problems() == [], module.__name__
-
-
-# --- the outlet (forwarded packets written beside the sender) -----------------------------------------------------
-
-
-@pytest.mark.parametrize("level", [None, 37])
-def test_outlet_headers_read_back_as_aiortc_parses_them(level: int | None) -> None:
-    from sfu.aiortc_adapter.outlet import ABS_SEND_TIME_URI, AUDIO_LEVEL_URI, MID_URI, _header_packer
-
-    pack = _header_packer(0xDEADBEEF, 111, 4, "12", 3, 1)
-    now = time.time() + 2_208_988_800
-    data = pack(1, 65535, 4_000_000_000, now, level) + b"opus"
-    extensions = aiortc_rtp.HeaderExtensionsMap()
-    extensions.configure(RTCRtpSendParameters(headerExtensions=[
-        RTCRtpHeaderExtensionParameters(id=4, uri=MID_URI),
-        RTCRtpHeaderExtensionParameters(id=3, uri=ABS_SEND_TIME_URI),
-        RTCRtpHeaderExtensionParameters(id=1, uri=AUDIO_LEVEL_URI)]))
-    packet = aiortc_rtp.RtpPacket.parse(data, extensions)
-    assert (packet.payload_type, packet.marker, packet.sequence_number, packet.timestamp, packet.ssrc,
-            packet.payload) == (111, 1, 65535, 4_000_000_000, 0xDEADBEEF, b"opus")
-    assert packet.extensions.mid == "12"
-    assert packet.extensions.abs_send_time == (int(now * (1 << 32)) >> 14) & 0xFFFFFF
-    assert packet.extensions.audio_level == (None if level is None else (False, level))
-    bare = _header_packer(7, 96, None, None, None, None)(0, 1, 2, now, None) + b"x"
-    expected = aiortc_rtp.RtpPacket(payload_type=96, sequence_number=1, timestamp=2, ssrc=7, payload=b"x")
-    assert bare == expected.serialize(aiortc_rtp.HeaderExtensionsMap())
-
-
-def test_outlet_internals_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
-    from sfu.aiortc_adapter import outlet
-
-    async def no_reports(self: RTCRtpSender) -> None:
-        return None
-
-    monkeypatch.setattr(RTCRtpSender, "_run_rtcp", no_reports)
-    assert "no longer reports the counters the outlet keeps" in problems()
-    monkeypatch.undo()
-
-    async def send_data(self: object, data: bytes, addr: tuple[str, int]) -> None:
-        await asyncio.sleep(0)
-
-    monkeypatch.setattr(aioice.ice.StunProtocol, "send_data", send_data)
-    assert "StunProtocol.send_data no longer is transport.sendto" in problems()
-    assert outlet.problems() != []
 
 
 def test_jitter_buffer_contract_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:

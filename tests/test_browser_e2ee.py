@@ -20,8 +20,7 @@ from playwright.async_api import Browser, Page, async_playwright
 from peerwell.captioning import CaptionsObserver
 from sfu.app import create_app
 from sfu.config import ServerConfig
-from sfu.media.codecs import Vp8Descriptor
-from sfu.media.publication import MediaPacket, Publication
+from sfu.media.publication import EncodedFrame, Publication
 from sfu.room.groups import Group, GroupsConfig, ServerSettings
 from tests.conftest import RunningServer, start_server
 from tests.support import sframe
@@ -87,41 +86,17 @@ def link(key: str, room: str = ROOM, secret: str | None = None) -> str:
 
 
 @dataclass
-class Frame:
-    data: bytes  # the encoded frame as the browser's transform left it
-    keyframe: bool
-    ssrc: int
-
-
-@dataclass
 class Tap:
-    """A sink on the forwarding path: every RTP packet the server forwards for one publication (the forwarder
-    never assembles frames; the test does, to try what the server could)."""
+    """A sink on the forwarding path: every encoded frame the server handles for one publication."""
 
     publication: Publication
-    packets: list[MediaPacket] = field(default_factory=list)
+    frames: list[EncodedFrame] = field(default_factory=list)
 
-    def deliver(self, packet: MediaPacket) -> None:
-        self.packets.append(packet)
+    def deliver(self, frame: EncodedFrame) -> None:
+        self.frames.append(frame)
 
     def close(self) -> None:
         self.publication.remove_sink(self)
-
-    @property
-    def frames(self) -> list[Frame]:
-        if self.publication.kind == "audio":  # one Opus frame per packet
-            return [Frame(p.data, True, p.ssrc) for p in self.packets]
-        frames: dict[tuple[int, int], list[MediaPacket]] = {}
-        for packet in self.packets:
-            frames.setdefault((packet.ssrc, packet.timestamp), []).append(packet)
-        out = []
-        for (ssrc, _timestamp), packets in sorted(frames.items(), key=lambda kv: min(p.received_at for p in kv[1])):
-            packets.sort(key=lambda p: p.sequence_number)
-            if not Vp8Descriptor(packets[0].data).start or not packets[-1].marker:
-                continue  # the tap opened or closed in the middle of this frame
-            data = b"".join(p.data[Vp8Descriptor(p.data).header_size:] for p in packets)
-            out.append(Frame(data, packets[0].keyframe, ssrc))
-        return out
 
 
 def tap(server: RunningServer, room: str, name: str, kind: str) -> Tap:

@@ -1,20 +1,17 @@
-"""Publication: keyframe gating, rate-limited keyframe requests and fan-out, fed real VP8 frames as RTP packets."""
+"""Publication: keyframe gating, rate-limited keyframe requests and fan-out, fed real VP8 frames."""
 
 from __future__ import annotations
 
 import asyncio
-from fractions import Fraction
 
-import av
 import pytest
-from aiortc.codecs import get_encoder
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from aiortc.rtp import RtpPacket
 
+from sfu.aiortc_adapter.framing import AssembledFrame
 from sfu.contrib.client import encode_vp8_clip
 from sfu.media import publication as publication_module
-from sfu.media.codecs import Vp8Descriptor, is_keyframe
-from sfu.media.publication import MediaPacket, Publication
+from sfu.media.codecs import is_keyframe
+from sfu.media.publication import EncodedFrame, Publication
 
 VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
 VP9 = RTCRtpCodecParameters(mimeType="video/VP9", clockRate=90000, payloadType=98)
@@ -29,25 +26,12 @@ def clip() -> list[bytes]:
     return frames
 
 
-def rtp_packets(codec: RTCRtpCodecParameters, frame: bytes, timestamp: int, first_seq: int,
-                ssrc: int = SSRC, packetizer: object = None) -> list[RtpPacket]:
-    """The frame as aiortc's sender packetizes it (VP8: payload descriptors with picture ids; one packetizer
-    numbers pictures on), as RTP packets labelled with `codec`'s payload type."""
-    packet = av.Packet(frame)
-    packet.pts = timestamp
-    packet.time_base = Fraction(1, codec.clockRate)
-    payloads, _ = (packetizer or get_encoder(VP8)).pack(packet)  # type: ignore[attr-defined]
-    return [RtpPacket(payload_type=codec.payloadType, marker=int(k == len(payloads) - 1),
-                      sequence_number=(first_seq + k) % 65536, timestamp=timestamp, ssrc=ssrc, payload=payload)
-            for k, payload in enumerate(payloads)]
-
-
 class Recorder:
     def __init__(self) -> None:
-        self.frames: list[MediaPacket] = []  # packets: the name says what sinks were given before
+        self.frames: list[EncodedFrame] = []
 
-    def deliver(self, packet: MediaPacket) -> None:
-        self.frames.append(packet)
+    def deliver(self, frame: EncodedFrame) -> None:
+        self.frames.append(frame)
 
 
 class FakeClock:
@@ -65,19 +49,14 @@ class Setup:
         self.pub = Publication("alice", kind, self.plis.append, clock=self.clock)
         self.sink = Recorder()
         self.pub.add_sink(self.sink)
-        self.seq = 65530  # wraps within the first frames
-        self.packetizer = get_encoder(VP8)
 
-    def feed(self, clip: list[bytes], indices, codec=VP8) -> None:  # type: ignore[no-untyped-def]
+    def feed(self, clip: list[bytes], indices, codec=VP8, discontinuity_at=()) -> None:  # type: ignore[no-untyped-def]
         for i in indices:
-            packets = rtp_packets(codec, clip[i], i * 3000, self.seq, packetizer=self.packetizer)
-            self.seq = (self.seq + len(packets)) % 65536
-            for packet in packets:
-                self.pub.on_packet(packet, codec)
+            self.pub.on_assembled(AssembledFrame(clip[i], i * 3000, codec.payloadType, SSRC,
+                                                 i in discontinuity_at), codec)
 
     def delivered(self) -> list[int]:
-        """Frame numbers of the frames whose packets were delivered (each once, in order)."""
-        return sorted({f.timestamp // 3000 for f in self.sink.frames})
+        return [f.timestamp // 3000 for f in self.sink.frames]
 
 
 async def test_video_forwards_nothing_before_the_first_keyframe_and_asks_for_one(clip: list[bytes]) -> None:
@@ -89,31 +68,23 @@ async def test_video_forwards_nothing_before_the_first_keyframe_and_asks_for_one
         s.feed(clip, range(10, 15))
         assert s.delivered() == [10, 11, 12, 13, 14]
         first = s.sink.frames[0]
-        assert (first.timestamp, first.keyframe, first.received_at, first.ssrc) == (30000, True, s.clock.now, SSRC)
-        assert first.picture_id >= 0 and first.picture_id_bits == 15  # read once here, for every subscription
-        # Only the first packet of the keyframe starts a picture; every packet of the frames goes on, unchanged.
-        assert [f.keyframe for f in s.sink.frames].count(True) == 1
-        assert b"".join(f.data[Vp8Descriptor(f.data).header_size:] for f in s.sink.frames
-                        if f.timestamp == 30000) == clip[10]
-        assert [f.marker for f in s.sink.frames if f.timestamp == 30000][-1] == 1
-        assert s.pub.packets_received == sum(len(rtp_packets(VP8, clip[i], 0, 0)) for i in range(3, 15))
+        assert first == EncodedFrame(clip[10], 30000, True, s.clock.now, SSRC)
+        assert [f.keyframe for f in s.sink.frames] == [True, False, False, False, False]
+        assert s.pub.frames_received == 12
         assert s.pub.codec is VP8
-        assert s.pub.layers()[0].height == 48  # the picture size from the keyframe packet's VP8 header
     finally:
         s.pub.close()
 
 
-async def test_a_subscribers_keyframe_request_reaches_the_publisher_per_layer(clip: list[bytes]) -> None:
-    """Loss on the publisher's leg is repaired per hop: aiortc NACKs the publisher, retransmissions are
-    forwarded as they come, and a subscriber that still cannot decode sends PLI, which reaches the publisher
-    (test_loss_repair.py through real connections; this is the publication's part)."""
+async def test_video_waits_for_a_keyframe_again_after_a_discontinuity(clip: list[bytes]) -> None:
     s = Setup()
     try:
-        s.feed(clip, range(0, 3))
-        s.clock.now += 1
-        s.pub.request_keyframe(SSRC)
-        s.pub.request_keyframe(12345)  # a layer the publication does not have: nobody to ask
+        s.feed(clip, range(0, 15), discontinuity_at={5})
+        assert s.delivered() == [0, 1, 2, 3, 4, 10, 11, 12, 13, 14]
         assert s.plis == [SSRC]
+        # A discontinuity that lands on a keyframe needs no wait.
+        s.feed(clip, range(20, 23), discontinuity_at={20})
+        assert s.delivered()[-3:] == [20, 21, 22]
     finally:
         s.pub.close()
 
@@ -178,7 +149,7 @@ async def test_paused_publication_forwards_nothing(clip: list[bytes]) -> None:
         s.pub.paused = True
         s.feed(clip, range(5, 25))
         assert s.delivered() == [0, 1, 2, 3, 4]
-        assert s.pub.frames_received == s.pub.packets_received >= 25
+        assert s.pub.frames_received == 25
         s.pub.paused = False
         s.feed(clip, range(25, 33))  # the clip's keyframes are frames 0 and 30
         assert s.delivered()[-3:] == [30, 31, 32]
@@ -209,8 +180,7 @@ async def test_frames_without_a_forwardable_codec_are_ignored(clip: list[bytes])
     try:
         s.feed(clip, range(0, 4), codec=VP9)
         for i in range(4):
-            for packet in rtp_packets(VP8, clip[i], i * 3000, i * 10):
-                s.pub.on_packet(packet, None)
+            s.pub.on_assembled(AssembledFrame(clip[i], i * 3000, 97, SSRC, False), None)
         assert s.sink.frames == []
         assert s.pub.frames_received == 0
         assert s.pub.codec is None
@@ -238,14 +208,8 @@ async def test_audio_forwards_every_frame_and_never_asks_for_keyframes() -> None
     s = Setup(kind="audio")
     try:
         opus_frames = [bytes([0xFC, i]) for i in range(6)]
-        heard: list[tuple[int, float]] = []
-        s.pub.on_audio_level = lambda level, at: heard.append((level, at))
         for i, data in enumerate(opus_frames):
-            packet = RtpPacket(payload_type=111, sequence_number=i, timestamp=i * 960, ssrc=SSRC, payload=data)
-            packet.extensions.audio_level = (True, 30 + i)
-            s.pub.on_packet(packet, OPUS)
-        assert heard == [(30 + i, s.clock.now) for i in range(6)]  # read per packet, for the dominant speaker
-        assert [f.audio_level for f in s.sink.frames] == [30 + i for i in range(6)]
+            s.pub.on_assembled(AssembledFrame(data, i * 960, 111, SSRC, i == 3), OPUS)
         assert [f.data for f in s.sink.frames] == opus_frames
         assert all(f.keyframe for f in s.sink.frames)
         s.pub.request_keyframe()

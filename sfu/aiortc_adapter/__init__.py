@@ -8,10 +8,9 @@ private names it touches, its patch, its ``install()`` if it replaces something 
 
 - compat.py   the pin (aiortc 1.16.0 / aioice 0.13.0), AdapterIncompatible, check_compatibility() gathering
               every module's problems(); runs at server start and in tests (tests/test_aiortc_adapter.py)
-- framing.py  frames from packets, as soon as they are complete: only test clients that check frames use it
-- receive.py  packet tap in place of the jitter buffer, no decoder thread for a tapped receiver, NACK per
-              stream, RTX by repaired-rid, PLI to a publisher, REMB floor, compact rate counter
-- outlet.py   forwarded RTP written out beside a sender: header, SRTP, sendto, NACK history, SR counters
+- framing.py  our stand-in for aiortc's private jitter buffer: encoded frames as soon as they are complete
+- receive.py  receiver tap, no decoder thread for a tapped receiver, NACK per stream, RTX by repaired-rid,
+              PLI to a publisher, REMB floor, compact rate counter
 - send.py     keyframe-request redirect, downlink feedback, RTP history compaction, audio level stamping
 - clock.py    aiortc's per-packet wall clock from time.time() instead of datetime
 - sdp.py      offer checks, codec pinning, Opus DTX, header-extension IDs (create_offer), simulcast SDP
@@ -30,23 +29,19 @@ from sfu.aiortc_adapter.client import (
     count_keyframe_requests,
     drop_outgoing_rtp,
     offer_simulcast,
-    receive_packets_only,
     send_raw_text_frame,
     send_simulcast_layer,
     stamp_rid,
 )
 from sfu.aiortc_adapter.compat import TESTED_AIOICE, TESTED_AIORTC, AdapterIncompatible, check_compatibility
 from sfu.aiortc_adapter.ice import PortRange, set_host_candidate_policy, set_ice_host_addresses
-from sfu.aiortc_adapter.outlet import RtpOutlet
 from sfu.aiortc_adapter.receive import (
     PUBLISHER_REMB_FLOOR_BPS,
     REMB_FLOOR_QUIET_S,
     CompactRateCounter,
     keep_remb_floor,
     receiver_codec,
-    receiver_codecs,
     request_keyframe,
-    tap_packets,
     tap_receiver,
 )
 from sfu.aiortc_adapter.sdp import (
@@ -84,7 +79,6 @@ __all__ = [
     "AdapterIncompatible",
     "CompactRateCounter",
     "PortRange",
-    "RtpOutlet",
     "ask_for_opus_dtx",
     "bundle_transport",
     "check_compatibility",
@@ -103,10 +97,8 @@ __all__ = [
     "offer_simulcast",
     "offered_simulcast",
     "pin_codecs",
-    "receive_packets_only",
     "receive_simulcast",
     "receiver_codec",
-    "receiver_codecs",
     "redirect_keyframe_requests",
     "request_keyframe",
     "send_raw_text_frame",
@@ -116,7 +108,6 @@ __all__ = [
     "set_ice_host_addresses",
     "stamp_audio_level",
     "stamp_rid",
-    "tap_packets",
     "tap_receiver",
 ]
 

@@ -29,10 +29,10 @@ def problems() -> list[str]:
 def check_compatibility() -> None:
     """Raise AdapterIncompatible naming everything this package relies on that the installed aiortc/aioice changed."""
     # Imported here: each of these raises AdapterIncompatible, so they import this module first.
-    from sfu.aiortc_adapter import bundle, client, clock, framing, ice, outlet, receive, sctp, sdp, send
+    from sfu.aiortc_adapter import bundle, client, clock, framing, ice, receive, sctp, sdp, send
 
     found = problems()
-    for module in (receive, framing, outlet, send, clock, sdp, ice, sctp, bundle, client):
+    for module in (receive, framing, send, clock, sdp, ice, sctp, bundle, client):
         found += module.problems()
     if found:
         raise AdapterIncompatible("; ".join(found))

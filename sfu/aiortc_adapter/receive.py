@@ -1,10 +1,8 @@
-"""Receive side: a publisher's RTP reaches the forwarder packet by packet, never assembled or decoded (aiortc 1.16.0).
+"""Receive side: a publisher's RTP reaches the forwarder as encoded frames, never decoded (aiortc 1.16.0).
 
-1. Receiver tap: before a receiver starts, its private JitterBuffer is swapped for a packet tap (``tap_packets``)
-   that hands each RTP packet, as aiortc parsed it and after its SRTP, statistics, NACK and RTX unwrapping, to the
-   publication, and returns no frame. (``tap_receiver`` puts framing.py's assembler there instead: test clients
-   that check frames byte for byte.) Nothing is ever decoded for forwarding, so a tapped receiver gets no decoder
-   thread either: aiortc starts one per receiver and stops it by
+1. Receiver tap: before a receiver starts, its private JitterBuffer is swapped for our frame assembler
+   (framing.py), which hands each reassembled *encoded* frame to the publication. Nothing is ever decoded for
+   forwarding, so such a receiver gets no decoder thread either: aiortc starts one per receiver and stops it by
    joining it, and both wait on the event loop for another thread to be scheduled (measured under load by
    bench.churn: 185 ms in one close). Tapped receivers get no decoder thread (``install()``: the receiver module
    looks ``threading`` up at each call).
@@ -48,8 +46,6 @@ from sfu.aiortc_adapter.sdp import MAX_SIMULCAST_LAYERS
 
 PUBLISHER_REMB_FLOOR_BPS = 1_300_000  # the web client's three layers together (docs/architecture.md)
 REMB_FLOOR_QUIET_S = 10.0
-REMB_INTERVAL_MS = 200  # REMB to a publisher at most this often, unless the estimate drops by REMB_DROP
-REMB_DROP = 0.03
 
 _NACK_GENERATOR = "_RTCRtpReceiver__nack_generator"
 _RTX_SSRC = "_RTCRtpReceiver__rtx_ssrc"
@@ -60,47 +56,6 @@ _DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
 
 
 # --- 1, 3. the tap, NACK per stream, RTX by repaired-rid ------------------------------------------------------------
-
-_NO_FRAME = (False, None)  # what the jitter buffer's add() returns to aiortc: no PLI, no frame to decode
-LISTENER_LOSS_TIMEOUT_S = 1.0  # tap_receiver: how long a frame may wait for retransmissions
-MAX_VIDEO_STREAMS = 4  # SSRCs one video receiver forwards: three simulcast layers and a spare
-
-
-class _PacketTap:
-    """Stands where the receiver's jitter buffer was: each packet goes on as it arrives (aiortc has already
-    depayloaded it into ``_data``, which nobody reads). More SSRCs than any simulcast publisher sends are ignored."""
-
-    __slots__ = ("_emit", "_ssrcs")
-
-    def __init__(self, emit: Callable[[Any], None]) -> None:
-        self._emit = emit
-        self._ssrcs: set[int] = set()
-
-    def add(self, packet: Any) -> tuple[bool, None]:
-        if packet.ssrc not in self._ssrcs:
-            if len(self._ssrcs) >= MAX_VIDEO_STREAMS:
-                return _NO_FRAME
-            self._ssrcs.add(packet.ssrc)
-        self._emit(packet)
-        return _NO_FRAME
-
-
-def skip_decoder_thread(receiver: RTCRtpReceiver) -> None:
-    """`receiver` decodes nothing: it gets no decoder thread when it starts."""
-    _undecoded_queues.add(getattr(receiver, _DECODER_QUEUE))
-
-
-def tap_packets(receiver: RTCRtpReceiver, kind: str, emit: Callable[[Any], None]) -> None:
-    """Make `receiver` hand every RTP packet (aiortc's RtpPacket: header fields, ``payload``, parsed
-    ``extensions``) to `emit`, decoding nothing. Must run before the receiver starts."""
-    if getattr(receiver, _RECEIVER_STARTED):
-        raise AdapterIncompatible("receiver already started; tap it from the 'track' event")
-    _undecoded_queues.add(getattr(receiver, _DECODER_QUEUE))
-    setattr(receiver, JITTER_BUFFER, _PacketTap(emit))
-    if kind == "video":
-        setattr(receiver, _NACK_GENERATOR, _NackPerStream(getattr(receiver, _NACK_GENERATOR).__class__))
-        _map_rtx_by_repaired_rid(receiver)
-
 
 def tap_receiver(receiver: RTCRtpReceiver, kind: str, emit: FrameSink) -> None:
     """Make `receiver` hand reassembled encoded frames to `emit` instead of decoding them.
@@ -113,9 +68,7 @@ def tap_receiver(receiver: RTCRtpReceiver, kind: str, emit: FrameSink) -> None:
     if kind == "audio":
         setattr(receiver, JITTER_BUFFER, AudioFrameAssembler(emit))
         return
-    # A listener behind a packet forwarder repairs loss of both legs (publisher -> server -> listener): it waits
-    # as long as a browser's jitter buffer would for NACKed packets, not the 250 ms one leg needs.
-    setattr(receiver, JITTER_BUFFER, VideoStreamsAssembler(emit, loss_timeout=LISTENER_LOSS_TIMEOUT_S))
+    setattr(receiver, JITTER_BUFFER, VideoStreamsAssembler(emit))
     setattr(receiver, _NACK_GENERATOR, _NackPerStream(getattr(receiver, _NACK_GENERATOR).__class__))
     _map_rtx_by_repaired_rid(receiver)
 
@@ -169,12 +122,6 @@ def _map_rtx_by_repaired_rid(receiver: RTCRtpReceiver) -> None:
         await original(packet, arrival_time_ms)
 
     receiver._handle_rtp_packet = handle  # type: ignore[method-assign]
-
-
-def receiver_codecs(receiver: RTCRtpReceiver) -> dict[int, RTCRtpCodecParameters]:
-    """The receiver's codecs by payload type (the dict itself: renegotiation updates it in place)."""
-    codecs: dict[int, RTCRtpCodecParameters] = getattr(receiver, _RECEIVER_CODECS)
-    return codecs
 
 
 def receiver_codec(receiver: RTCRtpReceiver, payload_type: int) -> RTCRtpCodecParameters | None:
@@ -237,8 +184,6 @@ class _RembWithFloor:
     def __init__(self, estimator: RemoteBitrateEstimator) -> None:
         self.estimator = estimator
         self._overuse_at_ms = -1e12
-        self._sent_at_ms = -1e12
-        self._sent_bps = 0
 
     def add(self, arrival_time_ms: int, abs_send_time: int, payload_size: int,
             ssrc: int) -> tuple[int, list[int]] | None:
@@ -251,12 +196,6 @@ class _RembWithFloor:
         bitrate, ssrcs = result
         if arrival_time_ms - self._overuse_at_ms > REMB_FLOOR_QUIET_S * 1000:
             bitrate = max(bitrate, PUBLISHER_REMB_FLOOR_BPS)
-        # While overusing, aiortc's estimator reports on every packet, and each report became one RTCP packet
-        # (measured: 7% of the server's CPU on a busy machine). As libwebrtc: a REMB at most every
-        # REMB_INTERVAL_MS, unless the estimate fell by more than REMB_DROP at once.
-        if (arrival_time_ms - self._sent_at_ms < REMB_INTERVAL_MS and bitrate >= self._sent_bps * (1 - REMB_DROP)):
-            return None
-        self._sent_at_ms, self._sent_bps = arrival_time_ms, bitrate
         return bitrate, ssrcs
 
 
@@ -328,7 +267,7 @@ def problems() -> list[str]:
             found.append(f"RTCRtpReceiver no longer sets {attr}")
     if not callable(getattr(RTCRtpReceiver, "_send_rtcp_pli", None)):
         found.append("RTCRtpReceiver._send_rtcp_pli is gone")
-    return (found + _decoder_thread_problems() + _simulcast_problems() + _remb_problems() + _rate_counter_problems())
+    return found + _decoder_thread_problems() + _simulcast_problems() + _remb_problems() + _rate_counter_problems()
 
 
 def _decoder_thread_problems() -> list[str]:

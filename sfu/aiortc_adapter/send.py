@@ -37,7 +37,6 @@ from aiortc import rtp as aiortc_rtp
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from sfu.aiortc_adapter.compat import AdapterIncompatible
-from sfu.aiortc_adapter.outlet import outlet_of
 
 _RTP_HISTORY = "_RTCRtpSender__rtp_history"
 
@@ -74,11 +73,7 @@ def observe_downlink(sender: RTCRtpSender, on_remb: Callable[[int], None],
 # --- 3. RTP history -------------------------------------------------------------------------------------------------
 
 def forget_sent_packets(sender: RTCRtpSender) -> None:
-    """Drop the RTP packets `sender` (or its forwarding outlet) keeps for retransmission (its slot went idle: no
-    NACK can want them)."""
-    outlet = outlet_of(sender)
-    if outlet is not None:
-        outlet.forget()
+    """Drop the RTP packets `sender` keeps for retransmission (its slot went idle: no NACK can want them)."""
     getattr(sender, _RTP_HISTORY).clear()
 
 
@@ -134,9 +129,8 @@ def keep_compact_rtp_history(sender: RTCRtpSender) -> None:
 
 
 def sent_packets_kept(sender: RTCRtpSender) -> int:
-    """How many sent RTP packets `sender` (or its forwarding outlet) keeps for retransmission (tests, diagnostics)."""
-    outlet = outlet_of(sender)
-    return len(getattr(sender, _RTP_HISTORY)) + (outlet.kept if outlet is not None else 0)
+    """How many sent RTP packets `sender` keeps for retransmission (tests, diagnostics)."""
+    return len(getattr(sender, _RTP_HISTORY))
 
 
 # --- 4. audio level -------------------------------------------------------------------------------------------------

@@ -34,7 +34,6 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
-from aiortc.rtp import RtpPacket
 
 from sfu import aiortc_adapter
 from sfu.aiortc_adapter.framing import AssembledFrame
@@ -270,10 +269,6 @@ class RoomClient:
     tag: int = 0
     mark_frames: bool = True
     keep_frames: bool = True  # keep received bytes (tests); benchmarks only count
-    # True: receive at packet level (benchmarks): no depayloading, no frame assembly; a video frame is counted at
-    # its marker-bit packet, whose payload (with the tail of the packet before, when it is short) on_frame gets,
-    # which is all a trailer needs. Nothing is kept (keep_frames is ignored).
-    packet_level: bool = False
     on_frame: Callable[[str, str, bytes, float], None] | None = None  # (mid, kind, data, perf_counter)
     on_event: Callable[[dict], None] | None = None  # each data-channel event, as it arrives
     talking: Callable[[], bool] | None = None  # audio: False = silent, sent as Opus DTX (needs silence_frame)
@@ -533,9 +528,6 @@ class RoomClient:
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         transceiver = next(t for t in self.pc.getTransceivers() if t.receiver.track is track)
-        if self.packet_level:
-            self._count_packets(transceiver, track.kind)
-            return
 
         def count(frame: AssembledFrame) -> None:
             mid = transceiver.mid or "?"
@@ -547,24 +539,6 @@ class RoomClient:
                 self.on_frame(mid, track.kind, frame.data, now)
 
         aiortc_adapter.tap_receiver(transceiver.receiver, track.kind, count)
-
-    def _count_packets(self, transceiver: RTCRtpTransceiver, kind: str) -> None:
-        previous: dict[int, bytes] = {}  # per SSRC, the last payload: a short marker packet may split a trailer
-
-        def on_packet(packet: RtpPacket) -> None:
-            payload = packet.payload
-            if kind == "video":
-                if not packet.marker:
-                    previous[packet.ssrc] = payload
-                    return
-                if len(payload) < TRAILER_SIZE + 8:
-                    payload = previous.get(packet.ssrc, b"")[-TRAILER_SIZE:] + payload
-            mid = transceiver.mid or "?"
-            self.frame_counts[mid] += 1
-            if self.on_frame is not None:
-                self.on_frame(mid, kind, payload, time.perf_counter())
-
-        aiortc_adapter.receive_packets_only(transceiver.receiver, on_packet)
 
     async def packets_received(self) -> int:
         """RTP packets received on every transceiver (aiortc's inbound-rtp statistics)."""

@@ -50,7 +50,6 @@ IDLE_SLOT_OFFER_DELAY = 5.0
 
 CONNECTION_GONE = "your media connection has closed; join again with your resume token"
 ALLOCATE_EVERY_S = 0.5  # feedback re-runs the layer choice at most this often (each RTCP packet would ask)
-SENDING_RATE_EVERY_S = 0.1  # what we forward to this person is summed at most this often for its feedback
 
 
 class NegotiationError(Exception):
@@ -98,7 +97,6 @@ class PeerSession:
         self.speaker: str | None = None
         self.downlink = DownlinkBudget()
         self._allocated_at = -1e9
-        self._sending, self._sending_at = 0, -1e9  # sending_bps(), and when it was summed
         self._delivery: dict[str, str] = {}  # publisher id -> what the client was last told
 
     def _new_connection(self) -> RTCPeerConnection:
@@ -215,10 +213,10 @@ class PeerSession:
             return
         publication = Publication(self.owner_id, track.kind,
                                   lambda ssrc: aiortc_adapter.request_keyframe(receiver, ssrc), source=source)
-        codecs = aiortc_adapter.receiver_codecs(receiver)
-        on_packet = publication.on_packet
-        aiortc_adapter.tap_packets(receiver, track.kind,
-                                   lambda packet: on_packet(packet, codecs.get(packet.payload_type)))
+        aiortc_adapter.tap_receiver(
+            receiver, track.kind,
+            lambda frame: publication.on_assembled(frame, aiortc_adapter.receiver_codec(receiver,
+                                                                                       frame.payload_type)))
         if track.kind == "video":
             aiortc_adapter.keep_remb_floor(receiver)
         publication.codec = aiortc_adapter.negotiated_codec(transceiver)
@@ -255,8 +253,8 @@ class PeerSession:
                 aiortc_adapter.pin_codecs(transceiver, codecs)
             else:
                 transceiver.setCodecPreferences(subscriber_codecs(publication.codec))
-            outlet = aiortc_adapter.RtpOutlet(transceiver.sender)  # the forwarded packets go out through it
-            subscription = Subscription(publication.kind, self.owner_id, outlet=outlet)
+            aiortc_adapter.keep_compact_rtp_history(transceiver.sender)
+            subscription = Subscription(publication.kind, self.owner_id)
             transceiver.sender.replaceTrack(subscription)
             aiortc_adapter.redirect_keyframe_requests(transceiver.sender, subscription.request_keyframe)
             aiortc_adapter.observe_downlink(transceiver.sender, lambda bps: self._feedback(remb_bps=bps),
@@ -322,9 +320,7 @@ class PeerSession:
 
     def _feedback(self, remb_bps: int | None = None, loss: float | None = None) -> None:
         now = time.monotonic()
-        if now - self._sending_at >= SENDING_RATE_EVERY_S:  # every sender's reports ask: one sum serves them all
-            self._sending, self._sending_at = self.sending_bps(), now
-        changed = self.downlink.observe(self._sending, now, remb_bps=remb_bps, loss=loss)
+        changed = self.downlink.observe(self.sending_bps(), now, remb_bps=remb_bps, loss=loss)
         if changed or now - self._allocated_at >= ALLOCATE_EVERY_S:
             self.allocate_layers(now)
 
